@@ -1,0 +1,61 @@
+"""Name → class registries for models (and anything else looked up by name from a recipe).
+
+Adding a model is one file with ``@register_model("name")`` plus one import line in
+``sciformer/models/__init__.py``; look-ups by an unknown name fail with a "did you mean" hint.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from typing import Any
+
+from sciformer.errors import ConfigError
+
+_MODELS: dict[str, type] = {}
+
+
+def did_you_mean(name: str, choices: list[str] | tuple[str, ...] | Any) -> str:
+    """Return " (did you mean 'x'?)" for the closest choice, or an empty string."""
+    close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1, cutoff=0.5)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def register_model(name: str, task: str = "forecast") -> Callable[[type], type]:
+    """Class decorator: make a model reachable from recipes under ``name``.
+
+    ``task`` is ``"forecast"`` (batch ``x [B, L, N]`` → ``[B, H, N]``) or ``"operator"``
+    (``u [B, C_in, *grid]`` → ``[B, C_out, *grid]``); the trainer picks the matching step from it.
+    """
+
+    def decorator(cls: type) -> type:
+        if name in _MODELS and _MODELS[name] is not cls:
+            raise ValueError(f"model name {name!r} is registered twice ({_MODELS[name]} and {cls})")
+        cls.registry_name = name
+        cls.task = task
+        _MODELS[name] = cls
+        return cls
+
+    return decorator
+
+
+def _load_builtin_models() -> None:
+    import sciformer.models  # noqa: F401  (registers every built-in model)
+
+
+def get_model(name: str) -> type:
+    """The model class registered as ``name``."""
+    _load_builtin_models()
+    try:
+        return _MODELS[name]
+    except KeyError:
+        raise ConfigError(
+            f"unknown model {name!r}{did_you_mean(name, _MODELS)}; "
+            f"registered models: {', '.join(sorted(_MODELS))}"
+        ) from None
+
+
+def list_models(task: str | None = None) -> list[str]:
+    """Registered model names, optionally only those of one task."""
+    _load_builtin_models()
+    return sorted(n for n, cls in _MODELS.items() if task is None or cls.task == task)
