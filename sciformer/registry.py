@@ -59,3 +59,16 @@ def list_models(task: str | None = None) -> list[str]:
     """Registered model names, optionally only those of one task."""
     _load_builtin_models()
     return sorted(n for n, cls in _MODELS.items() if task is None or cls.task == task)
+
+
+def build_model(name: str, args: dict[str, Any] | None = None, **data_sizes: Any):
+    """Instantiate a registered model from recipe arguments plus the sizes the data provides.
+
+    Only the data sizes the constructor accepts are passed (a model that has no ``n_marks`` never sees it).
+    """
+    import inspect
+
+    cls = get_model(name)
+    accepted = inspect.signature(cls.__init__).parameters
+    sizes = {k: v for k, v in data_sizes.items() if k in accepted}
+    return cls(**sizes, **(args or {}))

@@ -1,0 +1,143 @@
+"""The ``sciformer`` command: one entry point, one function per verb.
+
+User errors (bad recipe, missing data, corrupt checkpoint) print one line and exit with code 2;
+``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from sciformer.errors import SciformerError
+
+RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    from sciformer.config import load_recipe
+    from sciformer.engine.runner import fit_recipe
+
+    recipe = load_recipe(args.recipe, args.overrides)
+    callbacks = []
+    if recipe.tracking.enabled:
+        from sciformer.tracking.mlflow import MLflowTracker
+
+        callbacks.append(MLflowTracker(recipe.tracking, run_name=recipe.name))
+    result = fit_recipe(recipe, args.out, callbacks)
+    m = result.metrics
+    print(f"run directory: {result.run_dir}")
+    print(
+        f"test_mse {m['test_mse']:.4f}  test_mae {m['test_mae']:.4f}  (best epoch {m['best_epoch']} of {m['epochs']}, "
+        f"{m['seconds_per_epoch']:.2f} s/epoch)"
+    )
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from sciformer.engine.runner import METRICS_FILE, evaluate_run
+
+    metrics = evaluate_run(args.run_dir, device=args.device)
+    print(json.dumps(metrics, indent=2))
+    recorded = Path(args.run_dir) / METRICS_FILE
+    if recorded.is_file():
+        before = json.loads(recorded.read_text())
+        same = all(before.get(k) == metrics[k] for k in ("test_mse", "test_mae"))
+        print(f"{'matches' if same else 'differs from'} {recorded}")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from sciformer.config import load_recipe
+
+    recipe = load_recipe(args.recipe, args.overrides)
+    print(f"{args.recipe}: valid (model '{recipe.model.name}', data '{recipe.data.name}')")
+    return 0
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    if args.what == "models":
+        from sciformer.registry import get_model, list_models
+
+        for name in list_models():
+            print(f"{name:<24}{get_model(name).task}")
+    elif args.what == "datasets":
+        _print_datasets()
+    else:
+        for path in sorted(RECIPES_DIR.rglob("*.yaml")):
+            print(path.relative_to(RECIPES_DIR.parent))
+    return 0
+
+
+def _print_datasets() -> None:
+    from sciformer.data.catalog import find_file, manifests
+
+    for name, manifest in sorted(manifests().items()):
+        where = find_file(manifest)
+        print(f"{name:<14}{manifest.freq or '':<8}{manifest.description:<80}{where or 'not downloaded'}")
+
+
+def cmd_datasets(args: argparse.Namespace) -> int:
+    if args.action == "ls":
+        _print_datasets()
+    elif args.action == "download":
+        from sciformer.data.catalog import download
+
+        for name in args.names:
+            print(f"{name}: {download(name)}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sciformer", description="Transformer surrogates for time series and PDEs.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of user errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("fit", help="train, validate and test a recipe", description="Train, validate and test a recipe; write a run directory.")
+    p.add_argument("recipe", help="recipe YAML file")
+    p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.epochs=3 data.horizon=192")
+    p.add_argument("--out", type=Path, default=None, help="run directory (default: runs/<recipe>-<timestamp>/)")
+    p.set_defaults(func=cmd_fit)
+
+    p = sub.add_parser("evaluate", help="re-test a run's checkpoint", description="Re-run the test split from a run directory's checkpoint.")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: the recipe's)")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("validate", help="check a recipe without running it", description="Check a recipe (and overrides) without running it.")
+    p.add_argument("recipe")
+    p.add_argument("overrides", nargs="*")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("ls", help="list models, datasets or recipes", description="List registered models, datasets or the bundled recipes.")
+    p.add_argument("what", choices=["models", "datasets", "recipes"])
+    p.set_defaults(func=cmd_ls)
+
+    p = sub.add_parser("datasets", help="list or download datasets", description="List named datasets or download them (sha256-verified).")
+    dsub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    dsub.add_parser("ls", help="list named datasets and where their files are")
+    d = dsub.add_parser("download", help="download named datasets into $SCIFORMER_DATA_DIR or ./data")
+    d.add_argument("names", nargs="+")
+    p.set_defaults(func=cmd_datasets)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except SciformerError as exc:
+        if args.debug:
+            raise
+        print(f"sciformer: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("sciformer: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

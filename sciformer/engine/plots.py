@@ -1,0 +1,50 @@
+"""Figures written into run directories (matplotlib, headless)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def forecast_figure(history: np.ndarray, truth: np.ndarray, prediction: np.ndarray, columns: list[str], title: str = ""):
+    """Grid of windows × variables: lookback history, true future and forecast.
+
+    ``history [W, L, V]``, ``truth [W, H, V]``, ``prediction [W, H, V]`` for W windows and V variables.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n_windows, lookback, n_vars = history.shape
+    horizon = truth.shape[1]
+    fig, axes = plt.subplots(n_vars, n_windows, figsize=(4.2 * n_windows, 2.4 * n_vars), squeeze=False, sharex=True)
+    past, future = np.arange(-lookback, 0), np.arange(horizon)
+    for v in range(n_vars):
+        for w in range(n_windows):
+            ax = axes[v, w]
+            ax.plot(past, history[w, :, v], color="0.45", lw=1, label="history")
+            ax.plot(future, truth[w, :, v], color="C0", lw=1.2, label="truth")
+            ax.plot(future, prediction[w, :, v], color="C3", lw=1.2, label="forecast")
+            ax.axvline(0, color="0.8", lw=0.8)
+            if w == 0:
+                ax.set_ylabel(columns[v], fontsize=8)
+            if v == 0:
+                ax.set_title(f"test window {w + 1}", fontsize=9)
+    axes[0, 0].legend(fontsize=7, loc="upper left")
+    for ax in axes[-1]:
+        ax.set_xlabel("step (scaled values)", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def save_figure(fig, path: str | Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,166 @@
+"""A run, start to finish: recipe → data → model → train → test → run directory.
+
+``fit_recipe`` is what ``sciformer fit`` executes; ``evaluate_run`` re-tests a run directory's checkpoint.
+Trackers plug in as callbacks (see :mod:`sciformer.engine.callbacks`); the engine never imports them.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from sciformer import __version__
+from sciformer.config import Recipe, recipe_from_dict
+from sciformer.data.timeseries import TimeSeriesData
+from sciformer.engine.callbacks import Callback, CallbackList
+from sciformer.engine.checkpoint import load_model, save_checkpoint
+from sciformer.engine.plots import forecast_figure, save_figure
+from sciformer.engine.trainer import Trainer, pick_device, seed_everything
+from sciformer.registry import build_model
+
+CHECKPOINT_DIR = "checkpoint"
+METRICS_FILE = "metrics.json"
+PLOT_FILE = "forecast.png"
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    metrics: dict[str, Any]
+
+
+def default_run_dir(recipe: Recipe, root: str | Path = "runs") -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    base = Path(root) / f"{recipe.name or 'run'}-{stamp}"
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    return path
+
+
+def data_sizes(data: TimeSeriesData, recipe: Recipe) -> dict[str, int]:
+    """Constructor sizes that come from the data, never from YAML."""
+    return {
+        "n_vars": data.n_vars,
+        "n_marks": data.n_marks,
+        "lookback": recipe.data.lookback,
+        "horizon": recipe.data.horizon,
+        "label_len": recipe.data.label_len,
+    }
+
+
+def system_info(device: torch.device) -> dict[str, Any]:
+    info = {
+        "sciformer": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+        "device": str(device),
+        "cpu_threads": torch.get_num_threads(),
+    }
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def fit_recipe(recipe: Recipe, run_dir: str | Path | None = None, callbacks: list[Callback] | tuple[Callback, ...] = ()) -> RunResult:
+    """Train, validate and test ``recipe``; write checkpoint, metrics and plot into ``run_dir``."""
+    seed_everything(recipe.seed)
+    device = pick_device(recipe.train.device)
+    data = TimeSeriesData.from_config(recipe.data).to(device)
+    sizes = data_sizes(data, recipe)
+    model = build_model(recipe.model.name, recipe.model.args, **sizes)
+    run_dir = Path(run_dir) if run_dir is not None else default_run_dir(recipe)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    hooks = CallbackList(callbacks)
+    info = {
+        **system_info(device),
+        "run_dir": str(run_dir),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "windows": {split: r.n_windows for split, r in data.splits.items()},
+    }
+    hooks.on_fit_start(recipe.to_dict(), info)
+    try:
+        trainer = Trainer(model, recipe.train, device, seed=recipe.seed, callbacks=hooks)
+        fit = trainer.fit(data)
+        test = trainer.evaluate(data, "test")
+        val = trainer.evaluate(data, "val")
+    except BaseException as exc:
+        hooks.on_failure(exc)
+        raise
+    metrics = {
+        "test_mse": test["mse"],
+        "test_mae": test["mae"],
+        "val_mse": val["mse"],
+        "best_epoch": fit.best_epoch,
+        "epochs": fit.epochs,
+        "train_seconds": fit.train_seconds,
+        "seconds_per_epoch": fit.seconds_per_epoch,
+        "parameters": info["parameters"],
+        "device": str(device),
+    }
+    save_checkpoint(run_dir / CHECKPOINT_DIR, model, checkpoint_config(recipe, data, sizes))
+    (run_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
+    (run_dir / "history.json").write_text(json.dumps(fit.history, indent=2))
+    plot_forecasts(model, data, run_dir / PLOT_FILE, title=f"{recipe.model.name} on {recipe.data.name}")
+    hooks.on_fit_end(metrics, run_dir)
+    return RunResult(run_dir, metrics)
+
+
+def checkpoint_config(recipe: Recipe, data: TimeSeriesData, sizes: dict[str, int]) -> dict[str, Any]:
+    return {
+        "model": {"name": recipe.model.name, "args": recipe.model.args, "data_sizes": sizes},
+        "recipe": recipe.to_dict(),
+        "data": {
+            "name": recipe.data.name,
+            "columns": data.columns,
+            "scaler": data.scaler_state(),
+            "fingerprint": data.fingerprint,
+            "freq": data.freq,
+            "time_features": data.time_features_freq,
+            "last_timestamp": str(data.timestamps[-1]),
+        },
+    }
+
+
+@torch.no_grad()
+def plot_forecasts(model: torch.nn.Module, data: TimeSeriesData, path: Path, n_windows: int = 3, max_vars: int = 3, title: str = "") -> Path:
+    """History, truth and forecast for a few evenly spaced test windows and the last ``max_vars`` variables."""
+    model.eval()
+    r = data.splits["test"]
+    picks = torch.linspace(0, r.n_windows - 1, n_windows).long() + r.start
+    batch = data.gather(picks.to(data.values.device))
+    pred = model(batch.x, batch.x_mark, batch.y_mark).float()
+    cols = list(range(max(0, data.n_vars - max_vars), data.n_vars))
+    as_np = lambda t: t[..., cols].cpu().numpy()  # noqa: E731
+    fig = forecast_figure(as_np(batch.x), as_np(batch.y), as_np(pred), [data.columns[c] for c in cols], title)
+    return save_figure(fig, path)
+
+
+def evaluate_run(run_dir: str | Path, device: str | None = None) -> dict[str, Any]:
+    """Rebuild data and model from a run's checkpoint and re-run the test split."""
+    run_dir = Path(run_dir)
+    ckpt = run_dir / CHECKPOINT_DIR if (run_dir / CHECKPOINT_DIR).is_dir() else run_dir
+    from sciformer.engine.checkpoint import read_config
+
+    config = read_config(ckpt)
+    recipe = recipe_from_dict(config["recipe"])
+    torch_device = pick_device(device or recipe.train.device)
+    model, config = load_model(ckpt, torch_device)
+    scaler = (np.asarray(config["data"]["scaler"]["mean"]), np.asarray(config["data"]["scaler"]["std"]))
+    data = TimeSeriesData.from_config(recipe.data, scaler=scaler).to(torch_device)
+    if data.columns != config["data"]["columns"]:
+        from sciformer.errors import DataError
+
+        raise DataError(f"the data of run '{run_dir}' now has columns {data.columns}; the checkpoint was trained on {config['data']['columns']}")
+    trainer = Trainer(model, recipe.train, torch_device, seed=recipe.seed)
+    test = trainer.evaluate(data, "test")
+    return {"test_mse": test["mse"], "test_mae": test["mae"], "data_changed": data.fingerprint != config["data"]["fingerprint"]}

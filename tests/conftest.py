@@ -1,0 +1,42 @@
+"""Shared fixtures. Real data comes from $SCIFORMER_DATA_DIR (CI: ../shared/datasets); tests that need it skip
+with a reason when it is absent."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+_SHARED = REPO.parent / "shared" / "datasets"
+if "SCIFORMER_DATA_DIR" not in os.environ and _SHARED.is_dir():
+    os.environ["SCIFORMER_DATA_DIR"] = str(_SHARED)
+
+
+@pytest.fixture
+def data_dir() -> Path:
+    path = Path(os.environ.get("SCIFORMER_DATA_DIR", ""))
+    if not (path / "ETT-small" / "ETTh1.csv").is_file():
+        pytest.skip("real benchmark data not found: set SCIFORMER_DATA_DIR to ../shared/datasets")
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cwd(tmp_path, monkeypatch):
+    """Run every test in its own directory so runs/, mlflow.db and ./data never touch the checkout."""
+    monkeypatch.chdir(tmp_path)
+
+
+def write_csv(path: Path, n_rows: int = 600, n_cols: int = 3, freq: str = "h", seed: int = 0, columns: list[str] | None = None) -> Path:
+    """A small synthetic series: sines plus noise, a ``date`` column first."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n_rows)
+    columns = columns or [f"v{i}" for i in range(n_cols - 1)] + ["OT"]
+    values = np.stack([np.sin(2 * np.pi * t / (24 + 5 * i)) + 0.1 * rng.standard_normal(n_rows) for i in range(len(columns))], axis=1)
+    frame = pd.DataFrame(values, columns=columns)
+    frame.insert(0, "date", pd.date_range("2020-01-01", periods=n_rows, freq=freq).strftime("%Y-%m-%d %H:%M:%S"))
+    frame.to_csv(path, index=False)
+    return path

@@ -1,0 +1,102 @@
+from pathlib import Path
+
+import pytest
+
+from sciformer.config import DataConfig, load_recipe, parse_override, recipe_from_dict
+from sciformer.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPES = sorted((REPO / "recipes").rglob("*.yaml"))
+
+
+def test_defaults_and_types():
+    recipe = recipe_from_dict({"model": {"name": "itransformer", "d_model": 32}, "train": {"lr": 1}})
+    assert recipe.train.lr == 1.0 and isinstance(recipe.train.lr, float)  # ints accepted where floats are expected
+    assert recipe.model.args == {"d_model": 32}
+    assert recipe.data == DataConfig()
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=[str(p.relative_to(REPO)) for p in RECIPES])
+def test_every_recipe_validates(path):
+    recipe = load_recipe(path)
+    assert recipe.name == path.stem
+
+
+def test_recipes_start_with_the_command_that_runs_them():
+    for path in RECIPES:
+        first = path.read_text().splitlines()[0]
+        assert first.startswith("# sciformer fit recipes/"), f"{path} should start with the command that runs it"
+
+
+def test_unknown_key_has_did_you_mean():
+    with pytest.raises(ConfigError, match=r"unknown recipe key 'train.epoch'.*did you mean 'epochs'"):
+        recipe_from_dict({"train": {"epoch": 3}})
+
+
+def test_unknown_section():
+    with pytest.raises(ConfigError, match=r"unknown recipe key 'trian'.*did you mean 'train'"):
+        recipe_from_dict({"trian": {}})
+
+
+def test_wrong_type_names_key_and_expected_type():
+    with pytest.raises(ConfigError, match=r"'train.epochs': expected int, got str \('ten'\)"):
+        recipe_from_dict({"train": {"epochs": "ten"}})
+    with pytest.raises(ConfigError, match=r"'train.epochs': expected int, got bool"):
+        recipe_from_dict({"train": {"epochs": True}})
+
+
+def test_unknown_model_has_did_you_mean():
+    with pytest.raises(ConfigError, match=r"unknown model 'itransfromer'.*did you mean 'itransformer'"):
+        recipe_from_dict({"model": {"name": "itransfromer"}})
+
+
+def test_model_keys_checked_against_constructor():
+    with pytest.raises(ConfigError, match=r"unknown recipe key 'model.d_modle'.*did you mean 'd_model'"):
+        recipe_from_dict({"model": {"name": "itransformer", "d_modle": 8}})
+    with pytest.raises(ConfigError, match=r"'model.d_model': expected int, got float"):
+        recipe_from_dict({"model": {"name": "itransformer", "d_model": 8.5}})
+
+
+def test_sizes_from_data_cannot_be_typed():
+    with pytest.raises(ConfigError, match=r"'model.n_vars' comes from the data"):
+        recipe_from_dict({"model": {"name": "itransformer", "n_vars": 7}})
+
+
+def test_unknown_dataset_has_did_you_mean():
+    with pytest.raises(ConfigError, match=r"unknown dataset 'ett_h3'.*did you mean"):
+        recipe_from_dict({"data": {"name": "ett_h3"}})
+
+
+def test_missing_csv_path_fails_early():
+    with pytest.raises(ConfigError, match=r"file 'nowhere/my.csv' does not exist"):
+        recipe_from_dict({"data": {"name": "nowhere/my.csv"}})
+
+
+def test_choice_values_checked():
+    with pytest.raises(ConfigError, match=r"'train.lr_schedule': expected one of halve, cosine, constant, got 'cosin'.*did you mean 'cosine'"):
+        recipe_from_dict({"train": {"lr_schedule": "cosin"}})
+
+
+def test_dotted_overrides_are_parsed_as_yaml_and_validated():
+    assert parse_override("train.epochs=3") == (["train", "epochs"], 3)
+    assert recipe_from_dict({}, ["train.lr=1e-3"]).train.lr == 1e-3  # YAML 1.1 reads 1e-3 as a string
+    recipe = recipe_from_dict({}, ["train.epochs=3", "data.name=ett_m1", "data.horizon=336", "model.d_model=64"])
+    assert (recipe.train.epochs, recipe.data.name, recipe.data.horizon, recipe.model.args["d_model"]) == (3, "ett_m1", 336, 64)
+    with pytest.raises(ConfigError, match="expected KEY=VALUE"):
+        recipe_from_dict({}, ["train.epochs"])
+    with pytest.raises(ConfigError, match="unknown recipe key 'train.epoks'"):
+        recipe_from_dict({}, ["train.epoks=3"])
+
+
+def test_value_ranges():
+    with pytest.raises(ConfigError, match="'data.label_len'"):
+        recipe_from_dict({"data": {"lookback": 24, "label_len": 48}})
+    with pytest.raises(ConfigError, match="'train.epochs': expected a positive integer"):
+        recipe_from_dict({"train": {"epochs": 0}})
+
+
+def test_yaml_is_read_safely(tmp_path):
+    bad = tmp_path / "evil.yaml"
+    bad.write_text("data: !!python/object/apply:os.system ['echo pwned']\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_recipe(bad)
