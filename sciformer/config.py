@@ -173,10 +173,10 @@ def _build_section(cls: type, values: Any, prefix: str) -> Any:
 
 
 def _build_model(values: Any) -> ModelConfig:
-    if not isinstance(values, dict) or "name" not in values:
+    if not isinstance(values, dict):
         raise ConfigError(f"recipe key 'model': expected a mapping with a 'name', got {values!r}")
     values = dict(values)
-    name = values.pop("name")
+    name = values.pop("name", ModelConfig.name)
     if not isinstance(name, str):
         raise ConfigError(f"recipe key 'model.name': expected str, got {type(name).__name__} ({name!r})")
     cls = get_model(name)
