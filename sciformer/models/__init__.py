@@ -1,3 +1,8 @@
-"""Built-in models. Each module registers itself by name; add one import line per new model."""
+"""Built-in models: every module in this package is imported once and registers itself by name
+(``@register_model``), so adding a model is adding one file."""
 
-from sciformer.models import itransformer  # noqa: F401
+import importlib
+import pkgutil
+
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
