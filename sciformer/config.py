@@ -38,7 +38,7 @@ class DataConfig:
     name: str = "ett_h1"
     lookback: int = 96
     horizon: int = 96
-    label_len: int = 48
+    label_len: int | None = None  # decoder's known steps (enc-dec models); default min(48, lookback // 2)
     time_col: str | None = None  # default: the manifest's, else "date"
     columns: list[str] | None = None  # default: every numeric column (target last)
     target: str | None = None  # moved to the last column, as TSLib does
@@ -203,6 +203,8 @@ def _validate(recipe: Recipe) -> None:
 
     check_dataset_name(recipe.data.name)
     d, t = recipe.data, recipe.train
+    if d.label_len is None:
+        d.label_len = min(48, d.lookback // 2)  # TSLib's 48 at lookback 96
     for key, value in (("data.lookback", d.lookback), ("data.horizon", d.horizon), ("train.epochs", t.epochs), ("train.batch_size", t.batch_size)):
         if value < 1:
             raise ConfigError(f"recipe key '{key}': expected a positive integer, got {value}")
