@@ -1,0 +1,161 @@
+"""Informer: ProbSparse attention against full attention, the distilling layer's length, the model's wiring."""
+
+import math
+
+import pytest
+import torch
+
+from sciformer.nn.attention import FullAttention
+from sciformer.nn.probsparse import DistillingLayer, ProbSparseAttention
+from sciformer.registry import build_model
+
+ATOL = 1e-5
+
+
+def qkv(B=2, L=12, S=12, H=3, E=8, D=8, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(B, L, H, E, generator=g), torch.randn(B, S, H, E, generator=g), torch.randn(B, S, H, D, generator=g)
+
+
+# ----------------------------------------------------------------------------------- ProbSparse attention
+@pytest.mark.parametrize("causal", [False, True], ids=["unmasked", "causal"])
+def test_probsparse_equals_full_attention_when_every_query_is_selected(causal):
+    q, k, v = qkv()
+    # factor 100: u = U_part = 100·ceil(ln 12) is clipped to L = 12, so every query attends to every key
+    sparse = ProbSparseAttention(factor=100, causal=causal)
+    full = FullAttention(dropout=0.0, causal=causal)
+    for mode in (sparse.train, sparse.eval):  # the random key sample of training must not matter either
+        mode()
+        torch.testing.assert_close(sparse(q, k, v), full(q, k, v), atol=ATOL, rtol=ATOL)
+
+
+def test_probsparse_cross_attention_equals_full_when_every_query_is_selected():
+    q, k, v = qkv(L=7, S=20, D=5)
+    torch.testing.assert_close(ProbSparseAttention(factor=100)(q, k, v), FullAttention()(q, k, v), atol=ATOL, rtol=ATOL)
+
+
+@pytest.mark.parametrize("causal", [False, True], ids=["unmasked", "causal"])
+def test_only_top_u_queries_attend_and_lazy_ones_get_mean_or_cumsum_of_values(causal):
+    L, factor = 96, 3
+    q, k, v = qkv(B=2, L=L, S=L, H=2, E=4, D=4, seed=1)
+    # at position 0 the causal row and cumsum(V) are both v_0; a zero query has the lowest sparsity score
+    # (M = 0, random queries score max − sum/S > 0), so it stays lazy and the count below is exact
+    q[:, 0] = 0.0
+    out = ProbSparseAttention(factor=factor, causal=causal).eval()(q, k, v)  # [B, L, H, D]
+    full = FullAttention(causal=causal)(q, k, v)
+    lazy = v.cumsum(dim=1) if causal else v.mean(dim=1, keepdim=True).expand_as(v)
+    is_full = torch.isclose(out, full, atol=ATOL).all(-1)  # [B, L, H]
+    is_lazy = torch.isclose(out, lazy, atol=ATOL).all(-1)
+    assert (is_full | is_lazy).all(), "every query outputs either its exact attention row or the lazy default"
+    u = factor * math.ceil(math.log(L))  # 3 · ceil(ln 96) = 15 active queries per sample and head
+    assert u == 15
+    assert (is_full & ~is_lazy).sum(dim=1).eq(u).all(), f"expected exactly {u} active queries per sample and head"
+
+
+def test_probsparse_is_reproducible_in_eval_and_resampled_in_training():
+    q, k, v = qkv(L=64, S=64, seed=2)
+    attn = ProbSparseAttention(factor=1).eval()
+    assert torch.equal(attn(q, k, v), attn(q, k, v))
+    attn.train()
+    torch.manual_seed(0)
+    first = attn(q, k, v)
+    assert any(not torch.equal(first, attn(q, k, v)) for _ in range(5)), "training should redraw the key sample"
+
+
+def test_probsparse_gradients_reach_queries_keys_and_values():
+    q, k, v = (t.requires_grad_() for t in qkv(L=32, S=32, seed=3))
+    ProbSparseAttention(factor=2, causal=True)(q, k, v).square().sum().backward()
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        assert t.grad is not None and t.grad.abs().sum() > 0, f"no gradient reached {name}"
+
+
+def test_causal_probsparse_rejects_cross_attention_shapes():
+    q, k, v = qkv(L=5, S=9)
+    with pytest.raises(ValueError, match="L == S"):
+        ProbSparseAttention(causal=True)(q, k, v)
+
+
+# ------------------------------------------------------------------------------------- distilling layer
+def test_distilling_layer_rejects_sequences_shorter_than_its_padding():
+    with pytest.raises(ValueError, match=r"at least 2 steps, got \(1, 1, 4\)"):
+        DistillingLayer(4)(torch.randn(1, 1, 4))
+
+
+def test_distilling_layer_maps_96_steps_to_49():
+    # circular conv with padding 2 grows 96 → 98, max-pool (k=3, s=2, p=1) halves it to 49 (TSLib's ConvLayer)
+    x = torch.randn(2, 96, 16)
+    assert DistillingLayer(16)(x).shape == (2, 49, 16)
+
+
+@pytest.mark.parametrize("length", [2, 3, 5, 24, 48, 49, 97])
+def test_distilling_output_length_formula_matches_the_layer(length):
+    layer = DistillingLayer(4).eval()
+    assert layer(torch.randn(1, length, 4)).shape[1] == DistillingLayer.output_length(length)
+
+
+# -------------------------------------------------------------------------------------------- the model
+def build(**args):
+    torch.manual_seed(0)
+    defaults = dict(d_model=16, d_ff=32, n_heads=2, e_layers=2, d_layers=1, factor=3)
+    return build_model("informer", {**defaults, **args}, n_vars=3, n_marks=4, lookback=96, horizon=24, label_len=48)
+
+
+def batch(B=2, L=96, H=24, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(B, L, 3, generator=g), torch.rand(B, L, 4, generator=g) - 0.5, torch.rand(B, H, 4, generator=g) - 0.5
+
+
+@pytest.mark.parametrize("e_layers, distil, expected", [(2, True, 49), (3, True, 26), (2, False, 96)])
+def test_encoder_memory_length_follows_distilling(e_layers, distil, expected):
+    model = build(e_layers=e_layers, distil=distil).eval()
+    x, x_mark, _ = batch()
+    with torch.no_grad():
+        memory = model.encoder(model.enc_embedding(x, x_mark))
+    assert memory.shape == (2, expected, 16)
+
+
+@pytest.mark.parametrize("cross", ["full", "probsparse"])
+def test_forecast_shape_and_finite(cross):
+    model = build(cross_attention=cross).eval()
+    with torch.no_grad():
+        out = model(*batch())
+    assert out.shape == (2, 24, 3) and torch.isfinite(out).all()
+
+
+def test_decoder_is_causal_over_the_horizon():
+    # with every query active (large factor) the only path from a later step to an earlier one would be a
+    # missing mask in the decoder's self-attention; the placeholders are zeros so only marks carry step info
+    model = build(factor=100).eval()
+    x, x_mark, y_mark = batch()
+    changed = y_mark.clone()
+    changed[:, -1] += 1.0
+    with torch.no_grad():
+        a, b = model(x, x_mark, y_mark), model(x, x_mark, changed)
+    torch.testing.assert_close(a[:, :-1], b[:, :-1], atol=ATOL, rtol=ATOL)
+    assert not torch.allclose(a[:, -1], b[:, -1])
+
+
+def test_forecast_uses_the_last_label_len_steps_as_decoder_start():
+    # a change to the most recent observed step must reach the forecast even with the encoder bypassed
+    model = build().eval()
+    x, x_mark, y_mark = batch()
+    memory = torch.zeros(2, 49, 16)
+    model.encoder.forward = lambda h: memory  # isolate the decoder path
+    x2 = x.clone()
+    x2[:, -1] += 1.0
+    with torch.no_grad():
+        assert not torch.allclose(model(x, x_mark, y_mark), model(x2, x_mark, y_mark))
+        x3 = x.clone()
+        x3[:, : 96 - 48] += 1.0  # steps older than label_len reach the decoder only through the encoder
+        torch.testing.assert_close(model(x, x_mark, y_mark), model(x3, x_mark, y_mark))
+
+
+def test_model_errors_name_what_was_received():
+    model = build()
+    x, x_mark, y_mark = batch()
+    with pytest.raises(ValueError, match=r"expected x of shape \[B, L, N=3\], got \(2, 96, 5\)"):
+        model(torch.randn(2, 96, 5), x_mark, y_mark)
+    with pytest.raises(ValueError, match=r"expected y_mark of shape \[B, H=24, F\]"):
+        model(x, x_mark, y_mark[:, :10])
+    with pytest.raises(ValueError, match="cross_attention must be one of"):
+        build(cross_attention="sparse")
