@@ -36,12 +36,15 @@ def main() -> None:
     ap.add_argument("--scale", type=int, default=1, help="multiply every n")
     ap.add_argument("--res", action="append", default=[], help="name=res override (repeatable)")
     ap.add_argument("--dtype", default="float32")
+    ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     args = ap.parse_args()
 
     import torch
 
     from sciformer.data.generators import GENERATORS, generate
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit("--device cuda but torch.cuda.is_available() is False")
     res_over = dict(kv.split("=") for kv in args.res)

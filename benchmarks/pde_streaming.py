@@ -46,8 +46,13 @@ def _parse_params(items: list[str]) -> dict:
     return out
 
 
-def _generate(name, path, n, res, device, params):
+def _generate(name, path, n, res, device, params, threads):
+    import torch
+
     from sciformer.data.generators import generate
+
+    if threads:
+        torch.set_num_threads(threads)
 
     generate(name, path, n, res, seed=0, device=device, **params)
 
@@ -63,6 +68,8 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=64, help="pairs per batch")
     ap.add_argument("--chunk-size", type=int, default=None, help="samples per read (default ~64 MB)")
     ap.add_argument("--initial-step", type=int, default=10)
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch threads for generation (1 avoids OpenMP stalls on a busy machine)")
     ap.add_argument("--tmpdir", default=None)
     ap.add_argument("--keep", default=None, help="move the generated file here instead of deleting it")
     args = ap.parse_args()
@@ -81,7 +88,8 @@ def main() -> None:
     try:
         t0 = time.perf_counter()
         proc = mp.get_context("spawn").Process(target=_generate,
-                                               args=(args.generator, path, n, args.res, args.device, params))
+                                               args=(args.generator, path, n, args.res, args.device, params,
+                                                     args.threads))
         proc.start()
         proc.join()
         if proc.exitcode != 0:

@@ -94,7 +94,8 @@ class PatchEmbedding(nn.Module):
         self.n_patches = patch_count(lookback, patch_len, stride)
         self.patching = Patching(patch_len, stride)
         self.proj = nn.Linear(patch_len, d_model, bias=bias)
-        if positional == "learned":
+        self.learned_position = positional == "learned"
+        if self.learned_position:
             self.position = nn.Parameter(torch.empty(self.n_patches, d_model).uniform_(-0.02, 0.02))
         else:
             self.position = PositionalEmbedding(d_model, max_len=self.n_patches)
@@ -107,7 +108,7 @@ class PatchEmbedding(nn.Module):
                 f"expected a lookback giving {self.n_patches} patches, got {patches.shape[2]} patches from input {tuple(x.shape)}"
             )
         tokens = self.proj(patches.flatten(0, 1))  # [B·N, P, d_model]
-        position = self.position if isinstance(self.position, nn.Parameter) else self.position(tokens)
+        position = self.position if self.learned_position else self.position(tokens)  # [P, d_model] or [1, P, d_model]
         return self.dropout(tokens + position)
 
 
