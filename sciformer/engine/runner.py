@@ -71,6 +71,15 @@ def system_info(device: torch.device) -> dict[str, Any]:
     return info
 
 
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak memory of this process so far: CUDA allocations on a GPU, resident set size on a CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
 def fit_recipe(recipe: Recipe, run_dir: str | Path | None = None, callbacks: list[Callback] | tuple[Callback, ...] = ()) -> RunResult:
     """Train, validate and test ``recipe``; write checkpoint, metrics and plot into ``run_dir``."""
     seed_everything(recipe.seed)
@@ -105,6 +114,7 @@ def fit_recipe(recipe: Recipe, run_dir: str | Path | None = None, callbacks: lis
         "train_seconds": fit.train_seconds,
         "seconds_per_epoch": fit.seconds_per_epoch,
         "parameters": info["parameters"],
+        "peak_memory_mb": peak_memory_mb(device),
         "device": str(device),
     }
     save_checkpoint(run_dir / CHECKPOINT_DIR, model, checkpoint_config(recipe, data, sizes))
