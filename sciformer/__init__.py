@@ -6,4 +6,13 @@ triton and cupy only where they are used.
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+__all__ = ["Forecaster", "__version__"]
+
+
+def __getattr__(name: str):
+    # Lazy, so that ``import sciformer`` does not import torch, pandas or the models.
+    if name == "Forecaster":
+        from sciformer.api.forecaster import Forecaster
+
+        return Forecaster
+    raise AttributeError(f"module 'sciformer' has no attribute {name!r}")

@@ -49,6 +49,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_predict(args: argparse.Namespace) -> int:
+    from sciformer.api.forecaster import Forecaster
+
+    forecaster = Forecaster.load(args.run_dir, device=args.device)
+    forecast = forecaster.predict(args.data, level=args.level or None)
+    if args.out:
+        forecast.to_csv(args.out)
+        print(f"forecast of {len(forecast)} steps written to {args.out}")
+    else:
+        print(forecast.to_csv(), end="")
+    return 0
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     from sciformer.config import load_recipe
 
@@ -105,6 +118,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", type=Path)
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: the recipe's)")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="forecast the real future from a run's checkpoint",
+                       description="Forecast the next horizon steps after the last timestamp of --data (default: the end of the training data).")
+    p.add_argument("run_dir", type=Path, help="a run directory (or a checkpoint directory / Forecaster.save folder)")
+    p.add_argument("--data", type=Path, default=None, help="CSV with at least lookback rows of the training columns")
+    p.add_argument("--out", type=Path, default=None, help="write the forecast CSV here (default: print it)")
+    p.add_argument("--level", type=float, nargs="*", default=[], help="prediction-interval levels in percent, e.g. 90")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("validate", help="check a recipe without running it", description="Check a recipe (and overrides) without running it.")
     p.add_argument("recipe")

@@ -198,10 +198,11 @@ def _build_model(values: Any) -> ModelConfig:
     return ModelConfig(name=name, args=args)
 
 
-def _validate(recipe: Recipe) -> None:
+def _validate(recipe: Recipe, check_data: bool = True) -> None:
     from sciformer.data.catalog import check_dataset_name
 
-    check_dataset_name(recipe.data.name)
+    if check_data:
+        check_dataset_name(recipe.data.name)
     d, t = recipe.data, recipe.train
     if d.label_len is None:
         d.label_len = min(48, d.lookback // 2)  # TSLib's 48 at lookback 96
@@ -252,8 +253,11 @@ _SECTIONS = {"data": DataConfig, "train": TrainConfig, "tracking": TrackingConfi
 _TOP_LEVEL = ("data", "model", "train", "tracking", "seed", "name")
 
 
-def recipe_from_dict(raw: dict[str, Any], overrides: list[str] | None = None) -> Recipe:
-    """Validate a raw mapping (plus dotted overrides) into a :class:`Recipe`."""
+def recipe_from_dict(raw: dict[str, Any], overrides: list[str] | None = None, check_data: bool = True) -> Recipe:
+    """Validate a raw mapping (plus dotted overrides) into a :class:`Recipe`.
+
+    ``check_data=False`` skips the dataset-name check, for data handed over in Python (``Forecaster.fit(df)``).
+    """
     if not isinstance(raw, dict):
         raise ConfigError(f"a recipe must be a mapping of sections ({', '.join(_TOP_LEVEL)}), got {type(raw).__name__}")
     raw = apply_overrides(_deepcopy(raw), overrides or [])
@@ -267,7 +271,7 @@ def recipe_from_dict(raw: dict[str, Any], overrides: list[str] | None = None) ->
         seed=_coerce(raw.get("seed", 2021), int, "seed"),
         name=_coerce(raw.get("name"), str | None, "name"),
     )
-    _validate(recipe)
+    _validate(recipe, check_data)
     return recipe
 
 

@@ -22,12 +22,13 @@ from sciformer import __version__
 from sciformer.errors import CheckpointError
 
 WEIGHTS = "weights.safetensors"
+EXTRAS = "extras.safetensors"  # tensors beside the weights: conformal calibration scores, the last lookback rows
 CONFIG = "config.json"
 FORMAT_VERSION = 1
 
 
-def save_checkpoint(directory: str | Path, model: nn.Module, config: dict[str, Any]) -> Path:
-    """Write ``model``'s weights and ``config`` to ``directory`` atomically (replacing an older one)."""
+def save_checkpoint(directory: str | Path, model: nn.Module, config: dict[str, Any], extras: dict[str, torch.Tensor] | None = None) -> Path:
+    """Write ``model``'s weights, ``config`` and optional ``extras`` tensors to ``directory`` atomically."""
     from safetensors.torch import save_file
 
     directory = Path(directory)
@@ -36,9 +37,11 @@ def save_checkpoint(directory: str | Path, model: nn.Module, config: dict[str, A
     try:
         state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
         save_file(state, str(tmp / WEIGHTS))
+        if extras:
+            save_file({k: v.detach().contiguous().cpu() for k, v in extras.items()}, str(tmp / EXTRAS))
         payload = {"format": FORMAT_VERSION, "sciformer_version": __version__, **config}
         (tmp / CONFIG).write_text(json.dumps(payload, indent=2, default=str))
-        for path in (tmp / WEIGHTS, tmp / CONFIG):
+        for path in tmp.iterdir():
             with open(path, "rb") as handle:
                 os.fsync(handle.fileno())
         if directory.exists():
@@ -72,17 +75,23 @@ def read_config(directory: str | Path) -> dict[str, Any]:
     return config
 
 
-def read_weights(directory: str | Path) -> dict[str, torch.Tensor]:
+def read_weights(directory: str | Path, name: str = WEIGHTS) -> dict[str, torch.Tensor]:
+    """The tensors of ``weights.safetensors`` (or of another safetensors file of the checkpoint)."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    path = Path(directory) / WEIGHTS
+    path = Path(directory) / name
     if not path.is_file():
-        raise CheckpointError(f"checkpoint '{directory}' has no {WEIGHTS}")
+        raise CheckpointError(f"checkpoint '{directory}' has no {name}")
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"checkpoint file '{path}' is corrupt or truncated ({exc})") from None
+
+
+def read_extras(directory: str | Path) -> dict[str, torch.Tensor]:
+    """The extra tensors saved beside the weights (empty when there are none)."""
+    return read_weights(directory, EXTRAS) if (Path(directory) / EXTRAS).is_file() else {}
 
 
 def load_model(directory: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict[str, Any]]:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
 from sciformer import __version__
@@ -21,8 +22,9 @@ from sciformer.config import Recipe, recipe_from_dict
 from sciformer.data.timeseries import TimeSeriesData
 from sciformer.engine.callbacks import Callback, CallbackList
 from sciformer.engine.checkpoint import load_model, save_checkpoint
+from sciformer.engine.conformal import calibration_scores
 from sciformer.engine.plots import forecast_figure, save_figure
-from sciformer.engine.trainer import Trainer, pick_device, seed_everything
+from sciformer.engine.trainer import FitResult, Trainer, pick_device, seed_everything
 from sciformer.registry import build_model
 
 CHECKPOINT_DIR = "checkpoint"
@@ -80,26 +82,29 @@ def peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
+def train(recipe: Recipe, data: TimeSeriesData, device: torch.device, hooks: CallbackList) -> tuple[torch.nn.Module, Trainer, FitResult]:
+    """Build the recipe's model for ``data`` and fit it (best validation weights restored)."""
+    model = build_model(recipe.model.name, recipe.model.args, **data_sizes(data, recipe))
+    trainer = Trainer(model, recipe.train, device, seed=recipe.seed, callbacks=hooks)
+    return model, trainer, trainer.fit(data)
+
+
 def fit_recipe(recipe: Recipe, run_dir: str | Path | None = None, callbacks: list[Callback] | tuple[Callback, ...] = ()) -> RunResult:
     """Train, validate and test ``recipe``; write checkpoint, metrics and plot into ``run_dir``."""
     seed_everything(recipe.seed)
     device = pick_device(recipe.train.device)
     data = TimeSeriesData.from_config(recipe.data).to(device)
-    sizes = data_sizes(data, recipe)
-    model = build_model(recipe.model.name, recipe.model.args, **sizes)
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(recipe)
     run_dir.mkdir(parents=True, exist_ok=True)
     hooks = CallbackList(callbacks)
     info = {
         **system_info(device),
         "run_dir": str(run_dir),
-        "parameters": sum(p.numel() for p in model.parameters()),
         "windows": {split: r.n_windows for split, r in data.splits.items()},
     }
     hooks.on_fit_start(recipe.to_dict(), info)
     try:
-        trainer = Trainer(model, recipe.train, device, seed=recipe.seed, callbacks=hooks)
-        fit = trainer.fit(data)
+        model, trainer, fit = train(recipe, data, device, hooks)
         test = trainer.evaluate(data, "test")
         val = trainer.evaluate(data, "val")
     except BaseException as exc:
@@ -113,11 +118,12 @@ def fit_recipe(recipe: Recipe, run_dir: str | Path | None = None, callbacks: lis
         "epochs": fit.epochs,
         "train_seconds": fit.train_seconds,
         "seconds_per_epoch": fit.seconds_per_epoch,
-        "parameters": info["parameters"],
+        "parameters": sum(p.numel() for p in model.parameters()),
         "peak_memory_mb": peak_memory_mb(device),
         "device": str(device),
     }
-    save_checkpoint(run_dir / CHECKPOINT_DIR, model, checkpoint_config(recipe, data, sizes))
+    batch_size = recipe.train.eval_batch_size or recipe.train.batch_size
+    save_checkpoint(run_dir / CHECKPOINT_DIR, model, checkpoint_config(recipe, data), checkpoint_extras(model, data, batch_size))
     (run_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
     (run_dir / "history.json").write_text(json.dumps(fit.history, indent=2))
     plot_forecasts(model, data, run_dir / PLOT_FILE, title=f"{recipe.model.name} on {recipe.data.name}")
@@ -125,9 +131,9 @@ def fit_recipe(recipe: Recipe, run_dir: str | Path | None = None, callbacks: lis
     return RunResult(run_dir, metrics)
 
 
-def checkpoint_config(recipe: Recipe, data: TimeSeriesData, sizes: dict[str, int]) -> dict[str, Any]:
+def checkpoint_config(recipe: Recipe, data: TimeSeriesData) -> dict[str, Any]:
     return {
-        "model": {"name": recipe.model.name, "args": recipe.model.args, "data_sizes": sizes},
+        "model": {"name": recipe.model.name, "args": recipe.model.args, "data_sizes": data_sizes(data, recipe)},
         "recipe": recipe.to_dict(),
         "data": {
             "name": recipe.data.name,
@@ -139,6 +145,31 @@ def checkpoint_config(recipe: Recipe, data: TimeSeriesData, sizes: dict[str, int
             "last_timestamp": str(data.timestamps[-1]),
         },
     }
+
+
+def checkpoint_extras(model: torch.nn.Module, data: TimeSeriesData, batch_size: int) -> dict[str, torch.Tensor]:
+    """Conformal scores of the validation windows and the newest lookback rows (with their timestamps), so a
+    checkpoint alone can forecast the real future with intervals."""
+    return {
+        "calibration_scores": calibration_scores(model, data.batches("val", batch_size)),
+        **history_tensors(data.tail, data.timestamps[-data.lookback :]),
+    }
+
+
+def history_tensors(values: np.ndarray, index: pd.DatetimeIndex) -> dict[str, torch.Tensor]:
+    """History rows (original units, float64) and their timestamps (int64 nanoseconds) for a checkpoint."""
+    return {
+        "history": torch.tensor(values, dtype=torch.float64),
+        "history_time_ns": torch.from_numpy(index.as_unit("ns").asi8.copy()),
+    }
+
+
+def history_frame(extras: dict[str, torch.Tensor], columns: list[str]) -> pd.DataFrame | None:
+    """The history saved by :func:`history_tensors`, as a frame indexed by its timestamps."""
+    if "history" not in extras:
+        return None
+    index = pd.DatetimeIndex(extras["history_time_ns"].numpy().astype("datetime64[ns]"))
+    return pd.DataFrame(extras["history"].numpy(), index=index, columns=columns)
 
 
 @torch.no_grad()

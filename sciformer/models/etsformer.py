@@ -42,7 +42,8 @@ class ETSformer(nn.Module):
 
     ``top_k`` Fourier waves per stage; ``e_layers`` encoder and ``d_layers`` decoder stages, which must be
     equal (decoder stage ``i`` reads encoder stage ``i``). ``augment_sigma`` is the strength of the random
-    scale/shift/jitter applied to ``x`` in training mode only (0 turns it off).
+    scale/shift/jitter applied to ``x`` in training mode only (0 turns it off). ``activation`` is the
+    bias-free feed-forward's; the authors use ``"sigmoid"`` (the ETTh1 recipe does), TSLib ``"gelu"``.
     """
 
     def __init__(

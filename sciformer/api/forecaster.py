@@ -1,0 +1,342 @@
+"""``Forecaster``: fit any registered forecaster on your own data and forecast the real future.
+
+    fc = Forecaster("patchtst", horizon=96, lookback=336).fit(df)       # wide/long DataFrame, xarray, CSV path
+    future = fc.predict(level=[80, 95])                                  # next 96 timestamps, original units
+    fc.save("model/"); Forecaster.load("model/").predict()              # identical numbers
+
+A thin layer over the engine (the same :class:`~sciformer.engine.trainer.Trainer` and checkpoint format as
+``sciformer fit``): the validation windows are the last ``val_size`` of the data, and they also calibrate the
+split-conformal intervals (:mod:`sciformer.engine.conformal`).
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from sciformer.config import DATA_FILLED, Recipe, TrainConfig, load_recipe, recipe_from_dict
+from sciformer.data.frames import Layout, from_wide, future_index, regular_frequency, to_wide
+from sciformer.data.timefeatures import time_features
+from sciformer.data.timeseries import TimeSeriesData
+from sciformer.engine.callbacks import CallbackList
+from sciformer.engine.checkpoint import load_model, read_config, read_extras, save_checkpoint
+from sciformer.engine.conformal import interval
+from sciformer.engine.runner import checkpoint_config, checkpoint_extras, history_frame, history_tensors, train
+from sciformer.engine.trainer import pick_device, seed_everything
+from sciformer.errors import ConfigError, DataError
+from sciformer.registry import get_model
+
+_TRAIN_KEYS = set(TrainConfig.__dataclass_fields__)
+
+
+@dataclass
+class Backtest:
+    """``windows``: one row per forecast origin; ``summary``: MSE/MAE over all windows, scaled and original units."""
+
+    windows: pd.DataFrame
+    summary: pd.DataFrame
+
+
+class Forecaster:
+    """Fit/predict/backtest/save for any registered forecasting model.
+
+    Keyword arguments are constructor arguments of the model (``d_model=128``) or keys of a recipe's ``train``
+    section (``epochs=5, lr=1e-3``); ``seed`` and ``tracking`` (bool, or a ``tracking`` mapping) are accepted too.
+    Tracking is off unless asked for.
+    """
+
+    def __init__(self, model: str, horizon: int, lookback: int, **overrides: Any) -> None:
+        model_args, train_args = {}, {}
+        seed = overrides.pop("seed", 2021)
+        tracking = overrides.pop("tracking", False)
+        label_len = overrides.pop("label_len", None)
+        accepted = inspect.signature(get_model(model).__init__).parameters
+        for key, value in overrides.items():
+            if key in _TRAIN_KEYS:
+                train_args[key] = value
+            elif key in accepted and key not in DATA_FILLED:
+                model_args[key] = value
+            else:
+                raise ConfigError(f"Forecaster got an unknown argument '{key}': expected a '{model}' model argument or a train setting ({', '.join(sorted(_TRAIN_KEYS))})")
+        raw = {
+            "data": {"lookback": lookback, "horizon": horizon, "label_len": label_len},
+            "model": {"name": model, **model_args},
+            "train": train_args,
+            "tracking": tracking if isinstance(tracking, dict) else {"enabled": bool(tracking)},
+            "seed": seed,
+            "name": f"forecaster-{model}",
+        }
+        self._init(recipe_from_dict(raw, check_data=False))
+
+    def _init(self, recipe: Recipe) -> None:
+        self.recipe = recipe
+        self.model: torch.nn.Module | None = None
+        self.columns: list[str] = []
+        self.freq: str | None = None
+        self.mean = self.std = None
+        self.scores: torch.Tensor | None = None
+        self.history: pd.DataFrame | None = None
+        self.layout = Layout("wide")
+        self.time_features = recipe.data.time_features or "h"
+        self.device = pick_device(recipe.train.device)
+
+    @classmethod
+    def from_recipe(cls, path: str | Path, overrides: list[str] | None = None) -> "Forecaster":
+        """A forecaster with a recipe's model and train settings (its ``data`` section gives lookback/horizon)."""
+        forecaster = cls.__new__(cls)
+        forecaster._init(load_recipe(path, overrides))
+        return forecaster
+
+    @property
+    def horizon(self) -> int:
+        return self.recipe.data.horizon
+
+    @property
+    def lookback(self) -> int:
+        return self.recipe.data.lookback
+
+    # ------------------------------------------------------------------------------------------- fit
+    def fit(self, data: Any, target: str | None = None, time_col: str | None = None, freq: str | None = None, val_size: float | int = 0.2) -> "Forecaster":
+        """Train on ``data``; the last ``val_size`` (fraction or rows) of it validates and calibrates intervals."""
+        frame, self.layout = to_wide(data, time_col, target)
+        self.freq = regular_frequency(frame.index, freq, "the training data")
+        if self.recipe.data.time_features is None:
+            self.time_features = _feature_freq(self.freq)
+        n = len(frame)
+        n_val = int(round(val_size * n)) if isinstance(val_size, float) else int(val_size)
+        L, H = self.lookback, self.horizon
+        if n_val < H or n - n_val < L + H:
+            raise DataError(
+                f"the training data has {n} rows; with lookback {L} and horizon {H} it needs at least {L + H} training rows "
+                f"and {H} validation rows (val_size={val_size} gives {n_val})"
+            )
+        borders = {"train": (0, n - n_val), "val": (n - n_val - L, n)}
+        seed_everything(self.recipe.seed)
+        series = TimeSeriesData(frame, L, H, borders=borders, time_features_freq=self.time_features, freq=self.freq, name="the training data")
+        series.to(self.device)
+        hooks = CallbackList(self._callbacks())
+        hooks.on_fit_start(self.recipe.to_dict(), {"rows": n, "columns": list(frame.columns), "freq": self.freq})
+        try:
+            self.model, trainer, fit = train(self.recipe, series, self.device, hooks)
+        except BaseException as exc:
+            hooks.on_failure(exc)
+            raise
+        self.model.eval()
+        self.columns, self.mean, self.std = series.columns, series.mean, series.std
+        extras = checkpoint_extras(self.model, series, self.recipe.train.eval_batch_size or self.recipe.train.batch_size)
+        self.scores = extras["calibration_scores"]
+        self.history = frame.iloc[-L:].copy()
+        self._checkpoint_config = checkpoint_config(self.recipe, series)
+        self.fit_result = fit
+        hooks.on_fit_end({"val_mse": trainer.evaluate(series, "val")["mse"], "best_epoch": fit.best_epoch, "epochs": fit.epochs}, Path("."))
+        return self
+
+    def _callbacks(self) -> list:
+        if not self.recipe.tracking.enabled:
+            return []
+        from sciformer.tracking.mlflow import MLflowTracker
+
+        return [MLflowTracker(self.recipe.tracking, run_name=self.recipe.name)]
+
+    # --------------------------------------------------------------------------------------- predict
+    def _require_fitted(self) -> None:
+        if self.model is None:
+            raise DataError("this Forecaster is not fitted yet: call fit(data) or Forecaster.load(dir) first")
+
+    def _history_frame(self, data: Any, time_col: str | None) -> tuple[pd.DataFrame, Layout]:
+        if data is None:
+            return self.history, self.layout
+        frame, layout = to_wide(data, time_col)
+        if list(frame.columns) != self.columns:
+            missing = [c for c in self.columns if c not in frame.columns]
+            extra = [c for c in frame.columns if c not in self.columns]
+            raise DataError(
+                f"the data's columns differ from training: missing {missing}, unexpected {extra}; expected exactly {self.columns}"
+                if missing or extra
+                else f"the data's columns are in a different order {list(frame.columns)}; expected {self.columns}"
+            )
+        if len(frame) < self.lookback:
+            raise DataError(f"the history has {len(frame)} rows, fewer than the lookback of {self.lookback}; give at least {self.lookback} rows")
+        frame = frame.iloc[-self.lookback :]
+        regular_frequency(frame.index, self.freq, "the history")
+        return frame, layout
+
+    def _scale(self, values: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(((values - self.mean) / self.std).astype(np.float32))
+
+    @torch.no_grad()
+    def _forecast(self, windows: np.ndarray, starts: list[pd.Timestamp]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scaled lookbacks ``x [B, L, N]`` and forecasts ``[B, H, N]`` for raw windows ``[B, L, N]``."""
+        L, H = self.lookback, self.horizon
+        x = self._scale(windows).to(self.device)
+        marks = []
+        for first in starts:
+            stamps = pd.date_range(first, periods=L + H, freq=self.freq)
+            marks.append(time_features(stamps, self.time_features))
+        marks_t = torch.from_numpy(np.stack(marks)).to(self.device)
+        pred = self.model(x, marks_t[:, :L], marks_t[:, L:]).float()
+        return x, pred
+
+    def predict(self, data: Any = None, level: list[float] | float | None = None, time_col: str | None = None):
+        """The next ``horizon`` steps after the last timestamp of ``data`` (default: the training data).
+
+        Returns the input's shape (DataFrame indexed by the future timestamps, long frame, or xarray), in the
+        data's units, with the training column names; ``level=[80, 95]`` adds ``<col>-lo-80``/``<col>-hi-80``
+        columns from split-conformal intervals.
+        """
+        frame, layout = self._predict_wide(data, level, time_col)
+        return from_wide(frame, layout)
+
+    def _predict_wide(self, data: Any, level: list[float] | float | None, time_col: str | None) -> tuple[pd.DataFrame, Layout]:
+        self._require_fitted()
+        history, layout = self._history_frame(data, time_col)
+        x, pred = self._forecast(history.to_numpy(dtype=np.float64)[None], [history.index[0]])
+        future = future_index(history.index[-1], self.freq, self.horizon)
+        bounds = [(lvl, *interval(pred, x, self.scores, lvl / 100)) for lvl in _levels(level)]
+        out = {}
+        for i, c in enumerate(self.columns):
+            out[c] = self._unscale(pred[0], i)
+            for lvl, lo, hi in bounds:
+                out[f"{c}-lo-{lvl:g}"] = self._unscale(lo[0], i)
+                out[f"{c}-hi-{lvl:g}"] = self._unscale(hi[0], i)
+        return pd.DataFrame(out, index=future), layout
+
+    def _unscale(self, scaled: torch.Tensor, i: int) -> np.ndarray:
+        return scaled[:, i].double().cpu().numpy() * self.std[i] + self.mean[i]
+
+    # -------------------------------------------------------------------------------------- backtest
+    @torch.no_grad()
+    def backtest(self, data: Any, windows: int | None = None, stride: int | None = None, time_col: str | None = None, batch_size: int = 256) -> Backtest:
+        """Rolling-origin evaluation: forecasts from the last ``windows`` origins of ``data``, ``stride`` rows apart
+        (default: the horizon), each scored against the truth, on scaled and original units."""
+        self._require_fitted()
+        frame, _ = to_wide(data, time_col)
+        self._history_frame(frame, None)  # same columns, enough rows, regular
+        regular_frequency(frame.index, self.freq, "the backtest data")
+        L, H = self.lookback, self.horizon
+        stride = stride or H
+        last = len(frame) - L - H
+        if last < 0:
+            raise DataError(f"the backtest data has {len(frame)} rows, fewer than lookback + horizon = {L + H}")
+        origins = list(range(last, -1, -stride))[: windows or None][::-1]
+        raw = frame.to_numpy(dtype=np.float64)
+        rows = []
+        for i in range(0, len(origins), batch_size):
+            chunk = origins[i : i + batch_size]
+            windows_raw = np.stack([raw[s : s + L] for s in chunk])
+            truth = np.stack([raw[s + L : s + L + H] for s in chunk])
+            _, pred = self._forecast(windows_raw, [frame.index[s] for s in chunk])
+            pred_orig = pred.double().cpu().numpy() * self.std + self.mean
+            err_orig = pred_orig - truth
+            err_scaled = err_orig / self.std
+            for j, s in enumerate(chunk):
+                rows.append({
+                    "origin": frame.index[s + L - 1],
+                    "first_forecast": frame.index[s + L],
+                    "mse": float(np.mean(err_scaled[j] ** 2)),
+                    "mae": float(np.mean(np.abs(err_scaled[j]))),
+                    "mse_original": float(np.mean(err_orig[j] ** 2)),
+                    "mae_original": float(np.mean(np.abs(err_orig[j]))),
+                })
+        per_window = pd.DataFrame(rows)
+        summary = pd.DataFrame(
+            {"scaled": [per_window["mse"].mean(), per_window["mae"].mean()], "original": [per_window["mse_original"].mean(), per_window["mae_original"].mean()]},
+            index=["mse", "mae"],
+        )
+        return Backtest(per_window, summary)
+
+    # ----------------------------------------------------------------------------------- save / load
+    def save(self, directory: str | Path) -> Path:
+        """A checkpoint directory (the format of ``sciformer fit``) that :meth:`load` restores exactly."""
+        self._require_fitted()
+        config = {
+            **self._checkpoint_config,
+            "forecaster": {"freq": self.freq, "time_features": self.time_features, "layout": vars(self.layout)},
+        }
+        extras = {"calibration_scores": self.scores, **history_tensors(self.history.to_numpy(dtype=np.float64), self.history.index)}
+        return save_checkpoint(directory, self.model, config, extras)
+
+    @classmethod
+    def load(cls, directory: str | Path, device: str = "cpu") -> "Forecaster":
+        """Restore a forecaster saved by :meth:`save` or a ``sciformer fit`` run's ``checkpoint/``."""
+        directory = Path(directory)
+        if (directory / "checkpoint").is_dir():
+            directory = directory / "checkpoint"
+        config = read_config(directory)
+        forecaster = cls.__new__(cls)
+        forecaster._init(recipe_from_dict(config["recipe"], check_data=False))
+        forecaster.device = torch.device(device)
+        forecaster.model, _ = load_model(directory, device)
+        extras = read_extras(directory)
+        data = config["data"]
+        saved = config.get("forecaster", {})
+        forecaster.columns = data["columns"]
+        forecaster.mean = np.asarray(data["scaler"]["mean"], dtype=np.float64)
+        forecaster.std = np.asarray(data["scaler"]["std"], dtype=np.float64)
+        forecaster.freq = saved.get("freq") or data.get("freq")
+        forecaster.time_features = saved.get("time_features") or data.get("time_features") or "h"
+        forecaster.layout = Layout(**saved["layout"]) if "layout" in saved else Layout("wide")
+        forecaster.scores = extras.get("calibration_scores")
+        forecaster.history = history_frame(extras, forecaster.columns)
+        forecaster._checkpoint_config = {k: v for k, v in config.items() if k not in ("format", "sciformer_version", "forecaster")}
+        return forecaster
+
+    # ---------------------------------------------------------------------------------------- extras
+    def plot(self, data: Any = None, level: list[float] | float | None = 90, columns: list[str] | None = None, history: int | None = None):
+        """A matplotlib figure of the history, the forecast and its intervals (one panel per column)."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        self._require_fitted()
+        past = self.history if data is None else to_wide(data)[0]
+        past = past.iloc[-(history or 3 * self.lookback) :]
+        forecast, _ = self._predict_wide(data, level, None)
+        columns = columns or self.columns[-3:]
+        fig, axes = plt.subplots(len(columns), 1, figsize=(10, 2.6 * len(columns)), squeeze=False, sharex=True)
+        for ax, col in zip(axes[:, 0], columns):
+            ax.plot(past.index, past[col], color="0.35", lw=1, label="history")
+            ax.plot(forecast.index, forecast[col], color="C3", lw=1.3, label="forecast")
+            for lvl in sorted(_levels(level), reverse=True):
+                ax.fill_between(forecast.index, forecast[f"{col}-lo-{lvl:g}"], forecast[f"{col}-hi-{lvl:g}"], color="C3", alpha=0.15, lw=0, label=f"{lvl:g}% interval")
+            ax.set_ylabel(col)
+        axes[0, 0].legend(loc="upper left", fontsize=8)
+        fig.tight_layout()
+        return fig
+
+    def log_model(self, name: str = "forecaster", **kwargs: Any):
+        """Log this forecaster to the active (or a new) MLflow run as a pyfunc model:
+        ``mlflow.pyfunc.load_model(uri).predict(history_df)`` returns the forecast DataFrame."""
+        from sciformer.tracking.pyfunc import log_forecaster
+
+        return log_forecaster(self, name, **kwargs)
+
+
+def _levels(level: list[float] | float | None) -> list[float]:
+    if level is None:
+        return []
+    levels = [level] if isinstance(level, (int, float)) else list(level)
+    for lvl in levels:
+        if not 0 < lvl < 100:
+            raise ConfigError(f"interval level must be a percentage in (0, 100), got {lvl}")
+    return [float(lvl) for lvl in levels]
+
+
+def _feature_freq(freq: str) -> str:
+    """Calendar features for the data's own sampling frequency (the benchmark convention 'h' is for recipes)."""
+    from sciformer.data.timefeatures import feature_code
+
+    try:
+        return feature_code(freq)
+    except ConfigError:
+        return "h"
+
+
+__all__ = ["Backtest", "Forecaster"]
