@@ -212,9 +212,18 @@ class Forecaster:
 
     # -------------------------------------------------------------------------------------- backtest
     @torch.no_grad()
-    def backtest(self, data: Any, windows: int | None = None, stride: int | None = None, time_col: str | None = None, batch_size: int = 256) -> Backtest:
+    def backtest(
+        self,
+        data: Any,
+        windows: int | None = None,
+        stride: int | None = None,
+        level: list[float] | float | None = None,
+        time_col: str | None = None,
+        batch_size: int = 256,
+    ) -> Backtest:
         """Rolling-origin evaluation: forecasts from the last ``windows`` origins of ``data``, ``stride`` rows apart
-        (default: the horizon), each scored against the truth, on scaled and original units."""
+        (default: the horizon), each scored against the truth on scaled and original units; with ``level`` also
+        the empirical coverage of the prediction intervals (``coverage_90`` = share of true values inside)."""
         self._require_fitted()
         frame, _ = to_wide(data, time_col)
         self._history_frame(frame, None)  # same columns, enough rows, regular
@@ -231,10 +240,15 @@ class Forecaster:
             chunk = origins[i : i + batch_size]
             windows_raw = np.stack([raw[s : s + L] for s in chunk])
             truth = np.stack([raw[s + L : s + L + H] for s in chunk])
-            _, pred = self._forecast(windows_raw, [frame.index[s] for s in chunk])
+            x, pred = self._forecast(windows_raw, [frame.index[s] for s in chunk])
             pred_orig = pred.double().cpu().numpy() * self.std + self.mean
             err_orig = pred_orig - truth
             err_scaled = err_orig / self.std
+            truth_scaled = self._scale(truth).to(pred.device)
+            inside = {}
+            for lvl in _levels(level):
+                lo, hi = interval(pred, x, self.scores, lvl / 100)
+                inside[f"coverage_{lvl:g}"] = ((truth_scaled >= lo) & (truth_scaled <= hi)).double().mean(dim=(1, 2)).cpu().numpy()
             for j, s in enumerate(chunk):
                 rows.append({
                     "origin": frame.index[s + L - 1],
@@ -243,11 +257,16 @@ class Forecaster:
                     "mae": float(np.mean(np.abs(err_scaled[j]))),
                     "mse_original": float(np.mean(err_orig[j] ** 2)),
                     "mae_original": float(np.mean(np.abs(err_orig[j]))),
+                    **{k: float(v[j]) for k, v in inside.items()},
                 })
         per_window = pd.DataFrame(rows)
+        metrics = ["mse", "mae"] + [c for c in per_window.columns if c.startswith("coverage_")]
         summary = pd.DataFrame(
-            {"scaled": [per_window["mse"].mean(), per_window["mae"].mean()], "original": [per_window["mse_original"].mean(), per_window["mae_original"].mean()]},
-            index=["mse", "mae"],
+            {
+                "scaled": [per_window[m].mean() for m in metrics],
+                "original": [per_window["mse_original"].mean(), per_window["mae_original"].mean()] + [per_window[m].mean() for m in metrics[2:]],
+            },
+            index=metrics,
         )
         return Backtest(per_window, summary)
 

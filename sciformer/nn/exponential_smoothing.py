@@ -79,7 +79,7 @@ class ExponentialSmoothingAttention(nn.Module):
         if aux is not None:
             if self.aux_dropout is None:
                 raise ValueError("this ExponentialSmoothingAttention was built with aux=False but got aux values")
-            out = out + self.aux_dropout(aux) * alpha_pow[1:].flip(0)[None, :, :, None]
+            out = out + causal_fft_conv(self.aux_dropout(aux), alpha_pow[1:])
         return out
 
 
@@ -111,7 +111,7 @@ class FrequencyAttention(nn.Module):
         n_freq = self.n_frequencies(t)
         if self.top_k > n_freq:
             raise ValueError(f"top_k = {self.top_k} exceeds the {n_freq} non-constant frequencies of a length-{t} input")
-        spectrum = torch.fft.rfft(x, dim=1)[:, 1 : 2 + n_freq]  # [B, n_freq, D], DC (and Nyquist) dropped
+        spectrum = torch.fft.rfft(x, dim=1)[:, 1 : 1 + n_freq]  # [B, n_freq, D], DC (and Nyquist) dropped
         # Built on x's device: TSLib issue #529 indexed a CPU frequency grid with GPU indices.
         freqs = torch.fft.rfftfreq(t, device=x.device, dtype=x.dtype)[1 : 1 + n_freq]  # [n_freq]
         index = spectrum.abs().topk(self.top_k, dim=1).indices  # [B, k, D]; selection carries no gradient

@@ -1,0 +1,139 @@
+"""neuraloperator's small Darcy-flow and Burgers sets as named datasets ``darcy_small`` / ``burgers_small``.
+
+The files come from the neuraloperator project (Kossaifi et al., "A Library for Learning Neural
+Operators", arXiv 2309.15325; data from Li et al., "Fourier Neural Operator for Parametric PDEs",
+arXiv 2010.08895); see ``shared/datasets/neuralop_small/README.md``. They are read without
+unpickling: ``.npz`` through ``np.load(allow_pickle=False)``, the original ``.pt`` through
+``torch.load(weights_only=True)``.
+
+* ``darcy_small``: ``x (N, R, R)`` bool permeability mask → ``u_in [1, R, R]`` float32;
+  ``y (N, R, R)`` pressure → ``u_out [1, R, R]``. Train: 1000 at R=16; test: 50 at R=16 or 32.
+* ``burgers_small``: ``x (N, 16)`` initial condition, ``y (N, 17, 16)`` trajectory. Default
+  (neuralop's ``Burgers1dTimeDataProcessor`` convention): ``u_in [1, 17, 16]`` = the initial
+  condition repeated along time, ``u_out [1, 17, 16]`` = the trajectory (a 2D space-time grid).
+  ``mode="trajectory"`` gives the trajectories to :class:`~sciformer.data.pde.PDEDataset` instead
+  (next-step pairs, rollouts). Viscosity 0.01 is in ``attrs["visc"]``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sciformer.data.pde import PairDataset, PDEDataset, _ArraySource
+from sciformer.errors import DataError
+
+__all__ = ["NEURALOP_SMALL", "load_neuralop_small", "resolve_data_file"]
+
+_SUBDIR = "neuralop_small"
+# name -> split -> resolution -> file stem
+NEURALOP_SMALL: dict[str, dict[str, dict[int, str]]] = {
+    "darcy_small": {"train": {16: "darcy_train_16"}, "test": {16: "darcy_test_16", 32: "darcy_test_32"}},
+    "burgers_small": {"train": {16: "burgers_train_16"}, "test": {16: "burgers_test_16"}},
+}
+
+
+def _search_dirs(data_dir: str | os.PathLike | None) -> list[Path]:
+    roots = [Path(data_dir)] if data_dir is not None else []
+    if os.environ.get("SCIFORMER_DATA_DIR"):
+        roots.append(Path(os.environ["SCIFORMER_DATA_DIR"]))
+    roots.append(Path("data"))
+    dirs: list[Path] = []
+    for r in roots:
+        dirs += [r / _SUBDIR, r]
+    return dirs
+
+
+def resolve_data_file(names: list[str], data_dir: str | os.PathLike | None = None,
+                      dataset: str = "") -> Path:
+    """First existing ``<dir>/neuralop_small/<name>`` or ``<dir>/<name>`` over ``data_dir``,
+    ``$SCIFORMER_DATA_DIR`` and ``./data``, trying ``names`` in order. Never touches the network."""
+    dirs = _search_dirs(data_dir)
+    for name in names:
+        for d in dirs:
+            if (d / name).is_file():
+                return d / name
+    raise DataError(
+        f"dataset {dataset!r}: file {names[0]!r} not found; searched {[str(d) for d in dirs]}. "
+        "Set SCIFORMER_DATA_DIR to the directory that holds neuralop_small/ (or pass data_dir=)."
+    )
+
+
+def _load_arrays(path: Path) -> dict[str, np.ndarray]:
+    if path.suffix == ".npz":
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                return {k: z[k] for k in z.files}
+        except (OSError, ValueError) as e:
+            raise DataError(f"{path}: cannot read as .npz without pickle ({e})") from None
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises several types for corrupt / pickled-object files
+        raise DataError(f"{path}: cannot read with torch.load(weights_only=True) ({e})") from None
+    if not isinstance(obj, dict):
+        raise DataError(f"{path}: expected a dict of tensors with keys 'x', 'y'; got {type(obj).__name__}")
+    return {k: v.numpy() for k, v in obj.items()}
+
+
+def load_neuralop_small(name: str, split: str = "train", resolution: int = 16, *,
+                        data_dir: str | os.PathLike | None = None, prefer: str = "npz",
+                        mode: str = "pairs", **trajectory_kwargs) -> PairDataset | PDEDataset:
+    """Load ``darcy_small`` or ``burgers_small`` (see the module docstring for shapes).
+
+    ``prefer="npz"|"pt"`` picks the file format tried first. ``mode="trajectory"`` (Burgers only)
+    returns a :class:`PDEDataset` over ``[N, 17, 1, 16]`` trajectories; ``trajectory_kwargs`` go to
+    it (``initial_step``, ``mode="pairs"|"trajectory"`` as ``traj_mode``), with ``split="all"``
+    because the files are already split.
+    """
+    if name not in NEURALOP_SMALL:
+        from sciformer.registry import did_you_mean
+
+        raise DataError(f"unknown dataset {name!r}{did_you_mean(name, NEURALOP_SMALL)}; "
+                        f"known: {sorted(NEURALOP_SMALL)}")
+    files = NEURALOP_SMALL[name]
+    if split not in files:
+        raise DataError(f"dataset {name!r}: split must be one of {sorted(files)}, got {split!r}")
+    if resolution not in files[split]:
+        raise DataError(f"dataset {name!r}: split {split!r} has resolutions {sorted(files[split])}, "
+                        f"got {resolution}")
+    stem = files[split][resolution]
+    exts = [".npz", ".pt"] if prefer == "npz" else [".pt", ".npz"]
+    path = resolve_data_file([stem + e for e in exts], data_dir, name)
+    arr = _load_arrays(path)
+    for key in ("x", "y"):
+        if key not in arr:
+            raise DataError(f"{path}: missing key '{key}' (expected 'x' and 'y')")
+    x, y = arr["x"], arr["y"]
+
+    if name == "darcy_small":
+        if x.ndim != 3 or y.shape != x.shape:
+            raise DataError(f"{path}: key 'x' {x.shape} / 'y' {y.shape}; expected both [N, R, R]")
+        r = x.shape[-1]
+        c = torch.arange(r, dtype=torch.float32) / (r - 1)  # neuralop's grid: linspace(0, 1, R)
+        return PairDataset(torch.from_numpy(x.astype(np.float32))[:, None],
+                           torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32))[:, None],
+                           {"x": c, "y": c.clone()}, {}, name=f"{name}/{split}@{r}")
+
+    # burgers_small
+    if x.ndim != 2 or y.ndim != 3 or y.shape[0] != x.shape[0] or y.shape[2] != x.shape[1]:
+        raise DataError(f"{path}: key 'x' {x.shape} / 'y' {y.shape}; expected x [N, X], y [N, T, X]")
+    visc = float(np.asarray(arr.get("visc", np.nan)).reshape(-1)[0])
+    n, n_t, n_x = y.shape
+    # The files store no coordinates: periodic x on [0, 1) and t on [0, 1] (normalised).
+    grid = {"x": torch.arange(n_x, dtype=torch.float32) / n_x,
+            "t": torch.linspace(0, 1, n_t, dtype=torch.float32)}
+    if mode == "trajectory":
+        kw = dict(trajectory_kwargs)
+        traj_mode = kw.pop("traj_mode", "pairs")
+        src = _ArraySource(y[:, :, None].astype(np.float32), ["u"],
+                           {"x": grid["x"].double().numpy(), "t": grid["t"].double().numpy()},
+                           {"visc": visc}, path=str(path))
+        return PDEDataset(src, "all", mode=traj_mode, **kw)
+    if mode != "pairs":
+        raise ValueError(f"mode must be 'pairs' or 'trajectory', got {mode!r}")
+    u0 = torch.from_numpy(x.astype(np.float32))[:, None, None, :].expand(n, 1, n_t, n_x).contiguous()
+    return PairDataset(u0, torch.from_numpy(y.astype(np.float32))[:, None], grid, {"visc": visc},
+                       name=f"{name}/{split}@{n_x}")

@@ -1,0 +1,300 @@
+"""Multivariate time series: reading and checking, benchmark splits, scaling, windows as device tensors.
+
+The conventions are those of the long-term forecasting benchmark (TSLib ``data_provider/data_loader.py``):
+
+* splits: ETT hourly 12/4/4 months of 30 days (8640/2880/2880 rows), ETT minute ×4, every other dataset
+  7:1:2 by row count; the validation and test slices start ``lookback`` rows before their border;
+* a per-column StandardScaler fit on the training rows only, applied to the whole series; metrics are
+  computed on the scaled values;
+* windows ``x = s[i : i+L]``, ``y = s[i+L : i+L+H]``, ``len(slice) - L - H + 1`` per split, none dropped.
+
+The whole scaled series lives on the training device as one tensor; a batch is gathered with one index
+operation (no per-sample Python, no DataLoader workers).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+import torch
+
+from sciformer.data import catalog
+from sciformer.data.timefeatures import feature_code, time_features
+from sciformer.errors import DataError
+
+SPLITS = ("train", "val", "test")
+
+
+class ForecastBatch(NamedTuple):
+    """One batch of windows: ``x [B, L, N]``, ``x_mark [B, L, F]``, ``y [B, H, N]``, ``y_mark [B, H, F]``."""
+
+    x: torch.Tensor
+    x_mark: torch.Tensor
+    y: torch.Tensor
+    y_mark: torch.Tensor
+
+
+@dataclass(frozen=True)
+class SplitRange:
+    """Rows ``[start, stop)`` of the series that one split's windows are cut from."""
+
+    start: int
+    stop: int
+    n_windows: int
+
+
+# ------------------------------------------------------------------------------------------- reading
+def read_frame(
+    source: str | Path | pd.DataFrame,
+    time_col: str | None = None,
+    columns: list[str] | None = None,
+    target: str | None = None,
+    check_time: bool = True,
+) -> pd.DataFrame:
+    """A checked frame: a sorted, unique ``DatetimeIndex`` and float64 columns (target last).
+
+    ``source`` is a CSV path or a DataFrame with a time column (or a ``DatetimeIndex``). Errors name the
+    column and row of the first bad value. ``check_time=False`` keeps the rows of a registered benchmark
+    file verbatim (the upstream weather file repeats one timestamp, and the published splits count it).
+    """
+    label = f"CSV file '{source}'" if not isinstance(source, pd.DataFrame) else "the DataFrame"
+    if isinstance(source, pd.DataFrame):
+        frame = source.copy()
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise DataError(f"{label} does not exist")
+        try:
+            frame = pd.read_csv(path, encoding_errors="replace")
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+            raise DataError(f"{label} cannot be parsed as CSV: {exc}") from None
+
+    if time_col is None and isinstance(frame.index, pd.DatetimeIndex):
+        timestamps = frame.index
+    else:
+        time_col = time_col or "date"
+        if time_col not in frame.columns:
+            raise DataError(
+                f"{label} has no time column '{time_col}'; its columns are {list(frame.columns)[:10]}"
+                f"{'...' if frame.shape[1] > 10 else ''}; name the time column with data.time_col (or time_col=)"
+            )
+        try:
+            timestamps = pd.DatetimeIndex(pd.to_datetime(frame[time_col], format="mixed"))
+        except (ValueError, TypeError) as exc:
+            raise DataError(f"{label}: time column '{time_col}' cannot be parsed as timestamps ({exc})") from None
+        frame = frame.drop(columns=[time_col])
+    frame.index = pd.DatetimeIndex(timestamps, name="time")
+
+    if columns is not None:
+        missing = [c for c in columns if c not in frame.columns]
+        if missing:
+            raise DataError(f"{label} has no column(s) {missing}; its columns are {list(frame.columns)}")
+        frame = frame[list(columns)]
+    if target is not None:
+        if target not in frame.columns:
+            raise DataError(f"{label} has no target column '{target}'; its columns are {list(frame.columns)}")
+        frame = frame[[c for c in frame.columns if c != target] + [target]]
+    if frame.shape[1] == 0:
+        raise DataError(f"{label} has no value columns besides the time column")
+
+    for name in frame.columns:
+        column = frame[name]
+        numeric = pd.to_numeric(column, errors="coerce")
+        bad = numeric.isna()
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            value = column.iloc[row]
+            what = "a missing value (NaN)" if pd.isna(value) else f"a non-numeric value {value!r}"
+            raise DataError(f"{label}: column '{name}' has {what} at row {row} (time {frame.index[row]}); expected numbers only")
+        frame[name] = numeric.astype(np.float64)
+    frame.columns = [str(c) for c in frame.columns]
+    if check_time:
+        check_time_index(frame.index, label)
+    return frame
+
+
+def check_time_index(index: pd.DatetimeIndex, label: str) -> None:
+    """Timestamps must be unique and increasing."""
+    if index.isna().any():
+        row = int(np.flatnonzero(index.isna())[0])
+        raise DataError(f"{label}: the time column has a missing timestamp at row {row}")
+    if index.has_duplicates:
+        dup = index[index.duplicated()][0]
+        raise DataError(f"{label}: timestamp {dup} appears more than once; expected unique timestamps")
+    if not index.is_monotonic_increasing:
+        row = int(np.flatnonzero(np.diff(index.asi8) < 0)[0]) + 1
+        raise DataError(f"{label}: timestamps are not sorted (row {row}: {index[row]} comes after {index[row - 1]})")
+
+
+def infer_frequency(index: pd.DatetimeIndex) -> str | None:
+    """The sampling frequency as a pandas alias ("h", "15min"), or None when irregular."""
+    try:
+        with warnings.catch_warnings():  # pandas 3 warns that it will return an offset object
+            warnings.simplefilter("ignore")
+            freq = pd.infer_freq(index[: min(len(index), 1000)])
+    except (TypeError, ValueError):
+        return None
+    return getattr(freq, "freqstr", freq)
+
+
+# -------------------------------------------------------------------------------------------- splits
+def split_borders(n_rows: int, rule: str, lookback: int, fractions: list[float] | None = None) -> dict[str, tuple[int, int]]:
+    """Row ranges ``[start, stop)`` per split; val/test start ``lookback`` rows before their border."""
+    if rule in ("ett_hour", "ett_minute"):
+        scale = 1 if rule == "ett_hour" else 4
+        n_train, n_val, n_test = 12 * 30 * 24 * scale, 4 * 30 * 24 * scale, 4 * 30 * 24 * scale
+        if n_rows < n_train + n_val + n_test:
+            raise DataError(f"split rule '{rule}' needs {n_train + n_val + n_test} rows, the series has {n_rows}")
+    elif rule == "ratio":
+        train_frac, _, test_frac = fractions or (0.7, 0.1, 0.2)
+        n_train, n_test = int(n_rows * train_frac), int(n_rows * test_frac)
+        n_val = n_rows - n_train - n_test
+    else:
+        raise DataError(f"unknown split rule {rule!r}; expected ett_hour, ett_minute or ratio")
+    borders = {
+        "train": (0, n_train),
+        "val": (max(n_train - lookback, 0), n_train + n_val),
+        "test": (max(n_train + n_val - lookback, 0), n_train + n_val + n_test),
+    }
+    return borders
+
+
+# -------------------------------------------------------------------------------------------- module
+class TimeSeriesData:
+    """A scaled multivariate series with its splits, ready to be windowed on a device.
+
+    Attributes: ``columns`` (names, target last), ``timestamps``, ``values [T, N]`` and ``marks [T, F]``
+    (float32 tensors, scaled), ``mean``/``std`` (the training-split scaler), ``splits``.
+    Splits come from a benchmark rule (``split_rule``) or explicit row ranges (``borders``, e.g. train and val
+    only); the scaler is fit on the ``train`` rows unless ``scaler`` is given.
+    """
+
+    def __init__(
+        self,
+        frame: pd.DataFrame,
+        lookback: int,
+        horizon: int,
+        split_rule: str = "ratio",
+        split_fractions: list[float] | None = None,
+        borders: dict[str, tuple[int, int]] | None = None,
+        time_features_freq: str = "h",
+        freq: str | None = None,
+        name: str = "series",
+        fingerprint: str | None = None,
+        scaler: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> None:
+        self.name = name
+        self.columns = list(frame.columns)
+        self.timestamps = frame.index
+        self.lookback, self.horizon = lookback, horizon
+        self.freq = freq or infer_frequency(frame.index)
+        self.time_features_freq = feature_code(time_features_freq)
+        raw = frame.to_numpy(dtype=np.float64)
+        if borders is None:
+            borders = split_borders(len(raw), split_rule, lookback, split_fractions)
+        self.splits: dict[str, SplitRange] = {}
+        for split, (start, stop) in borders.items():
+            n_windows = stop - start - lookback - horizon + 1
+            if n_windows < 1:
+                raise DataError(
+                    f"{name}: the {split} split has {stop - start} rows (rows {start}..{stop - 1}), fewer than "
+                    f"lookback + horizon = {lookback + horizon}; use a longer series or a shorter lookback/horizon"
+                )
+            self.splits[split] = SplitRange(start, stop, n_windows)
+        if scaler is None:
+            train = raw[slice(*borders["train"])]
+            mean, std = train.mean(axis=0), train.std(axis=0)
+            std = np.where(std == 0, 1.0, std)  # constant columns stay put, as sklearn does
+        else:
+            mean, std = (np.asarray(s, dtype=np.float64) for s in scaler)
+        self.mean, self.std = mean, std
+        self.values = torch.from_numpy(((raw - mean) / std).astype(np.float32))
+        self.tail = raw[-lookback:].copy()  # the newest lookback rows in original units: the history of a real forecast
+        self.marks = torch.from_numpy(time_features(frame.index, self.time_features_freq))
+        self.fingerprint = fingerprint or hashlib.sha256(np.ascontiguousarray(raw).tobytes()).hexdigest()
+
+    # -------------------------------------------------------------------------------- construction
+    @classmethod
+    def from_config(cls, cfg, scaler: tuple[np.ndarray, np.ndarray] | None = None) -> "TimeSeriesData":
+        """Build from a recipe's ``data`` section (a :class:`sciformer.config.DataConfig`).
+
+        ``scaler`` (mean, std) reuses a trained model's statistics instead of fitting them on this data.
+        """
+        if cfg.name in catalog.manifests():
+            manifest = catalog.get_manifest(cfg.name)
+            path = catalog.resolve(cfg.name)
+            frame = read_frame(
+                path, cfg.time_col or manifest.time_col, cfg.columns, cfg.target or manifest.target, check_time=False
+            )
+            return cls(
+                frame, cfg.lookback, cfg.horizon,
+                split_rule=manifest.split, split_fractions=cfg.split,
+                time_features_freq=cfg.time_features or manifest.time_features,
+                freq=manifest.freq, name=f"dataset '{cfg.name}'", scaler=scaler,
+            )
+        frame = read_frame(cfg.name, cfg.time_col, cfg.columns, cfg.target)
+        freq = infer_frequency(frame.index)
+        return cls(
+            frame, cfg.lookback, cfg.horizon, split_rule="ratio", split_fractions=cfg.split,
+            time_features_freq=cfg.time_features or freq or "h", freq=freq, name=f"CSV file '{cfg.name}'", scaler=scaler,
+        )
+
+    @property
+    def n_vars(self) -> int:
+        return len(self.columns)
+
+    @property
+    def n_marks(self) -> int:
+        return self.marks.shape[1]
+
+    def to(self, device: torch.device | str) -> "TimeSeriesData":
+        self.values, self.marks = self.values.to(device), self.marks.to(device)
+        return self
+
+    def scaler_state(self) -> dict[str, list[float]]:
+        return {"mean": self.mean.tolist(), "std": self.std.tolist()}
+
+    # ---------------------------------------------------------------------------------- windowing
+    def window_starts(self, split: str) -> torch.Tensor:
+        """Row index of the first lookback step of every window of ``split``."""
+        r = self.splits[split]
+        return torch.arange(r.start, r.start + r.n_windows, device=self.values.device)
+
+    def gather(self, starts: torch.Tensor) -> ForecastBatch:
+        """The windows beginning at rows ``starts [B]`` (one gather per tensor)."""
+        L, H = self.lookback, self.horizon
+        x_rows = starts[:, None] + torch.arange(L, device=starts.device)  # [B, L]
+        y_rows = starts[:, None] + torch.arange(L, L + H, device=starts.device)  # [B, H]
+        return ForecastBatch(self.values[x_rows], self.marks[x_rows], self.values[y_rows], self.marks[y_rows])
+
+    def batches(
+        self,
+        split: str,
+        batch_size: int,
+        shuffle: bool = False,
+        generator: torch.Generator | None = None,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> Iterator[ForecastBatch]:
+        """Iterate over ``split`` in batches; with ``world_size > 1`` each rank takes a disjoint share.
+
+        Every window is visited exactly once per pass (the last batch may be smaller: nothing dropped).
+        """
+        starts = self.window_starts(split)
+        if shuffle:
+            order = torch.randperm(len(starts), generator=generator, device="cpu").to(starts.device)
+            starts = starts[order]
+        starts = starts[rank::world_size]
+        for i in range(0, len(starts), batch_size):
+            yield self.gather(starts[i : i + batch_size])
+
+    def n_batches(self, split: str, batch_size: int, world_size: int = 1) -> int:
+        n = len(range(0, self.splits[split].n_windows, world_size))
+        return -(-n // batch_size)
