@@ -115,6 +115,13 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     origin = typing.get_origin(tp)
     if tp is Any or tp is inspect.Parameter.empty:
         return value
+    if origin is typing.Literal:
+        choices = typing.get_args(tp)
+        if value not in choices:
+            raise ConfigError(
+                f"recipe key '{key}': expected one of {', '.join(map(str, choices))}, got {value!r}{did_you_mean(value, choices)}"
+            )
+        return value
     if origin in (typing.Union, types.UnionType):
         options = typing.get_args(tp)
         if value is None and type(None) in options:

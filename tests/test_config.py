@@ -100,3 +100,8 @@ def test_yaml_is_read_safely(tmp_path):
     bad.write_text("data: !!python/object/apply:os.system ['echo pwned']\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_recipe(bad)
+
+
+def test_literal_choices_of_model_arguments():
+    with pytest.raises(ConfigError, match=r"'model.activation': expected one of gelu, relu, got 'gelo'.*did you mean 'gelu'"):
+        recipe_from_dict({"model": {"name": "itransformer", "activation": "gelo"}})

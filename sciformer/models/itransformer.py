@@ -8,6 +8,8 @@ Time features join as extra tokens; a linear head maps each variate token to the
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from torch import nn
 
@@ -33,7 +35,7 @@ class ITransformer(nn.Module):
         d_ff: int = 2048,
         e_layers: int = 2,
         dropout: float = 0.1,
-        activation: str = "gelu",
+        activation: Literal["gelu", "relu"] = "gelu",
         use_norm: bool = True,
     ) -> None:
         super().__init__()
