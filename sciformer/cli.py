@@ -100,6 +100,16 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
         for name in args.names:
             print(f"{name}: {download(name)}")
+    elif args.action == "generate":
+        from sciformer.data.generators import generate
+
+        params = {"nu": args.nu, "beta": args.beta}
+        path = generate(args.generator, args.out, n=args.n, res=args.res, seed=args.seed, device=args.device, batch_size=args.batch_size, **params)
+        print(f"wrote {path}")
+    elif args.action == "inspect":
+        from sciformer.data.pde import describe
+
+        print(describe(args.file))
     return 0
 
 
@@ -142,6 +152,19 @@ def build_parser() -> argparse.ArgumentParser:
     dsub.add_parser("ls", help="list named datasets and where their files are")
     d = dsub.add_parser("download", help="download named datasets into $SCIFORMER_DATA_DIR or ./data")
     d.add_argument("names", nargs="+")
+    d = dsub.add_parser("generate", help="simulate a PDE data set in PDEBench's HDF5 layout",
+                        description="Simulate N samples of a PDE on an R-point grid and write PDEBench's single-file HDF5 layout.")
+    d.add_argument("generator", metavar="NAME", help="advection1d | burgers1d | darcy2d | ns2d | diffreact2d")
+    d.add_argument("--n", type=int, required=True, help="number of samples")
+    d.add_argument("--res", type=int, required=True, help="grid points per axis")
+    d.add_argument("--nu", type=float, default=None, help="viscosity (burgers1d, ns2d)")
+    d.add_argument("--beta", type=float, default=None, help="advection speed (advection1d) or Darcy forcing (darcy2d)")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--device", default="cpu", help="cpu or cuda")
+    d.add_argument("--batch-size", type=int, default=None, help="samples simulated at once")
+    d.add_argument("--out", type=Path, required=True, help="HDF5 file to write")
+    d = dsub.add_parser("inspect", help="describe an HDF5 file: layout, keys, shapes, dtypes, attributes")
+    d.add_argument("file", type=Path)
     p.set_defaults(func=cmd_datasets)
     return parser
 

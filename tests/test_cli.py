@@ -133,3 +133,15 @@ def test_import_sciformer_stays_light():
     code = "import sys, sciformer, sciformer.config, sciformer.registry; print(sorted(m for m in ('mlflow', 'triton', 'cupy') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_datasets_generate_and_inspect(tmp_path, capsys):
+    out = tmp_path / "burgers.h5"
+    assert main(["datasets", "generate", "burgers1d", "--n", "2", "--res", "32", "--nu", "0.001", "--out", str(out)]) == 0
+    assert out.is_file()
+    capsys.readouterr()
+    assert main(["datasets", "inspect", str(out)]) == 0
+    described = capsys.readouterr().out
+    assert "layout: single" in described and "Nu=0.001" in described and "tensor: (2, 201, 32)" in described
+    assert "has no parameter(s) ['beta']" in _error(capsys, ["datasets", "generate", "burgers1d", "--n", "1", "--res", "16", "--beta", "2", "--out", str(out)])
+    assert "unknown generator 'burger1d'" in _error(capsys, ["datasets", "generate", "burger1d", "--n", "1", "--res", "16", "--out", str(out)])

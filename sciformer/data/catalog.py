@@ -42,6 +42,7 @@ class Manifest:
     rows: int | None = None
     columns: int | None = None
     description: str = ""
+    also: tuple = ()  # further files of the dataset: mappings with file, url, sha256 (e.g. test splits)
 
 
 @functools.cache
@@ -58,8 +59,9 @@ def manifests() -> dict[str, Manifest]:
         unknown = set(raw) - fields
         if unknown:
             raise DataError(f"dataset manifest '{path}' has unknown keys {sorted(unknown)}; valid keys: {sorted(fields)}")
+        raw["also"] = tuple(raw.get("also") or ())
         manifest = Manifest(**raw)
-        if manifest.split not in SPLIT_RULES:
+        if manifest.kind == "timeseries" and manifest.split not in SPLIT_RULES:
             raise DataError(f"dataset manifest '{path}': split must be one of {SPLIT_RULES}, got {manifest.split!r}")
         found[manifest.name] = manifest
     return found
@@ -100,11 +102,7 @@ def data_dirs() -> list[Path]:
 
 
 def find_file(manifest: Manifest) -> Path | None:
-    for folder in data_dirs():
-        for candidate in (folder / manifest.file, folder / Path(manifest.file).name):
-            if candidate.is_file():
-                return candidate
-    return None
+    return _find(manifest.file)
 
 
 def resolve(name: str, download_missing: bool = True) -> Path:
@@ -128,37 +126,51 @@ def sha256_of(path: Path) -> str:
 
 
 def download(name: str, timeout: float = 30.0) -> Path:
-    """Download a named dataset into the first data dir, verify its sha256, and return its path."""
+    """Download a named dataset's files into the first data dir, verify their sha256; return the main file."""
     manifest = get_manifest(name)
-    existing = find_file(manifest)
+    for extra in manifest.also:
+        _download_file(name, extra["file"], extra.get("url"), extra.get("sha256"), timeout)
+    return _download_file(name, manifest.file, manifest.url, manifest.sha256, timeout)
+
+
+def _find(relative: str) -> Path | None:
+    for folder in data_dirs():
+        for candidate in (folder / relative, folder / Path(relative).name):
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def _download_file(name: str, relative: str, url: str | None, sha256: str | None, timeout: float) -> Path:
+    existing = _find(relative)
     if existing is not None:
         return existing
-    target = data_dirs()[0] / manifest.file
+    target = data_dirs()[0] / relative
     searched = ", ".join(f"'{d}'" for d in data_dirs())
     how_to_fix = (
-        f"place '{Path(manifest.file).name}' in one of those folders (or point SCIFORMER_DATA_DIR at a folder holding "
-        f"'{manifest.file}'), or run `sciformer datasets download {name}` on a machine with network access"
+        f"place '{Path(relative).name}' in one of those folders (or point SCIFORMER_DATA_DIR at a folder holding "
+        f"'{relative}'), or run `sciformer datasets download {name}` on a machine with network access"
     )
-    if not manifest.url:
-        raise DataError(f"dataset '{name}': file '{manifest.file}' not found in {searched} and it has no download URL; {how_to_fix}")
+    if not url:
+        raise DataError(f"dataset '{name}': file '{relative}' not found in {searched} and it has no download URL; {how_to_fix}")
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
     tmp = Path(tmp_name)
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(manifest.url, timeout=timeout) as response:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
             for chunk in iter(lambda: response.read(1 << 20), b""):
                 out.write(chunk)
-        if manifest.sha256:
+        if sha256:
             actual = sha256_of(tmp)
-            if actual != manifest.sha256:
+            if actual != sha256:
                 raise DataError(
-                    f"dataset '{name}': the file downloaded from {manifest.url} has sha256 {actual}, expected {manifest.sha256}; "
+                    f"dataset '{name}': the file downloaded from {url} has sha256 {actual}, expected {sha256}; "
                     "the download is corrupt or the upstream file changed, so it was not kept"
                 )
         os.replace(tmp, target)
     except (urllib.error.URLError, OSError, TimeoutError) as exc:
         raise DataError(
-            f"dataset '{name}': file '{manifest.file}' not found in {searched}, and downloading it from {manifest.url} failed "
+            f"dataset '{name}': file '{relative}' not found in {searched}, and downloading it from {url} failed "
             f"({exc}); {how_to_fix}"
         ) from None
     finally:

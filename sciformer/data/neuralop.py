@@ -37,14 +37,10 @@ NEURALOP_SMALL: dict[str, dict[str, dict[int, str]]] = {
 
 
 def _search_dirs(data_dir: str | os.PathLike | None) -> list[Path]:
-    roots = [Path(data_dir)] if data_dir is not None else []
-    if os.environ.get("SCIFORMER_DATA_DIR"):
-        roots.append(Path(os.environ["SCIFORMER_DATA_DIR"]))
-    roots.append(Path("data"))
-    dirs: list[Path] = []
-    for r in roots:
-        dirs += [r / _SUBDIR, r]
-    return dirs
+    from sciformer.data.catalog import data_dirs
+
+    roots = ([Path(data_dir)] if data_dir is not None else []) + data_dirs()
+    return [d for r in roots for d in (r / _SUBDIR, r)]
 
 
 def resolve_data_file(names: list[str], data_dir: str | os.PathLike | None = None,

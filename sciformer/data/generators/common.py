@@ -46,10 +46,12 @@ class PDEGenerator:
     single_only = False  # True: the group layout does not apply (Darcy has no trajectory)
 
     def params(self, **overrides) -> dict[str, Any]:
-        unknown = set(overrides) - set(self.defaults)
+        unknown = {k for k, v in overrides.items() if v is not None} - set(self.defaults)
         if unknown:
-            raise TypeError(f"{self.name}: unknown parameter(s) {sorted(unknown)}; "
-                            f"known: {sorted(self.defaults)}")
+            from sciformer.errors import ConfigError
+
+            raise ConfigError(f"generator '{self.name}' has no parameter(s) {sorted(unknown)}; "
+                              f"its parameters: {sorted(self.defaults)}")
         return {**self.defaults, **{k: v for k, v in overrides.items() if v is not None}}
 
     def plan(self, res: int, **p) -> FilePlan:
