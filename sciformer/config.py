@@ -44,6 +44,13 @@ class DataConfig:
     target: str | None = None  # moved to the last column, as TSLib does
     time_features: str | None = None  # frequency code of the time features ('h', 't', 'd'...); default: manifest's
     split: list[float] | None = None  # train/val/test fractions for custom CSVs; default 0.7/0.1/0.2
+    # PDE (operator) data; ignored for time series
+    initial_step: int = 1  # frames of history fed to the model
+    reduced_resolution: int = 1  # spatial stride (PDEBench)
+    reduced_resolution_t: int = 1  # temporal stride (PDEBench)
+    num_samples: int | None = None  # cap on samples read from the file
+    test_resolution: int | None = None  # darcy_small: evaluate at 16 or 32
+    generate: dict[str, Any] | None = None  # simulate data.name on first use: {generator, n, res, ...}
 
 
 @dataclass
@@ -65,7 +72,9 @@ class TrainConfig:
     patience: int = 3  # early stopping on validation loss; 0 disables
     grad_clip: float | None = None  # max global grad norm
     precision: str = "fp32"  # fp32 | bf16 (autocast)
-    loss: str = "mse"  # mse | mae
+    loss: str = "mse"  # mse | mae | rel_l2
+    mode: str = "one_step"  # operators: one_step | unroll (pushforward) | all_to_all (lead-time pairs)
+    unroll_steps: int = 1  # operators, mode unroll: model applications per training sample
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     progress: bool = True
 
@@ -96,7 +105,8 @@ class Recipe:
 _CHOICES = {
     "train.lr_schedule": ("halve", "cosine", "constant"),
     "train.precision": ("fp32", "bf16"),
-    "train.loss": ("mse", "mae"),
+    "train.loss": ("mse", "mae", "rel_l2"),
+    "train.mode": ("one_step", "unroll", "all_to_all"),
 }
 
 
@@ -208,7 +218,7 @@ def _build_model(values: Any) -> ModelConfig:
 def _validate(recipe: Recipe, check_data: bool = True) -> None:
     from sciformer.data.catalog import check_dataset_name
 
-    if check_data:
+    if check_data and recipe.data.generate is None:  # a generated file may not exist yet
         check_dataset_name(recipe.data.name)
     d, t = recipe.data, recipe.train
     if d.label_len is None:

@@ -48,3 +48,35 @@ def save_figure(fig, path: str | Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def field_figure(truth, prediction, title: str = ""):
+    """Truth, prediction and error of one sample ``[C, *grid]`` (1D: lines, 2D: images; first channel)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    truth, prediction = np.asarray(truth)[0], np.asarray(prediction)[0]
+    error = prediction - truth
+    if truth.ndim == 1:
+        fig, ax = plt.subplots(figsize=(7, 3))
+        ax.plot(truth, label="truth")
+        ax.plot(prediction, "--", label="prediction")
+        ax.plot(error, ":", label="error")
+        ax.legend(fontsize=8)
+    else:
+        if truth.ndim == 3:  # 3D: the middle slice
+            truth, prediction, error = (a[a.shape[0] // 2] for a in (truth, prediction, error))
+        fig, axes = plt.subplots(1, 3, figsize=(11, 3.4))
+        vmin, vmax = truth.min(), truth.max()
+        for ax, img, name, kw in zip(axes, (truth, prediction, error), ("truth", "prediction", "error"), ({"vmin": vmin, "vmax": vmax},) * 2 + ({"cmap": "RdBu_r"},)):
+            im = ax.imshow(img.T, origin="lower", **kw)
+            ax.set_title(name, fontsize=9)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            fig.colorbar(im, ax=ax, fraction=0.046)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig

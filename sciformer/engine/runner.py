@@ -19,17 +19,22 @@ import torch
 
 from sciformer import __version__
 from sciformer.config import Recipe, recipe_from_dict
+from sciformer.data.operator import OperatorData, is_operator_dataset, load_operator_data
 from sciformer.data.timeseries import TimeSeriesData
 from sciformer.engine.callbacks import Callback, CallbackList
-from sciformer.engine.checkpoint import load_model, save_checkpoint
+from sciformer.engine.checkpoint import load_model, read_config, save_checkpoint
 from sciformer.engine.conformal import calibration_scores
-from sciformer.engine.plots import forecast_figure, save_figure
-from sciformer.engine.trainer import FitResult, Trainer, pick_device, seed_everything
-from sciformer.registry import build_model
+from sciformer.engine.metrics import PDEMetrics
+from sciformer.engine.plots import field_figure, forecast_figure, save_figure
+from sciformer.engine.rollout import rollout, rollout_metrics
+from sciformer.engine.trainer import FitResult, Trainer, operator_step, pick_device, seed_everything
+from sciformer.errors import ConfigError, DataError
+from sciformer.registry import build_model, get_model
 
 CHECKPOINT_DIR = "checkpoint"
 METRICS_FILE = "metrics.json"
 PLOT_FILE = "forecast.png"
+FIELDS_PLOT = "fields.png"
 
 
 @dataclass
@@ -48,8 +53,22 @@ def default_run_dir(recipe: Recipe, root: str | Path = "runs") -> Path:
     return path
 
 
-def data_sizes(data: TimeSeriesData, recipe: Recipe) -> dict[str, int]:
+def load_data(recipe: Recipe, scaler: tuple[np.ndarray, np.ndarray] | None = None) -> TimeSeriesData | OperatorData:
+    """The recipe's data: a time series for forecasting models, PDE fields for operator models."""
+    task = get_model(recipe.model.name).task
+    operator = is_operator_dataset(recipe.data.name)
+    if operator != (task == "operator"):
+        kind = "PDE (operator) data" if operator else "a time series"
+        raise ConfigError(f"model '{recipe.model.name}' is a {task} model, but data '{recipe.data.name}' is {kind}")
+    if operator:
+        return load_operator_data(recipe.data, recipe.train)
+    return TimeSeriesData.from_config(recipe.data, scaler=scaler)
+
+
+def data_sizes(data: TimeSeriesData | OperatorData, recipe: Recipe) -> dict[str, int]:
     """Constructor sizes that come from the data, never from YAML."""
+    if isinstance(data, OperatorData):
+        return data.sizes()
     return {
         "n_vars": data.n_vars,
         "n_marks": data.n_marks,
@@ -93,14 +112,14 @@ def fit_recipe(recipe: Recipe, run_dir: str | Path | None = None, callbacks: lis
     """Train, validate and test ``recipe``; write checkpoint, metrics and plot into ``run_dir``."""
     seed_everything(recipe.seed)
     device = pick_device(recipe.train.device)
-    data = TimeSeriesData.from_config(recipe.data).to(device)
+    data = load_data(recipe).to(device)
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(recipe)
     run_dir.mkdir(parents=True, exist_ok=True)
     hooks = CallbackList(callbacks)
     info = {
         **system_info(device),
         "run_dir": str(run_dir),
-        "windows": {split: r.n_windows for split, r in data.splits.items()},
+        "batches": {split: data.n_batches(split, recipe.train.batch_size) for split in data.splits},
     }
     hooks.on_fit_start(recipe.to_dict(), info)
     try:
@@ -110,10 +129,8 @@ def fit_recipe(recipe: Recipe, run_dir: str | Path | None = None, callbacks: lis
     except BaseException as exc:
         hooks.on_failure(exc)
         raise
-    metrics = {
-        "test_mse": test["mse"],
-        "test_mae": test["mae"],
-        "val_mse": val["mse"],
+    metrics = {f"test_{k}": v for k, v in test.items()} | {f"val_{k}": v for k, v in val.items()}
+    metrics |= {
         "best_epoch": fit.best_epoch,
         "epochs": fit.epochs,
         "train_seconds": fit.train_seconds,
@@ -123,15 +140,26 @@ def fit_recipe(recipe: Recipe, run_dir: str | Path | None = None, callbacks: lis
         "device": str(device),
     }
     batch_size = recipe.train.eval_batch_size or recipe.train.batch_size
-    save_checkpoint(run_dir / CHECKPOINT_DIR, model, checkpoint_config(recipe, data), checkpoint_extras(model, data, batch_size))
+    if isinstance(data, OperatorData):
+        metrics |= operator_test_metrics(model, data, recipe, batch_size)
+        save_checkpoint(run_dir / CHECKPOINT_DIR, model, checkpoint_config(recipe, data))
+        plot_fields(model, data, run_dir / FIELDS_PLOT)
+    else:
+        save_checkpoint(run_dir / CHECKPOINT_DIR, model, checkpoint_config(recipe, data), checkpoint_extras(model, data, batch_size))
+        plot_forecasts(model, data, run_dir / PLOT_FILE, title=f"{recipe.model.name} on {recipe.data.name}")
     (run_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
     (run_dir / "history.json").write_text(json.dumps(fit.history, indent=2))
-    plot_forecasts(model, data, run_dir / PLOT_FILE, title=f"{recipe.model.name} on {recipe.data.name}")
     hooks.on_fit_end(metrics, run_dir)
     return RunResult(run_dir, metrics)
 
 
-def checkpoint_config(recipe: Recipe, data: TimeSeriesData) -> dict[str, Any]:
+def checkpoint_config(recipe: Recipe, data: TimeSeriesData | OperatorData) -> dict[str, Any]:
+    if isinstance(data, OperatorData):
+        return {
+            "model": {"name": recipe.model.name, "args": recipe.model.args, "data_sizes": data.sizes()},
+            "recipe": recipe.to_dict(),
+            "data": {"name": recipe.data.name, "kind": "operator", "mode": data.mode, "initial_step": data.initial_step, "grid": list(data.grid_shape)},
+        }
     return {
         "model": {"name": recipe.model.name, "args": recipe.model.args, "data_sizes": data_sizes(data, recipe)},
         "recipe": recipe.to_dict(),
@@ -172,6 +200,38 @@ def history_frame(extras: dict[str, torch.Tensor], columns: list[str]) -> pd.Dat
     return pd.DataFrame(extras["history"].numpy(), index=index, columns=columns)
 
 
+ROLLOUT_STEPS = (10, 50)
+
+
+def operator_test_metrics(model: torch.nn.Module, data: OperatorData, recipe: Recipe, batch_size: int) -> dict[str, float]:
+    """PDEBench metrics of one-step test predictions, and rollout nRMSE at 10 and 50 steps where the test
+    trajectories are long enough."""
+    metrics = PDEMetrics()
+    with torch.no_grad():
+        for batch in data.batches("test", batch_size):
+            pred = operator_step(model.eval(), batch)[0].float()
+            metrics.update(pred.unsqueeze(1), batch.y.unsqueeze(1))
+    out = {f"test_{k}": float(v) for k, v in metrics.compute().items()}
+    if not data.steady:
+        traj = data.test_trajectories()
+        steps = traj.shape[1] - data.initial_step
+        pred = rollout(model, traj, data.initial_step, steps, time_conditioned=data.mode == "all_to_all", batch_size=batch_size)
+        per_step = rollout_metrics(pred, traj[:, data.initial_step :])["nrmse"]
+        for k in ROLLOUT_STEPS:
+            if k <= steps:
+                out[f"rollout_nrmse_step{k}"] = per_step[k - 1]
+        out["rollout_steps"] = steps
+    return out
+
+
+@torch.no_grad()
+def plot_fields(model: torch.nn.Module, data: OperatorData, path: Path) -> Path:
+    """Truth, prediction and error of the first test sample (one-step)."""
+    batch = next(data.batches("test", 1))
+    pred = operator_step(model.eval(), batch)[0].float()
+    return save_figure(field_figure(batch.y[0].cpu(), pred[0].cpu()), path)
+
+
 @torch.no_grad()
 def plot_forecasts(model: torch.nn.Module, data: TimeSeriesData, path: Path, n_windows: int = 3, max_vars: int = 3, title: str = "") -> Path:
     """History, truth and forecast for a few evenly spaced test windows and the last ``max_vars`` variables."""
@@ -190,18 +250,20 @@ def evaluate_run(run_dir: str | Path, device: str | None = None) -> dict[str, An
     """Rebuild data and model from a run's checkpoint and re-run the test split."""
     run_dir = Path(run_dir)
     ckpt = run_dir / CHECKPOINT_DIR if (run_dir / CHECKPOINT_DIR).is_dir() else run_dir
-    from sciformer.engine.checkpoint import read_config
-
     config = read_config(ckpt)
-    recipe = recipe_from_dict(config["recipe"])
+    recipe = recipe_from_dict(config["recipe"], check_data=False)
     torch_device = pick_device(device or recipe.train.device)
     model, config = load_model(ckpt, torch_device)
+    if config["data"].get("kind") == "operator":
+        data = load_operator_data(recipe.data, recipe.train).to(torch_device)
+        expected = config["model"]["data_sizes"]
+        if data.sizes() != expected:
+            raise DataError(f"the data of run '{run_dir}' now has sizes {data.sizes()}; the checkpoint was trained on {expected}")
+        batch_size = recipe.train.eval_batch_size or recipe.train.batch_size
+        return operator_test_metrics(model, data, recipe, batch_size)
     scaler = (np.asarray(config["data"]["scaler"]["mean"]), np.asarray(config["data"]["scaler"]["std"]))
-    data = TimeSeriesData.from_config(recipe.data, scaler=scaler).to(torch_device)
+    data = load_data(recipe, scaler).to(torch_device)
     if data.columns != config["data"]["columns"]:
-        from sciformer.errors import DataError
-
         raise DataError(f"the data of run '{run_dir}' now has columns {data.columns}; the checkpoint was trained on {config['data']['columns']}")
-    trainer = Trainer(model, recipe.train, torch_device, seed=recipe.seed)
-    test = trainer.evaluate(data, "test")
+    test = Trainer(model, recipe.train, torch_device, seed=recipe.seed).evaluate(data, "test")
     return {"test_mse": test["mse"], "test_mae": test["mae"], "data_changed": data.fingerprint != config["data"]["fingerprint"]}

@@ -23,6 +23,7 @@ from torch import nn
 
 from sciformer.config import TrainConfig
 from sciformer.engine.callbacks import CallbackList
+from sciformer.engine.losses import LOSSES, relative_l2
 
 
 class BatchSource(Protocol):
@@ -34,6 +35,23 @@ class BatchSource(Protocol):
 def forecast_step(model: nn.Module, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
     """Prediction and target of a forecasting batch (``x, x_mark, y, y_mark`` → ``[B, H, N]`` twice)."""
     return model(batch.x, batch.x_mark, batch.y_mark), batch.y
+
+
+def operator_step(model: nn.Module, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """Prediction and target of an operator batch (``u [B, C_in, *grid]`` → ``[B, C_out, *grid]``).
+
+    With ``batch.steps > 1`` the model is applied autoregressively (the newest prediction replaces the oldest
+    history frame) and only the last application carries gradients: the pushforward trick.
+    """
+    u = batch.u
+    if batch.steps > 1:
+        with torch.no_grad():
+            for _ in range(batch.steps - 1):
+                u = torch.cat([u[:, batch.y.shape[1] :], model(u, batch.t).to(u.dtype)], dim=1)
+    return model(u, batch.t), batch.y
+
+
+STEPS = {"forecast": forecast_step, "operator": operator_step}
 
 
 def seed_everything(seed: int) -> None:
@@ -83,15 +101,15 @@ class Trainer:
         device: torch.device,
         seed: int = 2021,
         callbacks: CallbackList | None = None,
-        step: Callable[[nn.Module, Any], tuple[torch.Tensor, torch.Tensor]] = forecast_step,
+        step: Callable[[nn.Module, Any], tuple[torch.Tensor, torch.Tensor]] | None = None,
     ) -> None:
         self.model = model.to(device)
         self.cfg = cfg
         self.device = device
         self.seed = seed
         self.callbacks = callbacks or CallbackList()
-        self.step = step
-        self.loss_fn = nn.MSELoss() if cfg.loss == "mse" else nn.L1Loss()
+        self.step = step or STEPS[getattr(model, "task", "forecast")]
+        self.loss_fn = LOSSES[cfg.loss]
         self.optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
     def _autocast(self):
@@ -131,9 +149,10 @@ class Trainer:
             val = self.evaluate(data, "val")
             logs = {
                 "train_loss": loss_sum.item() / n_batches,
-                "val_loss": val["mse"] if cfg.loss == "mse" else val["mae"],
+                "val_loss": val[cfg.loss],
                 "val_mse": val["mse"],
                 "val_mae": val["mae"],
+                "val_rel_l2": val["rel_l2"],
                 "lr": lr,
                 "epoch_seconds": time.perf_counter() - epoch_start,
             }
@@ -159,20 +178,23 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self, data: BatchSource, split: str) -> dict[str, float]:
-        """MSE and MAE over every window of ``split`` (summed in float64, one host sync at the end)."""
+        """MSE, MAE and mean relative L2 over every sample of ``split`` (float64 sums, one host sync at the end)."""
         self.model.eval()
         batch_size = self.cfg.eval_batch_size or self.cfg.batch_size
         sse = torch.zeros((), device=self.device, dtype=torch.float64)
         sae = torch.zeros((), device=self.device, dtype=torch.float64)
-        count = 0
+        rel = torch.zeros((), device=self.device, dtype=torch.float64)
+        count = samples = 0
         for batch in data.batches(split, batch_size):
             with self._autocast():
                 pred, target = self.step(self.model, batch)
             err = pred.float() - target
             sse += err.square().sum(dtype=torch.float64)
             sae += err.abs().sum(dtype=torch.float64)
+            rel += relative_l2(pred.float(), target).sum(dtype=torch.float64)
             count += err.numel()
-        return {"mse": sse.item() / count, "mae": sae.item() / count}
+            samples += err.shape[0]
+        return {"mse": sse.item() / count, "mae": sae.item() / count, "rel_l2": rel.item() / samples}
 
 
 def _progress(total: int, desc: str, enabled: bool):

@@ -1,0 +1,80 @@
+"""FactFormer (Li, Shu, Barati Farimani, NeurIPS 2023, "Scalable Transformer for PDE Surrogate Modeling",
+arXiv 2305.17560).
+
+A Transformer whose attention is an axial factorised kernel integral (:class:`~sciformer.nn.factorized_attention.
+FactorizedAttention`): the latent field is projected onto one-dimensional sub-functions per axis, each gives a
+softmax-free ``n_i × n_i`` kernel, and the kernels are applied to the values axis by axis. Cost per layer is
+``O(N Σ n_i)`` for ``N`` grid points, so 2D and 3D grids of ``256²`` or ``64³`` points fit in memory.
+
+Layout (official ``FactFormer2D``/``3D`` encoders, single-step head):
+``u [B, C_in, *grid]`` → pointwise ``Linear(C_in → dim)`` → ``depth`` × [add random-Fourier features of the grid
+coordinates → ``Linear``; ``u ← u + FactorizedAttention(u)``] → GroupNorm over the grid → pointwise MLP
+``dim → dim → dim/2 → C_out``. Every operation is pointwise, a mean over the grid or a quadrature-weighted kernel
+integral, and coordinates live on the unit box, so the same weights run at any resolution.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from sciformer.nn.factorized_attention import FactorizedAttention, GaussianFourierFeatures, unit_grid
+from sciformer.registry import register_model
+
+
+@register_model("factformer", task="operator")
+class FactFormer(nn.Module):
+    """``u [B, C_in, *grid]`` (2 or 3 grid axes) → ``[B, C_out, *grid]``; ``t`` and ``params`` are ignored."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        n_dims: int,
+        dim: int = 128,
+        depth: int = 4,
+        n_heads: int = 8,
+        dim_head: int = 64,
+        kernel_multiplier: int = 2,
+        rope: bool = True,
+        fourier_scale: float = 8.0,
+    ) -> None:
+        super().__init__()
+        if n_dims not in (2, 3):
+            raise ValueError(
+                f"FactFormer supports grids with n_dims 2 or 3 (its kernel is factorised over at least two axes), got n_dims={n_dims}"
+            )
+        if dim % 2:
+            raise ValueError(f"dim must be even (random Fourier features come in sin/cos pairs), got {dim}")
+        self.in_channels, self.out_channels, self.n_dims = in_channels, out_channels, n_dims
+        self.lift = nn.Linear(in_channels, dim)
+        self.positions = nn.ModuleList(
+            nn.Sequential(GaussianFourierFeatures(n_dims, dim // 2, fourier_scale), nn.Linear(dim, dim)) for _ in range(depth)
+        )
+        self.layers = nn.ModuleList(
+            FactorizedAttention(dim, n_dims, n_heads, dim_head, kernel_multiplier, latent_dim=dim, rope=rope) for _ in range(depth)
+        )
+        self.head_norm = nn.GroupNorm(math.gcd(8, dim), dim)
+        self.head = nn.Sequential(
+            nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, dim // 2), nn.GELU(), nn.Linear(dim // 2, out_channels)
+        )
+
+    def _check(self, u: torch.Tensor) -> None:
+        if u.ndim != self.n_dims + 2 or u.shape[1] != self.in_channels:
+            raise ValueError(
+                f"expected u of shape [B, C_in, *grid] with C_in={self.in_channels} and {self.n_dims} grid axes, "
+                f"got {tuple(u.shape)}"
+            )
+
+    def forward(self, u: torch.Tensor, t: torch.Tensor | None = None, params: torch.Tensor | None = None) -> torch.Tensor:
+        self._check(u)
+        grid = u.shape[2:]
+        coords = torch.stack(torch.meshgrid(*unit_grid(grid, u.device, u.dtype), indexing="ij"), dim=-1)  # [*grid, n_dims]
+        x = self.lift(u.movedim(1, -1))  # [B, *grid, dim]
+        for position, layer in zip(self.positions, self.layers):
+            x = x + position(coords)
+            x = x + layer(x)
+        x = self.head_norm(x.movedim(-1, 1)).movedim(1, -1)  # GroupNorm wants channels first
+        return self.head(x).movedim(-1, 1)  # [B, C_out, *grid]
