@@ -62,6 +62,19 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rollout(args: argparse.Namespace) -> int:
+    from sciformer.engine.rollout import run_rollout
+
+    callbacks = []
+    if not args.no_tracking:
+        from sciformer.tracking.mlflow import RolloutTracker
+
+        callbacks.append(RolloutTracker(args.run_dir))
+    result = run_rollout(args.run_dir, args.data, args.steps, args.out, args.frames, args.split, args.device, callbacks)
+    print(f"rollout of {result['steps']} steps written to {result['out_dir']}: nRMSE mean {result['nrmse_mean']:.4g}, last step {result['nrmse_last']:.4g}")
+    return 0
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     from sciformer.config import load_recipe
 
@@ -137,6 +150,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--level", type=float, nargs="*", default=[], help="prediction-interval levels in percent, e.g. 90")
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("rollout", help="roll a PDE model out autoregressively and score every step",
+                       description="Roll a trained operator out on a PDEBench file's trajectories; write per-step metrics, plots, a GIF and NetCDF predictions.")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--data", type=Path, required=True, help="PDEBench HDF5 file (either layout)")
+    p.add_argument("--steps", type=int, required=True, help="prediction steps after the initial history")
+    p.add_argument("--out", type=Path, default=None, help="output folder (default: RUN_DIR/rollout)")
+    p.add_argument("--frames", type=int, nargs="*", default=None, help="steps to draw as images (default: first, middle, last)")
+    p.add_argument("--split", default="test", choices=["test", "train", "all"], help="which samples of the file (PDEBench split)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--no-tracking", action="store_true", help="do not log the rollout to MLflow")
+    p.set_defaults(func=cmd_rollout)
 
     p = sub.add_parser("validate", help="check a recipe without running it", description="Check a recipe (and overrides) without running it.")
     p.add_argument("recipe")

@@ -172,6 +172,11 @@ def _stack_trajectories(dataset) -> SplitTensors:
     return SplitTensors(trajectories=torch.cat(list(dataset.iter_trajectories())))
 
 
+def _first(split: SplitTensors, n: int) -> SplitTensors:
+    take = lambda t: None if t is None else t[:n]  # noqa: E731
+    return SplitTensors(take(split.inputs), take(split.targets), take(split.trajectories))
+
+
 def _holdout(train: SplitTensors, fraction: float) -> tuple[SplitTensors, SplitTensors]:
     """The last ``fraction`` of the training samples as a validation split."""
     tensors = train.inputs if train.trajectories is None else train.trajectories
@@ -210,6 +215,8 @@ def load_operator_data(cfg, train_cfg) -> OperatorData:
             train = _stack_trajectories(ds)
         with open_pdebench(path, "test", **options) as ds:
             test = _stack_trajectories(ds)
+    if cfg.num_samples:  # neuralop sets: keep the first num_samples training samples (files are read whole above)
+        train = _first(train, cfg.num_samples)
     train, val = _holdout(train, 0.1)
     return OperatorData({"train": train, "val": val, "test": test}, train_cfg.mode, cfg.initial_step, train_cfg.unroll_steps, name=f"dataset '{name}'")
 

@@ -80,3 +80,50 @@ def field_figure(truth, prediction, title: str = ""):
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def step_error_figure(nrmse: list[float]):
+    """nRMSE against rollout step (log scale)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.semilogy(np.arange(1, len(nrmse) + 1), nrmse, marker="o", ms=3)
+    ax.set_xlabel("rollout step")
+    ax.set_ylabel("nRMSE")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def rollout_animation(truth, prediction, path: str | Path, fps: int = 5) -> Path:
+    """GIF of truth | prediction over the rollout steps of one sample ``[steps, C, *grid]`` (first channel)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.animation import FuncAnimation, PillowWriter
+
+    truth, prediction = np.asarray(truth)[:, 0], np.asarray(prediction)[:, 0]
+    if truth.ndim == 4:  # 3D: middle slice
+        truth, prediction = truth[:, truth.shape[1] // 2], prediction[:, prediction.shape[1] // 2]
+    fig, axes = plt.subplots(1, 2, figsize=(7, 3.4))
+    if truth.ndim == 2:  # 1D fields: lines
+        lines = [ax.plot(truth[0])[0] for ax in axes]
+        for ax, name in zip(axes, ("truth", "prediction")):
+            ax.set_ylim(truth.min(), truth.max())
+            ax.set_title(name, fontsize=9)
+        update = lambda k: [lines[0].set_ydata(truth[k]), lines[1].set_ydata(prediction[k])]  # noqa: E731
+    else:
+        vmin, vmax = truth.min(), truth.max()
+        images = [ax.imshow(a[0].T, origin="lower", vmin=vmin, vmax=vmax) for ax, a in zip(axes, (truth, prediction))]
+        for ax, name in zip(axes, ("truth", "prediction")):
+            ax.set_title(name, fontsize=9)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        update = lambda k: [images[0].set_data(truth[k].T), images[1].set_data(prediction[k].T)]  # noqa: E731
+    FuncAnimation(fig, update, frames=len(truth)).save(str(path), writer=PillowWriter(fps=fps))
+    plt.close(fig)
+    return Path(path)

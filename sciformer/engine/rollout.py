@@ -49,3 +49,68 @@ def rollout_metrics(pred: torch.Tensor, truth: torch.Tensor) -> dict[str, list[f
     metrics.update(pred, truth)
     table = metrics.compute("none")
     return {k: v.mean(0).tolist() for k, v in table.items() if k not in ("frmse", "rel_l2")}
+
+
+def run_rollout(run_dir, data_file, steps: int, out_dir=None, frames: list[int] | None = None, split: str = "test", device: str = "cpu", callbacks=()) -> dict:
+    """``sciformer rollout``: roll a trained operator out on a file's trajectories and write the results.
+
+    Writes into ``out_dir`` (default ``<run_dir>/rollout``): ``metrics.csv`` / ``metrics.json`` (per-step
+    PDEBench metrics), ``error_vs_step.png``, ``step_<k>.png`` (truth, prediction, error of sample 0),
+    ``rollout.gif`` and ``predictions.nc`` (predictions and truth as NetCDF).
+    """
+    import json
+    from pathlib import Path
+
+    import pandas as pd
+
+    from sciformer.config import recipe_from_dict
+    from sciformer.data.pde import open_pdebench
+    from sciformer.data.xarray_io import to_xarray, write_netcdf
+    from sciformer.engine.checkpoint import load_model, read_config
+    from sciformer.engine.plots import field_figure, rollout_animation, save_figure, step_error_figure
+
+    run_dir = Path(run_dir)
+    ckpt = run_dir / "checkpoint" if (run_dir / "checkpoint").is_dir() else run_dir
+    config = read_config(ckpt)
+    if config["data"].get("kind") != "operator":
+        raise DataError(f"run '{run_dir}' is not an operator model (it was trained on a time series); rollout needs an operator checkpoint")
+    recipe = recipe_from_dict(config["recipe"], check_data=False)
+    model, config = load_model(ckpt, device)
+    sizes, initial_step = config["model"]["data_sizes"], config["data"]["initial_step"]
+    with open_pdebench(data_file, split, mode="trajectory", reduced_resolution=recipe.data.reduced_resolution,
+                       reduced_resolution_t=recipe.data.reduced_resolution_t) as ds:
+        if ds.is_darcy:
+            raise DataError(f"'{data_file}' holds a steady (Darcy) problem: there is no trajectory to roll out")
+        channels, n_dims = len(ds.channels), len(ds.spatial_shape)
+        if channels != sizes["out_channels"] or n_dims != sizes["n_dims"]:
+            raise DataError(
+                f"'{data_file}' has {channels} channel(s) on a {n_dims}D grid; the checkpoint of '{run_dir}' expects "
+                f"{sizes['out_channels']} channel(s) on a {sizes['n_dims']}D grid"
+            )
+        traj = torch.cat(list(ds.iter_trajectories())).to(device)
+        coords = {k: v.numpy() for k, v in ds.grid.items()}
+    pred = rollout(model, traj, initial_step, steps, time_conditioned=config["data"]["mode"] == "all_to_all")
+    truth = traj[:, initial_step : initial_step + steps]
+    per_step = rollout_metrics(pred, truth)
+    out = Path(out_dir) if out_dir is not None else run_dir / "rollout"
+    out.mkdir(parents=True, exist_ok=True)
+    table = pd.DataFrame({"step": range(1, steps + 1), **per_step})
+    table.to_csv(out / "metrics.csv", index=False)
+    (out / "metrics.json").write_text(json.dumps({"steps": steps, "samples": int(traj.shape[0]), "per_step": per_step}, indent=2))
+    save_figure(step_error_figure(per_step["nrmse"]), out / "error_vs_step.png")
+    for k in sorted({min(max(f, 1), steps) for f in (frames or [1, max(1, steps // 2), steps])}):
+        save_figure(field_figure(truth[0, k - 1].cpu(), pred[0, k - 1].cpu(), title=f"step {k}"), out / f"step_{k}.png")
+    rollout_animation(truth[0].cpu(), pred[0].cpu(), out / "rollout.gif")
+    t_pred = coords["t"][initial_step : initial_step + steps]
+    grid = {k: v for k, v in coords.items() if k != "t"}
+    dataset = to_xarray(pred.cpu(), coords={"t": t_pred, **grid}, channels=[f"pred_{c}" for c in range(channels)])
+    dataset = dataset.merge(to_xarray(truth.cpu(), coords={"t": t_pred, **grid}, channels=[f"true_{c}" for c in range(channels)]))
+    write_netcdf(dataset, out / "predictions.nc")
+    for callback in callbacks:
+        try:
+            callback.log_rollout(out, per_step)
+        except Exception as exc:  # a tracker must never cost the results on disk
+            import warnings
+
+            warnings.warn(f"tracking the rollout failed ({exc}); the results are in {out}", RuntimeWarning, stacklevel=2)
+    return {"out_dir": str(out), "steps": steps, "nrmse_last": per_step["nrmse"][-1], "nrmse_mean": sum(per_step["nrmse"]) / steps}

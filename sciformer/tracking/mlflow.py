@@ -73,3 +73,33 @@ class MLflowTracker(Callback):
     def on_failure(self, error: BaseException) -> None:
         if self.mlflow.active_run() is not None:
             self.mlflow.end_run(status="FAILED")
+
+
+class RolloutTracker:
+    """Logs a rollout's metrics and files to MLflow, in a run named after the run directory."""
+
+    def __init__(self, run_dir: str | Path) -> None:
+        import json
+
+        import mlflow
+
+        from sciformer.engine.checkpoint import read_config
+
+        self.mlflow = mlflow
+        ckpt = Path(run_dir) / "checkpoint" if (Path(run_dir) / "checkpoint").is_dir() else Path(run_dir)
+        recipe = read_config(ckpt)["recipe"]
+        self.cfg = TrackingConfig(**{k: v for k, v in recipe.get("tracking", {}).items()})
+        self.name = f"{Path(run_dir).name}-rollout"
+        self.enabled = self.cfg.enabled
+        self.json = json
+
+    def log_rollout(self, out_dir: Path, per_step: dict[str, list[float]]) -> None:
+        if not self.enabled:
+            return
+        mlflow = self.mlflow
+        mlflow.set_tracking_uri(tracking_uri(self.cfg))
+        mlflow.set_experiment(self.cfg.experiment)
+        with mlflow.start_run(run_name=self.name):
+            for step, value in enumerate(per_step["nrmse"], start=1):
+                mlflow.log_metric("rollout_nrmse", value, step=step)
+            mlflow.log_artifacts(str(out_dir), artifact_path="rollout")

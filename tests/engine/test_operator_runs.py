@@ -1,0 +1,91 @@
+"""Operator training through the runner, rollout files, and the errors of rollout/evaluate."""
+
+import json
+from pathlib import Path
+
+import h5py
+import pytest
+
+from sciformer.cli import main
+from sciformer.config import recipe_from_dict
+from sciformer.engine.runner import fit_recipe
+
+TINY_GALERKIN = {"name": "galerkin", "d_model": 16, "n_heads": 2, "n_layers": 1, "d_ff": 16, "modes": 4, "freq_dim": 8, "n_regressor_layers": 1}
+
+
+def _burgers_recipe(path: Path, mode: str = "one_step", **train) -> dict:
+    return {
+        "data": {"name": str(path), "generate": {"generator": "burgers1d", "n": 12, "res": 32, "nu": 0.01, "t_end": 0.3, "dt_save": 0.02}},
+        "model": TINY_GALERKIN,
+        "train": {"epochs": 1, "batch_size": 16, "lr": 1e-3, "loss": "rel_l2", "mode": mode, "progress": False, **train},
+        "tracking": {"enabled": False},
+        "seed": 0,
+    }
+
+
+@pytest.fixture(scope="module")
+def burgers_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("burgers")
+    recipe = recipe_from_dict(_burgers_recipe(root / "burgers.h5"))
+    result = fit_recipe(recipe, root / "run")
+    return root, result
+
+
+def test_recipe_generates_missing_data_and_trains(burgers_run):
+    root, result = burgers_run
+    assert (root / "burgers.h5").is_file()
+    with h5py.File(root / "burgers.h5") as f:
+        assert f["tensor"].shape == (12, 16, 32)
+    m = result.metrics
+    assert {"test_rel_l2", "test_nrmse", "rollout_nrmse_step10", "rollout_steps"} <= set(m) and m["rollout_steps"] == 15
+    assert (result.run_dir / "fields.png").is_file()
+
+
+@pytest.mark.parametrize("mode", ["unroll", "all_to_all"])
+def test_other_training_modes(tmp_path, burgers_run, mode):
+    root, _ = burgers_run
+    recipe = recipe_from_dict(_burgers_recipe(root / "burgers.h5", mode, unroll_steps=3))
+    metrics = fit_recipe(recipe, tmp_path / "run").metrics
+    assert metrics["test_rel_l2"] > 0 and metrics["rollout_steps"] == 15
+
+
+def test_rollout_writes_metrics_plots_gif_and_netcdf(burgers_run, tmp_path, capsys):
+    root, result = burgers_run
+    out = tmp_path / "rollout"
+    assert main(["rollout", str(result.run_dir), "--data", str(root / "burgers.h5"), "--steps", "8", "--out", str(out), "--frames", "1", "8", "--split", "all", "--no-tracking"]) == 0
+    names = {p.name for p in out.iterdir()}
+    assert {"metrics.csv", "metrics.json", "error_vs_step.png", "step_1.png", "step_8.png", "rollout.gif", "predictions.nc"} <= names
+    per_step = json.loads((out / "metrics.json").read_text())["per_step"]
+    assert len(per_step["nrmse"]) == 8 and all(v > 0 for v in per_step["nrmse"])
+    import xarray as xr
+
+    with xr.open_dataset(out / "predictions.nc") as ds:
+        assert ds["pred_0"].shape == ds["true_0"].shape == (12, 8, 32)
+
+
+def _error(capsys, argv) -> str:
+    assert main(argv) == 2
+    return capsys.readouterr().err
+
+
+def test_rollout_steps_beyond_the_file(burgers_run, capsys):
+    root, result = burgers_run
+    err = _error(capsys, ["rollout", str(result.run_dir), "--data", str(root / "burgers.h5"), "--steps", "40", "--no-tracking"])
+    assert "--steps 40 goes beyond the data: the trajectories have 16 frames" in err
+
+
+def test_rollout_on_data_of_other_dimensionality(burgers_run, tmp_path, capsys):
+    _, result = burgers_run
+    assert main(["datasets", "generate", "diffreact2d", "--n", "2", "--res", "8", "--out", str(tmp_path / "dr.h5")]) == 0
+    err = _error(capsys, ["rollout", str(result.run_dir), "--data", str(tmp_path / "dr.h5"), "--steps", "2", "--split", "all", "--no-tracking"])
+    assert "has 2 channel(s) on a 2D grid; the checkpoint" in err and "expects 1 channel(s) on a 1D grid" in err
+
+
+def test_forecasting_model_on_pde_data_is_rejected(tmp_path, burgers_run):
+    root, _ = burgers_run
+    from sciformer.errors import ConfigError
+
+    raw = _burgers_recipe(root / "burgers.h5")
+    raw["model"] = {"name": "itransformer"}
+    with pytest.raises(ConfigError, match="model 'itransformer' is a forecast model, but data .* is PDE"):
+        fit_recipe(recipe_from_dict(raw), tmp_path / "run")
