@@ -70,10 +70,15 @@ def lr_factor(schedule: str, epoch: int, epochs: int, progress: float = 0.0) -> 
     """Multiplier of the base learning rate during ``epoch`` (0-based), ``progress`` ∈ [0, 1) within it.
 
     ``halve`` is TSLib's ``type1``: the factor is applied after each epoch starting with the first, which
-    leaves the first two epochs at the base rate (lr, lr, lr/2, lr/4, ...). ``cosine`` decays per step.
+    leaves the first two epochs at the base rate (lr, lr, lr/2, lr/4, ...). ``cosine`` decays per step. ``type3`` is
+    the official PatchTST schedule (lr/25, lr, lr, lr, 0.9 lr, 0.81 lr, ...).
     """
     if schedule == "halve":
         return 0.5 ** max(0, epoch - 1)
+    if schedule == "type3":
+        # PatchTST's official run: OneCycleLR's initial rate lr/25 in the first epoch (the scheduler is built but
+        # never stepped), then TSLib's type3 adjustment: lr for epochs 1-3, then x0.9 per epoch.
+        return 1 / 25 if epoch == 0 else 0.9 ** max(0, epoch - 3)
     if schedule == "cosine":
         return 0.5 * (1.0 + math.cos(math.pi * (epoch + progress) / epochs))
     return 1.0

@@ -14,6 +14,7 @@ def test_halve_schedule_matches_tslib_type1():
     assert [lr_factor("halve", e, 10) for e in range(5)] == [1.0, 1.0, 0.5, 0.25, 0.125]
     assert lr_factor("cosine", 0, 10) == 1.0 and lr_factor("cosine", 5, 10) == pytest.approx(0.5)
     assert lr_factor("constant", 7, 10) == 1.0
+    assert [lr_factor("type3", e, 100) for e in range(6)] == pytest.approx([1 / 25, 1, 1, 1, 0.9, 0.81])
 
 
 def _data(tmp_path, n_rows=400):
