@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 
-from sciformer import Forecaster
-from sciformer.data.catalog import resolve
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+from sciformer import Forecaster  # noqa: E402
+from sciformer.data.catalog import resolve  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 

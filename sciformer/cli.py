@@ -44,7 +44,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     recorded = Path(args.run_dir) / METRICS_FILE
     if recorded.is_file():
         before = json.loads(recorded.read_text())
-        same = all(before.get(k) == metrics[k] for k in ("test_mse", "test_mae"))
+        shared = [k for k in metrics if k.startswith("test_") and k in before]
+        same = all(before[k] == metrics[k] or (before[k] != before[k] and metrics[k] != metrics[k]) for k in shared)  # NaN == NaN
         print(f"{'matches' if same else 'differs from'} {recorded}")
     return 0
 

@@ -35,7 +35,7 @@ def test_output_shape_finite_and_gradients(model_name):
     torch.manual_seed(0)
     model = build(model_name)
     u = torch.randn(2, 2, 32, 32)
-    out = model(u, torch.tensor([0.1, 0.5]))
+    out = model(u, torch.tensor([0.1, 0.5]))  # non-zero lead times: t-conditioned weights see a gradient
     assert out.shape == (2, 1, 32, 32) and torch.isfinite(out).all()
     # adaLN-Zero style models start with zero gates: nudge all-zero tensors the way the first optimiser steps would
     with torch.no_grad():
