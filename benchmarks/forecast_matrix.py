@@ -17,6 +17,7 @@ import os
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -135,16 +136,23 @@ def main() -> None:
                 for seed in args.seeds:
                     jobs.append((model, dataset, horizon, seed))
     args.runs.mkdir(parents=True, exist_ok=True)
-    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        results = list(pool.map(lambda j: run_one(*j, args.runs, args.extra, args.device), jobs))
     header = f"Forecast matrix ({time.strftime('%Y-%m-%d')}; {args.jobs} run(s) at a time on the device; seeds {' '.join(map(str, args.seeds))})"
-    text = table(results, header)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+    results: list[dict] = []
+    lock = threading.Lock()
+
+    def run_and_record(job):
+        result = run_one(*job, args.runs, args.extra, args.device)
+        with lock:  # rewrite the outputs after every run, so a run cut short keeps what finished
+            results.append(result)
+            if args.out:
+                args.out.parent.mkdir(parents=True, exist_ok=True)
+                args.out.write_text(table(results, header))
+            if args.json:
+                args.json.write_text(json.dumps(results, indent=2))
+
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        list(pool.map(run_and_record, jobs))
+    print(table(results, header))
 
 
 if __name__ == "__main__":
