@@ -90,7 +90,7 @@ def read_frame(
         except (ValueError, TypeError) as exc:
             raise DataError(f"{label}: time column '{time_col}' cannot be parsed as timestamps ({exc})") from None
         frame = frame.drop(columns=[time_col])
-    frame.index = pd.DatetimeIndex(timestamps, name="time")
+    frame.index = pd.DatetimeIndex(timestamps, name="time").as_unit("ns")  # one resolution everywhere (pandas 3 infers us)
 
     if columns is not None:
         missing = [c for c in columns if c not in frame.columns]

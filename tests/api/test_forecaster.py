@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -157,14 +158,15 @@ def test_unknown_argument_and_unfitted():
 def test_cli_predict_from_a_run_directory(data_dir, tmp_path):
     run = tmp_path / "run"
     env_cmd = [sys.executable, "-m", "sciformer"]
-    subprocess.run([*env_cmd, "fit", str(REPO / "recipes/smoke/itransformer.yaml"), "--out", str(run)], check=True, capture_output=True, cwd=tmp_path)
+    run_in = {"cwd": tmp_path, "env": {**os.environ, "PYTHONPATH": str(REPO)}}
+    subprocess.run([*env_cmd, "fit", str(REPO / "recipes/smoke/itransformer.yaml"), "--out", str(run)], check=True, capture_output=True, **run_in)
     recent = pd.read_csv(data_dir / "ETT-small" / "ETTh1.csv").iloc[1000:1100]
     recent.to_csv(tmp_path / "recent.csv", index=False)
-    proc = subprocess.run([*env_cmd, "predict", str(run), "--data", str(tmp_path / "recent.csv"), "--out", str(tmp_path / "f.csv"), "--level", "90"], capture_output=True, text=True, cwd=tmp_path)
+    proc = subprocess.run([*env_cmd, "predict", str(run), "--data", str(tmp_path / "recent.csv"), "--out", str(tmp_path / "f.csv"), "--level", "90"], capture_output=True, text=True, **run_in)
     assert proc.returncode == 0, proc.stderr
     forecast = pd.read_csv(tmp_path / "f.csv", index_col=0, parse_dates=True)
     assert len(forecast) == 24 and forecast.index[0] == pd.Timestamp(recent["date"].iloc[-1]) + pd.Timedelta(hours=1)
     assert {"OT", "OT-lo-90", "OT-hi-90"} <= set(forecast.columns)
     # without --data: the future after the end of the training file
-    proc = subprocess.run([*env_cmd, "predict", str(run)], capture_output=True, text=True, cwd=tmp_path)
+    proc = subprocess.run([*env_cmd, "predict", str(run)], capture_output=True, text=True, **run_in)
     assert proc.returncode == 0 and proc.stdout.splitlines()[1].startswith("2018-06-26 20:00:00")
