@@ -39,10 +39,10 @@ def cmd_fit(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from sciformer.engine.runner import METRICS_FILE, evaluate_run
 
-    metrics = evaluate_run(args.run_dir, device=args.device)
+    metrics = evaluate_run(args.run_dir, device=args.device, overrides=args.overrides)
     print(json.dumps(metrics, indent=2))
     recorded = Path(args.run_dir) / METRICS_FILE
-    if recorded.is_file():
+    if recorded.is_file() and not args.overrides:
         before = json.loads(recorded.read_text())
         shared = [k for k in metrics if k.startswith("test_") and k in before]
         same = all(before[k] == metrics[k] or (before[k] != before[k] and metrics[k] != metrics[k]) for k in shared)  # NaN == NaN
@@ -140,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="re-test a run's checkpoint", description="Re-run the test split from a run directory's checkpoint.")
     p.add_argument("run_dir", type=Path)
+    p.add_argument("overrides", nargs="*", help="data.* overrides, e.g. data.test_resolution=32")
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: the recipe's)")
     p.set_defaults(func=cmd_evaluate)
 

@@ -246,12 +246,19 @@ def plot_forecasts(model: torch.nn.Module, data: TimeSeriesData, path: Path, n_w
     return save_figure(fig, path)
 
 
-def evaluate_run(run_dir: str | Path, device: str | None = None) -> dict[str, Any]:
-    """Rebuild data and model from a run's checkpoint and re-run the test split."""
+def evaluate_run(run_dir: str | Path, device: str | None = None, overrides: list[str] | None = None) -> dict[str, Any]:
+    """Rebuild data and model from a run's checkpoint and re-run the test split.
+
+    ``overrides`` change the stored recipe's data section, e.g. ``data.test_resolution=32`` to test an operator
+    at an unseen resolution; the model's own arguments cannot be changed.
+    """
     run_dir = Path(run_dir)
     ckpt = run_dir / CHECKPOINT_DIR if (run_dir / CHECKPOINT_DIR).is_dir() else run_dir
     config = read_config(ckpt)
-    recipe = recipe_from_dict(config["recipe"], check_data=False)
+    for text in overrides or []:
+        if not text.startswith("data."):
+            raise ConfigError(f"evaluate override {text!r}: only data.* keys can be changed when re-testing a checkpoint")
+    recipe = recipe_from_dict(config["recipe"], overrides, check_data=False)
     torch_device = pick_device(device or recipe.train.device)
     model, config = load_model(ckpt, torch_device)
     if config["data"].get("kind") == "operator":

@@ -89,3 +89,14 @@ def test_forecasting_model_on_pde_data_is_rejected(tmp_path, burgers_run):
     raw["model"] = {"name": "itransformer"}
     with pytest.raises(ConfigError, match="model 'itransformer' is a forecast model, but data .* is PDE"):
         fit_recipe(recipe_from_dict(raw), tmp_path / "run")
+
+
+def test_darcy_galerkin_evaluates_at_an_unseen_resolution(data_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    recipe = Path(__file__).resolve().parents[2] / "recipes" / "smoke" / "galerkin.yaml"
+    assert main(["fit", str(recipe), "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(out), "data.test_resolution=32"]) == 0
+    at_32 = json.loads(capsys.readouterr().out)
+    assert 0 < at_32["test_rel_l2"] < 1
+    assert "only data.* keys" in _error(capsys, ["evaluate", str(out), "model.d_model=8"])
