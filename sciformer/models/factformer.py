@@ -20,7 +20,8 @@ import math
 import torch
 from torch import nn
 
-from sciformer.nn.factorized_attention import FactorizedAttention, GaussianFourierFeatures, unit_grid
+from sciformer.nn.embedding import grid_coordinates
+from sciformer.nn.factorized_attention import FactorizedAttention, GaussianFourierFeatures
 from sciformer.registry import register_model
 
 
@@ -71,7 +72,7 @@ class FactFormer(nn.Module):
     def forward(self, u: torch.Tensor, t: torch.Tensor | None = None, params: torch.Tensor | None = None) -> torch.Tensor:
         self._check(u)
         grid = u.shape[2:]
-        coords = torch.stack(torch.meshgrid(*unit_grid(grid, u.device, u.dtype), indexing="ij"), dim=-1)  # [*grid, n_dims]
+        coords = grid_coordinates(grid, u.device, u.dtype).movedim(0, -1)  # [*grid, n_dims]
         x = self.lift(u.movedim(1, -1))  # [B, *grid, dim]
         for position, layer in zip(self.positions, self.layers):
             x = x + position(coords)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from sciformer.nn.linear_attention import grid_coordinates
+from sciformer.nn.embedding import grid_coordinates
 from sciformer.registry import register_model
 
 

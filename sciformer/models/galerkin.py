@@ -28,7 +28,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from sciformer.nn.encoder import FeedForward
-from sciformer.nn.linear_attention import SoftmaxFreeAttention, grid_coordinates
+from sciformer.nn.embedding import grid_coordinates
+from sciformer.nn.linear_attention import SoftmaxFreeAttention
 from sciformer.nn.spectral import SpectralConv
 from sciformer.registry import register_model
 

@@ -75,3 +75,13 @@ class InvertedEmbedding(nn.Module):
         if x_mark is not None and x_mark.shape[-1] > 0:
             tokens = torch.cat([tokens, x_mark.transpose(1, 2)], dim=1)  # [B, N + F, L]
         return self.dropout(self.proj(tokens))
+
+
+def grid_coordinates(shape: tuple[int, ...] | torch.Size, device=None, dtype=None) -> torch.Tensor:
+    """Node coordinates of a regular grid on the unit box ``[0, 1]^d``, end points included.
+
+    ``shape = (n_1, ..., n_d)`` → ``[d, n_1, ..., n_d]`` (channels first, like a field), axis ``i`` holding
+    ``linspace(0, 1, n_i)``.
+    """
+    axes = [torch.linspace(0.0, 1.0, n, device=device, dtype=dtype) for n in shape]
+    return torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=0)

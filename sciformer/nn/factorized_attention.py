@@ -29,7 +29,6 @@ __all__ = [
     "apply_rotary",
     "factorized_attention",
     "rotary_angles",
-    "unit_grid",
 ]
 
 
@@ -83,11 +82,6 @@ def factorized_attention(
 
 
 # ---------------------------------------------------------------------------------------- positions
-def unit_grid(shape: Sequence[int], device: torch.device | None = None, dtype: torch.dtype | None = None) -> list[torch.Tensor]:
-    """Per-axis coordinates of a uniform grid on the unit box: ``[linspace(0, 1, n) for n in shape]``."""
-    return [torch.linspace(0.0, 1.0, n, device=device, dtype=dtype) for n in shape]
-
-
 def rotary_angles(coords: torch.Tensor, dim: int, min_freq: float = 1 / 64, base: float = 10000.0) -> torch.Tensor:
     """Rotary angles ``[n, dim]`` for 1D coordinates ``coords [n]`` (``dim`` even).
 

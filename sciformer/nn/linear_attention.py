@@ -133,12 +133,3 @@ class SoftmaxFreeAttention(nn.Module):
         out = KERNELS[self.attention](heads["query"], heads["key"], heads["value"])  # [B, H, n, pos_dim + E]
         return self.out(out.transpose(1, 2).reshape(B, n, -1))  # [B, n, H (pos_dim + E)] -> [B, n, d_model]
 
-
-def grid_coordinates(shape: tuple[int, ...] | torch.Size, device=None, dtype=None) -> torch.Tensor:
-    """Node coordinates of a regular grid on the unit box ``[0, 1]^d``, end points included.
-
-    ``shape = (n_1, ..., n_d)`` → ``[d, n_1, ..., n_d]`` (channels first, like a field), axis ``i`` holding
-    ``linspace(0, 1, n_i)``.
-    """
-    axes = [torch.linspace(0.0, 1.0, n, device=device, dtype=dtype) for n in shape]
-    return torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=0)

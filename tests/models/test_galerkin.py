@@ -12,7 +12,8 @@ import yaml
 from sciformer.config import recipe_from_dict
 from sciformer.engine.checkpoint import load_model, save_checkpoint
 from sciformer.models.galerkin import GalerkinTransformer
-from sciformer.nn.linear_attention import SoftmaxFreeAttention, fourier_attention, galerkin_attention, grid_coordinates
+from sciformer.nn.embedding import grid_coordinates
+from sciformer.nn.linear_attention import SoftmaxFreeAttention, fourier_attention, galerkin_attention
 from sciformer.nn.spectral import SpectralConv, kept_modes, spectral_multiply
 from sciformer.registry import build_model
 
