@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from sciformer.data.generators.common import FilePlan, PDEGenerator, init_multi, mc_slope, save_times
+from sciformer.data.generators.common import FilePlan, PDEGenerator, cell_centers, init_multi, mc_slope, save_times
 
 __all__ = ["Advection1D", "advection_exact", "advection_exact_cell_average", "advection_fv"]
 
@@ -69,12 +69,8 @@ class Advection1D(PDEGenerator):
     name = "advection1d"
     defaults = dict(beta=1.0, t_end=2.0, dt_save=0.01, cfl=0.4, x_left=0.0, x_right=1.0, ic="random")
 
-    def _grid(self, res, p):
-        dx = (p["x_right"] - p["x_left"]) / res
-        return p["x_left"] + (np.arange(res) + 0.5) * dx, dx
-
     def plan(self, res: int, **p) -> FilePlan:
-        x, _ = self._grid(res, p)
+        x, _ = cell_centers(res, p)
         t = save_times(p["t_end"], p["dt_save"])
         attrs = {"beta": float(p["beta"]), "cfl": float(p["cfl"]), "dt_save": float(p["dt_save"]),
                  "t_end": float(p["t_end"]), "ic": p["ic"],
@@ -82,7 +78,7 @@ class Advection1D(PDEGenerator):
         return FilePlan(["tensor"], len(t), (res,), {"x": x, "t": t}, attrs)
 
     def simulate(self, b, res, gen, device, dtype, **p):
-        x_np, dx = self._grid(res, p)
+        x_np, dx = cell_centers(res, p)
         x = torch.as_tensor(x_np, device=device, dtype=dtype)
         length = p["x_right"] - p["x_left"]
         if p["ic"] == "sine":

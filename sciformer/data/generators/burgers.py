@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from sciformer.data.generators.common import FilePlan, PDEGenerator, init_multi, mc_slope, save_times
+from sciformer.data.generators.common import FilePlan, PDEGenerator, cell_centers, init_multi, mc_slope, save_times
 
 __all__ = ["Burgers1D", "burgers_fv"]
 
@@ -66,12 +66,8 @@ class Burgers1D(PDEGenerator):
     name = "burgers1d"
     defaults = dict(nu=0.01, t_end=2.0, dt_save=0.01, cfl=0.25, x_left=0.0, x_right=1.0)
 
-    def _grid(self, res, p):
-        dx = (p["x_right"] - p["x_left"]) / res
-        return p["x_left"] + (np.arange(res) + 0.5) * dx, dx
-
     def plan(self, res: int, **p) -> FilePlan:
-        x, _ = self._grid(res, p)
+        x, _ = cell_centers(res, p)
         t = save_times(p["t_end"], p["dt_save"])
         attrs = {"Nu": float(p["nu"]), "cfl": float(p["cfl"]), "dt_save": float(p["dt_save"]),
                  "t_end": float(p["t_end"]),
@@ -80,7 +76,7 @@ class Burgers1D(PDEGenerator):
         return FilePlan(["tensor"], len(t), (res,), {"x": x, "t": t}, attrs)
 
     def simulate(self, b, res, gen, device, dtype, **p):
-        x_np, dx = self._grid(res, p)
+        x_np, dx = cell_centers(res, p)
         x = torch.as_tensor(x_np, device=device, dtype=dtype)
         u0 = init_multi(x, b, gen)
         frames = burgers_fv(u0, p["nu"], dx, save_times(p["t_end"], p["dt_save"]), p["cfl"])

@@ -108,6 +108,12 @@ def init_multi(x: torch.Tensor, b: int, gen: torch.Generator, *, k_tot: int = 4,
     return torch.where(r(b, 1) < p_window, u * window, u)
 
 
+def cell_centers(res: int, p: dict) -> tuple[np.ndarray, float]:
+    """Finite-volume cell centres ``[res]`` of ``[p["x_left"], p["x_right"]]`` and the cell width."""
+    dx = (p["x_right"] - p["x_left"]) / res
+    return p["x_left"] + (np.arange(res) + 0.5) * dx, dx
+
+
 def save_times(t_end: float, dt_save: float) -> np.ndarray:
     """Saved times 0, dt_save, ..., t_end (inclusive, rounded to the nearest whole number of saves)."""
     return np.arange(int(round(t_end / dt_save)) + 1, dtype=np.float64) * dt_save

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from sciformer.data.generators.common import FilePlan, PDEGenerator, save_times
+from sciformer.data.generators.common import FilePlan, PDEGenerator, cell_centers, save_times
 
 __all__ = ["DiffusionReaction2D", "fhn_rhs", "fhn_solve", "neumann_laplacian"]
 
@@ -71,12 +71,8 @@ class DiffusionReaction2D(PDEGenerator):
     name = "diffreact2d"
     defaults = dict(du=1e-3, dv=5e-3, k=5e-3, t_end=5.0, dt_save=0.05, x_left=-1.0, x_right=1.0, dt_max=0.01)
 
-    def _grid(self, res, p):
-        h = (p["x_right"] - p["x_left"]) / res
-        return p["x_left"] + (np.arange(res) + 0.5) * h, h
-
     def plan(self, res: int, **p) -> FilePlan:
-        x, _ = self._grid(res, p)
+        x, _ = cell_centers(res, p)
         t = save_times(p["t_end"], p["dt_save"])
         attrs = {"Du": float(p["du"]), "Dv": float(p["dv"]), "k": float(p["k"]),
                  "dt_save": float(p["dt_save"]), "t_end": float(p["t_end"]),
@@ -84,7 +80,7 @@ class DiffusionReaction2D(PDEGenerator):
         return FilePlan(["u", "v"], len(t), (res, res), {"x": x, "y": x.copy(), "t": t}, attrs)
 
     def simulate(self, b, res, gen, device, dtype, **p):
-        _, h = self._grid(res, p)
+        _, h = cell_centers(res, p)
         z0 = torch.randn(b, 2, res, res, generator=gen, device=device, dtype=dtype)
         frames = fhn_solve(z0, save_times(p["t_end"], p["dt_save"]), h, p["du"], p["dv"], p["k"],
                            dt_max=p["dt_max"])
