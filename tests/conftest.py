@@ -14,6 +14,9 @@ REPO = Path(__file__).resolve().parents[1]
 _SHARED = REPO.parent / "shared" / "datasets"
 if "SCIFORMER_DATA_DIR" not in os.environ and _SHARED.is_dir():
     os.environ["SCIFORMER_DATA_DIR"] = str(_SHARED)
+if os.environ.get("SCIFORMER_DATA_DIR"):
+    # CI passes a relative path (../shared/datasets); tests run in their own temporary directories
+    os.environ["SCIFORMER_DATA_DIR"] = str(Path(os.environ["SCIFORMER_DATA_DIR"]).resolve())
 
 
 @pytest.fixture
