@@ -13,16 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from runs import REPO, fit, run_pool  # noqa: E402
 
 # (model, dataset, horizon) -> (MSE, MAE) as published; see reference/TIMESERIES.md §5 for sources.
 PUBLISHED: dict[tuple[str, str, int], tuple[float, float]] = {
@@ -63,22 +60,13 @@ def recipe_for(model: str) -> Path:
 
 
 def run_one(model: str, dataset: str, horizon: int, seed: int, out_root: Path, extra: list[str], device: str | None) -> dict:
-    out = out_root / f"{model}-{dataset}-{horizon}-s{seed}"
-    metrics_file = out / "metrics.json"
-    if not metrics_file.is_file():
-        overrides = [f"data.name={dataset}", f"data.horizon={horizon}", f"seed={seed}", "tracking.enabled=false", "train.progress=false"]
-        overrides += OFFICIAL_OVERRIDES.get((model, dataset, horizon), []) + extra
-        if device:
-            overrides.append(f"train.device={device}")
-        cmd = [sys.executable, "-m", "sciformer", "fit", str(recipe_for(model)), *overrides, "--out", str(out)]
-        started = time.perf_counter()
-        proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
-        if proc.returncode != 0:
-            print(f"FAILED {out.name}: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}", file=sys.stderr)
-            return {"model": model, "dataset": dataset, "horizon": horizon, "seed": seed, "failed": True}
-        print(f"done {out.name} in {time.perf_counter() - started:.0f}s", file=sys.stderr, flush=True)
-    metrics = json.loads(metrics_file.read_text())
-    return {"model": model, "dataset": dataset, "horizon": horizon, "seed": seed, **metrics}
+    overrides = [f"data.name={dataset}", f"data.horizon={horizon}", f"seed={seed}"]
+    overrides += OFFICIAL_OVERRIDES.get((model, dataset, horizon), []) + extra
+    if device:
+        overrides.append(f"train.device={device}")
+    metrics = fit(recipe_for(model), overrides, out_root / f"{model}-{dataset}-{horizon}-s{seed}")
+    cell = {"model": model, "dataset": dataset, "horizon": horizon, "seed": seed}
+    return {**cell, "failed": True} if metrics is None else {**cell, **metrics}
 
 
 def mean_std(values: list[float]) -> str:
@@ -137,21 +125,15 @@ def main() -> None:
                     jobs.append((model, dataset, horizon, seed))
     args.runs.mkdir(parents=True, exist_ok=True)
     header = f"Forecast matrix ({time.strftime('%Y-%m-%d')}; {args.jobs} run(s) at a time on the device; seeds {' '.join(map(str, args.seeds))})"
-    results: list[dict] = []
-    lock = threading.Lock()
 
-    def run_and_record(job):
-        result = run_one(*job, args.runs, args.extra, args.device)
-        with lock:  # rewrite the outputs after every run, so a run cut short keeps what finished
-            results.append(result)
-            if args.out:
-                args.out.parent.mkdir(parents=True, exist_ok=True)
-                args.out.write_text(table(results, header))
-            if args.json:
-                args.json.write_text(json.dumps(results, indent=2))
+    def record(results: list[dict]) -> None:  # rewritten after every run, so a matrix cut short keeps what finished
+        if args.out:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(table(results, header))
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=2))
 
-    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        list(pool.map(run_and_record, jobs))
+    results = run_pool(jobs, lambda job: run_one(*job, args.runs, args.extra, args.device), record, args.jobs)
     print(table(results, header))
 
 

@@ -11,22 +11,36 @@ import json
 import sys
 from pathlib import Path
 
-from sciformer.errors import SciformerError
+from sciformer.errors import ConfigError, SciformerError
 
 RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
+    from sciformer.engine.distributed import env_rank, launched_by_torchrun
+
+    if args.nproc is not None and args.nproc > 1 and not launched_by_torchrun():
+        return _launch_torchrun(args)
     from sciformer.config import load_recipe
     from sciformer.engine.runner import fit_recipe
 
+    if args.resume is not None and args.out is not None and args.out != args.resume:
+        raise ConfigError(f"--out {args.out} and --resume {args.resume} name different run directories; give only --resume")
     recipe = load_recipe(args.recipe, args.overrides)
+    run_dir = args.resume if args.resume is not None else args.out
     callbacks = []
-    if recipe.tracking.enabled:
+    if recipe.tracking.enabled and env_rank() == 0:  # rank 0 alone talks to MLflow
         from sciformer.tracking.mlflow import MLflowTracker
 
         callbacks.append(MLflowTracker(recipe.tracking, run_name=recipe.name))
-    result = fit_recipe(recipe, args.out, callbacks)
+    try:
+        result = fit_recipe(recipe, run_dir, callbacks, resume=args.resume is not None)
+    except KeyboardInterrupt:
+        if env_rank() == 0:
+            print(f"sciformer: interrupted; continue with: sciformer fit {args.recipe} ... --resume RUN_DIR", file=sys.stderr)
+        raise
+    if result.rank != 0:
+        return 0
     m = result.metrics
     print(f"run directory: {result.run_dir}")
     print(
@@ -34,6 +48,27 @@ def cmd_fit(args: argparse.Namespace) -> int:
         f"{m['seconds_per_epoch']:.2f} s/epoch)"
     )
     return 0
+
+
+def torchrun_command(args: argparse.Namespace) -> list[str]:
+    """``sciformer fit ... --nproc N`` as the equivalent single-node torchrun command."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(args.nproc), "-m", "sciformer"]
+    if args.debug:
+        command.append("--debug")
+    command += ["fit", str(args.recipe), *args.overrides]
+    if args.out is not None:
+        command += ["--out", str(args.out)]
+    if args.resume is not None:
+        command += ["--resume", str(args.resume)]
+    return command
+
+
+def _launch_torchrun(args: argparse.Namespace) -> int:
+    import subprocess
+
+    command = torchrun_command(args)
+    print("launching: " + " ".join(command[2:]), file=sys.stderr)
+    return subprocess.call(command)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -136,6 +171,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("recipe", help="recipe YAML file")
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.epochs=3 data.horizon=192")
     p.add_argument("--out", type=Path, default=None, help="run directory (default: runs/<recipe>-<timestamp>/)")
+    p.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR",
+                   help="continue an interrupted run from its last checkpoint (same recipe and overrides; same MLflow run)")
+    p.add_argument("--nproc", type=int, default=None, metavar="N",
+                   help="train on N processes (one per GPU) with DDP: shorthand for torchrun --standalone --nproc_per_node N -m sciformer fit ...")
     p.set_defaults(func=cmd_fit)
 
     p = sub.add_parser("evaluate", help="re-test a run's checkpoint", description="Re-run the test split from a run directory's checkpoint.")

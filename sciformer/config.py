@@ -75,8 +75,13 @@ class TrainConfig:
     loss: str = "mse"  # mse | mae | rel_l2
     mode: str = "one_step"  # operators: one_step | unroll (pushforward) | all_to_all (lead-time pairs)
     unroll_steps: int = 1  # operators, mode unroll: model applications per training sample
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    device: str = "auto"  # auto | cpu | cuda | cuda:N (under torchrun: cuda:LOCAL_RANK)
     progress: bool = True
+    checkpoint_every: int = 0  # also save the resumable training state every K optimiser steps (0: at epoch ends only)
+    fused_optimizer: bool | None = None  # fused Adam; default: on CUDA
+    cuda_graphs: bool = False  # replay each fixed-shape train/eval step from one CUDA graph (single GPU)
+    compile: bool = False  # torch.compile the model
+    compile_mode: str = "default"  # default | reduce-overhead | max-autotune | max-autotune-no-cudagraphs
 
 
 @dataclass
@@ -107,6 +112,7 @@ _CHOICES = {
     "train.precision": ("fp32", "bf16"),
     "train.loss": ("mse", "mae", "rel_l2"),
     "train.mode": ("one_step", "unroll", "all_to_all"),
+    "train.compile_mode": ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
 }
 
 
@@ -228,6 +234,12 @@ def _validate(recipe: Recipe, check_data: bool = True) -> None:
             raise ConfigError(f"recipe key '{key}': expected a positive integer, got {value}")
     if d.label_len < 0 or d.label_len > d.lookback:
         raise ConfigError(f"recipe key 'data.label_len': expected 0 <= label_len <= lookback ({d.lookback}), got {d.label_len}")
+    if t.checkpoint_every < 0:
+        raise ConfigError(f"recipe key 'train.checkpoint_every': expected a number of steps >= 0 (0: epoch ends only), got {t.checkpoint_every}")
+    if t.cuda_graphs and t.compile and t.compile_mode == "reduce-overhead":
+        raise ConfigError(
+            "recipe keys 'train.cuda_graphs' and 'train.compile_mode=reduce-overhead' both capture CUDA graphs; use one of them"
+        )
     if t.lr <= 0:
         raise ConfigError(f"recipe key 'train.lr': expected a positive number, got {t.lr}")
     if d.split is not None and (len(d.split) != 3 or abs(sum(d.split) - 1) > 1e-6 or min(d.split) <= 0):

@@ -150,3 +150,15 @@ def test_datasets_generate_and_inspect(tmp_path, capsys):
     assert "layout: single" in described and "Nu=0.001" in described and "tensor: (2, 201, 32)" in described
     assert "has no parameter(s) ['beta']" in _error(capsys, ["datasets", "generate", "burgers1d", "--n", "1", "--res", "16", "--beta", "2", "--out", str(out)])
     assert "unknown generator 'burger1d'" in _error(capsys, ["datasets", "generate", "burger1d", "--n", "1", "--res", "16", "--out", str(out)])
+
+
+def test_fit_help_documents_resume_and_nproc(capsys):
+    with pytest.raises(SystemExit):
+        main(["fit", "--help"])
+    text = capsys.readouterr().out
+    assert "--resume RUN_DIR" in text and "--nproc N" in text and "torchrun" in text
+
+
+def test_resuming_a_missing_run_exits_2(tmp_path, capsys):
+    err = _error(capsys, ["fit", str(REPO / "recipes/smoke/itransformer.yaml"), "--resume", str(tmp_path / "nowhere")])
+    assert "cannot resume: run directory" in err and "does not exist" in err

@@ -105,3 +105,16 @@ def test_yaml_is_read_safely(tmp_path):
 def test_literal_choices_of_model_arguments():
     with pytest.raises(ConfigError, match=r"'model.activation': expected one of gelu, relu, got 'gelo'.*did you mean 'gelu'"):
         recipe_from_dict({"model": {"name": "itransformer", "activation": "gelo"}})
+
+
+def test_engine_settings_for_scale_and_resume():
+    recipe = recipe_from_dict({"train": {"checkpoint_every": 500, "cuda_graphs": True, "fused_optimizer": False, "compile": True, "compile_mode": "max-autotune"}})
+    t = recipe.train
+    assert (t.checkpoint_every, t.cuda_graphs, t.fused_optimizer, t.compile, t.compile_mode) == (500, True, False, True, "max-autotune")
+    assert recipe_from_dict({}).train.fused_optimizer is None  # fused on CUDA, not on CPU
+    with pytest.raises(ConfigError, match=r"'train.checkpoint_every': expected a number of steps >= 0"):
+        recipe_from_dict({"train": {"checkpoint_every": -5}})
+    with pytest.raises(ConfigError, match=r"'train.compile_mode': expected one of .*did you mean 'reduce-overhead'"):
+        recipe_from_dict({"train": {"compile_mode": "reduce_overhead"}})
+    with pytest.raises(ConfigError, match="both capture CUDA graphs"):
+        recipe_from_dict({"train": {"cuda_graphs": True, "compile": True, "compile_mode": "reduce-overhead"}})

@@ -15,7 +15,12 @@ log = logging.getLogger(__name__)
 
 
 class Callback:
-    """Override the hooks you need; all are optional."""
+    """Override the hooks you need; all are optional.
+
+    ``on_fit_start``'s ``info`` holds system facts and, from the runner, ``run_dir``, ``resumed`` (True when an
+    interrupted run continues: reopen what you logged before) and ``world_size``. Under torchrun, hooks are
+    called on rank 0 only.
+    """
 
     def on_fit_start(self, recipe: dict[str, Any], info: dict[str, Any]) -> None: ...
 

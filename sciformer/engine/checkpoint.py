@@ -1,17 +1,25 @@
-"""Checkpoints: a directory holding ``weights.safetensors`` and ``config.json``.
+"""Checkpoints: a model checkpoint directory, and the training state a run resumes from.
 
-``config.json`` carries everything needed to rebuild the model without the recipe file: registry name and
-full constructor arguments, the resolved recipe, sciformer's version, the scaler statistics and a
-fingerprint of the training data. Writing is atomic (a temporary sibling directory renamed into place), and
-loading never unpickles: a damaged file raises :class:`~sciformer.errors.CheckpointError`.
+A model checkpoint is a directory holding ``weights.safetensors`` and ``config.json``. ``config.json`` carries
+everything needed to rebuild the model without the recipe file: registry name and full constructor arguments,
+the resolved recipe, sciformer's version, the scaler statistics, a fingerprint of the training data and the
+sha256 of each tensor file. Writing is atomic (a temporary sibling directory renamed into place), and loading
+never unpickles: a damaged file raises :class:`~sciformer.errors.CheckpointError` naming it.
+
+The training state (:func:`save_training_state`) is everything a run needs to continue exactly where it stopped:
+weights, optimiser, RNG states, counters. It is a nested mapping of JSON values and tensors, stored as
+``state.json`` + ``state.safetensors`` in a versioned folder; a ``LATEST`` file, replaced atomically after the
+folder is complete, names the folder to resume from, so a crash at any moment leaves the previous state intact.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,25 +34,63 @@ EXTRAS = "extras.safetensors"  # tensors beside the weights: conformal calibrati
 CONFIG = "config.json"
 FORMAT_VERSION = 1
 
+STATE_JSON = "state.json"
+STATE_TENSORS = "state.safetensors"
+LATEST = "LATEST"
+STATE_FORMAT = 1
 
-def save_checkpoint(directory: str | Path, model: nn.Module, config: dict[str, Any], extras: dict[str, torch.Tensor] | None = None) -> Path:
-    """Write ``model``'s weights, ``config`` and optional ``extras`` tensors to ``directory`` atomically."""
-    from safetensors.torch import save_file
 
+# ------------------------------------------------------------------------------------------- writing
+def _cpu_tensors(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    # copies, so that tensors sharing storage (tied weights) serialise separately
+    return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in tensors.items()}
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    with open(path, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _write_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> str:
+    """Write a safetensors file; returns its sha256."""
+    from safetensors.torch import save
+
+    data = save(_cpu_tensors(tensors))
+    _write_bytes(path, data)
+    return hashlib.sha256(data).hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory handles
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def save_checkpoint(
+    directory: str | Path, model: nn.Module | Mapping[str, torch.Tensor], config: dict[str, Any], extras: dict[str, torch.Tensor] | None = None
+) -> Path:
+    """Write ``model``'s weights (a module or its state dict), ``config`` and optional ``extras`` tensors to
+    ``directory`` atomically."""
+    weights = dict(model.state_dict() if isinstance(model, nn.Module) else model)
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.tmp"))
     try:
-        state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-        save_file(state, str(tmp / WEIGHTS))
+        digests = {WEIGHTS: _write_tensors(tmp / WEIGHTS, weights)}
         if extras:
-            save_file({k: v.detach().contiguous().cpu() for k, v in extras.items()}, str(tmp / EXTRAS))
-        payload = {"format": FORMAT_VERSION, "sciformer_version": __version__, **config}
-        (tmp / CONFIG).write_text(json.dumps(payload, indent=2, default=str))
-        for path in tmp.iterdir():
-            with open(path, "rb") as handle:
-                os.fsync(handle.fileno())
+            digests[EXTRAS] = _write_tensors(tmp / EXTRAS, extras)
+        payload = {"format": FORMAT_VERSION, "sciformer_version": __version__, **config, "sha256": digests}
+        _write_bytes(tmp / CONFIG, json.dumps(payload, indent=2, default=str).encode())
+        _fsync_dir(tmp)
         if directory.exists():
+            # two renames: a crash between them leaves the previous checkpoint as .NAME.old (see find_checkpoint)
             old = directory.with_name(f".{directory.name}.old")
             shutil.rmtree(old, ignore_errors=True)
             os.replace(directory, old)
@@ -52,9 +98,23 @@ def save_checkpoint(directory: str | Path, model: nn.Module, config: dict[str, A
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, directory)
+        _fsync_dir(directory.parent)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return directory
+
+
+def find_checkpoint(path: str | Path, name: str = "checkpoint") -> Path:
+    """The model checkpoint of a run directory (``RUN/checkpoint``), or ``path`` itself if it is one.
+
+    A run killed in the instant between the two renames of :func:`save_checkpoint` has only ``RUN/.checkpoint.old``,
+    the previous complete checkpoint; it is used then.
+    """
+    path = Path(path)
+    for candidate in (path / name, path / f".{name}.old"):
+        if (candidate / CONFIG).is_file():
+            return candidate
+    return path
 
 
 def read_config(directory: str | Path) -> dict[str, Any]:
@@ -75,23 +135,41 @@ def read_config(directory: str | Path) -> dict[str, Any]:
     return config
 
 
-def read_weights(directory: str | Path, name: str = WEIGHTS) -> dict[str, torch.Tensor]:
-    """The tensors of ``weights.safetensors`` (or of another safetensors file of the checkpoint)."""
+def _load_tensors(path: Path, expected_sha256: str | None = None) -> dict[str, torch.Tensor]:
+    """A safetensors file's tensors; a missing, truncated, altered or foreign file raises CheckpointError."""
     from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    from safetensors.torch import load
 
-    path = Path(directory) / name
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint '{directory}' has no {name}")
     try:
-        return load_file(str(path))
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CheckpointError(f"checkpoint file '{path}' cannot be read ({exc})") from None
+    if expected_sha256 is not None and hashlib.sha256(data).hexdigest() != expected_sha256:
+        raise CheckpointError(f"checkpoint file '{path}' is corrupt or truncated (its sha256 differs from the one recorded when it was written)")
+    try:
+        return load(data)
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"checkpoint file '{path}' is corrupt or truncated ({exc})") from None
 
 
+def read_weights(directory: str | Path, name: str = WEIGHTS, expected_sha256: str | None = None) -> dict[str, torch.Tensor]:
+    """The tensors of ``weights.safetensors`` (or of another safetensors file of the checkpoint)."""
+    path = Path(directory) / name
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint '{directory}' has no {name}")
+    return _load_tensors(path, expected_sha256)
+
+
+def _digest(config: dict[str, Any], name: str) -> str | None:
+    digests = config.get("sha256")
+    return digests.get(name) if isinstance(digests, dict) else None  # checkpoints from before 0.1.1 have none
+
+
 def read_extras(directory: str | Path) -> dict[str, torch.Tensor]:
     """The extra tensors saved beside the weights (empty when there are none)."""
-    return read_weights(directory, EXTRAS) if (Path(directory) / EXTRAS).is_file() else {}
+    if not (Path(directory) / EXTRAS).is_file():
+        return {}
+    return read_weights(directory, EXTRAS, _digest(read_config(directory), EXTRAS))
 
 
 def load_model(directory: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
@@ -102,7 +180,119 @@ def load_model(directory: str | Path, device: torch.device | str = "cpu") -> tup
     spec = config["model"]
     model = build_model(spec["name"], spec.get("args", {}), **spec.get("data_sizes", {}))
     try:
-        model.load_state_dict(read_weights(directory), strict=True)
+        model.load_state_dict(read_weights(directory, WEIGHTS, _digest(config, WEIGHTS)), strict=True)
     except RuntimeError as exc:
         raise CheckpointError(f"checkpoint '{directory}' does not match model '{spec['name']}': {exc}") from None
     return model.to(device).eval(), config
+
+
+# ------------------------------------------------------------------------------------ training state
+# JSON has no tensors, tuples or non-string keys; these markers carry them through (optimiser state dicts are
+# keyed by parameter index, Adam's betas are a tuple).
+_TENSOR, _TUPLE, _ITEMS = "__tensor__", "__tuple__", "__items__"
+
+
+def _encode(value: Any, tensors: dict[str, torch.Tensor], path: str) -> Any:
+    if isinstance(value, torch.Tensor):
+        tensors[path] = value
+        return {_TENSOR: path}
+    if isinstance(value, dict):
+        if all(isinstance(k, str) for k in value):
+            return {k: _encode(v, tensors, f"{path}.{k}") for k, v in value.items()}
+        return {_ITEMS: [[k, _encode(v, tensors, f"{path}.{k}")] for k, v in value.items()]}
+    if isinstance(value, tuple):
+        return {_TUPLE: [_encode(v, tensors, f"{path}.{i}") for i, v in enumerate(value)]}
+    if isinstance(value, list):
+        return [_encode(v, tensors, f"{path}.{i}") for i, v in enumerate(value)]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if hasattr(value, "item"):  # NumPy scalars
+        return value.item()
+    raise TypeError(f"training state entry '{path}' has type {type(value).__name__}, which a checkpoint cannot store")
+
+
+def _decode(value: Any, tensors: dict[str, torch.Tensor], where: Path) -> Any:
+    if isinstance(value, dict):
+        if _TENSOR in value:
+            try:
+                return tensors[value[_TENSOR]]
+            except KeyError:
+                raise CheckpointError(f"checkpoint file '{where}' has no tensor '{value[_TENSOR]}'; the checkpoint is incomplete") from None
+        if _TUPLE in value:
+            return tuple(_decode(v, tensors, where) for v in value[_TUPLE])
+        if _ITEMS in value:
+            return {k: _decode(v, tensors, where) for k, v in value[_ITEMS]}
+        return {k: _decode(v, tensors, where) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decode(v, tensors, where) for v in value]
+    return value
+
+
+def save_training_state(directory: str | Path, name: str, state: dict[str, Any]) -> Path:
+    """Write ``state`` (nested dicts/lists/tuples of JSON values and tensors) as ``directory/name`` and make it
+    the one :func:`load_training_state` returns.
+
+    Order of operations, so that a crash anywhere leaves a complete state behind: write a temporary folder and
+    fsync it, rename it to ``name``, atomically replace ``LATEST`` with ``name``, then delete older folders.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tensors: dict[str, torch.Tensor] = {}
+    skeleton = _encode(state, tensors, "state")
+    tmp = Path(tempfile.mkdtemp(dir=directory, prefix=f".{name}.tmp"))
+    try:
+        digest = _write_tensors(tmp / STATE_TENSORS, tensors)
+        payload = {"format": STATE_FORMAT, "sciformer_version": __version__, "sha256": {STATE_TENSORS: digest}, "state": skeleton}
+        _write_bytes(tmp / STATE_JSON, json.dumps(payload).encode())
+        _fsync_dir(tmp)
+        final, n = directory / name, 1
+        while final.exists():  # never touch the folder LATEST may still name
+            n += 1
+            final = directory / f"{name}-{n}"
+        os.replace(tmp, final)
+        pointer = directory / f".{LATEST}.tmp"
+        _write_bytes(pointer, final.name.encode())
+        os.replace(pointer, directory / LATEST)
+        _fsync_dir(directory)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    for old in directory.iterdir():  # older states, and temporaries of writes that a crash interrupted
+        if old.is_dir() and old.name != final.name:
+            shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def _latest_name(directory: Path) -> str | None:
+    try:
+        return (directory / LATEST).read_text().strip() or None
+    except OSError:
+        return None
+
+
+def load_training_state(directory: str | Path) -> dict[str, Any] | None:
+    """The state last written by :func:`save_training_state` into ``directory``; None when there is none yet.
+
+    Raises :class:`CheckpointError` naming the file when the state is damaged (unreadable JSON, a tensor file
+    whose sha256 differs from the recorded one, missing entries) or written by a newer sciformer.
+    """
+    directory = Path(directory)
+    name = _latest_name(directory)
+    if name is None:
+        return None
+    folder = directory / name
+    path = folder / STATE_JSON
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint '{directory / LATEST}' names '{name}', but '{path}' does not exist")
+    try:
+        payload = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
+        raise CheckpointError(f"checkpoint file '{path}' is corrupt: not valid JSON ({exc})") from None
+    if not isinstance(payload, dict) or "state" not in payload or "sha256" not in payload:
+        raise CheckpointError(f"checkpoint file '{path}' has no training state; it was not written by sciformer")
+    if payload.get("format", 0) > STATE_FORMAT:
+        raise CheckpointError(f"checkpoint '{folder}' has format {payload['format']}, newer than this sciformer ({__version__}) reads; upgrade sciformer")
+    tensors_path = folder / STATE_TENSORS
+    if not tensors_path.is_file():
+        raise CheckpointError(f"checkpoint '{folder}' has no {STATE_TENSORS}")
+    tensors = _load_tensors(tensors_path, payload["sha256"].get(STATE_TENSORS))
+    return _decode(payload["state"], tensors, tensors_path)

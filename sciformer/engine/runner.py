@@ -1,14 +1,17 @@
 """A run, start to finish: recipe → data → model → train → test → run directory.
 
-``fit_recipe`` is what ``sciformer fit`` executes; ``evaluate_run`` re-tests a run directory's checkpoint.
-Trackers plug in as callbacks (see :mod:`sciformer.engine.callbacks`); the engine never imports them.
+``fit_recipe`` is what ``sciformer fit`` executes (also under torchrun, and resuming an interrupted run);
+``evaluate_run`` re-tests a run directory's checkpoint. Trackers plug in as callbacks (see
+:mod:`sciformer.engine.callbacks`); the engine never imports them. docs/training.md describes DDP and resuming.
 """
 
 from __future__ import annotations
 
 import json
 import platform
+import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,17 +24,21 @@ from sciformer import __version__
 from sciformer.config import Recipe, recipe_from_dict
 from sciformer.data.operator import OperatorData, is_operator_dataset, load_operator_data
 from sciformer.data.timeseries import TimeSeriesData
+from sciformer.engine import distributed
 from sciformer.engine.callbacks import Callback, CallbackList
-from sciformer.engine.checkpoint import load_model, read_config, save_checkpoint
+from sciformer.engine.checkpoint import find_checkpoint, load_model, read_config, save_checkpoint
 from sciformer.engine.conformal import calibration_scores
+from sciformer.engine.distributed import Distributed
 from sciformer.engine.metrics import PDEMetrics
 from sciformer.engine.plots import field_figure, forecast_figure, save_figure
 from sciformer.engine.rollout import rollout, rollout_metrics
 from sciformer.engine.trainer import FitResult, Trainer, operator_step, pick_device, seed_everything
-from sciformer.errors import ConfigError, DataError
+from sciformer.errors import ConfigError, DataError, SciformerError
 from sciformer.registry import build_model, get_model
 
 CHECKPOINT_DIR = "checkpoint"
+RESUME_DIR = "resume"  # the resumable training state (removed when the run finishes)
+RECIPE_FILE = "recipe.json"  # the resolved recipe, to check that a resume uses the same one
 METRICS_FILE = "metrics.json"
 PLOT_FILE = "forecast.png"
 FIELDS_PLOT = "fields.png"
@@ -41,6 +48,7 @@ FIELDS_PLOT = "fields.png"
 class RunResult:
     run_dir: Path
     metrics: dict[str, Any]
+    rank: int = 0  # under torchrun: this process's rank (rank 0 wrote the run directory)
 
 
 def default_run_dir(recipe: Recipe, root: str | Path = "runs") -> Path:
@@ -101,56 +109,154 @@ def peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
-def train(recipe: Recipe, data: TimeSeriesData, device: torch.device, hooks: CallbackList) -> tuple[torch.nn.Module, Trainer, FitResult]:
+def train(
+    recipe: Recipe,
+    data: TimeSeriesData | OperatorData,
+    device: torch.device,
+    hooks: CallbackList,
+    dist: Distributed | None = None,
+    state_dir: Path | None = None,
+    resume: bool = False,
+    on_best: Callable[[dict[str, torch.Tensor]], None] | None = None,
+) -> tuple[torch.nn.Module, Trainer, FitResult]:
     """Build the recipe's model for ``data`` and fit it (best validation weights restored)."""
-    model = build_model(recipe.model.name, recipe.model.args, **data_sizes(data, recipe))
-    trainer = Trainer(model, recipe.train, device, seed=recipe.seed, callbacks=hooks)
-    return model, trainer, trainer.fit(data)
+    dist = dist or Distributed(device=device)
+    model = build_model(recipe.model.name, recipe.model.args, **data_sizes(data, recipe))  # identical on every rank
+    if dist.rank > 0:
+        torch.manual_seed(recipe.seed + dist.rank)  # ranks draw different dropout masks; rank 0 keeps the 1-process stream
+    trainer = Trainer(model, recipe.train, device, seed=recipe.seed, callbacks=hooks, dist=dist, state_dir=state_dir, on_best=on_best)
+    return model, trainer, trainer.fit(data, resume=resume)
 
 
-def fit_recipe(recipe: Recipe, run_dir: str | Path | None = None, callbacks: list[Callback] | tuple[Callback, ...] = ()) -> RunResult:
-    """Train, validate and test ``recipe``; write checkpoint, metrics and plot into ``run_dir``."""
+def fit_recipe(
+    recipe: Recipe,
+    run_dir: str | Path | None = None,
+    callbacks: list[Callback] | tuple[Callback, ...] = (),
+    resume: bool = False,
+) -> RunResult:
+    """Train, validate and test ``recipe``; write checkpoint, metrics and plot into ``run_dir``.
+
+    While training, ``run_dir/resume/`` holds the latest resumable state (every epoch, and every
+    ``train.checkpoint_every`` steps) and ``run_dir/checkpoint/`` the best model so far, so an interrupted run
+    stays loadable; ``resume=True`` continues such a run from its state (same recipe, same MLflow run).
+    Under torchrun this runs on every rank (DDP); rank 0 alone writes files and calls ``callbacks``.
+    """
+    with distributed.setup(recipe.train.device) as dist:
+        return _fit(recipe, run_dir, callbacks, resume, dist)
+
+
+def _fit(recipe: Recipe, run_dir: str | Path | None, callbacks: list[Callback] | tuple[Callback, ...], resume: bool, dist: Distributed) -> RunResult:
     seed_everything(recipe.seed)
-    device = pick_device(recipe.train.device)
-    data = load_data(recipe).to(device)
-    run_dir = Path(run_dir) if run_dir is not None else default_run_dir(recipe)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    hooks = CallbackList(callbacks)
+    device = dist.device
+    run_dir = _prepare_run_dir(recipe, run_dir, resume, dist)
+    with dist.rank_zero_first():  # rank 0 downloads or generates missing files, the others then read them
+        data = load_data(recipe).to(device)
+    hooks = CallbackList(callbacks if dist.is_main else [])
     info = {
         **system_info(device),
         "run_dir": str(run_dir),
+        "resumed": resume,
+        "world_size": dist.world_size,
         "batches": {split: data.n_batches(split, recipe.train.batch_size) for split in data.splits},
     }
     hooks.on_fit_start(recipe.to_dict(), info)
+    metrics: dict[str, Any] = {}
     try:
-        model, trainer, fit = train(recipe, data, device, hooks)
+        config = checkpoint_config(recipe, data)
+        extras = None if isinstance(data, OperatorData) else history_tensors(data.tail, data.timestamps[-data.lookback :])
+
+        def save_best(weights: dict[str, torch.Tensor]) -> None:  # an interrupted run keeps a loadable model
+            save_checkpoint(run_dir / CHECKPOINT_DIR, weights, config, extras)
+
+        model, trainer, fit = train(recipe, data, device, hooks, dist, run_dir / RESUME_DIR, resume, save_best)
         test = trainer.evaluate(data, "test")
         val = trainer.evaluate(data, "val")
+        metrics = {f"test_{k}": v for k, v in test.items()} | {f"val_{k}": v for k, v in val.items()}
+        metrics |= {
+            "best_epoch": fit.best_epoch,
+            "epochs": fit.epochs,
+            "train_seconds": fit.train_seconds,
+            "seconds_per_epoch": fit.seconds_per_epoch,
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "peak_memory_mb": peak_memory_mb(device),
+            "device": str(device),
+            "world_size": dist.world_size,
+        }
+        if dist.is_main:
+            batch_size = recipe.train.eval_batch_size or recipe.train.batch_size
+            if isinstance(data, OperatorData):
+                metrics |= operator_test_metrics(model, data, recipe, batch_size)
+                save_checkpoint(run_dir / CHECKPOINT_DIR, model, config)
+                plot_fields(model, data, run_dir / FIELDS_PLOT)
+            else:
+                save_checkpoint(run_dir / CHECKPOINT_DIR, model, config, checkpoint_extras(model, data, batch_size))
+                plot_forecasts(model, data, run_dir / PLOT_FILE, title=f"{recipe.model.name} on {recipe.data.name}")
+            (run_dir / "history.json").write_text(json.dumps(fit.history, indent=2))
+            (run_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2))  # last: its presence marks a finished run
+            shutil.rmtree(run_dir / RESUME_DIR, ignore_errors=True)
+        dist.barrier()
     except BaseException as exc:
         hooks.on_failure(exc)
         raise
-    metrics = {f"test_{k}": v for k, v in test.items()} | {f"val_{k}": v for k, v in val.items()}
-    metrics |= {
-        "best_epoch": fit.best_epoch,
-        "epochs": fit.epochs,
-        "train_seconds": fit.train_seconds,
-        "seconds_per_epoch": fit.seconds_per_epoch,
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "peak_memory_mb": peak_memory_mb(device),
-        "device": str(device),
-    }
-    batch_size = recipe.train.eval_batch_size or recipe.train.batch_size
-    if isinstance(data, OperatorData):
-        metrics |= operator_test_metrics(model, data, recipe, batch_size)
-        save_checkpoint(run_dir / CHECKPOINT_DIR, model, checkpoint_config(recipe, data))
-        plot_fields(model, data, run_dir / FIELDS_PLOT)
-    else:
-        save_checkpoint(run_dir / CHECKPOINT_DIR, model, checkpoint_config(recipe, data), checkpoint_extras(model, data, batch_size))
-        plot_forecasts(model, data, run_dir / PLOT_FILE, title=f"{recipe.model.name} on {recipe.data.name}")
-    (run_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
-    (run_dir / "history.json").write_text(json.dumps(fit.history, indent=2))
     hooks.on_fit_end(metrics, run_dir)
-    return RunResult(run_dir, metrics)
+    return RunResult(run_dir, metrics, dist.rank)
+
+
+# Recipe keys that change how a run executes, not what it computes: they may differ when it is resumed.
+RESUMABLE_CHANGES = ("name", "tracking.", "train.progress", "train.device", "train.checkpoint_every", "train.fused_optimizer",
+                     "train.cuda_graphs", "train.compile", "train.eval_batch_size")
+
+
+def _prepare_run_dir(recipe: Recipe, run_dir: str | Path | None, resume: bool, dist: Distributed) -> Path:
+    """Rank 0 picks (or checks, for a resume) the run directory; every rank gets it, or the same error."""
+    outcome: Path | SciformerError
+    if dist.is_main:
+        try:
+            outcome = _check_resumable(recipe, run_dir) if resume else _new_run_dir(recipe, run_dir)
+        except SciformerError as exc:
+            outcome = exc
+    outcome = dist.broadcast(outcome if dist.is_main else None)
+    if isinstance(outcome, SciformerError):
+        raise outcome
+    return outcome
+
+
+def _new_run_dir(recipe: Recipe, run_dir: str | Path | None) -> Path:
+    path = Path(run_dir) if run_dir is not None else default_run_dir(recipe)
+    path.mkdir(parents=True, exist_ok=True)
+    (path / RECIPE_FILE).write_text(json.dumps(recipe.to_dict(), indent=2, default=str))
+    shutil.rmtree(path / RESUME_DIR, ignore_errors=True)  # a fresh run never continues an older state ...
+    (path / METRICS_FILE).unlink(missing_ok=True)  # ... nor counts as finished because an older one did
+    return path
+
+
+def _check_resumable(recipe: Recipe, run_dir: str | Path | None) -> Path:
+    if run_dir is None:
+        raise ConfigError("resuming needs the run directory: sciformer fit RECIPE --resume RUN_DIR")
+    path = Path(run_dir)
+    if not path.is_dir():
+        raise ConfigError(f"cannot resume: run directory '{path}' does not exist")
+    if (path / METRICS_FILE).is_file():
+        raise ConfigError(f"run '{path}' has finished (it has {METRICS_FILE}); there is nothing to resume")
+    stored = path / RECIPE_FILE
+    if stored.is_file():
+        before = _flat(json.loads(stored.read_text()))
+        now = _flat(json.loads(json.dumps(recipe.to_dict(), default=str)))
+        changed = [k for k in sorted(before.keys() | now.keys()) if before.get(k) != now.get(k) and not k.startswith(RESUMABLE_CHANGES)]
+        if changed:
+            detail = ", ".join(f"{k} ({before.get(k)!r} -> {now.get(k)!r})" for k in changed[:5])
+            raise ConfigError(f"cannot resume '{path}': the recipe differs from the one it was started with: {detail}; resume with the same recipe and overrides")
+    return path
+
+
+def _flat(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in mapping.items():
+        if isinstance(value, dict) and value:
+            out |= _flat(value, f"{prefix}{key}.")
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
 
 
 def checkpoint_config(recipe: Recipe, data: TimeSeriesData | OperatorData) -> dict[str, Any]:
@@ -253,7 +359,7 @@ def evaluate_run(run_dir: str | Path, device: str | None = None, overrides: list
     at an unseen resolution; the model's own arguments cannot be changed.
     """
     run_dir = Path(run_dir)
-    ckpt = run_dir / CHECKPOINT_DIR if (run_dir / CHECKPOINT_DIR).is_dir() else run_dir
+    ckpt = find_checkpoint(run_dir, CHECKPOINT_DIR)
     config = read_config(ckpt)
     for text in overrides or []:
         if not text.startswith("data."):

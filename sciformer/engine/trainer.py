@@ -3,18 +3,36 @@
 ``Trainer.fit`` runs epochs of shuffled mini-batches with Adam, validates after each epoch, keeps the best
 weights by validation loss (early stopping with patience), and restores them at the end. Data comes from any
 object with ``batches(split, batch_size, shuffle, generator)`` and ``n_batches(split, batch_size)`` — the
-time-series module keeps every window on the device, so no per-sample Python runs in the loop.
+time-series and operator modules keep every sample on the device, so no per-sample Python runs in the loop.
+
+What keeps a step fast on a GPU: no host synchronisation inside an epoch (the loss is summed on the device and
+read once per epoch; the progress bar shows steps only), a fused Adam, and optionally one CUDA graph for the
+whole fixed-shape step (``train.cuda_graphs``: forward, backward, clipping and the optimiser step replayed with
+one launch) and ``torch.compile`` (``train.compile``).
+
+What makes a run resumable: with a ``state_dir``, the complete training state (weights, best weights,
+optimiser, the RNG states of every rank, the data-order generator, early-stopping counters, history) is
+written at the end of every epoch and every ``train.checkpoint_every`` steps; ``fit(resume=True)`` continues
+from it at the same step of the same epoch, so a resumed run ends with exactly the metrics of an uninterrupted
+one (on a deterministic device). The learning-rate schedule is a pure function of (epoch, step), so it needs
+no state of its own.
+
+Under ``torchrun`` (see :mod:`sciformer.engine.distributed`) the model is wrapped in DDP, each rank trains on
+its share of every global batch, evaluation sums are all-reduced, and only rank 0 prints, calls the
+``on_best`` hook and writes the training state.
 """
 
 from __future__ import annotations
 
-import copy
 import math
 import random
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -23,7 +41,12 @@ from torch import nn
 
 from sciformer.config import TrainConfig
 from sciformer.engine.callbacks import CallbackList
+from sciformer.engine.checkpoint import load_training_state, save_training_state
+from sciformer.engine.distributed import Distributed, batch_size_of, local_share, pick_device
 from sciformer.engine.losses import LOSSES, relative_l2
+from sciformer.errors import CheckpointError
+
+__all__ = ["Trainer", "FitResult", "lr_factor", "seed_everything", "pick_device", "forecast_step", "operator_step"]
 
 
 class BatchSource(Protocol):
@@ -60,10 +83,26 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def pick_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+def rng_state(device: torch.device) -> dict[str, Any]:
+    """Python's, NumPy's and torch's RNG states (and the CUDA generator's on a GPU), checkpoint-ready."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos), "has_gauss": int(has_gauss), "cached": float(cached)},
+        "torch": torch.get_rng_state(),
+    }
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
+    random.setstate(state["python"])
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    torch.set_rng_state(state["torch"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
 
 
 def lr_factor(schedule: str, epoch: int, epochs: int, progress: float = 0.0) -> float:
@@ -96,8 +135,28 @@ class FitResult:
         return self.train_seconds / max(self.epochs, 1)
 
 
+@dataclass
+class Progress:
+    """Where training stands: everything besides tensors that a resumed run needs."""
+
+    epoch: int = 0  # epochs completed
+    step: int = 0  # optimiser steps completed in the current epoch
+    loss_sum: float = 0.0  # sum of this epoch's batch losses so far (over all ranks; weighted by world size)
+    best_loss: float = math.inf
+    best_epoch: int = 0
+    stale: int = 0  # epochs without improvement
+    done: bool = False  # early stopping has ended training
+    seconds: float = 0.0  # training time so far, over every attempt
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
 class Trainer:
-    """Fit/validate/test a model on a :class:`BatchSource` with the settings of a recipe's ``train`` section."""
+    """Fit/validate/test a model on a :class:`BatchSource` with the settings of a recipe's ``train`` section.
+
+    ``dist`` describes the torchrun process group (default: one process); ``state_dir`` enables resumable
+    training states; ``on_best(weights)`` is called on rank 0 with a CPU copy of the weights whenever the
+    validation loss improves (the runner writes the run's model checkpoint there).
+    """
 
     def __init__(
         self,
@@ -107,99 +166,398 @@ class Trainer:
         seed: int = 2021,
         callbacks: CallbackList | None = None,
         step: Callable[[nn.Module, Any], tuple[torch.Tensor, torch.Tensor]] | None = None,
+        dist: Distributed | None = None,
+        state_dir: str | Path | None = None,
+        on_best: Callable[[dict[str, torch.Tensor]], None] | None = None,
     ) -> None:
         self.model = model.to(device)
         self.cfg = cfg
         self.device = device
         self.seed = seed
+        self.dist = dist or Distributed(device=device)
         self.callbacks = callbacks or CallbackList()
         self.step = step or STEPS[getattr(model, "task", "forecast")]
         self.loss_fn = LOSSES[cfg.loss]
-        self.optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.state_dir = Path(state_dir) if state_dir is not None else None
+        self.on_best = on_best
+        self.use_graphs = self._graphs_possible()
+        fused = cfg.fused_optimizer if cfg.fused_optimizer is not None else device.type == "cuda"
+        lr: float | torch.Tensor = cfg.lr
+        if self.use_graphs:
+            fused, lr = True, torch.tensor(cfg.lr, device=device)  # a graph reads the rate from device memory
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=cfg.weight_decay, **({"fused": True} if fused else {}))
+        self.train_model, self.eval_model = self._wrap(self.model)
+        eval_rows = cfg.eval_batch_size or cfg.batch_size
+        self._train_graph = CudaGraphStep(lambda batch: self._optimise(batch, 1.0), cfg.batch_size, device, self.optimizer) if self.use_graphs else None
+        self._eval_graph = CudaGraphStep(self._error_sums, eval_rows, device) if self.use_graphs else None
+        self._writer: BackgroundWriter | None = None
+
+    # ------------------------------------------------------------------------------------- set-up
+    def _graphs_possible(self) -> bool:
+        if not self.cfg.cuda_graphs:
+            return False
+        reason = None
+        if self.device.type != "cuda":
+            reason = f"the device is {self.device}"
+        elif self.dist.enabled:
+            reason = "DDP runs several processes (graphs are single-process here)"
+        if reason:
+            warnings.warn(f"train.cuda_graphs is ignored: {reason}; training runs eagerly", RuntimeWarning, stacklevel=3)
+            return False
+        return True
+
+    def _wrap(self, model: nn.Module) -> tuple[nn.Module, nn.Module]:
+        """(training module, evaluation module): DDP and torch.compile as configured."""
+        train_model = eval_model = model
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            train_model = DistributedDataParallel(model, device_ids=ids, gradient_as_bucket_view=True)
+        if self.cfg.compile:
+            compiled = torch.compile(train_model, mode=self.cfg.compile_mode)
+            eval_model = compiled if train_model is model else torch.compile(model, mode=self.cfg.compile_mode)
+            train_model = compiled
+        return train_model, eval_model
 
     def _autocast(self):
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16")
+        # autocast's weight cache must be off while a CUDA graph is captured
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16", cache_enabled=not self.use_graphs)
 
-    def fit(self, data: BatchSource) -> FitResult:
-        cfg = self.cfg
-        generator = torch.Generator().manual_seed(self.seed)
-        n_batches = data.n_batches("train", cfg.batch_size)
-        best_loss, best_epoch, best_state, stale = math.inf, 0, None, 0
-        history: list[dict[str, float]] = []
-        started = time.perf_counter()
-        for epoch in range(cfg.epochs):
-            epoch_start = time.perf_counter()
-            self.model.train()
-            loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
-            bar = _progress(n_batches, f"epoch {epoch + 1}/{cfg.epochs}", cfg.progress)
-            for i, batch in enumerate(data.batches("train", cfg.batch_size, shuffle=True, generator=generator)):
-                lr = cfg.lr * lr_factor(cfg.lr_schedule, epoch, cfg.epochs, i / n_batches)
-                for group in self.optimizer.param_groups:
-                    group["lr"] = lr
-                with self._autocast():
-                    pred, target = self.step(self.model, batch)
-                    loss = self.loss_fn(pred.float(), target)
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.grad_clip:
-                    nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-                self.optimizer.step()
-                loss_sum += loss.detach()
-                if bar is not None:
-                    bar.update(1)
-                    if i % 20 == 0 or i == n_batches - 1:  # reading the loss synchronises the GPU: not every step
-                        bar.set_postfix(loss=f"{loss_sum.item() / (i + 1):.4f}")
-            if bar is not None:
-                bar.close()
-            val = self.evaluate(data, "val")
-            logs = {
-                "train_loss": loss_sum.item() / n_batches,
-                "val_loss": val[cfg.loss],
-                "val_mse": val["mse"],
-                "val_mae": val["mae"],
-                "val_rel_l2": val["rel_l2"],
-                "lr": lr,
-                "epoch_seconds": time.perf_counter() - epoch_start,
-            }
-            history.append({"epoch": epoch + 1, **logs})
-            self.callbacks.on_epoch_end(epoch + 1, logs)
-            print(
-                f"epoch {epoch + 1:>3}/{cfg.epochs}  train_loss {logs['train_loss']:.4f}  val_mse {val['mse']:.4f}  "
-                f"val_mae {val['mae']:.4f}  lr {lr:.2e}  {logs['epoch_seconds']:.1f}s",
-                file=sys.stderr,
-            )
-            if logs["val_loss"] < best_loss:
-                best_loss, best_epoch, stale = logs["val_loss"], epoch + 1, 0
-                best_state = copy.deepcopy(self.model.state_dict())
+    def _set_lr(self, lr: float) -> None:
+        for group in self.optimizer.param_groups:
+            if isinstance(group["lr"], torch.Tensor):
+                group["lr"].fill_(lr)  # a device write, no synchronisation
             else:
-                stale += 1
-                if cfg.patience and stale >= cfg.patience:
-                    print(f"early stopping: validation loss has not improved for {stale} epochs", file=sys.stderr)
+                group["lr"] = lr
+
+    # ------------------------------------------------------------------------------------ training
+    def _optimise(self, batch: Any, weight: float) -> torch.Tensor:
+        """Forward, backward and optimiser step on one batch; returns the (weighted) loss, detached."""
+        with self._autocast():
+            pred, target = self.step(self.train_model, batch)
+            loss = self.loss_fn(pred.float(), target)
+        if weight != 1.0:
+            loss = loss * weight
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.cfg.grad_clip:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        self.optimizer.step()
+        return loss.detach()
+
+    def train_step(self, batch: Any, lr: float) -> torch.Tensor:
+        """One optimiser step on a global batch (this rank's share of it under DDP)."""
+        batch, weight = local_share(batch, self.dist)
+        self._set_lr(lr)
+        if self._train_graph is not None:
+            return self._train_graph(batch)
+        return self._optimise(batch, weight)
+
+    def fit(self, data: BatchSource, resume: bool = False) -> FitResult:
+        """Train for ``train.epochs`` epochs (fewer with early stopping); ``resume`` continues from ``state_dir``."""
+        cfg, ctx = self.cfg, self.dist
+        generator = torch.Generator().manual_seed(self.seed)  # the data order: identical on every rank
+        n_batches = data.n_batches("train", cfg.batch_size)
+        progress, best_state = Progress(), None
+        if resume:
+            best_state = self._restore(progress, generator)
+        self._writer = BackgroundWriter() if self.state_dir is not None and ctx.is_main else None
+        started = time.perf_counter() - progress.seconds
+        lr = cfg.lr
+        try:
+            for epoch in range(progress.epoch, cfg.epochs):
+                if progress.done:
                     break
+                epoch_rng = generator.get_state()  # this epoch's shuffle, for a checkpoint taken mid-epoch
+                epoch_start = time.perf_counter()
+                self.train_model.train()
+                loss_sum = torch.full((), progress.loss_sum if ctx.is_main else 0.0, device=self.device, dtype=torch.float64)
+                bar = _progress(n_batches, f"epoch {epoch + 1}/{cfg.epochs}", cfg.progress and ctx.is_main)
+                for i, batch in enumerate(data.batches("train", cfg.batch_size, shuffle=True, generator=generator)):
+                    if i < progress.step:
+                        continue  # trained before the interruption; the same order is redrawn from epoch_rng
+                    lr = cfg.lr * lr_factor(cfg.lr_schedule, epoch, cfg.epochs, i / n_batches)
+                    loss_sum += self.train_step(batch, lr)
+                    progress.step = i + 1
+                    if bar is not None and (progress.step % 16 == 0 or progress.step == n_batches):
+                        bar.update(progress.step - bar.n)
+                    if cfg.checkpoint_every and progress.step % cfg.checkpoint_every == 0 and progress.step < n_batches:
+                        # rank 0 keeps the sum over ranks so far; the others restart theirs from 0
+                        progress.loss_sum = ctx.all_reduce_sum(loss_sum.clone()).item()
+                        progress.seconds = time.perf_counter() - started
+                        self._save(progress, best_state, epoch_rng)
+                if bar is not None:
+                    bar.close()
+                train_seconds = time.perf_counter() - epoch_start
+                val = self.evaluate(data, "val")
+                train_loss = ctx.all_reduce_sum(loss_sum).item() / ctx.world_size / n_batches
+                logs = {
+                    "train_loss": train_loss,
+                    "val_loss": val[cfg.loss],
+                    "val_mse": val["mse"],
+                    "val_mae": val["mae"],
+                    "val_rel_l2": val["rel_l2"],
+                    "lr": lr,
+                    "epoch_train_seconds": train_seconds,
+                    "epoch_seconds": time.perf_counter() - epoch_start,
+                }
+                progress.history.append({"epoch": epoch + 1, **logs})
+                self.callbacks.on_epoch_end(epoch + 1, logs)
+                self._print(
+                    f"epoch {epoch + 1:>3}/{cfg.epochs}  train_loss {train_loss:.4f}  val_mse {val['mse']:.4f}  "
+                    f"val_mae {val['mae']:.4f}  lr {lr:.2e}  {logs['epoch_seconds']:.1f}s"
+                )
+                if logs["val_loss"] < progress.best_loss:
+                    progress.best_loss, progress.best_epoch, progress.stale = logs["val_loss"], epoch + 1, 0
+                    best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+                    if self.on_best is not None and ctx.is_main:
+                        self._background(self.on_best, _to_cpu(best_state))
+                else:
+                    progress.stale += 1
+                    if cfg.patience and progress.stale >= cfg.patience:
+                        progress.done = True
+                        self._print(f"early stopping: validation loss has not improved for {progress.stale} epochs")
+                progress.epoch, progress.step, progress.loss_sum = epoch + 1, 0, 0.0
+                progress.seconds = time.perf_counter() - started
+                self._save(progress, best_state, generator.get_state())
+        finally:
+            if self._writer is not None:  # every checkpoint is on disk before fit returns (or raises)
+                writer, self._writer = self._writer, None
+                writer.close(quiet=sys.exc_info()[0] is not None)  # a failed write never hides the error in flight
         train_seconds = time.perf_counter() - started
         if best_state is not None:
             self.model.load_state_dict(best_state)
-        return FitResult(best_epoch=best_epoch, epochs=len(history), train_seconds=train_seconds, history=history)
+        return FitResult(best_epoch=progress.best_epoch, epochs=len(progress.history), train_seconds=train_seconds, history=progress.history)
+
+    def _print(self, text: str) -> None:
+        if self.dist.is_main:
+            print(text, file=sys.stderr)
+
+    # ---------------------------------------------------------------------------------- checkpoints
+    def _background(self, fn: Callable[..., Any], *args: Any) -> None:
+        if self._writer is not None:
+            self._writer.submit(fn, *args)
+        else:
+            fn(*args)
+
+    def _save(self, progress: Progress, best_state: dict[str, torch.Tensor] | None, data_rng: torch.Tensor) -> None:
+        """Write the training state (rank 0; every rank contributes its RNG states). Collective under DDP."""
+        if self.state_dir is None:
+            return
+        rngs = self.dist.gather(rng_state(self.device))
+        if not self.dist.is_main:
+            return
+        state = {
+            "progress": asdict(progress),
+            "world_size": self.dist.world_size,
+            "rng": rngs,
+            "data_rng": data_rng,
+            "model": self.model.state_dict(),
+            "best": best_state,
+            "optimizer": self.optimizer.state_dict(),
+        }
+        name = f"epoch{progress.epoch:04d}-step{progress.step:06d}"
+        self._background(save_training_state, self.state_dir, name, _to_cpu(state))  # the copy is taken now
+
+    def _restore(self, progress: Progress, generator: torch.Generator) -> dict[str, torch.Tensor] | None:
+        """Load the latest training state into model, optimiser, RNGs and ``progress``; returns the best weights."""
+        ctx = self.dist
+        loaded: Any = None
+        if ctx.is_main:
+            try:
+                loaded = load_training_state(self.state_dir) if self.state_dir is not None else None
+            except CheckpointError as exc:
+                loaded = exc
+        loaded = ctx.broadcast(loaded)  # other ranks need not see rank 0's file system
+        if isinstance(loaded, CheckpointError):
+            raise loaded
+        if loaded is None:
+            warnings.warn(f"no complete training state in '{self.state_dir}' yet; training starts from the beginning", RuntimeWarning, stacklevel=3)
+            return None
+        where = self.state_dir
+        # how this run steps (fused, graph-captured, its lr object) may differ from the checkpointed run's
+        engine = [{k: group[k] for k in ("lr", "fused", "foreach", "capturable")} for group in self.optimizer.param_groups]
+        try:
+            self.model.load_state_dict(loaded["model"])
+            self.optimizer.load_state_dict(loaded["optimizer"])
+            progress.__dict__.update(loaded["progress"])
+            generator.set_state(loaded["data_rng"])
+        except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+            raise CheckpointError(f"the training state in '{where}' does not fit this recipe's model and optimiser: {exc}") from None
+        for group, flags in zip(self.optimizer.param_groups, engine):
+            group.update(flags)
+            for p in group["params"]:
+                state = self.optimizer.state.get(p, {})
+                if "step" in state:  # fused Adam counts steps on the device, the default one on the host
+                    state["step"] = state["step"].to(dtype=torch.float32, device=p.device if flags["fused"] else "cpu")
+        rngs = loaded["rng"]
+        if len(rngs) == ctx.world_size:
+            set_rng_state(rngs[ctx.rank], self.device)
+        else:
+            warnings.warn(
+                f"the run was checkpointed with {len(rngs)} process(es) and resumes with {ctx.world_size}: the data order is kept, "
+                "but random streams (dropout) are reseeded, so the result will differ from an uninterrupted run",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            seed_everything(self.seed + 1000 * progress.epoch + progress.step + ctx.rank)
+        best = loaded["best"]
+        return None if best is None else {k: v.to(self.device) for k, v in best.items()}
+
+    # ----------------------------------------------------------------------------------- evaluation
+    def _error_sums(self, batch: Any) -> tuple[torch.Tensor, int, int]:
+        """Summed squared error, absolute error and per-sample relative L2 (float64 ``[3]``), elements, samples."""
+        with self._autocast():
+            pred, target = self.step(self.eval_model, batch)
+        pred = pred.float()
+        err = pred - target
+        sums = torch.stack(
+            [err.square().sum(dtype=torch.float64), err.abs().sum(dtype=torch.float64), relative_l2(pred, target).sum(dtype=torch.float64)]
+        )
+        return sums, err.numel(), err.shape[0]
 
     @torch.no_grad()
     def evaluate(self, data: BatchSource, split: str) -> dict[str, float]:
-        """MSE, MAE and mean relative L2 over every sample of ``split`` (float64 sums, one host sync at the end)."""
-        self.model.eval()
+        """MSE, MAE and mean relative L2 over every sample of ``split`` (float64 sums, one host sync at the end).
+
+        Under DDP each rank scores a disjoint share of the windows (none padded, none dropped) and the sums are
+        all-reduced, so every window counts exactly once.
+        """
+        self.eval_model.eval()
         batch_size = self.cfg.eval_batch_size or self.cfg.batch_size
-        sse = torch.zeros((), device=self.device, dtype=torch.float64)
-        sae = torch.zeros((), device=self.device, dtype=torch.float64)
-        rel = torch.zeros((), device=self.device, dtype=torch.float64)
+        shard = {"rank": self.dist.rank, "world_size": self.dist.world_size} if self.dist.enabled else {}
+        totals = torch.zeros(3, device=self.device, dtype=torch.float64)
         count = samples = 0
-        for batch in data.batches(split, batch_size):
-            with self._autocast():
-                pred, target = self.step(self.model, batch)
-            err = pred.float() - target
-            sse += err.square().sum(dtype=torch.float64)
-            sae += err.abs().sum(dtype=torch.float64)
-            rel += relative_l2(pred.float(), target).sum(dtype=torch.float64)
-            count += err.numel()
-            samples += err.shape[0]
-        return {"mse": sse.item() / count, "mae": sae.item() / count, "rel_l2": rel.item() / samples}
+        for batch in data.batches(split, batch_size, **shard):
+            sums, n_elements, n_samples = (self._eval_graph or self._error_sums)(batch)
+            totals += sums
+            count, samples = count + n_elements, samples + n_samples
+        totals = torch.cat([totals, torch.tensor([count, samples], dtype=torch.float64).to(self.device)])
+        sse, sae, rel, count, samples = self.dist.all_reduce_sum(totals).tolist()
+        return {"mse": sse / count, "mae": sae / count, "rel_l2": rel / samples}
+
+
+# ---------------------------------------------------------------------------------------- helpers
+def _to_cpu(value: Any) -> Any:
+    """A CPU copy of every tensor in a nested structure (dicts, lists, tuples)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, dict):
+        return {k: _to_cpu(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_cpu(v) for v in value)
+    return value
+
+
+class BackgroundWriter:
+    """Runs checkpoint writes one at a time on a thread, so an epoch pays only for the device→host copy.
+
+    A write that fails re-raises in the training loop at the next submission or at :meth:`close`.
+    """
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sciformer-checkpoint")
+        self._pending: list[Future] = []
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> None:
+        while self._pending and (self._pending[0].done() or len(self._pending) >= 2):  # at most two copies in memory
+            self._pending.pop(0).result()  # re-raises a failed write
+        self._pending.append(self._pool.submit(fn, *args))
+
+    def close(self, quiet: bool = False) -> None:
+        try:
+            for future in self._pending:
+                error = future.exception()
+                if error is not None and quiet:
+                    warnings.warn(f"a checkpoint write failed too ({type(error).__name__}: {error})", RuntimeWarning, stacklevel=2)
+                elif error is not None:
+                    raise error
+        finally:
+            self._pending = []
+            self._pool.shutdown(wait=True)
+
+
+def _signature(batch: Any) -> tuple:
+    return tuple((tuple(v.shape), v.dtype) if isinstance(v, torch.Tensor) else v for v in batch)
+
+
+class CudaGraphStep:
+    """``fn(batch)`` replayed from one CUDA graph for every full batch (``rows`` rows, shaped like the first).
+
+    Warm-up calls run eagerly on a side stream (as CUDA-graph capture requires), then one call is captured;
+    later batches of the same shapes are copied into the captured input tensors and the graph is replayed:
+    one launch instead of hundreds, and no Python per kernel. Batches of other shapes (the smaller last batch
+    of an epoch) run eagerly. Outputs are the graph's static tensors: read them before the next call. If the
+    capture fails (an operation that cannot be captured), a warning is given and every call runs eagerly.
+    """
+
+    WARMUP = 3
+
+    def __init__(self, fn: Callable[[Any], Any], rows: int, device: torch.device, optimizer: torch.optim.Optimizer | None = None) -> None:
+        self.fn, self.rows, self.device, self.optimizer = fn, rows, device, optimizer
+        self.signature: tuple | None = None
+        self.graph: Any = None
+        self.static_batch: Any = None
+        self.static_out: Any = None
+        self.warmup_left = self.WARMUP
+        self.failed = False
+        self._stream: Any = None
+
+    def __call__(self, batch: Any) -> Any:
+        if self.failed or batch_size_of(batch) != self.rows:
+            return self.fn(batch)
+        if self.device.type == "cuda":
+            with torch.cuda.device(self.device):  # streams and graphs of the training GPU, whichever is current
+                return self._graphed(batch)
+        return self._graphed(batch)
+
+    def _graphed(self, batch: Any) -> Any:
+        signature = _signature(batch)
+        if self.signature is None:
+            self.signature = signature
+        if signature != self.signature:
+            return self.fn(batch)
+        if self.graph is None:
+            if self.warmup_left > 0:
+                self.warmup_left -= 1
+                return self._on_side_stream(batch)
+            if not self._capture(batch):
+                return self.fn(batch)
+        for static, value in zip(self.static_batch, batch):
+            if isinstance(static, torch.Tensor):
+                static.copy_(value, non_blocking=True)
+        self.graph.replay()
+        return self.static_out
+
+    def _on_side_stream(self, batch: Any) -> Any:
+        main = torch.cuda.current_stream()
+        if self._stream is None:
+            self._stream = torch.cuda.Stream()
+        self._stream.wait_stream(main)
+        with torch.cuda.stream(self._stream):
+            out = self.fn(batch)
+        main.wait_stream(self._stream)
+        return out
+
+    def _capture(self, batch: Any) -> bool:
+        groups = self.optimizer.param_groups if self.optimizer is not None else []
+        for group in groups:
+            group["capturable"] = True  # lets Adam.step be recorded (fused Adam keeps its step count on the device)
+        try:
+            self.static_batch = type(batch)(*[v.clone() if isinstance(v, torch.Tensor) else v for v in batch])
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                self.static_out = self.fn(self.static_batch)
+            self.graph = graph
+            return True
+        except Exception as exc:  # noqa: BLE001 - any capture failure means: run eagerly
+            self.failed, self.graph, self.static_batch, self.static_out = True, None, None, None
+            warnings.warn(f"CUDA graph capture failed ({type(exc).__name__}: {exc}); training continues eagerly", RuntimeWarning, stacklevel=3)
+            return False
+        finally:
+            for group in groups:
+                group["capturable"] = False
 
 
 def _progress(total: int, desc: str, enabled: bool):

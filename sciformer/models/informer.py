@@ -21,6 +21,7 @@ from sciformer.nn.probsparse import DistillingLayer, ProbSparseAttention
 from sciformer.registry import register_model
 
 CROSS_ATTENTIONS = ("full", "probsparse")
+HEAD_MIXING = ("none", "decoder", "probsparse")
 
 
 @register_model("informer")
@@ -29,7 +30,10 @@ class Informer(nn.Module):
 
     ``factor`` is the ProbSparse sampling factor c (``u = c · ceil(ln L)``). ``cross_attention`` picks the
     decoder's attention to the encoder: ``"full"`` as in the paper and the authors' repository, or
-    ``"probsparse"`` as in Time-Series-Library's ``models/Informer.py``.
+    ``"probsparse"`` as in Time-Series-Library's ``models/Informer.py``. ``head_mixing`` picks which attention
+    layers merge heads Informer's "mix" way (see :class:`~sciformer.nn.attention.AttentionLayer`): ``"none"``;
+    ``"decoder"``, the decoder self-attention as in the authors' repository; ``"probsparse"``, every ProbSparse
+    layer, as in the Autoformer and Time-Series-Library code that produced the published ETT numbers.
     """
 
     def __init__(
@@ -48,6 +52,7 @@ class Informer(nn.Module):
         activation: str = "gelu",
         distil: bool = True,
         cross_attention: str = "full",
+        head_mixing: str = "none",
     ) -> None:
         super().__init__()
         if label_len < 0:
@@ -56,17 +61,23 @@ class Informer(nn.Module):
             raise ValueError(f"expected at least one encoder and one decoder layer, got e_layers={e_layers}, d_layers={d_layers}")
         if cross_attention not in CROSS_ATTENTIONS:
             raise ValueError(f"cross_attention must be one of {CROSS_ATTENTIONS}, got {cross_attention!r}")
+        if head_mixing not in HEAD_MIXING:
+            raise ValueError(f"head_mixing must be one of {HEAD_MIXING}, got {head_mixing!r}")
         self.n_vars, self.horizon, self.label_len = n_vars, horizon, label_len
 
         self.enc_embedding = DataEmbedding(n_vars, n_marks, d_model, dropout)
         self.dec_embedding = DataEmbedding(n_vars, n_marks, d_model, dropout)
 
+        mix_all = head_mixing == "probsparse"
+
         def prob(causal: bool) -> AttentionLayer:
-            return AttentionLayer(ProbSparseAttention(factor, causal=causal), d_model, n_heads)
+            mix = mix_all or (causal and head_mixing == "decoder")
+            return AttentionLayer(ProbSparseAttention(factor, causal=causal), d_model, n_heads, mix=mix)
 
         def cross() -> AttentionLayer:
-            inner = FullAttention(dropout) if cross_attention == "full" else ProbSparseAttention(factor)
-            return AttentionLayer(inner, d_model, n_heads)
+            if cross_attention == "full":
+                return AttentionLayer(FullAttention(dropout), d_model, n_heads)
+            return AttentionLayer(ProbSparseAttention(factor), d_model, n_heads, mix=mix_all)
 
         self.encoder = Encoder(
             [EncoderLayer(prob(causal=False), d_model, d_ff, dropout, activation) for _ in range(e_layers)],

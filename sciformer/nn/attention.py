@@ -36,10 +36,23 @@ class FullAttention(nn.Module):
 class AttentionLayer(nn.Module):
     """Multi-head wrapper: project to heads, run an inner attention, merge heads, project back.
 
+    ``mix=True`` merges the heads the way Informer's code does ("mix attention"): the inner output is laid out
+    ``[B, H, L, D]`` and read back as ``[B, L, H·D]``, so each output token holds ``H`` consecutive time steps
+    of one head. The authors' repository does this in the decoder self-attention; Autoformer's and
+    Time-Series-Library's Informer (whose runs give the published ETT numbers) in every ProbSparse layer.
+
     ``[B, L, d_model]`` queries and ``[B, S, d_model]`` keys/values → ``[B, L, d_model]``.
     """
 
-    def __init__(self, inner: nn.Module, d_model: int, n_heads: int, d_keys: int | None = None, d_values: int | None = None) -> None:
+    def __init__(
+        self,
+        inner: nn.Module,
+        d_model: int,
+        n_heads: int,
+        d_keys: int | None = None,
+        d_values: int | None = None,
+        mix: bool = False,
+    ) -> None:
         super().__init__()
         if d_model % n_heads and (d_keys is None or d_values is None):
             raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
@@ -47,6 +60,7 @@ class AttentionLayer(nn.Module):
         d_values = d_values or d_model // n_heads
         self.inner = inner
         self.n_heads = n_heads
+        self.mix = mix
         self.query = nn.Linear(d_model, d_keys * n_heads)
         self.key = nn.Linear(d_model, d_keys * n_heads)
         self.value = nn.Linear(d_model, d_values * n_heads)
@@ -59,4 +73,6 @@ class AttentionLayer(nn.Module):
         k = self.key(keys).view(B, S, H, -1)
         v = self.value(values).view(B, S, H, -1)
         out = self.inner(q, k, v)  # [B, L, H, D]
+        if self.mix:
+            out = out.transpose(1, 2)  # [B, H, L, D], read back below as [B, L, H·D]
         return self.out(out.reshape(B, L, -1))

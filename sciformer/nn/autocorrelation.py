@@ -7,7 +7,8 @@ keys at every time delay τ is computed at once with the FFT (Wiener–Khinchin)
 with the largest correlation are kept, and the output is the softmax-weighted sum of the values rolled by
 those delays. :class:`AutoCorrelation` has the inner-attention interface of :mod:`sciformer.nn.attention`
 (``q [B, L, H, E]``, ``k [B, S, H, E]``, ``v [B, S, H, D]`` → ``[B, L, H, D]``), so it plugs into
-:class:`~sciformer.nn.attention.AttentionLayer`, which owns the projections.
+:class:`~sciformer.nn.attention.AttentionLayer`, which owns the projections. Its two heavy steps, the FFT
+correlation and the aggregation, run in :mod:`sciformer.kernels.autocorrelation` (PyTorch reference, Triton on GPUs).
 
 The layers below interleave any such attention with :class:`~sciformer.nn.decomposition.SeriesDecomposition`
 ("progressive decomposition"): the encoder keeps only seasonal parts, the decoder also accumulates the trend
@@ -21,6 +22,8 @@ import math
 import torch
 from torch import nn
 
+from sciformer.kernels import autocorrelation as kernels
+from sciformer.kernels.autocorrelation.reference import select_delays
 from sciformer.nn.decomposition import SeriesDecomposition
 from sciformer.nn.encoder import FeedForward
 
@@ -65,44 +68,25 @@ class AutoCorrelation(nn.Module):
         else:
             k, v = k[:, :L], v[:, :L]
         corr = self.correlation(q, k)  # [B, L]: mean over heads and channels, index = delay τ
-        n_delays = self.top_k(L)
-        if self.training:
-            shared = torch.topk(corr.mean(dim=0), n_delays).indices  # [k], the same delays for every sample
-            delays = shared.expand(B, -1)  # [B, k]
-            weights = corr.gather(1, delays)  # [B, k]: each sample's own correlation at the shared delays
-        else:
-            weights, delays = torch.topk(corr, n_delays, dim=-1)  # [B, k] each
-        return self.aggregate(v, delays, torch.softmax(weights, dim=-1))
+        delays, weights = select_delays(corr, self.top_k(L), shared=self.training)  # [B, k] each
+        return self.aggregate(v, delays, weights)
 
     @staticmethod
     def correlation(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         """Auto-correlation ``R_QK(τ)`` for every delay τ = 0..L−1, averaged over heads and channels.
 
-        ``q, k [B, L, H, E]`` → ``[B, L]``. Computed in float32: the FFT path is not supported in half precision
-        for every length.
+        ``q, k [B, L, H, E]`` → float32 ``[B, L]``, by the FFT (:func:`sciformer.kernels.autocorrelation.correlation`).
         """
-        L = q.shape[1]
-        q_f = torch.fft.rfft(q.float(), dim=1)  # [B, L//2 + 1, H, E]
-        k_f = torch.fft.rfft(k.float(), dim=1)
-        # n=L keeps odd lengths exact (irfft would otherwise return L − 1 steps)
-        corr = torch.fft.irfft(q_f * torch.conj(k_f), n=L, dim=1)  # [B, L, H, E]
-        return corr.mean(dim=(2, 3))
+        return kernels.correlation(q, k)
 
     @staticmethod
     def aggregate(v: torch.Tensor, delays: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """Time-delay aggregation: ``Σ_i weights[:, i] · roll(v, −delays[:, i])`` along time.
 
-        ``v [B, L, H, D]``, ``delays [B, k]`` (int), ``weights [B, k]`` → ``[B, L, H, D]``.
+        ``v [B, L, H, D]``, ``delays [B, k]`` (int), ``weights [B, k]`` → ``[B, L, H, D]``
+        (:func:`sciformer.kernels.autocorrelation.aggregate`).
         """
-        B, L, H, D = v.shape
-        n_delays = delays.shape[1]
-        steps = torch.arange(L, device=v.device)
-        source = (steps[None, None, :] + delays[:, :, None]) % L  # [B, k, L]: rolled[t] = v[(t + τ) mod L]
-        flat = v.reshape(B, L, H * D)  # [B, L, H·D]
-        index = source.reshape(B, n_delays * L, 1).expand(-1, -1, H * D)  # [B, k·L, H·D]
-        patterns = torch.gather(flat, 1, index).view(B, n_delays, L, H * D)  # [B, k, L, H·D]
-        out = torch.einsum("bk,bklc->blc", weights.to(v.dtype), patterns)  # [B, L, H·D]
-        return out.view(B, L, H, D)
+        return kernels.aggregate(v, delays, weights)
 
 
 class DecompEncoderLayer(nn.Module):

@@ -9,18 +9,20 @@ The value field is transformed axis by axis, ``z = K_1 ×_1 K_2 ×_2 … K_d ×_
 instead of ``O(N²)`` for ``N = Π n_i`` grid points. Rotary position encoding (Su et al., arXiv 2104.09864) on the
 1D coordinate makes each axial kernel depend on relative positions.
 
-:func:`factorized_attention` is the plain PyTorch reference of the axial product (the spec a fused kernel is tested
-against); :class:`FactorizedAttention` is the full FactFormer block (FABlock in the official code).
+:func:`factorized_attention` is the axial product, run by :mod:`sciformer.kernels.factorized_attention` (the PyTorch
+reference there is the spec; a fused Triton kernel runs on GPUs); :class:`FactorizedAttention` is the full FactFormer
+block (FABlock in the official code).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from sciformer.kernels.factorized_attention import factorized_attention
 
 __all__ = [
     "AxialProjection",
@@ -30,55 +32,6 @@ __all__ = [
     "factorized_attention",
     "rotary_angles",
 ]
-
-
-# ---------------------------------------------------------------------------------------- reference
-def factorized_attention(
-    q_axes: Sequence[torch.Tensor],
-    k_axes: Sequence[torch.Tensor],
-    v: torch.Tensor,
-    scale: float | Sequence[float] | None = None,
-) -> torch.Tensor:
-    """Apply the axial kernels ``K_i = scale_i · q_i k_iᵀ`` to ``v`` along its grid axes, one axis after another.
-
-    Args:
-        q_axes: ``d`` queries, ``q_axes[i]`` of shape ``[B, H, n_i, E]``.
-        k_axes: ``d`` keys, ``k_axes[i]`` of shape ``[B, H, n_i, E]`` (``E`` may differ between axes).
-        v: values ``[B, H, n_1, ..., n_d, D]`` (``D`` need not equal ``E``).
-        scale: quadrature weight per axis (one float for all axes, or one per axis). ``None`` uses ``1 / n_i``,
-            the uniform-grid Riemann weight on ``[0, 1]``, so the result approximates the kernel *integral* and
-            does not grow with the resolution.
-
-    Returns:
-        ``[B, H, n_1, ..., n_d, D]`` with ``out[b, h, i_1..i_d] = Σ_j Π_a K_a[b, h, i_a, j_a] · v[b, h, j_1..j_d]``.
-
-    No softmax. The axial maps act on different indices, so their order does not change the result (up to rounding);
-    axis 1 is applied first, as in the official code.
-    """
-    d = v.ndim - 3
-    if d < 1 or len(q_axes) != d or len(k_axes) != d:
-        raise ValueError(
-            f"expected one query and one key per grid axis of v [B, H, n_1, ..., n_d, D]; got v of shape "
-            f"{tuple(v.shape)} ({d} grid axes), {len(q_axes)} queries and {len(k_axes)} keys"
-        )
-    scales = [scale] * d if scale is None or isinstance(scale, (int, float)) else list(scale)
-    if len(scales) != d:
-        raise ValueError(f"expected {d} scales (one per grid axis), got {len(scales)}")
-    B, H = v.shape[:2]
-    for i, (q, k) in enumerate(zip(q_axes, k_axes)):
-        n = v.shape[2 + i]
-        if q.shape[:3] != (B, H, n) or k.shape[:3] != (B, H, n) or q.shape[-1] != k.shape[-1]:
-            raise ValueError(
-                f"axis {i}: expected q and k of shape [B, H, n_i, E] = [{B}, {H}, {n}, E], "
-                f"got {tuple(q.shape)} and {tuple(k.shape)}"
-            )
-        w = 1.0 / n if scales[i] is None else scales[i]
-        kernel = torch.matmul(q, k.transpose(-1, -2)) * w  # [B, H, n_i, n_i]
-        moved = v.movedim(2 + i, 2)  # [B, H, n_i, (other axes), D]
-        rest = moved.shape[3:]
-        out = torch.matmul(kernel, moved.reshape(B, H, n, -1))  # [B, H, n_i, prod(other axes) * D]
-        v = out.view(B, H, n, *rest).movedim(2, 2 + i)
-    return v
 
 
 # ---------------------------------------------------------------------------------------- positions

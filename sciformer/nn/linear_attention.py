@@ -1,13 +1,13 @@
 """Softmax-free attention of the Galerkin Transformer (Cao, NeurIPS 2021, "Choose a Transformer: Fourier or
-Galerkin", arXiv 2105.14995), plus the unit-box grid coordinates that operator models concatenate to features.
+Galerkin", arXiv 2105.14995).
 
-Two kernels, the PyTorch reference that fast versions (``sciformer/kernels``) are tested against. Both take
-per-head tensors ``q [B, H, n, E]``, ``k [B, H, n, E]``, ``v [B, H, n, D]`` and return ``[B, H, n, D]``;
+Two kernels, both on per-head tensors ``q [B, H, n, E]``, ``k [B, H, n, E]``, ``v [B, H, n, D]``, returning ``[B, H, n, D]``;
 ``n`` is the number of grid points (the quadrature nodes), the ``1/n`` makes each a Riemann sum of an
 integral operator, so the result does not grow with resolution:
 
 * :func:`galerkin_attention`: ``Q (Kᵀ V) / n``. The ``E × D`` matrix ``Kᵀ V`` is formed first: cost
-  ``O(n E D)``, memory ``O(E D)`` per head: linear in ``n``.
+  ``O(n E D)``, memory ``O(E D)`` per head: linear in ``n``. It lives in :mod:`sciformer.kernels.linear_attention`
+  (PyTorch reference + a Triton kernel that also fuses the K/V layer norms and the coordinates).
 * :func:`fourier_attention`: ``(Q Kᵀ) V / n``. Forms the ``n × n`` kernel: quadratic in ``n``.
 
 No softmax, no ``1/√E``: the normalisation comes from layer norms on two of the three inputs, applied by
@@ -21,27 +21,20 @@ from typing import Literal
 import torch
 from torch import nn
 
+from sciformer.kernels.linear_attention import galerkin_attention as _galerkin_op
+from sciformer.kernels.linear_attention.reference import check_qkv, headwise_layer_norm
+
 AttentionType = Literal["galerkin", "fourier"]
-
-
-def _check_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
-    if q.ndim != 4 or k.ndim != 4 or v.ndim != 4:
-        raise ValueError(f"expected q, k, v of shape [B, H, n, E], got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
-    if q.shape[-1] != k.shape[-1] or k.shape[:-1] != v.shape[:-1] or q.shape[:2] != k.shape[:2]:
-        raise ValueError(
-            "expected q [B, H, n_q, E], k [B, H, n, E], v [B, H, n, D], "
-            f"got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}"
-        )
 
 
 def galerkin_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """Galerkin-type attention ``Q (Kᵀ V) / n``, linear in the number of points ``n``.
 
     ``q [B, H, n_q, E]``, ``k [B, H, n, E]``, ``v [B, H, n, D]`` → ``[B, H, n_q, D]``; ``n`` = ``k.shape[2]``.
+    Runs :func:`sciformer.kernels.linear_attention.galerkin_attention` (which can also fuse the layer norms and the
+    coordinates, as :class:`SoftmaxFreeAttention` does).
     """
-    _check_qkv(q, k, v)
-    kv = k.transpose(-2, -1) @ v / k.shape[-2]  # [B, H, E, D]
-    return q @ kv  # [B, H, n_q, D]
+    return _galerkin_op(q, k, v)
 
 
 def fourier_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -51,7 +44,7 @@ def fourier_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torc
     The paper's formula; the official code also divides the scores by ``√E`` (a constant the learned
     projections absorb).
     """
-    _check_qkv(q, k, v)
+    check_qkv(q, k, v)
     scores = q @ k.transpose(-2, -1) / k.shape[-2]  # [B, H, n_q, n]
     return scores @ v  # [B, H, n_q, D]
 
@@ -69,9 +62,12 @@ class HeadwiseLayerNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(n_heads, 1, dim))
         self.bias = nn.Parameter(torch.zeros(n_heads, 1, dim))
 
+    def affine(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(weight, bias)``, each ``[H, E]``: the form the fused Galerkin kernel takes."""
+        return self.weight.squeeze(1), self.bias.squeeze(1)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = nn.functional.layer_norm(x, (self.dim,), eps=self.eps)
-        return x * self.weight + self.bias  # [H, 1, E] broadcasts over [B, H, n, E]
+        return headwise_layer_norm(x, *self.affine(), self.eps)
 
 
 class SoftmaxFreeAttention(nn.Module):
@@ -120,16 +116,21 @@ class SoftmaxFreeAttention(nn.Module):
     def forward(self, x: torch.Tensor, pos: torch.Tensor | None = None) -> torch.Tensor:
         B, n, _ = x.shape
         H, E = self.n_heads, self.head_dim
-        heads = {}
-        for name in ("query", "key", "value"):
-            h = getattr(self, name)(x).view(B, n, H, E).transpose(1, 2)  # [B, n, d] -> [B, H, n, E]
-            heads[name] = self.norms[name](h) if name in self.norms else h
         if self.pos_dim:
             if pos is None or pos.shape[-2:] != (n, self.pos_dim):
                 got = None if pos is None else tuple(pos.shape)
                 raise ValueError(f"expected pos of shape [B, n, pos_dim] with n={n}, pos_dim={self.pos_dim}, got {got}")
-            pos = pos.unsqueeze(1).expand(B, H, n, self.pos_dim)  # [B, H, n, pos_dim], same in every head
-            heads = {name: torch.cat([pos, h], dim=-1) for name, h in heads.items()}  # [B, H, n, pos_dim + E]
-        out = KERNELS[self.attention](heads["query"], heads["key"], heads["value"])  # [B, H, n, pos_dim + E]
+        else:
+            pos = None
+        heads = {name: getattr(self, name)(x).view(B, n, H, E).transpose(1, 2) for name in ("query", "key", "value")}  # [B, H, n, E]
+        if self.attention == "galerkin":
+            # one fused op: layer norms on K and V, coordinates in front of every head, Q (KᵀV) / n
+            norm_k, norm_v = self.norms["key"], self.norms["value"]
+            out = _galerkin_op(heads["query"], heads["key"], heads["value"], pos, norm_k.affine(), norm_v.affine(), norm_k.eps)
+        else:
+            heads = {name: self.norms[name](h) if name in self.norms else h for name, h in heads.items()}
+            if pos is not None:
+                pos = pos.unsqueeze(1).expand(B, H, n, self.pos_dim)  # [B, H, n, pos_dim], same in every head
+                heads = {name: torch.cat([pos, h], dim=-1) for name, h in heads.items()}  # [B, H, n, pos_dim + E]
+            out = fourier_attention(heads["query"], heads["key"], heads["value"])  # [B, H, n, pos_dim + E]
         return self.out(out.transpose(1, 2).reshape(B, n, -1))  # [B, n, H (pos_dim + E)] -> [B, n, d_model]
-

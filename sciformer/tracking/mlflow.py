@@ -8,7 +8,9 @@ warning and the run directory keeps every result.
 
 from __future__ import annotations
 
+import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +36,24 @@ def flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+RUN_FILE = "mlflow_run.json"  # in the run directory: which MLflow run a resumed fit continues
+
+
+def absolute_uri(uri: str) -> str:
+    """``sqlite:///mlflow.db`` relative to the working directory → an absolute path, so a resume from
+    elsewhere finds the same store."""
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
+        return prefix + str(Path(uri[len(prefix) :]).resolve())
+    return uri
+
+
 class MLflowTracker(Callback):
-    """Logs the resolved recipe, params, per-epoch metrics, test metrics, system info, checkpoint and plots."""
+    """Logs the resolved recipe, params, per-epoch metrics, test metrics, system info, checkpoint and plots.
+
+    The run id is kept in ``RUN_DIR/mlflow_run.json``; a resumed fit reopens that run and goes on logging
+    epochs into it.
+    """
 
     def __init__(self, cfg: TrackingConfig, run_name: str | None = None) -> None:
         try:
@@ -49,10 +67,27 @@ class MLflowTracker(Callback):
 
     def on_fit_start(self, recipe: dict[str, Any], info: dict[str, Any]) -> None:
         mlflow = self.mlflow
-        mlflow.set_tracking_uri(tracking_uri(self.cfg))
+        run_dir = Path(info["run_dir"]) if info.get("run_dir") else None
+        previous = _read_run_file(run_dir) if run_dir is not None and info.get("resumed") else None
+        uri = previous["tracking_uri"] if previous else absolute_uri(tracking_uri(self.cfg))
+        mlflow.set_tracking_uri(uri)
+        if previous:
+            try:
+                run = mlflow.start_run(run_id=previous["run_id"])
+            except mlflow.exceptions.MlflowException as exc:  # deleted, or another store: log into a new run
+                warnings.warn(f"cannot reopen MLflow run {previous['run_id']} ({exc}); logging the resumed run as a new one", RuntimeWarning, stacklevel=2)
+                mlflow.set_tracking_uri(absolute_uri(tracking_uri(self.cfg)))
+                previous = None
+        if previous:
+            self.run_id = run.info.run_id
+            resumes = int(run.data.tags.get("sciformer.resumes", "0")) + 1
+            mlflow.set_tags({"sciformer.resumes": str(resumes), **{f"sys.resume{resumes}.{k}": str(v) for k, v in info.items()}})
+            return
         mlflow.set_experiment(self.cfg.experiment)
         run = mlflow.start_run(run_name=self.run_name)
         self.run_id = run.info.run_id
+        if run_dir is not None:
+            (run_dir / RUN_FILE).write_text(json.dumps({"run_id": self.run_id, "tracking_uri": uri}))
         mlflow.log_params({k: str(v)[:500] for k, v in flatten(recipe).items()})
         mlflow.log_dict(recipe, "recipe.json")
         mlflow.set_tags({f"sys.{k}": str(v) for k, v in info.items()})
@@ -73,6 +108,14 @@ class MLflowTracker(Callback):
     def on_failure(self, error: BaseException) -> None:
         if self.mlflow.active_run() is not None:
             self.mlflow.end_run(status="FAILED")
+
+
+def _read_run_file(run_dir: Path) -> dict[str, str] | None:
+    try:
+        previous = json.loads((run_dir / RUN_FILE).read_text())
+    except (OSError, ValueError):
+        return None  # started without tracking (or the file is gone): a new MLflow run
+    return previous if isinstance(previous, dict) and {"run_id", "tracking_uri"} <= previous.keys() else None
 
 
 class RolloutTracker:

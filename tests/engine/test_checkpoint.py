@@ -1,9 +1,18 @@
 import json
+import random
 
 import pytest
 import torch
 
-from sciformer.engine.checkpoint import load_model, read_config, save_checkpoint
+from sciformer.engine.checkpoint import (
+    LATEST,
+    find_checkpoint,
+    load_model,
+    load_training_state,
+    read_config,
+    save_checkpoint,
+    save_training_state,
+)
 from sciformer.errors import CheckpointError
 from sciformer.registry import build_model
 
@@ -63,3 +72,76 @@ def test_weights_are_never_unpickled(tmp_path):
     torch.save({"x": torch.zeros(1)}, tmp_path / "ckpt" / "weights.safetensors")
     with pytest.raises(CheckpointError):
         load_model(tmp_path / "ckpt")
+
+
+# ------------------------------------------------------------------------------------ training state
+def _state():
+    model = _model()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model(torch.randn(2, 12, 3), torch.randn(2, 12, 4), torch.randn(2, 6, 4)).square().mean().backward()
+    optimizer.step()
+    return model, optimizer, {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "best": None,
+                              "progress": {"epoch": 2, "best_loss": float("inf"), "history": [{"epoch": 1, "val_loss": 0.5}]},
+                              "python_rng": random.getstate()}
+
+
+def test_training_state_round_trips_tensors_tuples_int_keys_and_infinity(tmp_path):
+    model, optimizer, state = _state()
+    save_training_state(tmp_path / "resume", "epoch0002-step000000", state)
+    loaded = load_training_state(tmp_path / "resume")
+    assert loaded["progress"] == state["progress"] and loaded["best"] is None
+    assert loaded["python_rng"] == random.getstate()  # nested tuples come back as tuples
+    assert set(loaded["optimizer"]["state"]) == set(optimizer.state_dict()["state"])  # int keys stay ints
+    assert loaded["optimizer"]["param_groups"][0]["betas"] == (0.9, 0.999)
+    fresh = torch.optim.Adam(_model().parameters(), lr=1e-3)
+    fresh.load_state_dict(loaded["optimizer"])
+    for a, b in zip(fresh.state_dict()["state"][0].values(), optimizer.state_dict()["state"][0].values()):
+        assert torch.equal(a, b)
+    for key, value in model.state_dict().items():
+        assert torch.equal(loaded["model"][key], value)
+
+
+def test_latest_names_the_newest_complete_state_and_older_ones_are_removed(tmp_path):
+    _, _, state = _state()
+    assert load_training_state(tmp_path / "resume") is None  # nothing written yet
+    save_training_state(tmp_path / "resume", "epoch0001-step000000", {**state, "n": 1})
+    (tmp_path / "resume" / ".epoch0002-step000000.tmpabc").mkdir()  # a write that a crash interrupted
+    save_training_state(tmp_path / "resume", "epoch0002-step000000", {**state, "n": 2})
+    assert (tmp_path / "resume" / LATEST).read_text() == "epoch0002-step000000"
+    assert sorted(p.name for p in (tmp_path / "resume").iterdir()) == [LATEST, "epoch0002-step000000"]
+    save_training_state(tmp_path / "resume", "epoch0002-step000000", {**state, "n": 3})  # the same name again
+    assert load_training_state(tmp_path / "resume")["n"] == 3
+
+
+def test_damaged_training_state_names_the_file(tmp_path):
+    _, _, state = _state()
+    folder = save_training_state(tmp_path / "resume", "epoch0001-step000000", state)
+    tensors = folder / "state.safetensors"
+    tensors.write_bytes(tensors.read_bytes()[:200])
+    with pytest.raises(CheckpointError, match=f"'{tensors}' is corrupt or truncated"):
+        load_training_state(tmp_path / "resume")
+    (folder / "state.json").write_text("[]")
+    with pytest.raises(CheckpointError, match="has no training state"):
+        load_training_state(tmp_path / "resume")
+    (tmp_path / "resume" / LATEST).write_text("gone")
+    with pytest.raises(CheckpointError, match="names 'gone'"):
+        load_training_state(tmp_path / "resume")
+
+
+def test_altered_weights_fail_their_recorded_sha256(tmp_path):
+    save_checkpoint(tmp_path / "ckpt", _model(), SPEC)
+    weights = tmp_path / "ckpt" / "weights.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0x01  # still a well-formed file: only the checksum can tell
+    weights.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="weights.safetensors' is corrupt or truncated .*sha256"):
+        load_model(tmp_path / "ckpt")
+
+
+def test_a_run_killed_between_the_two_renames_keeps_its_previous_checkpoint(tmp_path):
+    save_checkpoint(tmp_path / "run" / "checkpoint", _model(), SPEC)
+    (tmp_path / "run" / "checkpoint").rename(tmp_path / "run" / ".checkpoint.old")  # the state between the renames
+    found = find_checkpoint(tmp_path / "run")
+    assert found.name == ".checkpoint.old" and load_model(found)[1]["model"]["name"] == "itransformer"
+    save_checkpoint(tmp_path / "run" / "checkpoint", _model(), SPEC)
+    assert find_checkpoint(tmp_path / "run").name == "checkpoint"

@@ -68,3 +68,79 @@ def test_same_seed_gives_identical_metrics(tmp_path):
     c = fit_recipe(recipe_from_dict({**raw, "seed": 8}), tmp_path / "c").metrics
     assert (a["test_mse"], a["test_mae"], a["val_mse"]) == (b["test_mse"], b["test_mae"], b["val_mse"])
     assert a["test_mse"] != c["test_mse"]
+
+
+# ------------------------------------------------------------------------------------- CUDA graphs
+class _FakeGraph:
+    """Stands in for torch.cuda.CUDAGraph on a CPU: capture records which step was captured and undoes what
+    running it did (a real capture executes nothing); replay runs the captured step on its static batch and
+    writes the results into the static outputs, as a real replay does."""
+
+    replays = 0
+
+    def __init__(self):
+        self.step = None
+
+    def replay(self):
+        _FakeGraph.replays += 1
+        out = self.step.fn(self.step.static_batch)
+        static = self.step.static_out
+        for target, value in zip(static if isinstance(static, tuple) else (static,), out if isinstance(out, tuple) else (out,)):
+            if isinstance(target, torch.Tensor):
+                target.copy_(value)
+
+
+def _fake_cuda(monkeypatch, trainer_state):
+    import contextlib
+    import sys
+
+    @contextlib.contextmanager
+    def graph(g, *args, **kwargs):
+        g.step = sys._getframe(2).f_locals["self"]  # the CudaGraphStep capturing
+        saved = [t.detach().clone() for t in trainer_state()]
+        yield
+        for t, value in zip(trainer_state(), saved):
+            t.detach().copy_(value)  # a capture records, it does not run
+
+    class Stream:
+        def wait_stream(self, other):
+            pass
+
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", _FakeGraph)
+    monkeypatch.setattr(torch.cuda, "graph", graph)
+    monkeypatch.setattr(torch.cuda, "Stream", Stream)
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda *a: Stream())
+    monkeypatch.setattr(torch.cuda, "stream", lambda s: contextlib.nullcontext())
+
+
+def test_cuda_graph_steps_replay_the_eager_computation(tmp_path, monkeypatch):
+    """The graph plumbing (static batches, device learning rate, warm-up, eager last batch) on a fake graph."""
+    from sciformer.engine import trainer as trainer_module
+
+    data = _data(tmp_path)  # 245 training windows: 7 batches of 32 and a last one of 21; 29 validation windows
+    cfg = dict(epochs=2, batch_size=32, eval_batch_size=8, lr=3e-3, lr_schedule="cosine", patience=0, progress=False, fused_optimizer=True)
+    model = lambda: build_model("itransformer", {"d_model": 16, "d_ff": 16, "n_heads": 2, "e_layers": 1, "dropout": 0.0},  # noqa: E731
+                                n_vars=data.n_vars, n_marks=data.n_marks, lookback=24, horizon=12)
+    torch.manual_seed(0)
+    eager = Trainer(model(), TrainConfig(**cfg), torch.device("cpu"))
+    eager_fit = eager.fit(data)
+
+    monkeypatch.setattr(trainer_module.Trainer, "_graphs_possible", lambda self: True)
+    torch.manual_seed(0)
+    graphed = Trainer(model(), TrainConfig(**cfg, cuda_graphs=True), torch.device("cpu"))
+
+    def state():
+        tensors = list(graphed.model.parameters())
+        for s in graphed.optimizer.state.values():
+            tensors += [v for v in s.values() if isinstance(v, torch.Tensor)]
+        return tensors
+
+    _fake_cuda(monkeypatch, state)
+    _FakeGraph.replays = 0
+    graphed_fit = graphed.fit(data)
+    assert isinstance(graphed.optimizer.param_groups[0]["lr"], torch.Tensor)
+    # train: 7 full batches per epoch (+1 eager), the first 3 warm up; val: 3 full batches of 8 (+1 eager) per epoch
+    assert graphed._train_graph.graph is not None and graphed._eval_graph.graph is not None
+    assert _FakeGraph.replays == (2 * 7 - 3) + (2 * 3 - 3)
+    assert [h["val_loss"] for h in graphed_fit.history] == pytest.approx([h["val_loss"] for h in eager_fit.history], rel=1e-6)
+    assert [h["train_loss"] for h in graphed_fit.history] == pytest.approx([h["train_loss"] for h in eager_fit.history], rel=1e-6)

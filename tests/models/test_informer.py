@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from sciformer.nn.attention import FullAttention
+from sciformer.nn.attention import AttentionLayer, FullAttention
 from sciformer.nn.probsparse import DistillingLayer, ProbSparseAttention
 from sciformer.registry import build_model
 
@@ -93,6 +93,23 @@ def test_distilling_output_length_formula_matches_the_layer(length):
     assert layer(torch.randn(1, length, 4)).shape[1] == DistillingLayer.output_length(length)
 
 
+def test_mix_merges_heads_in_the_head_major_layout_of_informers_code():
+    # mixed: the inner output [B, L, H, D] is laid out [B, H, L, D] and read back as [B, L, H·D]
+    torch.manual_seed(0)
+    plain = AttentionLayer(FullAttention(), d_model=8, n_heads=2)
+    mixed = AttentionLayer(FullAttention(), d_model=8, n_heads=2, mix=True)
+    mixed.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 6, 8)
+    captured = {}
+    plain.out.register_forward_hook(lambda m, inp, out: captured.setdefault("plain", inp[0]))
+    mixed.out.register_forward_hook(lambda m, inp, out: captured.setdefault("mixed", inp[0]))
+    plain(x, x, x), mixed(x, x, x)
+    heads = captured["plain"].view(2, 6, 2, 4)  # [B, L, H, D]
+    expected = heads.permute(0, 2, 1, 3).reshape(2, 6, 8)
+    torch.testing.assert_close(captured["mixed"], expected)
+    assert not torch.allclose(captured["mixed"], captured["plain"])
+
+
 # -------------------------------------------------------------------------------------------- the model
 def build(**args):
     torch.manual_seed(0)
@@ -115,8 +132,9 @@ def test_encoder_memory_length_follows_distilling(e_layers, distil, expected):
 
 
 @pytest.mark.parametrize("cross", ["full", "probsparse"])
-def test_forecast_shape_and_finite(cross):
-    model = build(cross_attention=cross).eval()
+@pytest.mark.parametrize("mixing", ["none", "decoder", "probsparse"])
+def test_forecast_shape_and_finite(cross, mixing):
+    model = build(cross_attention=cross, head_mixing=mixing).eval()
     with torch.no_grad():
         out = model(*batch())
     assert out.shape == (2, 24, 3) and torch.isfinite(out).all()
@@ -159,3 +177,5 @@ def test_model_errors_name_what_was_received():
         model(x, x_mark, y_mark[:, :10])
     with pytest.raises(ValueError, match="cross_attention must be one of"):
         build(cross_attention="sparse")
+    with pytest.raises(ValueError, match="head_mixing must be one of"):
+        build(head_mixing="all")

@@ -1,0 +1,132 @@
+"""Operator models side by side, each data set's models with one training budget, FNO as the bar.
+
+    python benchmarks/operator_table.py --sets darcy burgers ns2d --jobs 8 --out docs/operator_table.md
+
+Every entry is ``sciformer fit RECIPE`` in its own process (``--jobs`` at once, sharing the device, which the
+table header states); the recipes of one data set share epochs, batch size, optimiser and loss. Columns: one-step
+test relative L2 and nRMSE (PDEBench definitions, per sample then averaged), rollout nRMSE after 10 and 50
+autoregressive steps for time-dependent sets, parameters, seconds per epoch, peak memory. Darcy is also
+re-tested at the unseen resolution 32 from the same checkpoint. Data files that recipes generate on first use
+are generated once, before the runs start, so concurrent runs never race to write them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from runs import REPO, fit, run_pool  # noqa: E402
+
+sys.path.insert(0, str(REPO))
+
+# data set -> [(label, recipe)]; the first transformer that beats FNO on a set is named in the summary
+SETS: dict[str, list[tuple[str, str]]] = {
+    "darcy": [("Galerkin Transformer", "darcy_galerkin"), ("FNO", "darcy2d_fno")],
+    "burgers": [("Galerkin Transformer", "burgers_galerkin"), ("FNO", "burgers_fno")],
+    "ns2d": [
+        ("FactFormer", "ns2d_factformer"),
+        ("Poseidon-style scOT", "ns2d_poseidon"),
+        ("PDE-Transformer S", "ns2d_pde_transformer"),
+        ("FNO", "ns2d_fno"),
+    ],
+}
+COLUMNS = [
+    ("test rel. L2", "test_rel_l2"),
+    ("test nRMSE", "test_nrmse"),
+    ("rollout nRMSE @10", "rollout_nrmse_step10"),
+    ("rollout nRMSE @50", "rollout_nrmse_step50"),
+    ("rel. L2 @32² (unseen)", "test_rel_l2_res32"),
+]
+
+
+def generate_data(recipes: list[str]) -> None:
+    from sciformer.config import load_recipe
+    from sciformer.data.operator import generate_missing
+
+    for name in dict.fromkeys(recipes):
+        data = load_recipe(REPO / "recipes" / f"{name}.yaml").data
+        path = REPO / data.name
+        if data.generate is not None and not path.is_file():
+            started = time.perf_counter()
+            generate_missing(path, data.generate)
+            print(f"generated {path.name} in {time.perf_counter() - started:.0f}s", file=sys.stderr, flush=True)
+
+
+def run_entry(entry: tuple[str, str, str], runs: Path, extra: list[str]) -> dict:
+    dataset, label, recipe = entry
+    out = runs / recipe
+    metrics = fit(REPO / "recipes" / f"{recipe}.yaml", extra, out)
+    row = {"dataset": dataset, "model": label, "recipe": recipe}
+    if metrics is None:
+        return {**row, "failed": True}
+    if dataset == "darcy" and "test_rel_l2_res32" not in metrics:
+        from sciformer.engine.runner import evaluate_run
+
+        metrics["test_rel_l2_res32"] = evaluate_run(out, overrides=["data.test_resolution=32"])["test_rel_l2"]
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    return {**row, **metrics}
+
+
+def fmt(value) -> str:
+    return "–" if value is None else f"{value:.4f}"
+
+
+def table(results: list[dict], header: str) -> str:
+    lines = [header]
+    for dataset, entries in SETS.items():
+        rows = [r for r in results if r["dataset"] == dataset and not r.get("failed")]
+        if not rows:
+            continue
+        order = [label for label, _ in entries]
+        rows.sort(key=lambda r: order.index(r["model"]))
+        lines += ["", f"**{dataset}**", "", "| model | " + " | ".join(c for c, _ in COLUMNS) + " | parameters | s / epoch | epochs | peak memory (MiB) |",
+                  "|---|" + "---|" * (len(COLUMNS) + 4)]
+        for r in rows:
+            cells = " | ".join(fmt(r.get(key)) for _, key in COLUMNS)
+            lines.append(f"| {r['model']} | {cells} | {r['parameters']:,} | {r['seconds_per_epoch']:.2f} | {r['epochs']} | {r['peak_memory_mb']:.0f} |")
+        fno = next((r for r in rows if r["model"] == "FNO"), None)
+        if fno is not None:
+            for r in rows:
+                if r is fno:
+                    continue
+                worse = [c for c, key in COLUMNS if r.get(key) is not None and fno.get(key) is not None and r[key] > fno[key]]
+                verdict = "beats FNO on every metric" if not worse else f"loses to FNO on {', '.join(worse)}"
+                lines.append(f"* {r['model']}: {verdict}.")
+    failed = [r for r in results if r.get("failed")]
+    if failed:
+        lines += ["", "Failed runs: " + ", ".join(r["recipe"] for r in failed)]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sets", nargs="+", default=list(SETS), choices=list(SETS))
+    parser.add_argument("--jobs", type=int, default=1, help="runs at once (they share the device)")
+    parser.add_argument("--runs", type=Path, default=REPO / "runs" / "operators", help="run directories (finished runs are reused)")
+    parser.add_argument("--extra", nargs="*", default=[], help="overrides added to every run")
+    parser.add_argument("--out", type=Path, default=None, help="write the Markdown table here (and print it)")
+    parser.add_argument("--json", type=Path, default=None, help="write every run's metrics here")
+    args = parser.parse_args()
+
+    entries = [(dataset, label, recipe) for dataset in args.sets for label, recipe in SETS[dataset]]
+    generate_data([recipe for _, _, recipe in entries])
+    args.runs.mkdir(parents=True, exist_ok=True)
+    header = f"Operator table ({time.strftime('%Y-%m-%d')}; {args.jobs} run(s) at a time on the device)"
+
+    def record(results: list[dict]) -> None:
+        if args.out:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(table(results, header))
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=2))
+
+    results = run_pool(entries, lambda e: run_entry(e, args.runs, args.extra), record, args.jobs)
+    print(table(results, header))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,50 @@
+"""What the benchmark scripts share: ``sciformer fit`` in a child process (finished runs are reused), and a
+pool that records every result as soon as it arrives, so a benchmark cut short keeps what finished."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Callable, Iterable, TypeVar
+
+REPO = Path(__file__).resolve().parents[1]
+T = TypeVar("T")
+
+
+def fit(recipe: Path, overrides: list[str], out: Path, cwd: Path = REPO) -> dict | None:
+    """``sciformer fit RECIPE OVERRIDES --out OUT`` without tracking; the run's ``metrics.json``, or None if it
+    failed (the last line of its error is printed). A run directory that already has metrics is not re-run."""
+    metrics_file = out / "metrics.json"
+    if not metrics_file.is_file():
+        cmd = [sys.executable, "-m", "sciformer", "fit", str(recipe), *overrides, "tracking.enabled=false", "train.progress=false", "--out", str(out)]
+        started = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))})
+        if proc.returncode != 0:
+            err = proc.stderr.strip().splitlines()
+            print(f"FAILED {out.name}: {err[-1] if err else proc.returncode}", file=sys.stderr, flush=True)
+            (out.parent / f"{out.name}.stderr.txt").write_text(proc.stderr)
+            return None
+        print(f"done {out.name} in {time.perf_counter() - started:.0f}s", file=sys.stderr, flush=True)
+    return json.loads(metrics_file.read_text())
+
+
+def run_pool(jobs: Iterable[T], run: Callable[[T], dict], record: Callable[[list[dict]], None], n_jobs: int) -> list[dict]:
+    """Run ``run(job)`` for every job, ``n_jobs`` at a time, calling ``record(results so far)`` after each."""
+    results: list[dict] = []
+    lock = threading.Lock()
+
+    def run_and_record(job: T) -> None:
+        result = run(job)
+        with lock:
+            results.append(result)
+            record(results)
+
+    with ThreadPoolExecutor(max_workers=n_jobs) as pool:
+        list(pool.map(run_and_record, jobs))
+    return results

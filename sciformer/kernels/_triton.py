@@ -1,0 +1,75 @@
+"""Helpers shared by the triton kernels (imported only by ``sciformer/kernels/*/triton.py``)."""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from sciformer.kernels.dispatch import interpreting
+
+FLOAT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+
+
+def upcast() -> bool:
+    """Whether kernels must do their arithmetic on float32 copies of bf16/fp16 tiles.
+
+    On a GPU ``tl.dot`` takes bf16 operands directly (tensor cores, fp32 accumulation). Triton's CPU interpreter
+    computes bf16 ``tl.dot`` and bf16 arithmetic wrongly, while conversions are exact, so there every tile is
+    rounded to its storage dtype first and then converted: the same numbers, in float32.
+    """
+    return interpreting()
+
+
+def precision(dtype: torch.dtype) -> str:
+    """``tl.dot`` input precision for float32 operands, following PyTorch's own matmul setting: TF32 where
+    ``torch.backends.cuda.matmul.allow_tf32`` allows it, else "tf32x3" (three TF32 tensor-core products, float32
+    accuracy), so that fast path and reference round alike. The interpreter computes in IEEE float32."""
+    if dtype != torch.float32 or interpreting():
+        return "ieee"
+    return "tf32" if torch.backends.cuda.matmul.allow_tf32 else "tf32x3"
+
+
+def pow2(n: int, minimum: int = 16) -> int:
+    """Smallest power of two ``>= max(n, minimum)`` (tile widths; ``tl.dot`` needs at least 16)."""
+    return max(minimum, triton.next_power_of_2(int(n)))
+
+
+def empty(*shape, like: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """An uninitialised output on ``like``'s device; NaN-filled under the interpreter, so that any element a
+    kernel fails to write shows up in the tests."""
+    if interpreting():
+        return torch.full(shape, float("nan"), device=like.device, dtype=dtype or like.dtype)
+    return torch.empty(shape, device=like.device, dtype=dtype or like.dtype)
+
+
+def empty_like(x: torch.Tensor) -> torch.Tensor:
+    """``torch.empty_like`` (same layout), NaN-filled under the interpreter."""
+    y = torch.empty_like(x)
+    return y.fill_(float("nan")) if interpreting() else y
+
+
+def device_guard(tensor: torch.Tensor):
+    """Launch on the tensor's device (several GPUs), a no-op on the CPU interpreter."""
+    return torch.cuda.device(tensor.device) if tensor.is_cuda else _Null()
+
+
+class _Null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+@triton.jit
+def mm(a, b, acc, UPCAST: tl.constexpr, PRECISION: tl.constexpr):
+    """``acc + a @ b`` with float32 accumulation (``a``, ``b`` of one dtype)."""
+    if UPCAST:
+        out = tl.dot(a.to(tl.float32), b.to(tl.float32), acc, input_precision="ieee")
+    else:
+        out = tl.dot(a, b, acc, input_precision=PRECISION)
+    return out
+
+
+INTERPRETED = interpreting()  # the mode the kernels of this process were decorated in (triton reads it then)

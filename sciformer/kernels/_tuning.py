@@ -1,0 +1,47 @@
+"""A small launch-configuration tuner for the triton kernels (no triton import: usable by any backend).
+
+``pick(key, candidates, launch)`` times each candidate configuration once per ``key`` (shapes, dtypes, layout) with
+CUDA events and remembers the fastest; later calls with the same key launch it directly. Kernels that write their
+whole output (no accumulation into it) can be re-run safely, which is all this needs. Under the triton interpreter
+(CPU) the first candidate is used, untimed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any
+
+import torch
+
+_best: dict[Hashable, Any] = {}
+
+
+def pick(key: Hashable, candidates: Sequence[Any], launch: Callable[[Any], None], device: torch.device) -> Any:
+    """Launch the best of ``candidates`` for ``key`` (timing them on first use) and return it."""
+    if key in _best:
+        launch(_best[key])
+        return _best[key]
+    if device.type != "cuda" or len(candidates) == 1:
+        _best[key] = candidates[0]
+        launch(candidates[0])
+        return candidates[0]
+    timings = []
+    for config in candidates:
+        try:
+            launch(config)  # compiles; also warms up
+            torch.cuda.synchronize(device)
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            for _ in range(3):
+                launch(config)
+            end.record()
+            torch.cuda.synchronize(device)
+            timings.append((start.elapsed_time(end), config))
+        except Exception:  # out of shared memory / registers for this tile: not a candidate here
+            continue
+    if not timings:
+        raise RuntimeError(f"no launch configuration of {key[0] if isinstance(key, tuple) else key} could run")
+    best = min(timings, key=lambda t: t[0])[1]
+    _best[key] = best
+    launch(best)  # leave the output of the chosen configuration
+    return best

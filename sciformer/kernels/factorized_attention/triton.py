@@ -1,0 +1,298 @@
+"""Triton FactFormer axial attention: same signature and result as :mod:`.reference`, forward and backward.
+
+Two kernels do all the work on the field ``v [B, H, n_1, ..., n_d, D]`` (d = 1, 2, 3), read and written in place
+with its own strides (the channels-last ``[B, *grid, H, D]`` layout of ``to_v``'s output), so no axis is ever
+permuted into a contiguous copy:
+
+* ``_apply_kernel``: ``Y = K ×_a X``, the axial kernel ``K [B, H, n_a, n_a]`` applied along grid axis ``a``. One
+  program owns a tile of ``BLOCK_M`` output rows of axis ``a`` × a tile of columns (``BLOCK_R`` positions of the
+  other axes × all ``D`` channels) and runs the reduction over axis ``a`` in registers (``tl.dot``, fp32
+  accumulation).
+* ``_contract_kernel``: ``dK[i, j] = Σ_c G[i, c] T[j, c]``, the kernel gradient, a reduction over every position
+  of the other axes and every channel, split over programs into a few partial sums that are added afterwards
+  (deterministic, no atomics).
+
+The axial kernels ``K_a = scale_a · q_a k_aᵀ`` are ``n_a × n_a``, ``n_a / (N·D)`` of the field's size (at most
+1/64 here), so they are formed by one batched matmul and read from L2: recomputing them inside every column tile,
+flash-attention style, would double the FLOPs, because unlike softmax attention the same kernel serves all
+``N / n_a`` positions of the other axes. The gradients ``dq = scale · dK k``, ``dk = scale · dKᵀ q`` are small
+matmuls in PyTorch too.
+
+Memory: the forward saves only its inputs. The backward recomputes the ``d - 1`` intermediate fields
+``t_a = K_{a-1} ×_{a-1} … K_1 ×_1 v`` and frees each as soon as its kernel gradient is formed, so the op holds at
+most two field-sized temporaries besides its output and gradient, where the eager reference keeps ``d`` permuted
+copies plus their gradients.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import triton
+import triton.language as tl
+
+from sciformer.kernels import _tuning
+from sciformer.kernels._triton import FLOAT_DTYPES, device_guard, empty, empty_like, mm, pow2, precision, upcast
+from sciformer.kernels.factorized_attention.reference import check_inputs, scales_for
+
+__all__ = ["factorized_attention", "unsupported"]
+
+
+@triton.jit
+def _apply_kernel(
+    K, X, Y, H, n, R1, R2, D,
+    s_kb, s_kh, s_ki, s_kj,
+    s_xb, s_xh, s_xn, s_xr1, s_xr2, s_xd,
+    s_yb, s_yh, s_yn, s_yr1, s_yr2, s_yd,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr,
+    UPCAST: tl.constexpr, PRECISION: tl.constexpr,
+):
+    # Y[b, h, i, r, :] = Σ_j K[b, h, i, j] X[b, h, j, r, :]; r = (r1, r2) runs over the other grid axes.
+    pid = tl.program_id(0)
+    bh = tl.program_id(1)
+    b = (bh // H).to(tl.int64)
+    h = (bh % H).to(tl.int64)
+    n_row_tiles = tl.cdiv(n, BLOCK_M)
+    pid_m = pid % n_row_tiles  # row tiles of one column strip are neighbours: the strip is re-read from L2
+    pid_c = pid // n_row_tiles
+
+    cols = tl.arange(0, BLOCK_R * BLOCK_D)
+    r = pid_c * BLOCK_R + cols // BLOCK_D
+    dd = cols % BLOCK_D
+    col_ok = (r < R1 * R2) & (dd < D)
+    r1 = (r // R2).to(tl.int64)
+    r2 = (r % R2).to(tl.int64)
+    x_cols = r1 * s_xr1 + r2 * s_xr2 + dd * s_xd
+    y_cols = r1 * s_yr1 + r2 * s_yr2 + dd * s_yd
+
+    rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    row_ok = rows < n
+    k_base = K + b * s_kb + h * s_kh
+    x_base = X + b * s_xb + h * s_xh
+    acc = tl.zeros((BLOCK_M, BLOCK_R * BLOCK_D), dtype=tl.float32)
+    for j0 in range(0, n, BLOCK_N):
+        j = j0 + tl.arange(0, BLOCK_N)
+        j_ok = j < n
+        kt = tl.load(k_base + rows[:, None] * s_ki + j[None, :] * s_kj, mask=row_ok[:, None] & j_ok[None, :], other=0.0)
+        xt = tl.load(x_base + j[:, None].to(tl.int64) * s_xn + x_cols[None, :], mask=j_ok[:, None] & col_ok[None, :], other=0.0)
+        acc = mm(kt, xt, acc, UPCAST, PRECISION)
+    y_ptr = Y + b * s_yb + h * s_yh + rows[:, None].to(tl.int64) * s_yn + y_cols[None, :]
+    tl.store(y_ptr, acc.to(Y.dtype.element_ty), mask=row_ok[:, None] & col_ok[None, :])
+
+
+@triton.jit
+def _contract_kernel(
+    A, Bm, OUT, H, n, R1, R2, D, r_per_split,
+    s_ab, s_ah, s_an, s_ar1, s_ar2, s_ad,
+    s_bb, s_bh, s_bn, s_br1, s_br2, s_bd,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr,
+    UPCAST: tl.constexpr, PRECISION: tl.constexpr,
+):
+    # OUT[split, b, h, i, j] = Σ_{r in this split, d} A[b, h, i, r, d] Bm[b, h, j, r, d]   (float32)
+    pid = tl.program_id(0)
+    bh = tl.program_id(1)
+    split = tl.program_id(2)
+    b = (bh // H).to(tl.int64)
+    h = (bh % H).to(tl.int64)
+    n_row_tiles = tl.cdiv(n, BLOCK_M)
+    pid_m = pid % n_row_tiles
+    pid_n = pid // n_row_tiles
+    i = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    j = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    i_ok = i < n
+    j_ok = j < n
+    a_rows = A + b * s_ab + h * s_ah + i[:, None].to(tl.int64) * s_an
+    b_rows = Bm + b * s_bb + h * s_bh + j[:, None].to(tl.int64) * s_bn
+
+    cols = tl.arange(0, BLOCK_R * BLOCK_D)
+    dd = cols % BLOCK_D
+    r_local = cols // BLOCK_D
+    r_start = split * r_per_split
+    r_end = tl.minimum(r_start + r_per_split, R1 * R2)
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for r0 in range(r_start, r_end, BLOCK_R):
+        r = r0 + r_local
+        ok = (r < r_end) & (dd < D)
+        r1 = (r // R2).to(tl.int64)
+        r2 = (r % R2).to(tl.int64)
+        a = tl.load(a_rows + (r1 * s_ar1 + r2 * s_ar2 + dd * s_ad)[None, :], mask=i_ok[:, None] & ok[None, :], other=0.0)
+        bt = tl.load(b_rows + (r1 * s_br1 + r2 * s_br2 + dd * s_bd)[None, :], mask=j_ok[:, None] & ok[None, :], other=0.0)
+        acc = mm(a, tl.trans(bt), acc, UPCAST, PRECISION)
+    out = OUT + ((split * tl.num_programs(1) + bh).to(tl.int64) * n + i[:, None]) * n + j[None, :]
+    tl.store(out, acc, mask=i_ok[:, None] & j_ok[None, :])
+
+
+# ------------------------------------------------------------------------------------------------ launches
+def _axis_view(x: torch.Tensor, axis: int) -> tuple[int, int, int, int, tuple[int, ...]]:
+    """``(n, R1, R2, D, strides)`` of ``x [B, H, n_1..n_d, D]`` seen as ``[B, H, n_axis, R1, R2, D]``; strides are
+    ``(b, h, n, r1, r2, d)``. The other grid axes (at most two) become ``R1``, ``R2`` (size-1 padding in front)."""
+    d = x.ndim - 3
+    others = [i for i in range(d) if i != axis]
+    sizes = [1] * (2 - len(others)) + [x.shape[2 + i] for i in others]
+    strides = [0] * (2 - len(others)) + [x.stride(2 + i) for i in others]
+    layout = (x.stride(0), x.stride(1), x.stride(2 + axis), strides[0], strides[1], x.stride(-1))
+    return x.shape[2 + axis], sizes[0], sizes[1], x.shape[-1], layout
+
+
+_APPLY_CONFIGS = (  # (BLOCK_M, BLOCK_N, columns, warps, stages)
+    (128, 64, 128, 8, 3),
+    (128, 32, 128, 4, 4),
+    (64, 64, 128, 4, 3),
+    (128, 64, 64, 4, 3),
+    (64, 32, 256, 8, 3),
+    (64, 64, 64, 4, 4),
+)
+_CONTRACT_CONFIGS = (  # (BLOCK_M, BLOCK_N, columns, warps, stages)
+    (128, 128, 64, 8, 3),
+    (64, 64, 128, 4, 3),
+    (128, 64, 64, 4, 3),
+    (64, 64, 64, 4, 4),
+)
+
+
+_SHARED_BYTES = 200 * 1024  # of the H100's 227 KiB per block, leaving room for the compiler's own buffers
+
+
+def _fit(configs, n: int, D: int, itemsize: int, operands):
+    """Tile configurations that suit an axis of ``n`` points and ``D`` channels, with the pipeline depth cut so that
+    the staged tiles fit in shared memory; ``operands(bm, bn, cols)`` is the elements staged per pipeline stage.
+    Under the interpreter: one small tile."""
+    block_d = pow2(D, 1)
+    if upcast():
+        return [(min(64, pow2(n)), min(64, pow2(n)), max(64, block_d), 4, 1)]
+    fitted = []
+    for m, k, c, warps, stages in configs:
+        m, k, c = min(m, pow2(n)), min(k, pow2(n)), max(c, block_d)
+        while stages > 1 and stages * operands(m, k, c) * itemsize > _SHARED_BYTES:
+            stages -= 1
+        if stages * operands(m, k, c) * itemsize <= _SHARED_BYTES:
+            fitted.append((m, k, c, warps, stages))
+    return list(dict.fromkeys(fitted)) or [(32, 32, block_d, 4, 1)]  # in order, without duplicates
+
+
+def _apply(kernel: torch.Tensor, x: torch.Tensor, axis: int) -> torch.Tensor:
+    """``K ×_axis x``: ``kernel [B, H, n, n]`` (any strides, e.g. a transpose) along grid axis ``axis`` of ``x``."""
+    n, R1, R2, D, sx = _axis_view(x, axis)
+    y = empty_like(x)  # same layout as x (empty_like keeps a dense permuted layout)
+    sy = _axis_view(y, axis)[4]
+    B, H = x.shape[:2]
+    block_d = pow2(D, 1)
+    prec, up = precision(x.dtype), upcast()
+
+    def launch(config):
+        bm, bn, cols, warps, stages = config
+        block_r = max(1, cols // block_d)
+        grid = (triton.cdiv(n, bm) * triton.cdiv(R1 * R2, block_r), B * H)
+        _apply_kernel[grid](
+            kernel, x, y, H, n, R1, R2, D, *kernel.stride(), *sx, *sy,
+            BLOCK_M=bm, BLOCK_N=bn, BLOCK_R=block_r, BLOCK_D=block_d, UPCAST=up, PRECISION=prec,
+            num_warps=warps, num_stages=stages,
+        )
+
+    key = ("fa_apply", n, R1 * R2 > 4096, D, x.dtype, sx[5] == 1, prec)
+    with device_guard(x):
+        _tuning.pick(key, _fit(_APPLY_CONFIGS, n, D, x.element_size(), lambda m, k, c: m * k + k * c), launch, x.device)
+    return y
+
+
+def _contract(a: torch.Tensor, b: torch.Tensor, axis: int) -> torch.Tensor:
+    """``out[b, h, i, j] = Σ_c a[b, h, i, c] b[b, h, j, c]`` over every index ``c`` but grid axis ``axis`` → float32
+    ``[B, H, n, n]``."""
+    n, R1, R2, D, sa = _axis_view(a, axis)
+    sb = _axis_view(b, axis)[4]
+    B, H = a.shape[:2]
+    block_d = pow2(D, 1)
+    prec, up = precision(a.dtype), upcast()
+    R = R1 * R2
+    sm_count = torch.cuda.get_device_properties(a.device).multi_processor_count if a.is_cuda else 4
+    result = {}
+
+    def launch(config):
+        bm, bn, cols, warps, stages = config
+        block_r = max(1, cols // block_d)
+        tiles = triton.cdiv(n, bm) * triton.cdiv(n, bn)
+        # enough programs to fill the GPU: split the reduction over the other axes into partial sums
+        splits = max(1, min(triton.cdiv(R, block_r), triton.cdiv(4 * sm_count, tiles * B * H)))
+        r_per_split = triton.cdiv(triton.cdiv(R, splits), block_r) * block_r
+        splits = triton.cdiv(R, r_per_split)
+        out = empty(splits, B, H, n, n, like=a, dtype=torch.float32)
+        _contract_kernel[(tiles, B * H, splits)](
+            a, b, out, H, n, R1, R2, D, r_per_split, *sa, *sb,
+            BLOCK_M=bm, BLOCK_N=bn, BLOCK_R=block_r, BLOCK_D=block_d, UPCAST=up, PRECISION=prec,
+            num_warps=warps, num_stages=stages,
+        )
+        result["out"] = out
+
+    key = ("fa_contract", n, R > 4096, D, a.dtype, sa[5] == 1, prec)
+    with device_guard(a):
+        _tuning.pick(key, _fit(_CONTRACT_CONFIGS, n, D, a.element_size(), lambda m, k, c: (m + k) * c), launch, a.device)
+    out = result["out"]
+    return out[0] if out.shape[0] == 1 else out.sum(0)
+
+
+def _axial_kernels(qs: Sequence[torch.Tensor], ks: Sequence[torch.Tensor], scales: Sequence[float], dtype: torch.dtype):
+    """``K_a = scale_a · q_a k_aᵀ`` ``[B, H, n_a, n_a]`` in the field's dtype, rounded exactly like the reference."""
+    return [torch.matmul(q.to(dtype), k.to(dtype).transpose(-1, -2)) * s for q, k, s in zip(qs, ks, scales)]
+
+
+class _FactorizedAttention(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, scales: tuple[float, ...], v: torch.Tensor, *qk: torch.Tensor) -> torch.Tensor:
+        d = len(scales)
+        with torch.autocast(v.device.type, enabled=False):
+            kernels = _axial_kernels(qk[:d], qk[d:], scales, v.dtype)
+            out = v
+            for axis, kernel in enumerate(kernels):
+                out = _apply(kernel, out, axis)  # the previous intermediate is freed here
+        ctx.scales = scales
+        ctx.save_for_backward(v, *qk)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        v, *qk = ctx.saved_tensors
+        scales = ctx.scales
+        d = len(scales)
+        qs, ks = qk[:d], qk[d:]
+        with torch.autocast(v.device.type, enabled=False):
+            kernels = _axial_kernels(qs, ks, scales, v.dtype)
+            inputs = [v]  # inputs[a]: the field axis a's kernel was applied to (recomputed, not saved)
+            for axis in range(d - 1):
+                inputs.append(_apply(kernels[axis], inputs[-1], axis))
+            g = grad.to(v.dtype)  # gradient w.r.t. the output of axis a's application
+            dkernels: list[torch.Tensor] = [None] * d  # type: ignore[list-item]
+            for axis in reversed(range(d)):
+                dkernels[axis] = _contract(g, inputs.pop(), axis)  # [B, H, n, n] float32
+                if axis > 0 or ctx.needs_input_grad[1]:
+                    g = _apply(kernels[axis].transpose(-1, -2), g, axis)
+            del kernels, inputs
+            grads_q, grads_k = [], []
+            for dkernel, q, k, s in zip(dkernels, qs, ks, scales):
+                grads_q.append((torch.matmul(dkernel, k.float()) * s).to(q.dtype))
+                grads_k.append((torch.matmul(dkernel.transpose(-1, -2), q.float()) * s).to(k.dtype))
+        dv = g if ctx.needs_input_grad[1] else None
+        return None, dv, *grads_q, *grads_k
+
+
+def unsupported(function: str, q_axes, k_axes, v, scale=None) -> str | None:
+    """Why these inputs need the reference, or ``None``."""
+    if v.dtype not in FLOAT_DTYPES:
+        return f"the triton kernels take float32, bfloat16 or float16, got {v.dtype}"
+    if any(t.dtype != v.dtype for t in (*q_axes, *k_axes)):
+        return f"q, k and v must share one dtype, got {sorted({str(t.dtype) for t in (v, *q_axes, *k_axes)})}"
+    if not 1 <= v.ndim - 3 <= 3:
+        return f"the triton kernels take 1 to 3 grid axes, got {v.ndim - 3}"
+    return None
+
+
+def factorized_attention(
+    q_axes: Sequence[torch.Tensor],
+    k_axes: Sequence[torch.Tensor],
+    v: torch.Tensor,
+    scale: float | Sequence[float] | None = None,
+) -> torch.Tensor:
+    """Triton version of :func:`sciformer.kernels.factorized_attention.reference.factorized_attention`."""
+    check_inputs(q_axes, k_axes, v)
+    scales = tuple(scales_for(v, scale))
+    return _FactorizedAttention.apply(scales, v, *q_axes, *k_axes)

@@ -1,0 +1,58 @@
+"""FactFormer axial attention: the triton kernels against the PyTorch reference, forward and gradients, over odd
+grids in 1D/2D/3D, float32 and bfloat16, in the channels-last layout the block uses and in a contiguous one."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from kernel_checks import check_against_reference, cuda, device, fast  # noqa: F401 (fixtures)
+
+OP = "factorized_attention"
+
+
+def make_inputs(grid, B=2, H=3, E=6, D=5, channels_last=True, device="cpu", seed=0):
+    g = torch.Generator().manual_seed(seed)
+    qs = tuple(torch.randn(B, H, n, E, generator=g, dtype=torch.float64) for n in grid)
+    ks = tuple(torch.randn(B, H, n, E, generator=g, dtype=torch.float64) for n in grid)
+    if channels_last:  # [B, *grid, H, D] memory, seen as [B, H, *grid, D]: what FactorizedAttention passes
+        v = torch.randn(B, *grid, H, D, generator=g, dtype=torch.float64).movedim(-2, 1)
+    else:
+        v = torch.randn(B, H, *grid, D, generator=g, dtype=torch.float64)
+    to = lambda t: t.to(device)  # noqa: E731
+    return [tuple(map(to, qs)), tuple(map(to, ks)), to(v)]
+
+
+def leaves(d):
+    return [*((0, i) for i in range(d)), *((1, i) for i in range(d)), 2]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("grid", [(7,), (5, 9), (3, 4, 6)])
+def test_matches_reference(device, grid, dtype):
+    inputs = make_inputs(grid, device=device)
+    out = check_against_reference(OP, "factorized_attention", inputs, leaves(len(grid)), dtype)[0]
+    # written in the layout of v: merging the heads afterwards is a free view
+    assert out.movedim(1, -2).is_contiguous()
+
+
+def test_contiguous_values_and_custom_scales(device):
+    inputs = make_inputs((6, 5), E=17, D=3, channels_last=False, device=device)
+    inputs.append([0.5, 2.0])
+    check_against_reference(OP, "factorized_attention", inputs, leaves(2), torch.float32)
+
+
+def test_fast_path_rejects_what_the_reference_rejects(device):
+    v = torch.randn(1, 2, 4, 5, 3)
+    q = [torch.randn(1, 2, 4, 6), torch.randn(1, 2, 4, 6)]
+    with pytest.raises(ValueError, match=r"axis 1: expected q and k of shape"):
+        fast(OP).factorized_attention(q, q, v)
+
+
+# ------------------------------------------------------------------------------------------------------ GPU
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("grid, D", [((256, 256), 64), ((255, 129), 48), ((64, 64, 64), 64), ((33, 17, 65), 32)])
+def test_matches_reference_on_gpu(cuda, grid, D, dtype):
+    inputs = make_inputs(grid, B=2, H=4, E=2 * D, D=D, device=cuda)
+    check_against_reference(OP, "factorized_attention", inputs, leaves(len(grid)), dtype)
