@@ -150,6 +150,11 @@ class Progress:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
+def fused_adam_possible(model: nn.Module, device: torch.device) -> bool:
+    """Fused Adam runs on CUDA and takes real floating-point parameters only (FNO's spectral weights are complex)."""
+    return device.type == "cuda" and all(p.is_floating_point() for p in model.parameters())
+
+
 class Trainer:
     """Fit/validate/test a model on a :class:`BatchSource` with the settings of a recipe's ``train`` section.
 
@@ -181,12 +186,10 @@ class Trainer:
         self.state_dir = Path(state_dir) if state_dir is not None else None
         self.on_best = on_best
         self.use_graphs = self._graphs_possible()
-        # fused Adam takes real floating-point parameters only (FNO's spectral weights are complex)
-        all_real = all(p.is_floating_point() for p in model.parameters())
-        fused = cfg.fused_optimizer if cfg.fused_optimizer is not None else (device.type == "cuda" and all_real)
+        fused = fused_adam_possible(model, device) if cfg.fused_optimizer is None else cfg.fused_optimizer
         lr: float | torch.Tensor = cfg.lr
         if self.use_graphs:
-            fused, lr = all_real, torch.tensor(cfg.lr, device=device)  # a graph reads the rate from device memory
+            fused, lr = fused_adam_possible(model, device), torch.tensor(cfg.lr, device=device)  # a graph reads the rate from device memory
         self.optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=cfg.weight_decay, **({"fused": True} if fused else {}))
         self.train_model, self.eval_model = self._wrap(self.model)
         eval_rows = cfg.eval_batch_size or cfg.batch_size

@@ -5,7 +5,7 @@ from conftest import write_csv
 from sciformer.config import TrainConfig, recipe_from_dict
 from sciformer.data.timeseries import TimeSeriesData, read_frame
 from sciformer.engine.runner import fit_recipe
-from sciformer.engine.trainer import Trainer, lr_factor
+from sciformer.engine.trainer import Trainer, fused_adam_possible, lr_factor
 from sciformer.registry import build_model
 
 
@@ -144,3 +144,12 @@ def test_cuda_graph_steps_replay_the_eager_computation(tmp_path, monkeypatch):
     assert _FakeGraph.replays == (2 * 7 - 3) + (2 * 3 - 3)
     assert [h["val_loss"] for h in graphed_fit.history] == pytest.approx([h["val_loss"] for h in eager_fit.history], rel=1e-6)
     assert [h["train_loss"] for h in graphed_fit.history] == pytest.approx([h["train_loss"] for h in eager_fit.history], rel=1e-6)
+
+
+def test_fused_adam_only_for_real_parameters_on_cuda():
+    real = torch.nn.Linear(3, 2)
+    spectral = torch.nn.Linear(3, 2)
+    spectral.weights = torch.nn.Parameter(torch.zeros(2, 2, dtype=torch.complex64))  # like FNO's spectral weights
+    assert fused_adam_possible(real, torch.device("cuda"))
+    assert not fused_adam_possible(spectral, torch.device("cuda"))
+    assert not fused_adam_possible(real, torch.device("cpu"))
