@@ -150,9 +150,14 @@ class Progress:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
+def real_parameters(model: nn.Module) -> bool:
+    """Fused Adam takes real floating-point parameters only (FNO's spectral weights are complex)."""
+    return all(p.is_floating_point() for p in model.parameters())
+
+
 def fused_adam_possible(model: nn.Module, device: torch.device) -> bool:
-    """Fused Adam runs on CUDA and takes real floating-point parameters only (FNO's spectral weights are complex)."""
-    return device.type == "cuda" and all(p.is_floating_point() for p in model.parameters())
+    """The default choice of fused Adam: on CUDA, when every parameter is real."""
+    return device.type == "cuda" and real_parameters(model)
 
 
 class Trainer:
@@ -189,7 +194,7 @@ class Trainer:
         fused = fused_adam_possible(model, device) if cfg.fused_optimizer is None else cfg.fused_optimizer
         lr: float | torch.Tensor = cfg.lr
         if self.use_graphs:
-            fused, lr = fused_adam_possible(model, device), torch.tensor(cfg.lr, device=device)  # a graph reads the rate from device memory
+            fused, lr = real_parameters(model), torch.tensor(cfg.lr, device=device)  # a graph reads the rate from device memory
         self.optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=cfg.weight_decay, **({"fused": True} if fused else {}))
         self.train_model, self.eval_model = self._wrap(self.model)
         eval_rows = cfg.eval_batch_size or cfg.batch_size
