@@ -9,10 +9,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 from sciformer.errors import ConfigError, SciformerError
 
+STARTED = time.perf_counter()  # wall time of a command is reported from here (the interpreter's own start is ~50 ms before)
 RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"
 
 
@@ -47,6 +49,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
         f"test_mse {m['test_mse']:.4f}  test_mae {m['test_mae']:.4f}  (best epoch {m['best_epoch']} of {m['epochs']}, "
         f"{m['seconds_per_epoch']:.2f} s/epoch)"
     )
+    phases = ", ".join(f"{k} {v:.1f} s" for k, v in m.get("phase_seconds", {}).items())
+    print(f"wall {time.perf_counter() - STARTED:.1f} s since start ({phases})")
     return 0
 
 

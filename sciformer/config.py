@@ -72,7 +72,8 @@ class TrainConfig:
     patience: int = 3  # early stopping on validation loss; 0 disables
     grad_clip: float | None = None  # max global grad norm
     precision: str = "fp32"  # fp32 | bf16 (autocast)
-    loss: str = "mse"  # mse | mae | rel_l2
+    loss: str = "mse"  # mse | mae | rel_l2 | rel_l2_h1 (operators)
+    h1_weight: float = 0.1  # rel_l2_h1: weight of the relative H1 seminorm (Galerkin Transformer, arXiv 2105.14995)
     mode: str = "one_step"  # operators: one_step | unroll (pushforward) | all_to_all (lead-time pairs)
     unroll_steps: int = 1  # operators, mode unroll: model applications per training sample
     device: str = "auto"  # auto | cpu | cuda | cuda:N (under torchrun: cuda:LOCAL_RANK)
@@ -110,7 +111,7 @@ class Recipe:
 _CHOICES = {
     "train.lr_schedule": ("halve", "cosine", "constant", "type3"),
     "train.precision": ("fp32", "bf16"),
-    "train.loss": ("mse", "mae", "rel_l2"),
+    "train.loss": ("mse", "mae", "rel_l2", "rel_l2_h1"),
     "train.mode": ("one_step", "unroll", "all_to_all"),
     "train.compile_mode": ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
 }
@@ -242,6 +243,14 @@ def _validate(recipe: Recipe, check_data: bool = True) -> None:
         )
     if t.lr <= 0:
         raise ConfigError(f"recipe key 'train.lr': expected a positive number, got {t.lr}")
+    if not t.h1_weight >= 0:  # also rejects NaN
+        raise ConfigError(f"recipe key 'train.h1_weight': expected a number >= 0, got {t.h1_weight}")
+    task = get_model(recipe.model.name).task
+    if t.loss == "rel_l2_h1" and task != "operator":
+        raise ConfigError(
+            f"recipe key 'train.loss': rel_l2_h1 differentiates the fields [B, C, *grid] of operator models, "
+            f"but '{recipe.model.name}' is a {task} model; use mse, mae or rel_l2"
+        )
     if d.split is not None and (len(d.split) != 3 or abs(sum(d.split) - 1) > 1e-6 or min(d.split) <= 0):
         raise ConfigError(f"recipe key 'data.split': expected three positive fractions summing to 1, got {d.split}")
 

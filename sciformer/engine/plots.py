@@ -1,4 +1,8 @@
-"""Figures written into run directories (matplotlib, headless)."""
+"""Figures written into run directories (matplotlib, headless).
+
+Figures are plain ``matplotlib.figure.Figure`` objects rendered by Agg: no pyplot, so no GUI backend is chosen or
+imported and no global figure registry has to be cleaned up (pyplot's import is a second of ``sciformer fit``).
+"""
 
 from __future__ import annotations
 
@@ -7,19 +11,22 @@ from pathlib import Path
 import numpy as np
 
 
+def new_figure(figsize: tuple[float, float]):
+    """An Agg-rendered figure outside pyplot."""
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=figsize)
+
+
 def forecast_figure(history: np.ndarray, truth: np.ndarray, prediction: np.ndarray, columns: list[str], title: str = ""):
     """Grid of windows × variables: lookback history, true future and forecast.
 
     ``history [W, L, V]``, ``truth [W, H, V]``, ``prediction [W, H, V]`` for W windows and V variables.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     n_windows, lookback, n_vars = history.shape
     horizon = truth.shape[1]
-    fig, axes = plt.subplots(n_vars, n_windows, figsize=(4.2 * n_windows, 2.4 * n_vars), squeeze=False, sharex=True)
+    fig = new_figure((4.2 * n_windows, 2.4 * n_vars))
+    axes = fig.subplots(n_vars, n_windows, squeeze=False, sharex=True)
     past, future = np.arange(-lookback, 0), np.arange(horizon)
     for v in range(n_vars):
         for w in range(n_windows):
@@ -42,25 +49,18 @@ def forecast_figure(history: np.ndarray, truth: np.ndarray, prediction: np.ndarr
 
 
 def save_figure(fig, path: str | Path) -> Path:
-    import matplotlib.pyplot as plt
-
     path = Path(path)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
 def field_figure(truth, prediction, title: str = ""):
     """Truth, prediction and error of one sample ``[C, *grid]`` (1D: lines, 2D: images; first channel)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     truth, prediction = np.asarray(truth)[0], np.asarray(prediction)[0]
     error = prediction - truth
     if truth.ndim == 1:
-        fig, ax = plt.subplots(figsize=(7, 3))
+        fig = new_figure((7, 3))
+        ax = fig.subplots()
         ax.plot(truth, label="truth")
         ax.plot(prediction, "--", label="prediction")
         ax.plot(error, ":", label="error")
@@ -68,7 +68,8 @@ def field_figure(truth, prediction, title: str = ""):
     else:
         if truth.ndim == 3:  # 3D: the middle slice
             truth, prediction, error = (a[a.shape[0] // 2] for a in (truth, prediction, error))
-        fig, axes = plt.subplots(1, 3, figsize=(11, 3.4))
+        fig = new_figure((11, 3.4))
+        axes = fig.subplots(1, 3)
         vmin, vmax = truth.min(), truth.max()
         for ax, img, name, kw in zip(axes, (truth, prediction, error), ("truth", "prediction", "error"), ({"vmin": vmin, "vmax": vmax},) * 2 + ({"cmap": "RdBu_r"},)):
             im = ax.imshow(img.T, origin="lower", **kw)
@@ -84,12 +85,8 @@ def field_figure(truth, prediction, title: str = ""):
 
 def step_error_figure(nrmse: list[float]):
     """nRMSE against rollout step (log scale)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig = new_figure((6, 3.5))
+    ax = fig.subplots()
     ax.semilogy(np.arange(1, len(nrmse) + 1), nrmse, marker="o", ms=3)
     ax.set_xlabel("rollout step")
     ax.set_ylabel("nRMSE")

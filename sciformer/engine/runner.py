@@ -11,7 +11,8 @@ import json
 import platform
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,6 +110,21 @@ def peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
+class Phases:
+    """Wall seconds per phase of a run (data, train, test, save, plot), reported in ``metrics.json``."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - started
+
+
 def train(
     recipe: Recipe,
     data: TimeSeriesData | OperatorData,
@@ -146,10 +162,11 @@ def fit_recipe(
 
 
 def _fit(recipe: Recipe, run_dir: str | Path | None, callbacks: list[Callback] | tuple[Callback, ...], resume: bool, dist: Distributed) -> RunResult:
+    phases = Phases()
     seed_everything(recipe.seed)
     device = dist.device
     run_dir = _prepare_run_dir(recipe, run_dir, resume, dist)
-    with dist.rank_zero_first():  # rank 0 downloads or generates missing files, the others then read them
+    with phases("data"), dist.rank_zero_first():  # rank 0 downloads or generates missing files, the others then read them
         data = load_data(recipe).to(device)
     hooks = CallbackList(callbacks if dist.is_main else [])
     info = {
@@ -168,9 +185,11 @@ def _fit(recipe: Recipe, run_dir: str | Path | None, callbacks: list[Callback] |
         def save_best(weights: dict[str, torch.Tensor]) -> None:  # an interrupted run keeps a loadable model
             save_checkpoint(run_dir / CHECKPOINT_DIR, weights, config, extras)
 
-        model, trainer, fit = train(recipe, data, device, hooks, dist, run_dir / RESUME_DIR, resume, save_best)
-        test = trainer.evaluate(data, "test")
-        val = trainer.evaluate(data, "val")
+        with phases("train"):
+            model, trainer, fit = train(recipe, data, device, hooks, dist, run_dir / RESUME_DIR, resume, save_best)
+        with phases("test"):
+            test = trainer.evaluate(data, "test")
+            val = trainer.evaluate(data, "val")
         metrics = {f"test_{k}": v for k, v in test.items()} | {f"val_{k}": v for k, v in val.items()}
         metrics |= {
             "best_epoch": fit.best_epoch,
@@ -185,12 +204,18 @@ def _fit(recipe: Recipe, run_dir: str | Path | None, callbacks: list[Callback] |
         if dist.is_main:
             batch_size = recipe.train.eval_batch_size or recipe.train.batch_size
             if isinstance(data, OperatorData):
-                metrics |= operator_test_metrics(model, data, recipe, batch_size)
-                save_checkpoint(run_dir / CHECKPOINT_DIR, model, config)
-                plot_fields(model, data, run_dir / FIELDS_PLOT)
+                with phases("test"):
+                    metrics |= operator_test_metrics(model, data, recipe, batch_size)
+                with phases("save"):
+                    save_checkpoint(run_dir / CHECKPOINT_DIR, model, config)
+                with phases("plot"):
+                    plot_fields(model, data, run_dir / FIELDS_PLOT)
             else:
-                save_checkpoint(run_dir / CHECKPOINT_DIR, model, config, checkpoint_extras(model, data, batch_size))
-                plot_forecasts(model, data, run_dir / PLOT_FILE, title=f"{recipe.model.name} on {recipe.data.name}")
+                with phases("save"):
+                    save_checkpoint(run_dir / CHECKPOINT_DIR, model, config, checkpoint_extras(model, data, batch_size))
+                with phases("plot"):
+                    plot_forecasts(model, data, run_dir / PLOT_FILE, title=f"{recipe.model.name} on {recipe.data.name}")
+            metrics["phase_seconds"] = {k: round(v, 3) for k, v in phases.seconds.items()}
             (run_dir / "history.json").write_text(json.dumps(fit.history, indent=2))
             (run_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2))  # last: its presence marks a finished run
             shutil.rmtree(run_dir / RESUME_DIR, ignore_errors=True)

@@ -43,7 +43,7 @@ from sciformer.config import TrainConfig
 from sciformer.engine.callbacks import CallbackList
 from sciformer.engine.checkpoint import load_training_state, save_training_state
 from sciformer.engine.distributed import Distributed, batch_size_of, local_share, pick_device
-from sciformer.engine.losses import LOSSES, relative_l2
+from sciformer.engine.losses import make_loss, relative_l2, sample_loss
 from sciformer.errors import CheckpointError
 
 __all__ = ["Trainer", "FitResult", "lr_factor", "seed_everything", "pick_device", "forecast_step", "operator_step"]
@@ -75,6 +75,7 @@ def operator_step(model: nn.Module, batch: Any) -> tuple[torch.Tensor, torch.Ten
 
 
 STEPS = {"forecast": forecast_step, "operator": operator_step}
+EVAL_METRICS = ("mse", "mae", "rel_l2")  # what evaluate() always reports
 
 
 def seed_everything(seed: int) -> None:
@@ -187,7 +188,9 @@ class Trainer:
         self.dist = dist or Distributed(device=device)
         self.callbacks = callbacks or CallbackList()
         self.step = step or STEPS[getattr(model, "task", "forecast")]
-        self.loss_fn = LOSSES[cfg.loss]
+        self.loss_fn = make_loss(cfg)
+        # validation scores the training loss: mse, mae and rel_l2 are always measured, another loss is added
+        self._val_loss = sample_loss(cfg) if cfg.loss not in EVAL_METRICS else None
         self.state_dir = Path(state_dir) if state_dir is not None else None
         self.on_best = on_best
         self.use_graphs = self._graphs_possible()
@@ -417,19 +420,21 @@ class Trainer:
 
     # ----------------------------------------------------------------------------------- evaluation
     def _error_sums(self, batch: Any) -> tuple[torch.Tensor, int, int]:
-        """Summed squared error, absolute error and per-sample relative L2 (float64 ``[3]``), elements, samples."""
+        """Summed squared error, absolute error, per-sample relative L2 and, for a training loss outside these,
+        its per-sample values (float64 ``[3]`` or ``[4]``); elements; samples."""
         with self._autocast():
             pred, target = self.step(self.eval_model, batch)
         pred = pred.float()
         err = pred - target
-        sums = torch.stack(
-            [err.square().sum(dtype=torch.float64), err.abs().sum(dtype=torch.float64), relative_l2(pred, target).sum(dtype=torch.float64)]
-        )
-        return sums, err.numel(), err.shape[0]
+        sums = [err.square().sum(dtype=torch.float64), err.abs().sum(dtype=torch.float64), relative_l2(pred, target).sum(dtype=torch.float64)]
+        if self._val_loss is not None:
+            sums.append(self._val_loss(pred, target).sum(dtype=torch.float64))
+        return torch.stack(sums), err.numel(), err.shape[0]
 
     @torch.no_grad()
     def evaluate(self, data: BatchSource, split: str) -> dict[str, float]:
-        """MSE, MAE and mean relative L2 over every sample of ``split`` (float64 sums, one host sync at the end).
+        """MSE, MAE and mean relative L2 over every sample of ``split`` (float64 sums, one host sync at the end),
+        plus the mean training loss under its ``train.loss`` name when it is none of these (``rel_l2_h1``).
 
         Under DDP each rank scores a disjoint share of the windows (none padded, none dropped) and the sums are
         all-reduced, so every window counts exactly once.
@@ -437,15 +442,18 @@ class Trainer:
         self.eval_model.eval()
         batch_size = self.cfg.eval_batch_size or self.cfg.batch_size
         shard = {"rank": self.dist.rank, "world_size": self.dist.world_size} if self.dist.enabled else {}
-        totals = torch.zeros(3, device=self.device, dtype=torch.float64)
+        totals = torch.zeros(len(EVAL_METRICS) + (self._val_loss is not None), device=self.device, dtype=torch.float64)
         count = samples = 0
         for batch in data.batches(split, batch_size, **shard):
             sums, n_elements, n_samples = (self._eval_graph or self._error_sums)(batch)
             totals += sums
             count, samples = count + n_elements, samples + n_samples
         totals = torch.cat([totals, torch.tensor([count, samples], dtype=torch.float64).to(self.device)])
-        sse, sae, rel, count, samples = self.dist.all_reduce_sum(totals).tolist()
-        return {"mse": sse / count, "mae": sae / count, "rel_l2": rel / samples}
+        sse, sae, rel, *loss, count, samples = self.dist.all_reduce_sum(totals).tolist()
+        metrics = {"mse": sse / count, "mae": sae / count, "rel_l2": rel / samples}
+        if loss:
+            metrics[self.cfg.loss] = loss[0] / samples
+        return metrics
 
 
 # ---------------------------------------------------------------------------------------- helpers

@@ -3,11 +3,13 @@
 ``pick(key, candidates, launch)`` times each candidate configuration once per ``key`` (shapes, dtypes, layout) with
 CUDA events and remembers the fastest; later calls with the same key launch it directly. Kernels that write their
 whole output (no accumulation into it) can be re-run safely, which is all this needs. Under the triton interpreter
-(CPU) the first candidate is used, untimed.
+(CPU), and with ``SCIFORMER_KERNEL_TUNING=0`` (the GPU tests: one compilation per kernel instead of one per
+candidate), the first candidate is used, untimed.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
@@ -21,7 +23,7 @@ def pick(key: Hashable, candidates: Sequence[Any], launch: Callable[[Any], None]
     if key in _best:
         launch(_best[key])
         return _best[key]
-    if device.type != "cuda" or len(candidates) == 1:
+    if device.type != "cuda" or len(candidates) == 1 or os.environ.get("SCIFORMER_KERNEL_TUNING", "1") == "0":
         _best[key] = candidates[0]
         launch(candidates[0])
         return candidates[0]

@@ -97,7 +97,9 @@ class MLflowTracker(Callback):
 
     def on_fit_end(self, metrics: dict[str, Any], run_dir: Path) -> None:
         mlflow = self.mlflow
-        mlflow.log_metrics({k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))})
+        numbers = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+        numbers |= {f"{k}.{sub}": v for k, group in metrics.items() if isinstance(group, dict) for sub, v in group.items() if isinstance(v, (int, float))}
+        mlflow.log_metrics({k: float(v) for k, v in numbers.items()})
         for path in sorted(Path(run_dir).iterdir()):
             if path.is_dir():
                 mlflow.log_artifacts(str(path), artifact_path=path.name)

@@ -48,6 +48,7 @@ def device(request, monkeypatch) -> torch.device:
         pytest.skip("triton was imported for compilation earlier in this session: test_interpreter_process runs this test")
     monkeypatch.setenv("TRITON_INTERPRET", "1")
     monkeypatch.delenv("SCIFORMER_BACKEND", raising=False)
+    monkeypatch.setenv("SCIFORMER_KERNEL_TUNING", "0")  # correctness, not speed: compile one configuration per kernel
     import sciformer.kernels._triton as common
 
     if not common.INTERPRETED:
@@ -62,6 +63,7 @@ def cuda(monkeypatch) -> torch.device:
         pytest.skip("needs triton and a CUDA GPU")
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     monkeypatch.delenv("SCIFORMER_BACKEND", raising=False)
+    monkeypatch.setenv("SCIFORMER_KERNEL_TUNING", "0")  # correctness, not speed: compile one configuration per kernel
     import sciformer.kernels._triton as common
 
     if common.INTERPRETED:
