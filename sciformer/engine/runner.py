@@ -71,6 +71,8 @@ def load_data(recipe: Recipe, scaler: tuple[np.ndarray, np.ndarray] | None = Non
         raise ConfigError(f"model '{recipe.model.name}' is a {task} model, but data '{recipe.data.name}' is {kind}")
     if operator:
         return load_operator_data(recipe.data, recipe.train)
+    if recipe.train.augment != "none":
+        raise ConfigError(f"train.augment={recipe.train.augment} rotates PDE fields; data '{recipe.data.name}' is a time series")
     return TimeSeriesData.from_config(recipe.data, scaler=scaler)
 
 
