@@ -269,6 +269,8 @@ def _check_resumable(recipe: Recipe, run_dir: str | Path | None) -> Path:
     if stored.is_file():
         before = _flat(json.loads(stored.read_text()))
         now = _flat(json.loads(json.dumps(recipe.to_dict(), default=str)))
+        # a key a newer sciformer added (absent from the stored recipe) counts as unchanged at its default value
+        before |= {k: v for k, v in _flat(json.loads(json.dumps(Recipe().to_dict(), default=str))).items() if k not in before}
         changed = [k for k in sorted(before.keys() | now.keys()) if before.get(k) != now.get(k) and not k.startswith(RESUMABLE_CHANGES)]
         if changed:
             detail = ", ".join(f"{k} ({before.get(k)!r} -> {now.get(k)!r})" for k in changed[:5])

@@ -16,7 +16,7 @@ from sciformer.cli import main
 from sciformer.config import load_recipe, recipe_from_dict
 from sciformer.engine import trainer as trainer_module
 from sciformer.engine.checkpoint import LATEST, load_model
-from sciformer.engine.runner import CHECKPOINT_DIR, RESUME_DIR, fit_recipe
+from sciformer.engine.runner import CHECKPOINT_DIR, RECIPE_FILE, RESUME_DIR, fit_recipe
 from sciformer.errors import CheckpointError, ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -166,6 +166,23 @@ def test_resume_refuses_a_changed_recipe_or_a_finished_run(tmp_path, crash_after
         fit_recipe(recipe_from_dict(raw), tmp_path / "run", resume=True)
     with pytest.raises(ConfigError, match="does not exist"):
         fit_recipe(recipe_from_dict(raw), tmp_path / "nowhere", resume=True)
+
+
+def test_resume_accepts_a_run_started_before_a_recipe_key_existed(tmp_path, crash_after):
+    raw = _csv_recipe(tmp_path)
+    for run, lr in (("same", None), ("changed", 1.0)):
+        crash_after(1, 0)
+        with pytest.raises(Crash):
+            fit_recipe(recipe_from_dict(raw), tmp_path / run)
+        stored = tmp_path / run / RECIPE_FILE
+        older = json.loads(stored.read_text())
+        del older["train"]["h1_weight"], older["train"]["augment"]  # as an older sciformer wrote it
+        if lr is not None:
+            older["train"]["lr"] = lr
+        stored.write_text(json.dumps(older))
+    assert fit_recipe(recipe_from_dict(raw), tmp_path / "same", resume=True).metrics["epochs"] >= 1
+    with pytest.raises(ConfigError, match=r"train\.lr \(1\.0 -> 0\.003\)"):  # keys the old run recorded still count
+        fit_recipe(recipe_from_dict(raw), tmp_path / "changed", resume=True)
 
 
 def test_corrupt_training_state_raises_checkpoint_error_naming_the_file(tmp_path, crash_after):
