@@ -6,9 +6,24 @@ imported and no global figure registry has to be cleaned up (pyplot's import is 
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
+
+
+def preload() -> threading.Thread:
+    """Import matplotlib's figure and Agg modules (and load its font list) in a background thread, so that a run
+    pays for them while it trains rather than after. Safe: matplotlib shares no modules with torch that are not
+    imported already, and a later import of the same modules simply waits for this one."""
+    def load() -> None:
+        import matplotlib.backends.backend_agg  # noqa: F401
+        import matplotlib.figure  # noqa: F401
+        import matplotlib.font_manager  # noqa: F401
+
+    thread = threading.Thread(target=load, name="sciformer-preload-matplotlib", daemon=True)
+    thread.start()
+    return thread
 
 
 def new_figure(figsize: tuple[float, float]):

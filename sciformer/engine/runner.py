@@ -31,6 +31,7 @@ from sciformer.engine.checkpoint import find_checkpoint, load_model, read_config
 from sciformer.engine.conformal import calibration_scores
 from sciformer.engine.distributed import Distributed
 from sciformer.engine.metrics import PDEMetrics
+from sciformer.engine import plots
 from sciformer.engine.plots import field_figure, forecast_figure, save_figure
 from sciformer.engine.rollout import rollout, rollout_metrics
 from sciformer.engine.trainer import FitResult, Trainer, operator_step, pick_device, seed_everything
@@ -187,6 +188,8 @@ def _fit(recipe: Recipe, run_dir: str | Path | None, callbacks: list[Callback] |
         def save_best(weights: dict[str, torch.Tensor]) -> None:  # an interrupted run keeps a loadable model
             save_checkpoint(run_dir / CHECKPOINT_DIR, weights, config, extras)
 
+        if dist.is_main:
+            plots.preload()  # the figures at the end then cost only their drawing
         with phases("train"):
             model, trainer, fit = train(recipe, data, device, hooks, dist, run_dir / RESUME_DIR, resume, save_best)
         with phases("test"):
