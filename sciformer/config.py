@@ -76,7 +76,7 @@ class TrainConfig:
     h1_weight: float = 0.1  # rel_l2_h1: weight of the relative H1 seminorm (Galerkin Transformer, arXiv 2105.14995)
     mode: str = "one_step"  # operators: one_step | unroll (pushforward) | all_to_all (lead-time pairs)
     unroll_steps: int = 1  # operators, mode unroll: model applications per training sample
-    augment: str = "none"  # operators: none | dihedral (random rotation/reflection of square 2D training fields)
+    augment: str = "none"  # operators, square 2D grids: none | dihedral | transpose (random symmetry per training batch)
     device: str = "auto"  # auto | cpu | cuda | cuda:N (under torchrun: cuda:LOCAL_RANK)
     progress: bool = True
     checkpoint_every: int = 0  # also save the resumable training state every K optimiser steps (0: at epoch ends only)
@@ -114,7 +114,7 @@ _CHOICES = {
     "train.precision": ("fp32", "bf16"),
     "train.loss": ("mse", "mae", "rel_l2", "rel_l2_h1"),
     "train.mode": ("one_step", "unroll", "all_to_all"),
-    "train.augment": ("none", "dihedral"),
+    "train.augment": ("none", "dihedral", "transpose"),
     "train.compile_mode": ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
 }
 

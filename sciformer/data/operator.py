@@ -31,7 +31,12 @@ from sciformer.data import catalog
 from sciformer.errors import DataError
 
 MODES = ("one_step", "unroll", "all_to_all")
-AUGMENTS = ("none", "dihedral")
+# train.augment -> the symmetries of the square (indices of dihedral()) a training batch may be mapped by
+AUGMENTS: dict[str, tuple[int, ...]] = {
+    "none": (0,),
+    "dihedral": tuple(range(8)),  # all 8: for grids that contain both ends of each axis, or cell-centred grids
+    "transpose": (0, 7),  # identity or x <-> y: for grids like [0, 1)² that one reflection x -> 1 - x would shift
+}
 
 
 class OperatorBatch(NamedTuple):
@@ -62,10 +67,13 @@ class OperatorData:
 
     ``in_channels`` = ``initial_step × C`` for trajectories, ``out_channels`` = C, ``n_dims`` = grid axes.
 
-    ``augment="dihedral"`` turns each shuffled training batch (input and target alike) by one of the 8 symmetries
-    of the square, drawn from the epoch's generator. It suits problems that these maps leave invariant, such as
-    Darcy flow on the unit square with isotropic coefficients and symmetric boundary conditions; it is wrong for
-    pseudo-scalars (vorticity changes sign under a reflection) and for anisotropic forcing (Kolmogorov flow).
+    ``augment="dihedral"`` maps each shuffled training batch (input and target alike) by one of the 8 symmetries
+    of the square, drawn from the epoch's generator; ``"transpose"`` by the identity or the swap of the two axes.
+    They suit problems that these maps leave invariant, such as Darcy flow on the unit square with isotropic
+    coefficients and symmetric boundary conditions, and only on a grid the maps send to itself: neuraloperator's
+    small Darcy set samples ``[0, 1)²`` (its solution vanishes on the first row and column, not on the last), so
+    there only ``transpose`` is exact. They are wrong for pseudo-scalars (vorticity changes sign under a
+    reflection) and for anisotropic forcing (Kolmogorov flow).
     """
 
     def __init__(self, splits: dict[str, SplitTensors], mode: str = "one_step", initial_step: int = 1, unroll_steps: int = 1,
@@ -73,7 +81,7 @@ class OperatorData:
         if mode not in MODES:
             raise DataError(f"{name}: training mode must be one of {MODES}, got {mode!r}")
         if augment not in AUGMENTS:
-            raise DataError(f"{name}: train.augment must be one of {AUGMENTS}, got {augment!r}")
+            raise DataError(f"{name}: train.augment must be one of {tuple(AUGMENTS)}, got {augment!r}")
         self.splits, self.mode, self.name, self.augment = splits, mode, name, augment
         first = splits["train"]
         self.steady = first.trajectories is None
@@ -96,8 +104,8 @@ class OperatorData:
                         f"{self.initial_step} + unroll_steps {self.unroll_steps} need at least {need}"
                     )
         self.n_dims = len(self.grid_shape)
-        if augment == "dihedral" and (self.n_dims != 2 or self.grid_shape[0] != self.grid_shape[1]):
-            raise DataError(f"{name}: train.augment=dihedral needs a square 2D grid, got grid {self.grid_shape}")
+        if augment != "none" and (self.n_dims != 2 or self.grid_shape[0] != self.grid_shape[1]):
+            raise DataError(f"{name}: train.augment={augment} needs a square 2D grid, got grid {self.grid_shape}")
 
     def to(self, device) -> "OperatorData":
         self.splits = {k: v.to(device) for k, v in self.splits.items()}
@@ -131,9 +139,10 @@ class OperatorData:
         order = order[rank::world_size]
         if self.mode == "all_to_all" and training:
             pairs = self._random_lead_pairs(count, generator)
-        augment = training and shuffle and self.augment == "dihedral"
-        if augment:  # one symmetry of the square per batch: 4 rotations × (reflected or not)
-            symmetries = torch.randint(8, (-(-len(order) // batch_size),), generator=generator).tolist()
+        augment = training and shuffle and self.augment != "none"
+        if augment:  # one symmetry of the square per batch
+            allowed = AUGMENTS[self.augment]
+            symmetries = [allowed[k] for k in torch.randint(len(allowed), (-(-len(order) // batch_size),), generator=generator).tolist()]
         for n, i in enumerate(range(0, len(order), batch_size)):
             idx = order[i : i + batch_size]
             if self.mode == "all_to_all" and training:
@@ -177,7 +186,7 @@ class OperatorData:
 # ---------------------------------------------------------------------------------------- building
 def dihedral(field: torch.Tensor, symmetry: int) -> torch.Tensor:
     """Symmetry ``symmetry`` (0–7) of the square applied to the last two axes of ``field``: ``symmetry % 4``
-    quarter turns, then a reflection of the last axis when ``symmetry >= 4``. 0 is the identity."""
+    quarter turns, then a reflection of the last axis when ``symmetry >= 4``. 0 is the identity, 7 the transpose."""
     turned = torch.rot90(field, symmetry % 4, dims=(-2, -1))
     return turned.flip(-1) if symmetry >= 4 else turned
 

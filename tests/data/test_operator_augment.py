@@ -21,6 +21,7 @@ def test_the_eight_symmetries_are_distinct_and_form_the_dihedral_group():
     # a quarter turn maps the corner (0, 0) to (2, 0) in rot90's convention, and 4 turns are the identity
     assert images[1][0, 0, 2, 0] == field[0, 0, 0, 0]
     assert torch.equal(dihedral(dihedral(images[1], 1), 2), field)
+    assert torch.equal(images[7], field.transpose(-1, -2))
 
 
 def _pairs(n: int, size=(4, 4)) -> SplitTensors:
@@ -51,8 +52,18 @@ def test_training_batches_are_transformed_pairwise_and_reproducibly():
         assert all(torch.equal(a.u, b.u) for a, b in zip(data.batches(split, 4), plain.batches(split, 4)))
 
 
+def test_transpose_draws_only_the_identity_and_the_axis_swap():
+    data = OperatorData({s: _pairs(64) for s in ("train", "val", "test")}, augment="transpose")
+    plain = OperatorData(data.splits)
+    generator = lambda: torch.Generator().manual_seed(5)  # noqa: E731
+    seen = set()
+    for aug, ref in zip(data.batches("train", 4, shuffle=True, generator=generator()), plain.batches("train", 4, shuffle=True, generator=generator())):
+        seen |= {s for s in range(8) if torch.equal(aug.u, dihedral(ref.u, s))}
+    assert seen == {0, 7}
+
+
 def test_dihedral_needs_a_square_2d_grid():
-    with pytest.raises(DataError, match=r"dihedral needs a square 2D grid, got grid \(4, 6\)"):
+    with pytest.raises(DataError, match=r"augment=dihedral needs a square 2D grid, got grid \(4, 6\)"):
         OperatorData({s: _pairs(4, (4, 6)) for s in ("train", "val", "test")}, augment="dihedral")
     with pytest.raises(DataError, match="train.augment must be one of"):
         OperatorData({s: _pairs(4) for s in ("train", "val", "test")}, augment="shift")
