@@ -25,13 +25,12 @@ from sciformer import __version__
 from sciformer.config import Recipe, recipe_from_dict
 from sciformer.data.operator import OperatorData, is_operator_dataset, load_operator_data
 from sciformer.data.timeseries import TimeSeriesData
-from sciformer.engine import distributed
+from sciformer.engine import distributed, plots
 from sciformer.engine.callbacks import Callback, CallbackList
 from sciformer.engine.checkpoint import find_checkpoint, load_model, read_config, save_checkpoint
 from sciformer.engine.conformal import calibration_scores
 from sciformer.engine.distributed import Distributed
 from sciformer.engine.metrics import PDEMetrics
-from sciformer.engine import plots
 from sciformer.engine.plots import field_figure, forecast_figure, save_figure
 from sciformer.engine.rollout import rollout, rollout_metrics
 from sciformer.engine.trainer import FitResult, Trainer, operator_step, pick_device, seed_everything
