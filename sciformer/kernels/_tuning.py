@@ -18,8 +18,13 @@ import torch
 _best: dict[Hashable, Any] = {}
 
 
-def pick(key: Hashable, candidates: Sequence[Any], launch: Callable[[Any], None], device: torch.device) -> Any:
-    """Launch the best of ``candidates`` for ``key`` (timing them on first use) and return it."""
+def pick(
+    key: Hashable, candidates: Sequence[Any], launch: Callable[[Any], None], device: torch.device, trial: Callable[[Any], None] | None = None
+) -> Any:
+    """Launch the best of ``candidates`` for ``key`` (timing them on first use) and return it.
+
+    ``trial(config)`` is what gets timed, ``launch`` by default; a kernel that overwrites its own input cannot be
+    re-run on its output, so it passes a trial on scratch data and is launched for real once, with the winner."""
     if key in _best:
         launch(_best[key])
         return _best[key]
@@ -27,15 +32,16 @@ def pick(key: Hashable, candidates: Sequence[Any], launch: Callable[[Any], None]
         _best[key] = candidates[0]
         launch(candidates[0])
         return candidates[0]
+    trial = trial or launch
     timings = []
     for config in candidates:
         try:
-            launch(config)  # compiles; also warms up
+            trial(config)  # compiles; also warms up
             torch.cuda.synchronize(device)
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             start.record()
             for _ in range(3):
-                launch(config)
+                trial(config)
             end.record()
             torch.cuda.synchronize(device)
             timings.append((start.elapsed_time(end), config))
@@ -45,5 +51,5 @@ def pick(key: Hashable, candidates: Sequence[Any], launch: Callable[[Any], None]
         raise RuntimeError(f"no launch configuration of {key[0] if isinstance(key, tuple) else key} could run")
     best = min(timings, key=lambda t: t[0])[1]
     _best[key] = best
-    launch(best)  # leave the output of the chosen configuration
+    launch(best)  # the real launch (for a re-runnable kernel: leave the chosen configuration's output)
     return best

@@ -56,3 +56,26 @@ def test_fast_path_rejects_what_the_reference_rejects(device):
 def test_matches_reference_on_gpu(cuda, grid, D, dtype):
     inputs = make_inputs(grid, B=2, H=4, E=2 * D, D=D, device=cuda)
     check_against_reference(OP, "factorized_attention", inputs, leaves(len(grid)), dtype)
+
+
+@pytest.mark.parametrize("axis", [0, 1])
+def test_axial_application_overwrites_its_input_only_where_a_program_owns_whole_columns(device, axis):
+    triton_fa = fast(OP)
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 9, 7, 3, 5, generator=g).movedim(-2, 1)  # [B, H, 9, 7, D] in the block's channels-last memory
+    kernel = torch.randn(2, 3, x.shape[2 + axis], x.shape[2 + axis], generator=g)
+    expected = torch.matmul(kernel, x.movedim(2 + axis, 2).reshape(2, 3, x.shape[2 + axis], -1)).view_as(x.movedim(2 + axis, 2)).movedim(2, 2 + axis)
+    kept = x.clone()
+    out = triton_fa._apply(kernel, x, axis)
+    assert out.data_ptr() != x.data_ptr() and torch.equal(x, kept)  # not allowed to overwrite: x untouched
+    overwritten = triton_fa._apply(kernel, x, axis, overwrite=True)
+    assert overwritten.data_ptr() == x.data_ptr()
+    torch.testing.assert_close(overwritten, expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+    # an axis too long for one program's registers: a new tensor, the input kept
+    long_x = torch.randn(1, 1, 1100, 2, 64, generator=g)
+    long_kernel = torch.randn(1, 1, 1100, 1100, generator=g) / 1100
+    kept = long_x.clone()
+    long_out = triton_fa._apply(long_kernel, long_x, 0, overwrite=True)
+    assert long_out.data_ptr() != long_x.data_ptr() and torch.equal(long_x, kept)
+    torch.testing.assert_close(long_out, torch.einsum("bhij,bhjrd->bhird", long_kernel, long_x), rtol=1e-4, atol=1e-5)

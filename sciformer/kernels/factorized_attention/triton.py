@@ -21,7 +21,10 @@ matmuls in PyTorch too.
 Memory: the forward saves only its inputs. The backward recomputes the ``d - 1`` intermediate fields
 ``t_a = K_{a-1} ×_{a-1} … K_1 ×_1 v`` and frees each as soon as its kernel gradient is formed, so the op holds at
 most two field-sized temporaries besides its output and gradient, where the eager reference keeps ``d`` permuted
-copies plus their gradients.
+copies plus their gradients. An application to a temporary of the op's own (the forward's later axes, the
+backward's earlier ones) overwrites it in place where one program can own whole columns of the axis (``n·D`` up
+to 16K elements, e.g. 256 points × 64 channels): each program then reads its column strip completely before it
+writes it, and no other program touches that strip. In 2D the backward then peaks at one temporary.
 """
 
 from __future__ import annotations
@@ -151,6 +154,14 @@ _CONTRACT_CONFIGS = (  # (BLOCK_M, BLOCK_N, columns, warps, stages)
 )
 
 
+_INPLACE_CONFIGS = (  # (BLOCK_N, columns, warps, stages); BLOCK_M covers the whole axis
+    (32, 64, 8, 3),
+    (64, 64, 8, 2),
+    (32, 128, 16, 3),
+    (16, 64, 4, 3),
+)
+_INPLACE_ACC_PER_THREAD = 64  # fp32 accumulators per thread of an in-place tile (rows × columns / threads)
+
 _SHARED_BYTES = 200 * 1024  # of the H100's 227 KiB per block, leaving room for the compiler's own buffers
 
 
@@ -171,28 +182,59 @@ def _fit(configs, n: int, D: int, itemsize: int, operands):
     return list(dict.fromkeys(fitted)) or [(32, 32, block_d, 4, 1)]  # in order, without duplicates
 
 
-def _apply(kernel: torch.Tensor, x: torch.Tensor, axis: int) -> torch.Tensor:
-    """``K ×_axis x``: ``kernel [B, H, n, n]`` (any strides, e.g. a transpose) along grid axis ``axis`` of ``x``."""
+def _fit_inplace(n: int, D: int, itemsize: int) -> list[tuple[int, int, int, int, int]]:
+    """Tile configurations whose row tile spans the whole axis (so a program may overwrite what it read), with at
+    most :data:`_INPLACE_ACC_PER_THREAD` accumulators per thread; empty when the axis is too long for that."""
+    m, block_d = pow2(n), pow2(D, 1)
+    if upcast():
+        return [(m, min(64, m), max(64, block_d), 4, 1)] if m * max(64, block_d) <= 64 * 1024 else []
+    fitted = []
+    for k, c, warps, stages in _INPLACE_CONFIGS:
+        k, c = min(k, m), max(c, block_d)
+        if m * c > _INPLACE_ACC_PER_THREAD * 32 * warps:
+            continue
+        while stages > 1 and stages * (m * k + k * c) * itemsize > _SHARED_BYTES:
+            stages -= 1
+        if stages * (m * k + k * c) * itemsize <= _SHARED_BYTES:
+            fitted.append((m, k, c, warps, stages))
+    return list(dict.fromkeys(fitted))
+
+
+def _apply(kernel: torch.Tensor, x: torch.Tensor, axis: int, overwrite: bool = False) -> torch.Tensor:
+    """``K ×_axis x``: ``kernel [B, H, n, n]`` (any strides, e.g. a transpose) along grid axis ``axis`` of ``x``.
+
+    ``overwrite=True`` allows writing the result into ``x`` (a temporary of the caller's), which happens where
+    the axis is short enough for one program to own whole columns; the result is returned either way."""
     n, R1, R2, D, sx = _axis_view(x, axis)
-    y = empty_like(x)  # same layout as x (empty_like keeps a dense permuted layout)
-    sy = _axis_view(y, axis)[4]
-    B, H = x.shape[:2]
+    configs = _fit_inplace(n, D, x.element_size()) if overwrite else []
+    in_place = bool(configs)
+    if not in_place:
+        configs = _fit(_APPLY_CONFIGS, n, D, x.element_size(), lambda m, k, c: m * k + k * c)
+    y = x if in_place else empty_like(x)  # same layout as x (empty_like keeps a dense permuted layout)
     block_d = pow2(D, 1)
     prec, up = precision(x.dtype), upcast()
 
-    def launch(config):
+    def run(config, k: torch.Tensor, src: torch.Tensor, dst: torch.Tensor) -> None:
         bm, bn, cols, warps, stages = config
         block_r = max(1, cols // block_d)
-        grid = (triton.cdiv(n, bm) * triton.cdiv(R1 * R2, block_r), B * H)
+        grid = (triton.cdiv(n, bm) * triton.cdiv(R1 * R2, block_r), src.shape[0] * src.shape[1])
         _apply_kernel[grid](
-            kernel, x, y, H, n, R1, R2, D, *kernel.stride(), *sx, *sy,
+            k, src, dst, src.shape[1], n, R1, R2, D, *k.stride(), *_axis_view(src, axis)[4], *_axis_view(dst, axis)[4],
             BLOCK_M=bm, BLOCK_N=bn, BLOCK_R=block_r, BLOCK_D=block_d, UPCAST=up, PRECISION=prec,
             num_warps=warps, num_stages=stages,
         )
 
-    key = ("fa_apply", n, R1 * R2 > 4096, D, x.dtype, sx[5] == 1, prec)
+    scratch: list[torch.Tensor] = []
+
+    def trial(config) -> None:
+        # an in-place launch cannot be repeated on its own output: time the candidates on a copy of one head
+        if not scratch:
+            scratch.append(x[:1, :1].clone())
+        run(config, kernel[:1, :1], scratch[0], scratch[0])
+
+    key = ("fa_apply", n, R1 * R2 > 4096, D, x.dtype, sx[5] == 1, prec, in_place)
     with device_guard(x):
-        _tuning.pick(key, _fit(_APPLY_CONFIGS, n, D, x.element_size(), lambda m, k, c: m * k + k * c), launch, x.device)
+        _tuning.pick(key, configs, lambda config: run(config, kernel, x, y), x.device, trial=trial if in_place else None)
     return y
 
 
@@ -244,7 +286,7 @@ class _FactorizedAttention(torch.autograd.Function):
             kernels = _axial_kernels(qk[:d], qk[d:], scales, v.dtype)
             out = v
             for axis, kernel in enumerate(kernels):
-                out = _apply(kernel, out, axis)  # the previous intermediate is freed here
+                out = _apply(kernel, out, axis, overwrite=out is not v)  # intermediates are ours to overwrite
         ctx.scales = scales
         ctx.save_for_backward(v, *qk)
         return out
@@ -265,7 +307,7 @@ class _FactorizedAttention(torch.autograd.Function):
             for axis in reversed(range(d)):
                 dkernels[axis] = _contract(g, inputs.pop(), axis)  # [B, H, n, n] float32
                 if axis > 0 or ctx.needs_input_grad[1]:
-                    g = _apply(kernels[axis].transpose(-1, -2), g, axis)
+                    g = _apply(kernels[axis].transpose(-1, -2), g, axis, overwrite=g is not grad)
             del kernels, inputs
             grads_q, grads_k = [], []
             for dkernel, q, k, s in zip(dkernels, qs, ks, scales):
