@@ -19,11 +19,20 @@ if os.environ.get("SCIFORMER_DATA_DIR"):
     os.environ["SCIFORMER_DATA_DIR"] = str(Path(os.environ["SCIFORMER_DATA_DIR"]).resolve())
 
 
+NO_DATA = "real benchmark data not found: set SCIFORMER_DATA_DIR to ../shared/datasets"
+
+
+def benchmark_data() -> Path | None:
+    """The real-data directory ($SCIFORMER_DATA_DIR), or None where it lacks the ETT files."""
+    path = Path(os.environ.get("SCIFORMER_DATA_DIR", ""))
+    return path if (path / "ETT-small" / "ETTh1.csv").is_file() else None
+
+
 @pytest.fixture
 def data_dir() -> Path:
-    path = Path(os.environ.get("SCIFORMER_DATA_DIR", ""))
-    if not (path / "ETT-small" / "ETTh1.csv").is_file():
-        pytest.skip("real benchmark data not found: set SCIFORMER_DATA_DIR to ../shared/datasets")
+    path = benchmark_data()
+    if path is None:
+        pytest.skip(NO_DATA)
     return path
 
 

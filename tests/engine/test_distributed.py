@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import NO_DATA, benchmark_data
 from sciformer.cli import build_parser, torchrun_command
 from sciformer.config import load_recipe
 from sciformer.data.timeseries import ForecastBatch
@@ -105,6 +106,8 @@ def ddp_runs(tmp_path_factory):
     """An uninterrupted 2-process run, and beside it (for the resume test) a 2-process run killed mid-epoch."""
     if not sys.platform.startswith("linux"):
         pytest.skip("finds torchrun's workers through /proc")
+    if benchmark_data() is None:  # the smoke recipe trains on ETTh1
+        pytest.skip(NO_DATA)
     root = tmp_path_factory.mktemp("ddp")
     whole = subprocess.Popen(_ddp_fit("--out", str(root / "ddp")), env=_env(), cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     killed = subprocess.Popen(_ddp_fit("--out", str(root / "killed")), env=_env(), cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
