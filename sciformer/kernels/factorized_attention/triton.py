@@ -22,8 +22,8 @@ Memory: the forward saves only its inputs. The backward recomputes the ``d - 1``
 ``t_a = K_{a-1} ×_{a-1} … K_1 ×_1 v`` and frees each as soon as its kernel gradient is formed, so the op holds at
 most two field-sized temporaries besides its output and gradient, where the eager reference keeps ``d`` permuted
 copies plus their gradients. An application to a temporary of the op's own (the forward's later axes, the
-backward's earlier ones) overwrites it in place where one program can own whole columns of the axis (``n·D`` up
-to 16K elements, e.g. 256 points × 64 channels): each program then reads its column strip completely before it
+backward's earlier ones) overwrites it in place where one program can own whole columns of the axis (axes of up
+to 256 points, with up to 128 channels per head): each program then reads its column strip completely before it
 writes it, and no other program touches that strip. In 2D the backward then peaks at one temporary.
 """
 
