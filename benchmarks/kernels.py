@@ -74,11 +74,15 @@ def _dtype(name: str):
     return {"bf16": torch.bfloat16, "fp32": torch.float32}[name]
 
 
+OPS = ("factorized_attention", "linear_attention", "autocorrelation", "spectral_multiply")
+PARTS = ("headline", "steps", "largest", "sweep")
+
+
 def _modules():
     import importlib
 
     mods = {}
-    for op in ("factorized_attention", "linear_attention", "autocorrelation", "spectral_multiply"):
+    for op in OPS:
         mods[op] = importlib.import_module(f"sciformer.kernels.{op}.reference")
         try:
             mods[op + ".triton"] = importlib.import_module(f"sciformer.kernels.{op}.triton")
@@ -478,7 +482,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="headline sizes and the 1024² / 128³ training steps only")
     parser.add_argument("--budget-s", type=float, default=420.0, help="stop starting new sweep cases after this many seconds (the whole run stays under 8 minutes)")
     parser.add_argument("--cpu-smoke", action="store_true", help="no GPU: tiny shapes through the triton interpreter")
+    parser.add_argument("--ops", nargs="+", choices=OPS, default=list(OPS), help="ops of the headline and sweep cases")
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS),
+                        help="headline cases, FactFormer steps at 1024² / 128³, largest-grid search, size sweep")
     args = parser.parse_args()
+    parts = set(args.parts) - ({"largest", "sweep"} if args.quick else set())
 
     if args.cpu_smoke:
         os.environ["TRITON_INTERPRET"] = "1"  # before any kernel module is imported
@@ -505,7 +513,7 @@ def main() -> None:
         torch=torch.__version__, triton=triton_version, python=platform.python_version(),
         started=time.strftime("%Y-%m-%d %H:%M:%S"), allow_tf32=torch.backends.cuda.matmul.allow_tf32,
     )
-    budget = Budget(args.budget_s, probe_reserve=0 if args.quick else 150)
+    budget = Budget(args.budget_s, probe_reserve=150 if "largest" in parts else 0)
     rows: list[dict] = []
     probe: dict[str, Any] = dict(steps=[], largest=[])
 
@@ -559,8 +567,12 @@ def main() -> None:
         done = {(c.op, c.size, c.d, c.dtype) for c in headline}
         sweep = [c for c in sweep if (c.op, c.size, c.d, c.dtype) not in done]
         probe_grids = [(2, (1024, 1024)), (3, (128, 128, 128))]
-        searches = [] if args.quick else [(2, [1024, 1536, 2048, 2560, 3072, 4096]), (3, [128, 160, 192, 224, 256])]
+        searches = [(2, [1024, 1536, 2048, 2560, 3072, 4096]), (3, [128, 160, 192, 224, 256])]
 
+    headline = [c for c in headline if c.op in args.ops] if "headline" in parts else []
+    sweep = [c for c in sweep if c.op in args.ops] if "sweep" in parts else []
+    probe_grids = probe_grids if "steps" in parts else []
+    searches = searches if "largest" in parts else []
     for case in headline:
         run(case)
     for n_dims, grid in probe_grids:
@@ -577,12 +589,11 @@ def main() -> None:
             print(f"    largest: {r['largest']}", flush=True)
             probe["largest"].append(r)
             save()
-    if not args.quick:
-        for case in sweep:
-            if budget.left() < 30:
-                rows.append(dict(op=case.op, size=case.size, d=case.d, dtype=case.dtype, backend="all", error="skipped (time budget)"))
-                continue
-            run(case)
+    for case in sweep:
+        if budget.left() < 30:
+            rows.append(dict(op=case.op, size=case.size, d=case.d, dtype=case.dtype, backend="all", error="skipped (time budget)"))
+            continue
+        run(case)
     save()
     print(f"wrote {args.out / 'kernels.json'} and {args.out / 'kernels.md'}")
 

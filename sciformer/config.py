@@ -68,7 +68,7 @@ class TrainConfig:
     eval_batch_size: int | None = None  # default: batch_size
     lr: float = 1e-4
     weight_decay: float = 0.0
-    lr_schedule: str = "halve"  # halve (TSLib 'type1') | cosine | constant | type3 (official PatchTST)
+    lr_schedule: str = "halve"  # halve (TSLib 'type1') | cosine | constant | type3 (official PatchTST) | onecycle
     patience: int = 3  # early stopping on validation loss; 0 disables
     grad_clip: float | None = None  # max global grad norm
     precision: str = "fp32"  # fp32 | bf16 (autocast)
@@ -110,7 +110,7 @@ class Recipe:
 
 
 _CHOICES = {
-    "train.lr_schedule": ("halve", "cosine", "constant", "type3"),
+    "train.lr_schedule": ("halve", "cosine", "constant", "type3", "onecycle"),
     "train.precision": ("fp32", "bf16"),
     "train.loss": ("mse", "mae", "rel_l2", "rel_l2_h1"),
     "train.mode": ("one_step", "unroll", "all_to_all"),

@@ -17,6 +17,23 @@ def test_halve_schedule_matches_tslib_type1():
     assert [lr_factor("type3", e, 100) for e in range(6)] == pytest.approx([1 / 25, 1, 1, 1, 0.9, 0.81])
 
 
+def test_onecycle_schedule_follows_pytorchs_onecyclelr():
+    # the Galerkin Transformer's OneCycleLR(max_lr=lr, div_factor=1e4, final_div_factor=1e4), pct_start 0.3
+    epochs, steps = 10, 100
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([param], lr=1.0)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=1.0, div_factor=1e4, final_div_factor=1e4, epochs=epochs, steps_per_epoch=steps)
+    theirs, ours = [], []
+    for epoch in range(epochs):
+        for i in range(steps):
+            theirs.append(optimizer.param_groups[0]["lr"])
+            ours.append(lr_factor("onecycle", epoch, epochs, i / steps))
+            optimizer.step()
+            scheduler.step()
+    assert ours[0] == pytest.approx(1e-4) and max(ours) == pytest.approx(1.0) and ours[-1] < 1e-3
+    assert ours == pytest.approx(theirs, abs=5e-3)  # PyTorch ends each phase one step earlier
+
+
 def _data(tmp_path, n_rows=400):
     return TimeSeriesData(read_frame(write_csv(tmp_path / "s.csv", n_rows=n_rows)), lookback=24, horizon=12)
 

@@ -21,6 +21,7 @@ import torch
 import triton
 import triton.language as tl
 
+from sciformer.kernels import _tuning
 from sciformer.kernels._triton import FLOAT_DTYPES, device_guard, empty, empty_like, mm, pow2, precision, upcast
 from sciformer.kernels.linear_attention.reference import check_inputs
 
@@ -62,7 +63,8 @@ def _gram_kernel(
 ):
     # OUT[split, b, h] = Σ_{rows of this split} [lpos?, LN?(l)]ᵀ [rpos?, LN?(r)] (float32, the P extra columns
     # first). The P ≤ 8 extra columns (coordinates; in the backward also the gradient's coordinate columns) are
-    # outer-product reductions in registers: padding them to a 16-wide tl.dot costs registers for nothing.
+    # loaded as a zero-padded [rows, 16] tile and reduced by small tensor-core dots: reducing them over rows with
+    # tl.sum costs a cross-warp reduction per column and step, which made this pass 5× slower than its traffic.
     split = tl.program_id(0)
     bh = tl.program_id(1)
     b = (bh // H).to(tl.int64)
@@ -72,6 +74,7 @@ def _gram_kernel(
     cp = tl.arange(0, BLOCK_P)
     l_ok = cl < EL
     r_ok = cr < ER
+    p_ok = cp < P
     DT = L.dtype.element_ty
     lw = tl.zeros((BLOCK_L,), tl.float32)
     lb = lw
@@ -102,25 +105,18 @@ def _gram_kernel(
         lt = tl.where(row_ok[:, None] & l_ok[None, :], lt, 0.0).to(DT)
         rt = tl.where(row_ok[:, None] & r_ok[None, :], rt, 0.0).to(DT)
         acc_lr = mm(tl.trans(lt), rt, acc_lr, UPCAST, PRECISION)
-        lp_base = LPOS + b * s_lpb + h * s_lph + rows64 * s_lpn
-        rp_base = RPOS + b * s_rpb + h * s_rph + rows64 * s_rpn
-        for p in tl.static_range(P):
+        pos_mask = row_ok[:, None] & p_ok[None, :]
+        if RIGHT_POS:
+            rp = tl.load(RPOS + b * s_rpb + h * s_rph + rows64[:, None] * s_rpn + cp[None, :] * s_rpe, mask=pos_mask, other=0.0).to(DT)
+            acc_lp = mm(tl.trans(lt), rp, acc_lp, UPCAST, PRECISION)
+        if LEFT_POS:
+            lp = tl.load(LPOS + b * s_lpb + h * s_lph + rows64[:, None] * s_lpn + cp[None, :] * s_lpe, mask=pos_mask, other=0.0).to(DT)
+            acc_pr = mm(tl.trans(lp), rt, acc_pr, UPCAST, PRECISION)
             if RIGHT_POS:
-                rpc = tl.load(rp_base + p * s_rpe, mask=row_ok, other=0.0).to(DT).to(tl.float32)
-                col = tl.sum(lt.to(tl.float32) * rpc[:, None], axis=0)  # [BLOCK_L]
-                acc_lp += tl.where(cp[None, :] == p, col[:, None], 0.0)
-            if LEFT_POS:
-                lpc = tl.load(lp_base + p * s_lpe, mask=row_ok, other=0.0).to(DT).to(tl.float32)
-                row = tl.sum(lpc[:, None] * rt.to(tl.float32), axis=0)  # [BLOCK_R]
-                acc_pr += tl.where(cp[:, None] == p, row[None, :], 0.0)
-                if RIGHT_POS:
-                    for q in tl.static_range(P):
-                        rqc = tl.load(rp_base + q * s_rpe, mask=row_ok, other=0.0).to(DT).to(tl.float32)
-                        acc_pp += tl.where((cp[:, None] == p) & (cp[None, :] == q), tl.sum(lpc * rqc, axis=0), 0.0)
+                acc_pp = mm(tl.trans(lp), rp, acc_pp, UPCAST, PRECISION)
     PL = P * LEFT_POS
     PR = P * RIGHT_POS
     width = PR + ER
-    p_ok = cp < P
     base = OUT + (split * tl.num_programs(1) + bh).to(tl.int64) * (PL + EL) * width
     tl.store(base + (PL + cl[:, None]) * width + PR + cr[None, :], acc_lr, mask=l_ok[:, None] & r_ok[None, :])
     if RIGHT_POS:
@@ -212,10 +208,12 @@ def _kv_backward_kernel(
     if NORM_V:
         vw = tl.load(VW + h * s_vwh + cd * s_vwe, mask=d_ok, other=0.0).to(tl.float32)
         vb = tl.load(VB + h * s_vwh + cd * s_vwe, mask=d_ok, other=0.0).to(tl.float32)
-    dkw = tl.zeros((BLOCK_E,), tl.float32)
-    dkb = tl.zeros((BLOCK_E,), tl.float32)
-    dvw = tl.zeros((BLOCK_D,), tl.float32)
-    dvb = tl.zeros((BLOCK_D,), tl.float32)
+    # the affine parameters' gradients are summed over rows once, after the loop: a tl.sum over rows per step is
+    # a cross-warp reduction each time
+    dkw = tl.zeros((BLOCK_N, BLOCK_E), tl.float32)
+    dkb = tl.zeros((BLOCK_N, BLOCK_E), tl.float32)
+    dvw = tl.zeros((BLOCK_N, BLOCK_D), tl.float32)
+    dvb = tl.zeros((BLOCK_N, BLOCK_D), tl.float32)
     start = pid * rows_per_program
     end = tl.minimum(start + rows_per_program, n)
     for n0 in range(start, end, BLOCK_N):
@@ -239,25 +237,25 @@ def _kv_backward_kernel(
             dk_y += pc[:, None] * ds_kp[None, :]
             dv_y += pc[:, None] * ds_pv[None, :]
         if NORM_K:
-            dkw += tl.sum(dk_y * k_hat, axis=0)
-            dkb += tl.sum(dk_y, axis=0)
+            dkw += dk_y * k_hat
+            dkb += dk_y
             g = dk_y * kw[None, :]
             dk_y = k_rstd[:, None] * (g - (tl.sum(g, axis=1) / E)[:, None] - k_hat * (tl.sum(g * k_hat, axis=1) / E)[:, None])
         tl.store(DK + b * s_dkb + h * s_dkh + rows64[:, None] * s_dkn + ce[None, :] * s_dke, dk_y.to(DK.dtype.element_ty), mask=mk)
         if NORM_V:
-            dvw += tl.sum(dv_y * v_hat, axis=0)
-            dvb += tl.sum(dv_y, axis=0)
+            dvw += dv_y * v_hat
+            dvb += dv_y
             g = dv_y * vw[None, :]
             dv_y = v_rstd[:, None] * (g - (tl.sum(g, axis=1) / D)[:, None] - v_hat * (tl.sum(g * v_hat, axis=1) / D)[:, None])
         tl.store(DV + b * s_dvb + h * s_dvh + rows64[:, None] * s_dvn + cd[None, :] * s_dve, dv_y.to(DV.dtype.element_ty), mask=mv)
     # partial affine gradients of this program: DPARAMS[pid, b, h] = [dkw (E), dkb (E), dvw (D), dvb (D)]
     out = DPARAMS + (pid * tl.num_programs(1) + bh).to(tl.int64) * (2 * E + 2 * D)
     if NORM_K:
-        tl.store(out + ce, dkw, mask=e_ok)
-        tl.store(out + E + ce, dkb, mask=e_ok)
+        tl.store(out + ce, tl.sum(dkw, axis=0), mask=e_ok)
+        tl.store(out + E + ce, tl.sum(dkb, axis=0), mask=e_ok)
     if NORM_V:
-        tl.store(out + 2 * E + cd, dvw, mask=d_ok)
-        tl.store(out + 2 * E + D + cd, dvb, mask=d_ok)
+        tl.store(out + 2 * E + cd, tl.sum(dvw, axis=0), mask=d_ok)
+        tl.store(out + 2 * E + D + cd, tl.sum(dvb, axis=0), mask=d_ok)
 
 
 # ------------------------------------------------------------------------------------------------ launches
@@ -285,10 +283,19 @@ def _config(kind: str, dtype: torch.dtype, *widths: int) -> tuple[int, int, str]
     return block_n, warps, prec
 
 
-def _programs_per_head(n: int, heads: int, device: torch.device, block: int) -> int:
-    """Row splits per head so that all of them together fill the GPU about four times over."""
+# Programs per streaming multiprocessor tried by the row-split kernels, the first untimed (interpreter, tuning off).
+# Each program walks its rows one step after another, so a few long programs leave the pass latency-bound: at
+# 256², 64 heads, 4 per SM gave 3 ms for a pass that moves 1 GB.
+_WAVES = (16, 4, 64)
+
+
+def _row_splits(n: int, heads: int, device: torch.device, block: int, waves: int) -> tuple[int, int]:
+    """``(programs per head, rows per program)``: row splits of ``n`` rows (multiples of ``block``) so that all
+    heads together have about ``waves`` programs per streaming multiprocessor."""
     sm_count = torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 2
-    return max(1, min(triton.cdiv(n, block), triton.cdiv(4 * sm_count, heads)))
+    programs = max(1, min(triton.cdiv(n, block), triton.cdiv(waves * sm_count, heads)))
+    rows = triton.cdiv(triton.cdiv(n, programs), block) * block
+    return triton.cdiv(n, rows), rows
 
 
 def _pos_strides(pos: torch.Tensor | None) -> tuple[int, int, int]:
@@ -325,14 +332,14 @@ def _gram(left, right, left_extra, right_extra, left_norm, right_norm, eps: floa
     P = extra.shape[-1] if extra is not None else 0
     PL, PR = (P if left_extra is not None else 0), (P if right_extra is not None else 0)
     block_n, warps, prec = _config("gram", left.dtype, EL, ER)
-    splits = _programs_per_head(n, B * H, left.device, block_n)
-    rows_per_split = triton.cdiv(triton.cdiv(n, splits), block_n) * block_n
-    splits = triton.cdiv(n, rows_per_split)
-    out = empty(splits, B, H, PL + EL, PR + ER, like=left, dtype=torch.float32)
     lw, lb, s_lwh, s_lwe = _norm_args(left_norm)
     rw, rb, s_rwh, s_rwe = _norm_args(right_norm)
     dummy = left  # unused pointer arguments
-    with device_guard(left):
+    result = {}
+
+    def launch(waves: int) -> None:
+        splits, rows_per_split = _row_splits(n, B * H, left.device, block_n, waves)
+        out = result["out"] = empty(splits, B, H, PL + EL, PR + ER, like=left, dtype=torch.float32)
         _gram_kernel[(splits, B * H)](
             left, right, left_extra if PL else dummy, right_extra if PR else dummy,
             lw if lw is not None else dummy, lb if lb is not None else dummy,
@@ -340,11 +347,16 @@ def _gram(left, right, left_extra, right_extra, left_norm, right_norm, eps: floa
             H, n, EL, ER, rows_per_split, eps,
             *left.stride(), *right.stride(), *_extra_strides(left_extra), *_extra_strides(right_extra),
             s_lwh, s_lwe, s_rwh, s_rwe,
-            BLOCK_N=block_n, BLOCK_L=pow2(EL), BLOCK_R=pow2(ER), BLOCK_P=pow2(P, 1), P=P,
+            BLOCK_N=block_n, BLOCK_L=pow2(EL), BLOCK_R=pow2(ER), BLOCK_P=pow2(P), P=P,
             LEFT_POS=PL > 0, RIGHT_POS=PR > 0, NORM_L=left_norm is not None, NORM_R=right_norm is not None,
             UPCAST=upcast(), PRECISION=prec, num_warps=warps, num_stages=2,
         )
-    return out[0] if splits == 1 else out.sum(0)
+
+    key = ("la_gram", n, B * H, EL, ER, PL, PR, left_norm is not None, right_norm is not None, left.dtype, prec)
+    with device_guard(left):
+        _tuning.pick(key, _WAVES, launch, left.device)
+    out = result["out"]
+    return out[0] if out.shape[0] == 1 else out.sum(0)
 
 
 def _rowmm(x1, x2, m, p_out: int, y: torch.Tensor) -> torch.Tensor:
@@ -399,13 +411,13 @@ class _GalerkinAttention(torch.autograd.Function):
         dq = _rowmm(grad[..., :P] if P else None, grad[..., P:], state[:, :, P:, :].transpose(-1, -2), 0, empty_like(q))
         dk, dv = empty_like(k), empty_like(v)
         block_n, warps, prec = _config("backward", k.dtype, E, D)
-        programs = _programs_per_head(n, B * H, k.device, block_n)
-        rows_per_program = triton.cdiv(triton.cdiv(n, programs), block_n) * block_n
-        programs = triton.cdiv(n, rows_per_program)
-        dparams = torch.zeros(programs, B, H, 2 * E + 2 * D, device=k.device, dtype=torch.float32)
         kw_, kb_, s_kwh, s_kwe = _norm_args(k_norm)
         vw_, vb_, s_vwh, s_vwe = _norm_args(v_norm)
-        with device_guard(k):
+        result = {}
+
+        def launch(waves: int) -> None:
+            programs, rows_per_program = _row_splits(n, B * H, k.device, block_n, waves)
+            dparams = result["dparams"] = torch.zeros(programs, B, H, 2 * E + 2 * D, device=k.device, dtype=torch.float32)
             _kv_backward_kernel[(programs, B * H)](
                 k, v, pos if pos is not None else k, kw_ if kw_ is not None else k, kb_ if kb_ is not None else k,
                 vw_ if vw_ is not None else k, vb_ if vb_ is not None else k, dstate, dk, dv, dparams,
@@ -415,7 +427,11 @@ class _GalerkinAttention(torch.autograd.Function):
                 NORM_K=k_norm is not None, NORM_V=v_norm is not None,
                 UPCAST=upcast(), PRECISION=prec, num_warps=warps, num_stages=2,
             )
-        dparams = dparams.sum((0, 1))  # [H, 2E + 2D]
+
+        key = ("la_kv_backward", n, B * H, E, D, P, k.dtype, prec, k_norm is not None, v_norm is not None)
+        with device_guard(k):
+            _tuning.pick(key, _WAVES, launch, k.device)
+        dparams = result["dparams"].sum((0, 1))  # [H, 2E + 2D]
         dkw, dkb, dvw, dvb = dparams.split([E, E, D, D], dim=-1)
         grads = [
             dkw.to(kw.dtype) if kw is not None else None,
