@@ -73,7 +73,7 @@ def test_missing_csv_path_fails_early():
 
 
 def test_choice_values_checked():
-    with pytest.raises(ConfigError, match=r"'train.lr_schedule': expected one of halve, cosine, constant, type3, got 'cosin'.*did you mean 'cosine'"):
+    with pytest.raises(ConfigError, match=r"'train.lr_schedule': expected one of halve, cosine, constant, type3, onecycle, got 'cosin'.*did you mean 'cosine'"):
         recipe_from_dict({"train": {"lr_schedule": "cosin"}})
 
 

@@ -32,7 +32,7 @@ def precision(dtype: torch.dtype) -> str:
 
 def pow2(n: int, minimum: int = 16) -> int:
     """Smallest power of two ``>= max(n, minimum)`` (tile widths; ``tl.dot`` needs at least 16)."""
-    return max(minimum, triton.next_power_of_2(int(n)))
+    return max(minimum, 1 << max(int(n) - 1, 0).bit_length())  # plain int arithmetic: called per launch
 
 
 def empty(*shape, like: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
