@@ -285,8 +285,8 @@ def _config(kind: str, dtype: torch.dtype, *widths: int) -> tuple[int, int, str]
 
 
 # Programs per streaming multiprocessor tried by the row-split kernels, the first untimed (interpreter, tuning off).
-# Each program walks its rows one step after another, so a few long programs leave the pass latency-bound: at
-# 256², 64 heads, 4 per SM gave 3 ms for a pass that moves 1 GB.
+# Each program walks its rows one step after another: more programs hide more latency but leave more partial sums
+# to add, so the count is timed per shape.
 _WAVES = (16, 4, 64)
 
 
