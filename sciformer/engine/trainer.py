@@ -215,12 +215,11 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------- set-up
     def _graphs_possible(self) -> bool:
-        if not self.cfg.cuda_graphs:
+        # a GPU speed setting: a recipe that turns it on runs unchanged, and silently eager, on a CPU
+        if not self.cfg.cuda_graphs or self.device.type != "cuda":
             return False
         reason = None
-        if self.device.type != "cuda":
-            reason = f"the device is {self.device}"
-        elif self.dist.enabled:
+        if self.dist.enabled:
             reason = "DDP runs several processes (graphs are single-process here)"
         if reason:
             warnings.warn(f"train.cuda_graphs is ignored: {reason}; training runs eagerly", RuntimeWarning, stacklevel=3)

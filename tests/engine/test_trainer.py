@@ -17,6 +17,12 @@ def test_halve_schedule_matches_tslib_type1():
     assert [lr_factor("type3", e, 100) for e in range(6)] == pytest.approx([1 / 25, 1, 1, 1, 0.9, 0.81])
 
 
+def test_cuda_graphs_setting_is_silently_eager_on_cpu(recwarn):
+    model = torch.nn.Linear(3, 3)
+    trainer = Trainer(model, TrainConfig(cuda_graphs=True), torch.device("cpu"))
+    assert not trainer.use_graphs and not [w for w in recwarn if "cuda_graphs" in str(w.message)]
+
+
 def test_onecycle_schedule_follows_pytorchs_onecyclelr():
     # the Galerkin Transformer's OneCycleLR(max_lr=lr, div_factor=1e4, final_div_factor=1e4), pct_start 0.3
     epochs, steps = 10, 100
