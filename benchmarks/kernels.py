@@ -92,12 +92,14 @@ def _modules():
 
 
 class Compiled:
-    """One ``torch.compile`` per function family, shared by the sizes (dynamic shapes after the first recompile)."""
+    """One ``torch.compile`` per ``key``. The key must name everything ``fn`` closes over (batch, grid, heads,
+    delays): a cached function keeps the closure it was first built with, so a key shared by cases that differ in
+    those values would run the first case's reshapes and delay count on the later cases' inputs."""
 
     def __init__(self) -> None:
-        self.cache: dict[str, Callable] = {}
+        self.cache: dict[Any, Callable] = {}
 
-    def __call__(self, key: str, fn: Callable) -> Callable:
+    def __call__(self, key: Any, fn: Callable) -> Callable:
         import torch
 
         if key not in self.cache:
@@ -124,7 +126,7 @@ def factorized_case(mods, compiled: Compiled, grid: tuple[int, ...], d: int, dty
     def merged(fn):  # the block merges the heads afterwards: [B, *grid, H·D]
         return lambda qs, ks, v: fn(qs, ks, v).movedim(1, -2).reshape(B, *grid, H * D)
 
-    impls = {"eager": merged(ref.factorized_attention), "compiled": compiled(f"fa{len(grid)}d", merged(ref.factorized_attention))}
+    impls = {"eager": merged(ref.factorized_attention), "compiled": compiled(("fa", B, grid, H, D), merged(ref.factorized_attention))}
     if not isinstance(fast, Exception):
         impls["triton"] = merged(fast.factorized_attention)
     item = torch.finfo(dt).bits // 8
@@ -156,7 +158,7 @@ def linear_case(mods, compiled: Compiled, grid: tuple[int, ...], d: int, dtype: 
     def merged(fn):
         return lambda q, k, v, pos, kn, vn: fn(q, k, v, pos, kn, vn, 1e-5).transpose(1, 2).reshape(B, n, -1)
 
-    impls = {"eager": merged(ref.galerkin_attention), "compiled": compiled("la", merged(ref.galerkin_attention))}
+    impls = {"eager": merged(ref.galerkin_attention), "compiled": compiled(("la", B, n), merged(ref.galerkin_attention))}
     if not isinstance(fast, Exception):
         impls["triton"] = merged(fast.galerkin_attention)
     item = torch.finfo(dt).bits // 8
@@ -181,7 +183,7 @@ def autocorrelation_case(mods, compiled: Compiled, B: int, L: int, H: int, d: in
     def layer(correlation, aggregate):  # training mode: delays shared by the batch
         return lambda q, k, v: ref.auto_correlation(q, k, v, n_delays, True, correlation, aggregate)
 
-    impls = {"eager": layer(ref.correlation, ref.aggregate), "compiled": compiled("ac", layer(ref.correlation, ref.aggregate))}
+    impls = {"eager": layer(ref.correlation, ref.aggregate), "compiled": compiled(("ac", n_delays), layer(ref.correlation, ref.aggregate))}
     if not isinstance(fast, Exception):
         impls["triton"] = layer(fast.correlation, fast.aggregate)
     item = torch.finfo(dt).bits // 8
@@ -205,7 +207,7 @@ def spectral_case(mods, compiled: Compiled, grid: tuple[int, ...], d: int, devic
         w = torch.randn(2 ** (len(grid) - 1), C, C, *modes, device=device, dtype=torch.complex64, generator=g).mul_(0.01).requires_grad_()
         return [x_ft, w, modes]
 
-    impls = {"eager": ref.spectral_multiply, "compiled": compiled(f"sm{len(grid)}d", ref.spectral_multiply)}
+    impls = {"eager": ref.spectral_multiply, "compiled": compiled(("sm", len(grid)), ref.spectral_multiply)}
     if not isinstance(fast, Exception):
         impls["triton"] = fast.spectral_multiply
     kept = 2 ** (len(grid) - 1) * math.prod(modes)
