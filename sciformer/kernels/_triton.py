@@ -30,6 +30,12 @@ def precision(dtype: torch.dtype) -> str:
     return "tf32" if torch.backends.cuda.matmul.allow_tf32 else "tf32x3"
 
 
+def cdiv(a: int, b: int) -> int:
+    """``ceil(a / b)`` for launch grids: plain ints, since calling ``triton.cdiv`` from Python goes through triton's
+    JIT-function machinery, about 10 µs a call."""
+    return -(-a // b)
+
+
 def pow2(n: int, minimum: int = 16) -> int:
     """Smallest power of two ``>= max(n, minimum)`` (tile widths; ``tl.dot`` needs at least 16)."""
     return max(minimum, 1 << max(int(n) - 1, 0).bit_length())  # plain int arithmetic: called per launch

@@ -17,7 +17,7 @@ import torch
 import triton
 import triton.language as tl
 
-from sciformer.kernels._triton import FLOAT_DTYPES, device_guard, empty, pow2
+from sciformer.kernels._triton import FLOAT_DTYPES, cdiv, device_guard, empty, pow2
 
 __all__ = ["aggregate", "correlation", "unsupported"]
 
@@ -107,7 +107,7 @@ class _CrossSpectrumMean(torch.autograd.Function):
         out = empty(B, F, 2, like=q_f, dtype=torch.float32)
         block_f = 16
         with device_guard(q_f):
-            _cross_spectrum_kernel[(triton.cdiv(F, block_f), B)](
+            _cross_spectrum_kernel[(cdiv(F, block_f), B)](
                 qr, kr, out, F, C, 1.0 / C, qr.stride(0), qr.stride(1), qr.stride(2), kr.stride(0), kr.stride(1), kr.stride(2),
                 BLOCK_F=block_f, BLOCK_C=min(128, pow2(C)), num_warps=4,
             )
@@ -145,7 +145,7 @@ def _roll_sum(x, delays, weights, sign: int, v=None):
     K = delays.shape[1]
     y = empty(B, L, H, D, like=x)
     block_c = min(128, pow2(C))
-    grid = (triton.cdiv(L, _BLOCK_T), triton.cdiv(C, block_c), B)
+    grid = (cdiv(L, _BLOCK_T), cdiv(C, block_c), B)
     flat = all(t.stride(2) == D * t.stride(3) for t in (x, y, v if v is not None else x))
     dw = empty(B, K, grid[0] * grid[1], like=x, dtype=torch.float32) if v is not None else y
     with device_guard(x):

@@ -37,7 +37,7 @@ import triton
 import triton.language as tl
 
 from sciformer.kernels import _tuning
-from sciformer.kernels._triton import FLOAT_DTYPES, device_guard, empty, empty_like, mm, pow2, precision, upcast
+from sciformer.kernels._triton import FLOAT_DTYPES, cdiv, device_guard, empty, empty_like, mm, pow2, precision, upcast
 from sciformer.kernels.factorized_attention.reference import check_inputs, scales_for
 
 __all__ = ["factorized_attention", "unsupported"]
@@ -232,7 +232,7 @@ def _apply(kernel: torch.Tensor, x: torch.Tensor, axis: int, overwrite: bool = F
     def run(config, k: torch.Tensor, src: torch.Tensor, dst: torch.Tensor) -> None:
         bm, bn, cols, warps, stages = config
         block_r = max(1, cols // block_d)
-        grid = (triton.cdiv(n, bm) * triton.cdiv(R1 * R2, block_r), src.shape[0] * src.shape[1])
+        grid = (cdiv(n, bm) * cdiv(R1 * R2, block_r), src.shape[0] * src.shape[1])
         _apply_kernel[grid](
             k, src, dst, src.shape[1], n, R1, R2, D, *k.stride(), *_axis_view(src, axis)[4], *_axis_view(dst, axis)[4],
             BLOCK_M=bm, BLOCK_N=bn, BLOCK_R=block_r, BLOCK_D=block_d, UPCAST=up, PRECISION=prec,
@@ -268,11 +268,11 @@ def _contract(a: torch.Tensor, b: torch.Tensor, axis: int) -> torch.Tensor:
     def launch(config):
         bm, bn, cols, warps, stages = config
         block_r = max(1, cols // block_d)
-        tiles = triton.cdiv(n, bm) * triton.cdiv(n, bn)
+        tiles = cdiv(n, bm) * cdiv(n, bn)
         # enough programs to fill the GPU: split the reduction over the other axes into partial sums
-        splits = max(1, min(triton.cdiv(R, block_r), triton.cdiv(4 * sm_count, tiles * B * H)))
-        r_per_split = triton.cdiv(triton.cdiv(R, splits), block_r) * block_r
-        splits = triton.cdiv(R, r_per_split)
+        splits = max(1, min(cdiv(R, block_r), cdiv(4 * sm_count, tiles * B * H)))
+        r_per_split = cdiv(cdiv(R, splits), block_r) * block_r
+        splits = cdiv(R, r_per_split)
         out = empty(splits, B, H, n, n, like=a, dtype=torch.float32)
         _contract_kernel[(tiles, B * H, splits)](
             a, b, out, H, n, R1, R2, D, r_per_split, *sa, *sb,

@@ -22,7 +22,7 @@ import triton
 import triton.language as tl
 
 from sciformer.kernels import _tuning
-from sciformer.kernels._triton import FLOAT_DTYPES, device_guard, empty, empty_like, mm, pow2, precision, upcast
+from sciformer.kernels._triton import FLOAT_DTYPES, cdiv, device_guard, empty, empty_like, mm, pow2, precision, upcast
 from sciformer.kernels.linear_attention.reference import check_inputs
 
 __all__ = ["galerkin_attention", "unsupported"]
@@ -294,9 +294,9 @@ def _row_splits(n: int, heads: int, device: torch.device, block: int, waves: int
     """``(programs per head, rows per program)``: row splits of ``n`` rows (multiples of ``block``) so that all
     heads together have about ``waves`` programs per streaming multiprocessor."""
     sm_count = torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 2
-    programs = max(1, min(triton.cdiv(n, block), triton.cdiv(waves * sm_count, heads)))
-    rows = triton.cdiv(triton.cdiv(n, programs), block) * block
-    return triton.cdiv(n, rows), rows
+    programs = max(1, min(cdiv(n, block), cdiv(waves * sm_count, heads)))
+    rows = cdiv(cdiv(n, programs), block) * block
+    return cdiv(n, rows), rows
 
 
 def _pos_strides(pos: torch.Tensor | None) -> tuple[int, int, int]:
@@ -369,7 +369,7 @@ def _rowmm(x1, x2, m, p_out: int, y: torch.Tensor) -> torch.Tensor:
     s_x1 = _extra_strides(x1)
     block_n, warps, prec = _config("rowmm", x2.dtype, W2, WO)
     with device_guard(x2):
-        _rowmm_kernel[(triton.cdiv(n, block_n), B * H)](
+        _rowmm_kernel[(cdiv(n, block_n), B * H)](
             x1 if x1 is not None else x2, x2, m, y, H, n, W2, WO,
             *s_x1, *x2.stride(), *m.stride(), *y.stride(),
             BLOCK_N=block_n, BLOCK_W2=pow2(W2), BLOCK_WO=pow2(WO), P1=P1, PO=p_out,

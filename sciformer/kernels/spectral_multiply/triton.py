@@ -17,7 +17,7 @@ import torch
 import triton
 import triton.language as tl
 
-from sciformer.kernels._triton import device_guard, mm, pow2, precision, upcast
+from sciformer.kernels._triton import cdiv, device_guard, mm, pow2, precision, upcast
 from sciformer.kernels.spectral_multiply.reference import check_inputs
 
 __all__ = ["spectral_multiply", "unsupported"]
@@ -107,7 +107,7 @@ def _mix(a, a_axes, b, b_axes, c, c_axes, M, N, K, modes, conj_a=False, conj_b=F
     n_modes = 2 ** (d - 1) * m[0] * m[1] * m[2]
     # tiles that compile for sm_90 without register spills (four accumulating products per step)
     block_m, block_n, block_k = min(64, pow2(M)), min(64, pow2(N)), 16
-    grid = (n_modes, triton.cdiv(M, block_m), triton.cdiv(N, block_n))
+    grid = (n_modes, cdiv(M, block_m), cdiv(N, block_n))
     with device_guard(c):
         _mode_mix_kernel[grid](
             torch.view_as_real(a), torch.view_as_real(b), torch.view_as_real(c), M, N, K, *m,
