@@ -218,11 +218,9 @@ class Trainer:
         # a GPU speed setting: a recipe that turns it on runs unchanged, and silently eager, on a CPU
         if not self.cfg.cuda_graphs or self.device.type != "cuda":
             return False
-        reason = None
         if self.dist.enabled:
-            reason = "DDP runs several processes (graphs are single-process here)"
-        if reason:
-            warnings.warn(f"train.cuda_graphs is ignored: {reason}; training runs eagerly", RuntimeWarning, stacklevel=3)
+            warnings.warn("train.cuda_graphs is ignored: DDP runs several processes (graphs are single-process here); "
+                          "training runs eagerly", RuntimeWarning, stacklevel=3)
             return False
         return True
 
