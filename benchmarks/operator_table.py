@@ -30,6 +30,7 @@ SETS: dict[str, list[tuple[str, str, tuple[str, ...]]]] = {
     "darcy": [("Galerkin Transformer", "darcy_galerkin", ()), ("FNO", "darcy2d_fno", ())],
     "burgers": [("Galerkin Transformer", "burgers_galerkin", ()), ("FNO", "burgers_fno", ())],
     "ns2d": [
+        ("Galerkin Transformer", "ns2d_galerkin", ()),
         ("FactFormer", "ns2d_factformer", ()),
         ("Poseidon-style scOT", "ns2d_poseidon", ()),
         ("PDE-Transformer S", "ns2d_pde_transformer", ()),
@@ -110,12 +111,18 @@ def main() -> None:
     parser.add_argument("--sets", nargs="+", default=list(SETS), choices=list(SETS))
     parser.add_argument("--jobs", type=int, default=1, help="runs at once (they share the device)")
     parser.add_argument("--runs", type=Path, default=REPO / "runs" / "operators", help="run directories (finished runs are reused)")
+    parser.add_argument("--models", nargs="+", default=None, help="only the entries with these labels")
     parser.add_argument("--extra", nargs="*", default=[], help="overrides added to every run")
     parser.add_argument("--out", type=Path, default=None, help="write the Markdown table here (and print it)")
     parser.add_argument("--json", type=Path, default=None, help="write every run's metrics here")
     args = parser.parse_args()
 
     entries = [(dataset, *entry) for dataset in args.sets for entry in SETS[dataset]]
+    if args.models:
+        unknown = set(args.models) - {label for _, label, _, _ in entries}
+        if unknown:
+            parser.error(f"--models: no entry labelled {sorted(unknown)} in sets {args.sets}")
+        entries = [e for e in entries if e[1] in args.models]
     generate_data([recipe for _, _, recipe, _ in entries])
     args.runs.mkdir(parents=True, exist_ok=True)
     header = f"Operator table ({time.strftime('%Y-%m-%d')}; {args.jobs} run(s) at a time on the device)"
