@@ -185,7 +185,7 @@ def _fit(configs, n: int, D: int, itemsize: int, operands, interpreted: bool) ->
     Under the interpreter: one small tile."""
     block_d = pow2(D, 1)
     if interpreted:
-        return [(min(64, pow2(n)), min(64, pow2(n)), max(64, block_d), 4, 1)]
+        return ((min(64, pow2(n)), min(64, pow2(n)), max(64, block_d), 4, 1),)
     fitted = []
     for m, k, c, warps, stages in configs:
         m, k, c = min(m, pow2(n)), min(k, pow2(n)), max(c, block_d)
@@ -208,9 +208,9 @@ def _fit_inplace(n: int, D: int, itemsize: int, interpreted: bool) -> tuple[tupl
         k, c = min(k, m), max(c, block_d)
         if m * c > _INPLACE_ACC_PER_THREAD * 32 * warps:
             continue
-        while stages > 1 and stages * (m * k + k * c) * itemsize > _SHARED_BYTES:
+        while stages > 1 and stages * _apply_staged(m, k, c) * itemsize > _SHARED_BYTES:
             stages -= 1
-        if stages * (m * k + k * c) * itemsize <= _SHARED_BYTES:
+        if stages * _apply_staged(m, k, c) * itemsize <= _SHARED_BYTES:
             fitted.append((m, k, c, warps, stages))
     return tuple(dict.fromkeys(fitted))
 
