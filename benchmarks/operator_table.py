@@ -36,6 +36,7 @@ SETS: dict[str, list[tuple[str, str, tuple[str, ...]]]] = {
         ("PDE-Transformer S", "ns2d_pde_transformer", ()),
         ("PDE-Transformer, 3.9 M (size matched to FNO/FactFormer)", "ns2d_pde_transformer", PDE_T_MATCHED),
         ("FNO", "ns2d_fno", ()),
+        ("FNO + residual (the increment over the input frame, as the Galerkin recipe predicts)", "ns2d_fno", ("model.residual=true",)),
     ],
 }
 COLUMNS = [

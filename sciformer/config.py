@@ -22,7 +22,7 @@ import re
 import yaml
 
 from sciformer.errors import ConfigError
-from sciformer.registry import did_you_mean, get_model
+from sciformer.registry import RESIDUAL, did_you_mean, get_model
 
 # Constructor arguments that the data module fills in; never typed in YAML.
 DATA_FILLED = ("n_vars", "n_marks", "lookback", "horizon", "label_len", "in_channels", "out_channels", "n_dims")
@@ -211,6 +211,9 @@ def _build_model(values: Any) -> ModelConfig:
     params = [p for p, v in signature.parameters.items() if p != "self" and v.kind in kinds]
     allowed = [p for p in params if p not in DATA_FILLED]
     hints = typing.get_type_hints(cls.__init__)
+    if cls.task == "operator":
+        allowed.append(RESIDUAL)
+        hints[RESIDUAL] = bool
     args = {}
     for key, value in values.items():
         if key in DATA_FILLED:

@@ -69,6 +69,31 @@ def build_model(name: str, args: dict[str, Any] | None = None, **data_sizes: Any
     import inspect
 
     cls = get_model(name)
+    args = dict(args or {})
+    residual = args.pop(RESIDUAL, False)
     accepted = inspect.signature(cls.__init__).parameters
     sizes = {k: v for k, v in data_sizes.items() if k in accepted}
-    return cls(**sizes, **(args or {}))
+    if residual:
+        c_in, c_out = data_sizes.get("in_channels"), data_sizes.get("out_channels")
+        if cls.task != "operator" or not c_in or not c_out or c_in % c_out:
+            raise ConfigError(
+                f"model.residual adds the latest input frame to the output of an operator model whose input is "
+                f"whole frames (in_channels a multiple of out_channels); got model '{name}' ({cls.task}) with "
+                f"in_channels={c_in}, out_channels={c_out}"
+            )
+    model = cls(**sizes, **args)
+    if residual:
+        model.register_forward_hook(_add_latest_frame, with_kwargs=True)
+    return model
+
+
+# Operator models of time-dependent data may predict the increment over their latest input frame
+# (``u_next = u_last + net(u)``, scOT's ``learn_residual``): a recipe key of every operator model, applied here
+# as a forward hook so the weights, their names and the model's attributes stay those of the model itself.
+RESIDUAL = "residual"
+
+
+def _add_latest_frame(model, args: tuple, kwargs: dict, output):
+    """Input frames are stacked time-major into channels, so the latest frame is the last ``C_out`` channels."""
+    u = args[0] if args else kwargs["u"]
+    return output + u[:, u.shape[1] - output.shape[1] :]

@@ -57,6 +57,14 @@ def test_model_keys_checked_against_constructor():
         recipe_from_dict({"model": {"name": "itransformer", "d_model": 8.5}})
 
 
+def test_residual_is_a_key_of_operator_models_only():
+    assert recipe_from_dict({"model": {"name": "galerkin", "residual": True}}, check_data=False).model.args["residual"] is True
+    with pytest.raises(ConfigError, match=r"'model.residual': expected bool"):
+        recipe_from_dict({"model": {"name": "galerkin", "residual": "sometimes"}}, check_data=False)
+    with pytest.raises(ConfigError, match=r"unknown recipe key 'model.residual' for model 'itransformer'"):
+        recipe_from_dict({"model": {"name": "itransformer", "residual": True}})
+
+
 def test_sizes_from_data_cannot_be_typed():
     with pytest.raises(ConfigError, match=r"'model.n_vars' comes from the data"):
         recipe_from_dict({"model": {"name": "itransformer", "n_vars": 7}})

@@ -35,7 +35,7 @@ from sciformer.engine.plots import field_figure, forecast_figure, save_figure
 from sciformer.engine.rollout import rollout, rollout_metrics
 from sciformer.engine.trainer import FitResult, Trainer, operator_step, pick_device, seed_everything
 from sciformer.errors import ConfigError, DataError, SciformerError
-from sciformer.registry import build_model, get_model
+from sciformer.registry import RESIDUAL, build_model, get_model
 
 CHECKPOINT_DIR = "checkpoint"
 RESUME_DIR = "resume"  # the resumable training state (removed when the run finishes)
@@ -70,7 +70,10 @@ def load_data(recipe: Recipe, scaler: tuple[np.ndarray, np.ndarray] | None = Non
         kind = "PDE (operator) data" if operator else "a time series"
         raise ConfigError(f"model '{recipe.model.name}' is a {task} model, but data '{recipe.data.name}' is {kind}")
     if operator:
-        return load_operator_data(recipe.data, recipe.train)
+        data = load_operator_data(recipe.data, recipe.train)
+        if data.steady and recipe.model.args.get(RESIDUAL):
+            raise ConfigError(f"model.residual adds the input frame to the prediction; data '{recipe.data.name}' is a steady problem (coefficient → solution) with no frames")
+        return data
     if recipe.train.augment != "none":
         raise ConfigError(f"train.augment={recipe.train.augment} rotates PDE fields; data '{recipe.data.name}' is a time series")
     return TimeSeriesData.from_config(recipe.data, scaler=scaler)

@@ -7,7 +7,7 @@ import h5py
 import pytest
 
 from sciformer.cli import main
-from sciformer.config import recipe_from_dict
+from sciformer.config import load_recipe, recipe_from_dict
 from sciformer.engine.runner import fit_recipe
 
 TINY_GALERKIN = {"name": "galerkin", "d_model": 16, "n_heads": 2, "n_layers": 1, "d_ff": 16, "modes": 4, "freq_dim": 8, "n_regressor_layers": 1}
@@ -79,6 +79,23 @@ def test_rollout_on_data_of_other_dimensionality(burgers_run, tmp_path, capsys):
     assert main(["datasets", "generate", "diffreact2d", "--n", "2", "--res", "8", "--out", str(tmp_path / "dr.h5")]) == 0
     err = _error(capsys, ["rollout", str(result.run_dir), "--data", str(tmp_path / "dr.h5"), "--steps", "2", "--split", "all", "--no-tracking"])
     assert "has 2 channel(s) on a 2D grid; the checkpoint" in err and "expects 1 channel(s) on a 1D grid" in err
+
+
+def test_residual_model_trains_and_rolls_out(tmp_path, burgers_run):
+    root, _ = burgers_run
+    raw = _burgers_recipe(root / "burgers.h5")
+    raw["model"] = {**TINY_GALERKIN, "residual": True}
+    result = fit_recipe(recipe_from_dict(raw), tmp_path / "run")
+    assert result.metrics["rollout_steps"] == 15 and result.metrics["test_rel_l2"] > 0
+    assert main(["evaluate", str(tmp_path / "run")]) == 0
+
+
+def test_residual_on_steady_data_is_rejected(data_dir, tmp_path):
+    from sciformer.errors import ConfigError
+
+    recipe = load_recipe(Path(__file__).resolve().parents[2] / "recipes" / "smoke" / "galerkin.yaml", ["model.residual=true"])
+    with pytest.raises(ConfigError, match="model.residual .* 'darcy_small' is a steady problem"):
+        fit_recipe(recipe, tmp_path / "run")
 
 
 def test_forecasting_model_on_pde_data_is_rejected(tmp_path, burgers_run):

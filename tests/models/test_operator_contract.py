@@ -63,3 +63,31 @@ def test_wrong_input_rank_is_a_clear_error(model_name):
     model = build(model_name)
     with pytest.raises((ValueError, RuntimeError), match=r"expected|got"):
         model(torch.randn(2, 2, 32))
+
+
+def test_residual_adds_the_latest_input_frame(model_name, tmp_path):
+    """``model.residual``: the same weights (same names), plus the last ``C_out`` input channels, kept by checkpoints."""
+    torch.manual_seed(0)
+    plain = build(model_name, channels=(4, 2)).eval()  # two frames of two channels, stacked time-major
+    args = {**load_recipe(REPO / "recipes" / "smoke" / f"{model_name}.yaml").model.args, "residual": True}
+    sizes = {"in_channels": 4, "out_channels": 2, "n_dims": 2}
+    residual = build_model(model_name, args, **sizes).eval()
+    residual.load_state_dict(plain.state_dict(), strict=True)
+    u, t = torch.randn(2, 4, 32, 32), torch.tensor([0.1, 0.5])
+    with torch.no_grad():
+        expected = plain(u, t) + u[:, 2:]
+        torch.testing.assert_close(residual(u, t), expected)
+        torch.testing.assert_close(residual(u=u, t=t), expected)
+    save_checkpoint(tmp_path / "ckpt", residual, {"model": {"name": model_name, "args": args, "data_sizes": sizes}})
+    loaded, _ = load_model(tmp_path / "ckpt")
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(u, t), expected)
+
+
+def test_residual_needs_whole_input_frames():
+    from sciformer.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"in_channels a multiple of out_channels.*in_channels=3, out_channels=2"):
+        build_model("galerkin", {"residual": True}, in_channels=3, out_channels=2, n_dims=2)
+    with pytest.raises(ConfigError, match=r"model 'itransformer' \(forecast\)"):
+        build_model("itransformer", {"residual": True}, n_vars=3, lookback=8, horizon=4)
