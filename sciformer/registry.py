@@ -14,6 +14,11 @@ from sciformer.errors import ConfigError
 
 _MODELS: dict[str, type] = {}
 
+# Operator models of time-dependent data may predict the increment over their latest input frame
+# (``u_next = u_last + net(u)``, scOT's ``learn_residual``): a recipe key of every operator model, applied here
+# as a forward hook so the weights, their names and the model's attributes stay those of the model itself.
+RESIDUAL = "residual"
+
 
 def did_you_mean(name: str, choices: list[str] | tuple[str, ...] | Any) -> str:
     """Return " (did you mean 'x'?)" for the closest choice, or an empty string."""
@@ -85,12 +90,6 @@ def build_model(name: str, args: dict[str, Any] | None = None, **data_sizes: Any
     if residual:
         model.register_forward_hook(_add_latest_frame, with_kwargs=True)
     return model
-
-
-# Operator models of time-dependent data may predict the increment over their latest input frame
-# (``u_next = u_last + net(u)``, scOT's ``learn_residual``): a recipe key of every operator model, applied here
-# as a forward hook so the weights, their names and the model's attributes stay those of the model itself.
-RESIDUAL = "residual"
 
 
 def _add_latest_frame(model, args: tuple, kwargs: dict, output):

@@ -72,7 +72,10 @@ def load_data(recipe: Recipe, scaler: tuple[np.ndarray, np.ndarray] | None = Non
     if operator:
         data = load_operator_data(recipe.data, recipe.train)
         if data.steady and recipe.model.args.get(RESIDUAL):
-            raise ConfigError(f"model.residual adds the input frame to the prediction; data '{recipe.data.name}' is a steady problem (coefficient → solution) with no frames")
+            raise ConfigError(
+                f"model.residual adds the input frame to the prediction; data '{recipe.data.name}' is a steady "
+                "problem (coefficient → solution) with no frames"
+            )
         return data
     if recipe.train.augment != "none":
         raise ConfigError(f"train.augment={recipe.train.augment} rotates PDE fields; data '{recipe.data.name}' is a time series")
