@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from runs import REPO, fit, run_pool  # noqa: E402
+from runs import REPO, fit, mean_std, run_pool  # noqa: E402
 
 # (model, dataset, horizon) -> (MSE, MAE) as published; see reference/TIMESERIES.md §5 for sources.
 PUBLISHED: dict[tuple[str, str, int], tuple[float, float]] = {
@@ -67,12 +67,6 @@ def run_one(model: str, dataset: str, horizon: int, seed: int, out_root: Path, e
     metrics = fit(recipe_for(model), overrides, out_root / f"{model}-{dataset}-{horizon}-s{seed}")
     cell = {"model": model, "dataset": dataset, "horizon": horizon, "seed": seed}
     return {**cell, "failed": True} if metrics is None else {**cell, **metrics}
-
-
-def mean_std(values: list[float]) -> str:
-    if len(values) == 1:
-        return f"{values[0]:.3f}"
-    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
 
 
 def table(results: list[dict], header: str) -> str:

@@ -7,7 +7,11 @@ table header states); the recipes of one data set share epochs, batch size, opti
 test relative L2 and nRMSE (PDEBench definitions, per sample then averaged), rollout nRMSE after 10 and 50
 autoregressive steps for time-dependent sets, parameters, seconds per epoch, peak memory. Darcy is also
 re-tested at the unseen resolution 32 from the same checkpoint. Data files that recipes generate on first use
-are generated once, before the runs start, so concurrent runs never race to write them.
+are generated once, before the runs start, so concurrent runs never race to write them. ``--seeds 0 1 2`` runs
+every entry once per seed; a row then shows mean ± std over its seeds, and the verdicts compare means:
+
+    python benchmarks/operator_table.py --sets ns2d --models "Galerkin Transformer" FNO --seeds 0 1 2 --jobs 6 \\
+        --extra data.num_samples=200 train.epochs=10
 """
 
 from __future__ import annotations
@@ -15,12 +19,13 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import statistics
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from runs import REPO, fit, run_pool  # noqa: E402
+from runs import REPO, fit, mean_std, run_pool  # noqa: E402
 
 sys.path.insert(0, str(REPO))
 
@@ -61,11 +66,13 @@ def generate_data(recipes: list[str]) -> None:
             print(f"generated {path.name} in {time.perf_counter() - started:.0f}s", file=sys.stderr, flush=True)
 
 
-def run_entry(entry: tuple[str, str, str, tuple[str, ...]], runs: Path, extra: list[str]) -> dict:
-    dataset, label, recipe, overrides = entry
+def run_entry(entry: tuple[str, str, str, tuple[str, ...], int | None], runs: Path, extra: list[str]) -> dict:
+    dataset, label, recipe, overrides, seed = entry
     out = runs / (recipe if not overrides else f"{recipe}-{re.sub(r'[^a-z0-9]+', '_', label.lower()).strip('_')}")
+    if seed is not None:
+        out, overrides = out.with_name(f"{out.name}-s{seed}"), (*overrides, f"seed={seed}")
     metrics = fit(REPO / "recipes" / f"{recipe}.yaml", [*overrides, *extra], out)
-    row = {"dataset": dataset, "model": label, "recipe": recipe}
+    row = {"dataset": dataset, "model": label, "recipe": recipe, "seed": seed}
     if metrics is None:
         return {**row, "failed": True}
     if dataset == "darcy" and "test_rel_l2_res32" not in metrics:
@@ -76,34 +83,47 @@ def run_entry(entry: tuple[str, str, str, tuple[str, ...]], runs: Path, extra: l
     return {**row, **metrics}
 
 
-def fmt(value) -> str:
-    return "–" if value is None else f"{value:.4f}"
+def cell(runs: list[dict], key: str) -> str:
+    values = [r[key] for r in runs if r.get(key) is not None]
+    return mean_std(values, digits=4) if values else "–"
+
+
+def mean_of(runs: list[dict], key: str) -> float | None:
+    values = [r[key] for r in runs if r.get(key) is not None]
+    return statistics.mean(values) if values else None
 
 
 def table(results: list[dict], header: str) -> str:
+    """One row per model of a data set: a run's figures, or mean ± std over its seeds; verdicts compare means."""
     lines = [header]
     for dataset, entries in SETS.items():
-        rows = [r for r in results if r["dataset"] == dataset and not r.get("failed")]
-        if not rows:
+        groups: dict[str, list[dict]] = {}
+        for r in results:
+            if r["dataset"] == dataset and not r.get("failed"):
+                groups.setdefault(r["model"], []).append(r)
+        if not groups:
             continue
         order = [label for label, _, _ in entries]
-        rows.sort(key=lambda r: order.index(r["model"]))
-        lines += ["", f"**{dataset}**", "", "| model | " + " | ".join(c for c, _ in COLUMNS) + " | parameters | s / epoch | epochs | peak memory (MiB) |",
-                  "|---|" + "---|" * (len(COLUMNS) + 4)]
-        for r in rows:
-            cells = " | ".join(fmt(r.get(key)) for _, key in COLUMNS)
-            lines.append(f"| {r['model']} | {cells} | {r['parameters']:,} | {r['seconds_per_epoch']:.2f} | {r['epochs']} | {r['peak_memory_mb']:.0f} |")
-        fno = next((r for r in rows if r["model"] == "FNO"), None)
-        if fno is not None:
-            for r in rows:
-                if r is fno:
+        models = sorted(groups, key=order.index)
+        lines += ["", f"**{dataset}**", "", "| model | seeds | " + " | ".join(c for c, _ in COLUMNS) + " | parameters | s / epoch | epochs | peak memory (MiB) |",
+                  "|---|---|" + "---|" * (len(COLUMNS) + 4)]
+        for model in models:
+            runs = groups[model]
+            cells = " | ".join(cell(runs, key) for _, key in COLUMNS)
+            lines.append(f"| {model} | {len(runs)} | {cells} | {runs[0]['parameters']:,} | {mean_of(runs, 'seconds_per_epoch'):.2f} | "
+                         f"{mean_of(runs, 'epochs'):.0f} | {max(r['peak_memory_mb'] for r in runs):.0f} |")
+        if "FNO" in groups:
+            fno = {key: mean_of(groups["FNO"], key) for _, key in COLUMNS}
+            for model in models:
+                if model == "FNO":
                     continue
-                worse = [c for c, key in COLUMNS if r.get(key) is not None and fno.get(key) is not None and r[key] > fno[key]]
+                ours = {key: mean_of(groups[model], key) for _, key in COLUMNS}
+                worse = [c for c, key in COLUMNS if ours[key] is not None and fno[key] is not None and ours[key] > fno[key]]
                 verdict = "beats FNO on every metric" if not worse else f"loses to FNO on {', '.join(worse)}"
-                lines.append(f"* {r['model']}: {verdict}.")
+                lines.append(f"* {model}: {verdict}.")
     failed = [r for r in results if r.get("failed")]
     if failed:
-        lines += ["", "Failed runs: " + ", ".join(r["recipe"] for r in failed)]
+        lines += ["", "Failed runs: " + ", ".join(r["recipe"] + ("" if r.get("seed") is None else f" (seed {r['seed']})") for r in failed)]
     return "\n".join(lines) + "\n"
 
 
@@ -113,6 +133,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1, help="runs at once (they share the device)")
     parser.add_argument("--runs", type=Path, default=REPO / "runs" / "operators", help="run directories (finished runs are reused)")
     parser.add_argument("--models", nargs="+", default=None, help="only the entries with these labels")
+    parser.add_argument("--seeds", nargs="+", type=int, default=None, help="run every entry with each seed (default: the recipe's)")
     parser.add_argument("--extra", nargs="*", default=[], help="overrides added to every run")
     parser.add_argument("--out", type=Path, default=None, help="write the Markdown table here (and print it)")
     parser.add_argument("--json", type=Path, default=None, help="write every run's metrics here")
@@ -125,6 +146,7 @@ def main() -> None:
             parser.error(f"--models: no entry labelled {sorted(unknown)} in sets {args.sets}")
         entries = [e for e in entries if e[1] in args.models]
     generate_data([recipe for _, _, recipe, _ in entries])
+    entries = [(*entry, seed) for entry in entries for seed in (args.seeds or [None])]
     args.runs.mkdir(parents=True, exist_ok=True)
     header = f"Operator table ({time.strftime('%Y-%m-%d')}; {args.jobs} run(s) at a time on the device)"
 

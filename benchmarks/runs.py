@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 import threading
@@ -48,3 +49,10 @@ def run_pool(jobs: Iterable[T], run: Callable[[T], dict], record: Callable[[list
     with ThreadPoolExecutor(max_workers=n_jobs) as pool:
         list(pool.map(run_and_record, jobs))
     return results
+
+
+def mean_std(values: list[float], digits: int = 3) -> str:
+    """One value as it is; several as ``mean ± sample std``."""
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
