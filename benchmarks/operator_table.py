@@ -148,7 +148,8 @@ def main() -> None:
     generate_data([recipe for _, _, recipe, _ in entries])
     entries = [(*entry, seed) for entry in entries for seed in (args.seeds or [None])]
     args.runs.mkdir(parents=True, exist_ok=True)
-    header = f"Operator table ({time.strftime('%Y-%m-%d')}; {args.jobs} run(s) at a time on the device)"
+    seeds = f"seeds {' '.join(map(str, args.seeds))}" if args.seeds else "the recipes' seeds"
+    header = f"Operator table ({time.strftime('%Y-%m-%d')}; {args.jobs} run(s) at a time on the device; {seeds})"
 
     def record(results: list[dict]) -> None:
         if args.out:
