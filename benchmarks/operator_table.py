@@ -41,7 +41,7 @@ SETS: dict[str, list[tuple[str, str, tuple[str, ...]]]] = {
         ("PDE-Transformer S", "ns2d_pde_transformer", ()),
         ("PDE-Transformer, 3.9 M (size matched to FNO/FactFormer)", "ns2d_pde_transformer", PDE_T_MATCHED),
         ("FNO", "ns2d_fno", ()),
-        ("FNO + residual (the increment over the input frame, as the Galerkin recipe predicts)", "ns2d_fno", ("model.residual=true",)),
+        ("FNO + residual", "ns2d_fno", ("model.residual=true",)),  # the increment over the input frame, as Galerkin's
     ],
 }
 COLUMNS = [
@@ -94,7 +94,8 @@ def mean_of(runs: list[dict], key: str) -> float | None:
 
 
 def table(results: list[dict], header: str) -> str:
-    """One row per model of a data set: a run's figures, or mean ± std over its seeds; verdicts compare means."""
+    """One row per model of a data set: a run's figures, or mean ± std over its seeds. The verdicts compare each
+    transformer's means with each FNO row's (a mean inside the other's spread still counts, so read the ± too)."""
     lines = [header]
     for dataset, entries in SETS.items():
         groups: dict[str, list[dict]] = {}
@@ -110,16 +111,18 @@ def table(results: list[dict], header: str) -> str:
         for model in models:
             runs = groups[model]
             cells = " | ".join(cell(runs, key) for _, key in COLUMNS)
+            epochs = {r["epochs"] for r in runs}
             lines.append(f"| {model} | {len(runs)} | {cells} | {runs[0]['parameters']:,} | {mean_of(runs, 'seconds_per_epoch'):.2f} | "
-                         f"{mean_of(runs, 'epochs'):.0f} | {max(r['peak_memory_mb'] for r in runs):.0f} |")
-        if "FNO" in groups:
-            fno = {key: mean_of(groups["FNO"], key) for _, key in COLUMNS}
+                         f"{'/'.join(map(str, sorted(epochs)))} | {max(r['peak_memory_mb'] for r in runs):.0f} |")
+        bars = [m for m in models if m.startswith("FNO")]  # FNO and its variants are the bars
+        for bar in bars:
+            theirs = {key: mean_of(groups[bar], key) for _, key in COLUMNS}
             for model in models:
-                if model == "FNO":
+                if model in bars:
                     continue
                 ours = {key: mean_of(groups[model], key) for _, key in COLUMNS}
-                worse = [c for c, key in COLUMNS if ours[key] is not None and fno[key] is not None and ours[key] > fno[key]]
-                verdict = "beats FNO on every metric" if not worse else f"loses to FNO on {', '.join(worse)}"
+                worse = [c for c, key in COLUMNS if ours[key] is not None and theirs[key] is not None and ours[key] > theirs[key]]
+                verdict = f"beats {bar} on every metric" if not worse else f"loses to {bar} on {', '.join(worse)}"
                 lines.append(f"* {model}: {verdict}.")
     failed = [r for r in results if r.get("failed")]
     if failed:

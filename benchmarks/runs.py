@@ -3,6 +3,7 @@ pool that records every result as soon as it arrives, so a benchmark cut short k
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import statistics
@@ -20,9 +21,14 @@ T = TypeVar("T")
 
 def fit(recipe: Path, overrides: list[str], out: Path, cwd: Path = REPO) -> dict | None:
     """``sciformer fit RECIPE OVERRIDES --out OUT`` without tracking; the run's ``metrics.json``, or None if it
-    failed (the last line of its error is printed). A run directory that already has metrics is not re-run."""
-    metrics_file = out / "metrics.json"
-    if not metrics_file.is_file():
+    failed (the last line of its error is printed). A finished run directory is reused only while the recipe file
+    and the overrides it was run with are unchanged (a stamp beside its metrics records them)."""
+    metrics_file, stamp_file = out / "metrics.json", out / "benchmark_stamp.txt"
+    stamp = hashlib.sha256(json.dumps([recipe.read_text(), list(overrides)]).encode()).hexdigest()
+    reusable = metrics_file.is_file() and stamp_file.is_file() and stamp_file.read_text() == stamp
+    if metrics_file.is_file() and not reusable:
+        print(f"re-running {out.name}: its recipe or overrides changed since it ran", file=sys.stderr, flush=True)
+    if not reusable:
         cmd = [sys.executable, "-m", "sciformer", "fit", str(recipe), *overrides, "tracking.enabled=false", "train.progress=false", "--out", str(out)]
         started = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))})
@@ -31,6 +37,7 @@ def fit(recipe: Path, overrides: list[str], out: Path, cwd: Path = REPO) -> dict
             print(f"FAILED {out.name}: {err[-1] if err else proc.returncode}", file=sys.stderr, flush=True)
             (out.parent / f"{out.name}.stderr.txt").write_text(proc.stderr)
             return None
+        stamp_file.write_text(stamp)
         print(f"done {out.name} in {time.perf_counter() - started:.0f}s", file=sys.stderr, flush=True)
     return json.loads(metrics_file.read_text())
 

@@ -7,6 +7,7 @@ Adding a model is one file with ``@register_model("name")`` plus one import line
 from __future__ import annotations
 
 import difflib
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -88,11 +89,13 @@ def build_model(name: str, args: dict[str, Any] | None = None, **data_sizes: Any
             )
     model = cls(**sizes, **args)
     if residual:
-        model.register_forward_hook(_add_latest_frame, with_kwargs=True)
+        field = next(p for p in inspect.signature(cls.forward).parameters if p != "self")  # u, by contract
+        model.register_forward_hook(functools.partial(_add_latest_frame, field=field), with_kwargs=True)
     return model
 
 
-def _add_latest_frame(model, args: tuple, kwargs: dict, output):
-    """Input frames are stacked time-major into channels, so the latest frame is the last ``C_out`` channels."""
-    u = args[0] if args else kwargs["u"]
+def _add_latest_frame(model, args: tuple, kwargs: dict, output, *, field: str):
+    """Input frames are stacked time-major into channels, so the latest frame is the last ``C_out`` channels.
+    (A hook runs on ``model(...)``, not on a direct ``model.forward(...)`` call.)"""
+    u = args[0] if args else kwargs[field]
     return output + u[:, u.shape[1] - output.shape[1] :]

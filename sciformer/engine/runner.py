@@ -70,16 +70,19 @@ def load_data(recipe: Recipe, scaler: tuple[np.ndarray, np.ndarray] | None = Non
         kind = "PDE (operator) data" if operator else "a time series"
         raise ConfigError(f"model '{recipe.model.name}' is a {task} model, but data '{recipe.data.name}' is {kind}")
     if operator:
-        data = load_operator_data(recipe.data, recipe.train)
-        if data.steady and recipe.model.args.get(RESIDUAL):
-            raise ConfigError(
-                f"model.residual adds the input frame to the prediction; data '{recipe.data.name}' is a steady "
-                "problem (coefficient → solution) with no frames"
-            )
-        return data
+        return load_operator_data(recipe.data, recipe.train)
     if recipe.train.augment != "none":
         raise ConfigError(f"train.augment={recipe.train.augment} rotates PDE fields; data '{recipe.data.name}' is a time series")
     return TimeSeriesData.from_config(recipe.data, scaler=scaler)
+
+
+def check_residual(model_args: dict[str, Any], data: TimeSeriesData | OperatorData, data_name: str) -> None:
+    """``model.residual`` adds the latest input frame to the prediction: steady data (coefficient → solution) has none."""
+    if model_args.get(RESIDUAL) and isinstance(data, OperatorData) and data.steady:
+        raise ConfigError(
+            f"model.residual adds the input frame to the prediction; data '{data_name}' is a steady problem "
+            "(coefficient → solution) with no frames"
+        )
 
 
 def data_sizes(data: TimeSeriesData | OperatorData, recipe: Recipe) -> dict[str, int]:
@@ -145,6 +148,7 @@ def train(
 ) -> tuple[torch.nn.Module, Trainer, FitResult]:
     """Build the recipe's model for ``data`` and fit it (best validation weights restored)."""
     dist = dist or Distributed(device=device)
+    check_residual(recipe.model.args, data, recipe.data.name)
     model = build_model(recipe.model.name, recipe.model.args, **data_sizes(data, recipe))  # identical on every rank
     if dist.rank > 0:
         torch.manual_seed(recipe.seed + dist.rank)  # ranks draw different dropout masks; rank 0 keeps the 1-process stream
@@ -406,6 +410,7 @@ def evaluate_run(run_dir: str | Path, device: str | None = None, overrides: list
     model, config = load_model(ckpt, torch_device)
     if config["data"].get("kind") == "operator":
         data = load_operator_data(recipe.data, recipe.train).to(torch_device)
+        check_residual(config["model"].get("args", {}), data, recipe.data.name)
         expected = config["model"]["data_sizes"]
         if data.sizes() != expected:
             raise DataError(f"the data of run '{run_dir}' now has sizes {data.sizes()}; the checkpoint was trained on {expected}")

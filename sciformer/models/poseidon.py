@@ -26,8 +26,9 @@ Differences from the official code (camlab-ethz/poseidon ``scOT/model.py``), del
 start as plain LayerNorms (official: all their linears drawn from N(0, 0.02), so the scale starts near 0); the
 grid is not resampled to a fixed training resolution by FFT (any grid that satisfies the divisibility rule runs
 with the same weights); one ``qkv`` projection with bias for queries, keys and values (SwinV2 has no key bias);
-no drop path (the official training uses rate 0); ``learn_residual`` is the recipe key ``model.residual`` that every
-operator model has (it adds the input frame), and the relative-L1 loss lives in the engine, not the model.
+no drop path (the official training uses rate 0); ``learn_residual`` is close to the recipe key ``model.residual``
+that every operator model has (it adds the latest input frame where scOT adds the first: the same for one input
+frame), and the relative-L1 loss lives in the engine, not the model.
 """
 
 from __future__ import annotations

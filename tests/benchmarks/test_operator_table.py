@@ -26,6 +26,7 @@ def test_seeds_are_averaged_and_verdicts_compare_means():
     results = [
         _run("Galerkin Transformer", 0, 0.0030, 0.05), _run("Galerkin Transformer", 1, 0.0050, 0.03),
         _run("FNO", 0, 0.0045, 0.05), _run("FNO", 1, 0.0045, 0.01),
+        _run("FNO + residual", 0, 0.0050, 0.06), _run("FNO + residual", 1, 0.0050, 0.06),
         {"dataset": "ns2d", "model": "FactFormer", "recipe": "ns2d_factformer", "seed": 2, "failed": True},
     ]
     text = bench.table(results, "header")
@@ -34,6 +35,7 @@ def test_seeds_are_averaged_and_verdicts_compare_means():
     assert galerkin.endswith("| 1,000 | 2.50 | 10 | 101 |")  # mean s/epoch, the larger peak memory
     # one step: 0.0040 < 0.0045 (a win on the mean although seed 1 is worse); 50 steps: 0.04 > 0.03
     assert "* Galerkin Transformer: loses to FNO on rollout nRMSE @50." in text
+    assert "* Galerkin Transformer: beats FNO + residual on every metric." in text  # every FNO row is a bar
     assert "Failed runs: ns2d_factformer (seed 2)" in text
 
 

@@ -8,6 +8,7 @@ import pytest
 
 from sciformer.cli import main
 from sciformer.config import load_recipe, recipe_from_dict
+from sciformer.engine.checkpoint import find_checkpoint, read_config
 from sciformer.engine.runner import fit_recipe
 
 TINY_GALERKIN = {"name": "galerkin", "d_model": 16, "n_heads": 2, "n_layers": 1, "d_ff": 16, "modes": 4, "freq_dim": 8, "n_regressor_layers": 1}
@@ -81,13 +82,20 @@ def test_rollout_on_data_of_other_dimensionality(burgers_run, tmp_path, capsys):
     assert "has 2 channel(s) on a 2D grid; the checkpoint" in err and "expects 1 channel(s) on a 1D grid" in err
 
 
-def test_residual_model_trains_and_rolls_out(tmp_path, burgers_run):
+@pytest.mark.parametrize("mode", ["one_step", "unroll", "all_to_all"])
+def test_residual_model_trains_rolls_out_and_reloads(tmp_path, burgers_run, capsys, mode):
     root, _ = burgers_run
-    raw = _burgers_recipe(root / "burgers.h5")
+    raw = _burgers_recipe(root / "burgers.h5", mode, unroll_steps=2)
+    raw["data"]["initial_step"] = 2  # two history frames: the hook must add the latest (all_to_all uses one)
     raw["model"] = {**TINY_GALERKIN, "residual": True}
     result = fit_recipe(recipe_from_dict(raw), tmp_path / "run")
-    assert result.metrics["rollout_steps"] == 15 and result.metrics["test_rel_l2"] > 0
+    assert result.metrics["rollout_steps"] > 0 and result.metrics["test_rel_l2"] > 0
+    assert read_config(find_checkpoint(tmp_path / "run", "checkpoint"))["model"]["args"]["residual"] is True
+    capsys.readouterr()
     assert main(["evaluate", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out
+    reloaded = json.loads(out[: out.rindex("}") + 1])  # the checkpoint rebuilds the hook: the same figures
+    assert reloaded["test_rel_l2"] == pytest.approx(result.metrics["test_rel_l2"], rel=1e-5)
 
 
 def test_residual_on_steady_data_is_rejected(data_dir, tmp_path):
