@@ -83,13 +83,17 @@ def run_entry(entry: tuple[str, str, str, tuple[str, ...], int | None], runs: Pa
     return {**row, **metrics}
 
 
+def values_of(runs: list[dict], key: str) -> list[float]:
+    return [r[key] for r in runs if r.get(key) is not None]
+
+
 def cell(runs: list[dict], key: str) -> str:
-    values = [r[key] for r in runs if r.get(key) is not None]
+    values = values_of(runs, key)
     return mean_std(values, digits=4) if values else "–"
 
 
 def mean_of(runs: list[dict], key: str) -> float | None:
-    values = [r[key] for r in runs if r.get(key) is not None]
+    values = values_of(runs, key)
     return statistics.mean(values) if values else None
 
 

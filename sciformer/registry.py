@@ -79,18 +79,18 @@ def build_model(name: str, args: dict[str, Any] | None = None, **data_sizes: Any
     residual = args.pop(RESIDUAL, False)
     accepted = inspect.signature(cls.__init__).parameters
     sizes = {k: v for k, v in data_sizes.items() if k in accepted}
-    if residual:
-        c_in, c_out = data_sizes.get("in_channels"), data_sizes.get("out_channels")
-        if cls.task != "operator" or not c_in or not c_out or c_in % c_out:
-            raise ConfigError(
-                f"model.residual adds the latest input frame to the output of an operator model whose input is "
-                f"whole frames (in_channels a multiple of out_channels); got model '{name}' ({cls.task}) with "
-                f"in_channels={c_in}, out_channels={c_out}"
-            )
+    if not residual:
+        return cls(**sizes, **args)
+    c_in, c_out = data_sizes.get("in_channels"), data_sizes.get("out_channels")
+    if cls.task != "operator" or not c_in or not c_out or c_in % c_out:
+        raise ConfigError(
+            f"model.residual adds the latest input frame to the output of an operator model whose input is "
+            f"whole frames (in_channels a multiple of out_channels); got model '{name}' ({cls.task}) with "
+            f"in_channels={c_in}, out_channels={c_out}"
+        )
     model = cls(**sizes, **args)
-    if residual:
-        field = next(p for p in inspect.signature(cls.forward).parameters if p != "self")  # u, by contract
-        model.register_forward_hook(functools.partial(_add_latest_frame, field=field), with_kwargs=True)
+    field = next(p for p in inspect.signature(cls.forward).parameters if p != "self")  # u, by contract
+    model.register_forward_hook(functools.partial(_add_latest_frame, field=field), with_kwargs=True)
     return model
 
 
