@@ -20,6 +20,8 @@ measured the same way; autoregressive rollouts are :mod:`sciformer.engine.rollou
 
 from __future__ import annotations
 
+import math
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -196,11 +198,39 @@ def _stack_pairs(dataset) -> SplitTensors:
     return SplitTensors(inputs=torch.cat([p[0] for p in parts]), targets=torch.cat([p[1] for p in parts]))
 
 
+def _physical_memory() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # not a POSIX system
+        return None
+
+
+def _read_split(dataset) -> torch.Tensor:
+    """Every trajectory of a lazy :class:`~sciformer.data.pde.PDEDataset` split in one tensor ``[N, T', C, *grid]``.
+
+    The tensor is allocated once and filled chunk by chunk, so reading holds the split plus one chunk, not twice the
+    split (a list of chunks and their concatenation). A split larger than the machine's memory is refused up front."""
+    shape = (dataset.n_samples, dataset.n_frames, dataset.n_channels, *dataset.spatial_shape)
+    size = math.prod(shape) * 4
+    memory = _physical_memory()
+    if memory is not None and size > memory:
+        raise DataError(
+            f"{dataset!r} needs {size / 2**30:.1f} GiB in memory, more than this machine's {memory / 2**30:.1f} GiB; "
+            "read fewer samples (data.num_samples) or a coarser grid (data.reduced_resolution, data.reduced_resolution_t)"
+        )
+    out = torch.empty(shape, dtype=torch.float32)
+    filled = 0
+    for block in dataset.iter_trajectories():
+        out[filled : filled + block.shape[0]] = block
+        filled += block.shape[0]
+    return out
+
+
 def _stack_trajectories(dataset) -> SplitTensors:
-    if dataset.is_darcy:
-        block = torch.cat(list(dataset.iter_trajectories()))  # [N, 2, 1, *grid]: coefficient, solution
+    block = _read_split(dataset)
+    if dataset.is_darcy:  # [N, 2, 1, *grid]: coefficient, solution
         return SplitTensors(inputs=block[:, 0], targets=block[:, 1])
-    return SplitTensors(trajectories=torch.cat(list(dataset.iter_trajectories())))
+    return SplitTensors(trajectories=block)
 
 
 def _first(split: SplitTensors, n: int) -> SplitTensors:
@@ -242,9 +272,16 @@ def load_operator_data(cfg, train_cfg) -> OperatorData:
         options = {"reduced_resolution": cfg.reduced_resolution, "reduced_resolution_t": cfg.reduced_resolution_t, "mode": "trajectory"}
         if cfg.num_samples:
             options["num_samples_max"] = cfg.num_samples
-        with open_pdebench(path, "train", **options) as ds:
+        if path.suffix.lower() == ".nc":  # NetCDF as to_xarray/write_netcdf lay it out
+            from sciformer.data.xarray_io import from_xarray, read_netcdf
+
+            xds = read_netcdf(path)
+            open_split = lambda split: from_xarray(xds, split, **options)  # noqa: E731
+        else:
+            open_split = lambda split: open_pdebench(path, split, **options)  # noqa: E731
+        with open_split("train") as ds:
             train = _stack_trajectories(ds)
-        with open_pdebench(path, "test", **options) as ds:
+        with open_split("test") as ds:
             test = _stack_trajectories(ds)
     if cfg.num_samples:  # neuralop sets: keep the first num_samples training samples (files are read whole above)
         train = _first(train, cfg.num_samples)

@@ -370,14 +370,17 @@ class PDEDataset(Dataset):
                  num_samples_max: int = -1, reduced_batch: int = 1, reduced_resolution: int = 1,
                  reduced_resolution_t: int = 1, initial_step: int = 1, t_train: int | None = None,
                  mode: str = "pairs", path: Path | None = None):
+        # DataError, not ValueError: these arrive from recipe keys, and the CLI reports DataError in one line
         if split not in ("train", "test", "all"):
-            raise ValueError(f"split must be 'train', 'test' or 'all', got {split!r}")
+            raise DataError(f"split must be 'train', 'test' or 'all', got {split!r}")
         if mode not in ("pairs", "trajectory"):
-            raise ValueError(f"mode must be 'pairs' or 'trajectory', got {mode!r}")
+            raise DataError(f"mode must be 'pairs' or 'trajectory', got {mode!r}")
         for name, v in (("reduced_batch", reduced_batch), ("reduced_resolution", reduced_resolution),
                         ("reduced_resolution_t", reduced_resolution_t), ("initial_step", initial_step)):
             if int(v) < 1:
-                raise ValueError(f"{name} must be >= 1, got {v}")
+                raise DataError(f"{name} must be >= 1, got {v}")
+        if not 0 < test_ratio < 1:
+            raise DataError(f"test_ratio must lie strictly between 0 and 1, got {test_ratio}")
         self._source = source
         self._path = path  # None for in-memory sources
         self._file = None
@@ -405,6 +408,12 @@ class PDEDataset(Dataset):
             cut = int(n * test_ratio)
             sel = slice(0, cut) if split == "test" else slice(cut, n)
         self._rows = rows[sel]
+        if not self._rows:
+            raise DataError(
+                f"{source.path}: the {split} split is empty: {n} samples (after reduced_batch={reduced_batch} and "
+                f"num_samples_max={num_samples_max}) with test_ratio={test_ratio}; keep at least "
+                f"{math.ceil(1 / min(test_ratio, 1 - test_ratio))} samples"
+            )
         self._row_step = int(reduced_batch)
 
         # Frames: stride then truncate to t_train.

@@ -51,6 +51,19 @@ class SplitRange:
 
 
 # ------------------------------------------------------------------------------------------- reading
+def check_manifest_shape(frame: pd.DataFrame, manifest, path: Path, columns_selected: bool = False) -> None:
+    """A benchmark file has the rows (and, when every column was read, the columns) its manifest states: the
+    published splits are fixed row borders, so a truncated or different file would silently move them."""
+    found = {"rows": len(frame)} | ({} if columns_selected else {"columns": frame.shape[1] + 1})  # + the time column
+    wrong = {k: v for k, v in found.items() if getattr(manifest, k) is not None and v != getattr(manifest, k)}
+    if wrong:
+        what = ", ".join(f"{v} {k} (expected {getattr(manifest, k)})" for k, v in wrong.items())
+        raise DataError(
+            f"'{path}' has {what} for dataset '{manifest.name}': the file is truncated or another version; delete it "
+            f"and run `sciformer datasets download {manifest.name}`"
+        )
+
+
 def read_frame(
     source: str | Path | pd.DataFrame,
     time_col: str | None = None,
@@ -233,6 +246,7 @@ class TimeSeriesData:
             frame = read_frame(
                 path, cfg.time_col or manifest.time_col, cfg.columns, cfg.target or manifest.target, check_time=False
             )
+            check_manifest_shape(frame, manifest, path, columns_selected=cfg.columns is not None)
             return cls(
                 frame, cfg.lookback, cfg.horizon,
                 split_rule=manifest.split, split_fractions=cfg.split,

@@ -261,6 +261,17 @@ def test_missing_file_and_too_few_frames(tmp_path):
         open_pdebench(tmp_path / "a.hdf5", reduced_resolution_t=2, initial_step=3)
 
 
+def test_empty_split_and_bad_test_ratio_name_the_file(tmp_path):
+    write_single(tmp_path / "small.h5", n=5, t=4, space=(8,))
+    assert open_pdebench(tmp_path / "small.h5", "train").n_samples == 5
+    with pytest.raises(DataError, match=r"small\.h5: the test split is empty: 5 samples .* test_ratio=0\.1; keep at least 10"):
+        open_pdebench(tmp_path / "small.h5", "test")
+    with pytest.raises(DataError, match=r"test_ratio must lie strictly between 0 and 1, got 2"):
+        open_pdebench(tmp_path / "small.h5", "train", test_ratio=2)
+    with pytest.raises(DataError, match=r"reduced_resolution must be >= 1, got 0"):
+        open_pdebench(tmp_path / "small.h5", "train", reduced_resolution=0)
+
+
 # ------------------------------------------------------------------------------ neuraloperator sets
 
 
@@ -302,3 +313,16 @@ def test_unknown_named_dataset_and_missing_file(tmp_path, monkeypatch):
         load_neuralop_small("darcy_smal")
     with pytest.raises(DataError, match=r"file 'burgers_test_16\.npz' not found; searched"):
         load_neuralop_small("burgers_small", "test", data_dir=tmp_path)
+
+
+def test_operator_splits_are_read_into_one_tensor_and_refused_when_larger_than_memory(tmp_path, monkeypatch):
+    from sciformer.data import operator
+
+    write_single(tmp_path / "traj.h5", n=30, t=6, space=(8, 8))
+    with open_pdebench(tmp_path / "traj.h5", "train", mode="trajectory") as ds:
+        whole = operator._read_split(ds)
+        assert torch.equal(whole, torch.cat(list(ds.iter_trajectories(chunk_size=7))))  # same as chunks, in order
+        assert whole.shape == (27, 6, 1, 8, 8)
+        monkeypatch.setattr(operator, "_physical_memory", lambda: 4096)  # the split is 41 kB
+        with pytest.raises(DataError, match=r"traj\.h5.*needs 0\.0 GiB in memory, more than .*data\.num_samples"):
+            operator._read_split(ds)

@@ -1,3 +1,4 @@
+import dataclasses
 import hashlib
 
 import numpy as np
@@ -41,6 +42,22 @@ def test_ett_h1_scaler_is_fit_on_train_rows_only(data_dir):
     assert not torch.allclose(data.values[8640:11520].double().mean(0), torch.zeros(7, dtype=torch.float64), atol=1e-2)
 
 
+def test_benchmark_file_of_the_wrong_size_is_refused(data_dir, tmp_path, monkeypatch):
+    # a truncated download would silently move the published split borders
+    (tmp_path / "ETT-small").mkdir()
+    lines = (data_dir / "ETT-small" / "ETTh1.csv").read_text().splitlines()
+    (tmp_path / "ETT-small" / "ETTh1.csv").write_text("\n".join(lines[:15001]) + "\n")
+    monkeypatch.setenv("SCIFORMER_DATA_DIR", str(tmp_path))
+    with pytest.raises(DataError, match=r"has 15000 rows \(expected 17420\).*sciformer datasets download ett_h1"):
+        TimeSeriesData.from_config(DataConfig(name="ett_h1"))
+    # a different column set is caught too; a recipe's own column selection is not
+    frame = pd.read_csv(data_dir / "ETT-small" / "ETTh1.csv").drop(columns=["HULL"])
+    frame.to_csv(tmp_path / "ETT-small" / "ETTh1.csv", index=False)
+    with pytest.raises(DataError, match=r"7 columns \(expected 8\)"):
+        TimeSeriesData.from_config(DataConfig(name="ett_h1"))
+    assert TimeSeriesData.from_config(DataConfig(name="ett_h1", columns=["HUFL", "OT"])).n_vars == 2
+
+
 def test_val_and_test_windows_reach_back_one_lookback():
     borders = split_borders(17420, "ett_hour", 96)
     assert borders == {"train": (0, 8640), "val": (8544, 11520), "test": (11424, 14400)}
@@ -62,6 +79,7 @@ def test_traffic_and_electricity_adapters_on_synthetic_files_with_their_schema(t
     path.parent.mkdir(parents=True)
     write_csv(path, n_rows=400, columns=schema)
     monkeypatch.setenv("SCIFORMER_DATA_DIR", str(tmp_path))
+    monkeypatch.setitem(catalog.manifests(), name, dataclasses.replace(manifest, rows=400))  # the short stand-in file
     data = TimeSeriesData.from_config(DataConfig(name=name, lookback=24, horizon=12))
     assert data.n_vars == columns - 1 and data.columns == schema
     assert data.splits["train"].n_windows == 280 - 24 - 12 + 1

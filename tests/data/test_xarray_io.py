@@ -86,3 +86,18 @@ def test_array_1d_to_xarray_and_errors(tmp_path):
         to_xarray(torch.randn(3, 16))
     with pytest.raises(DataError, match=r"nothing\.nc: file not found"):
         read_netcdf(tmp_path / "nothing.nc")
+
+
+def test_recipe_reads_a_netcdf_file_like_its_hdf5_original(tmp_path):
+    from sciformer.config import recipe_from_dict
+    from sciformer.data.operator import load_operator_data
+
+    _cfd2d(tmp_path / "cfd.hdf5", n=20)
+    write_netcdf(to_xarray(open_pdebench(tmp_path / "cfd.hdf5", "all")), tmp_path / "cfd.nc")
+    loaded = {}
+    for name in ("cfd.hdf5", "cfd.nc"):
+        recipe = recipe_from_dict({"data": {"name": str(tmp_path / name)}, "model": {"name": "fno"}})
+        loaded[name] = load_operator_data(recipe.data, recipe.train)
+    for split in ("train", "val", "test"):
+        torch.testing.assert_close(loaded["cfd.nc"].splits[split].trajectories, loaded["cfd.hdf5"].splits[split].trajectories,
+                                   rtol=0, atol=0)
