@@ -46,12 +46,22 @@ def _search_dirs(data_dir: str | os.PathLike | None) -> list[Path]:
 def resolve_data_file(names: list[str], data_dir: str | os.PathLike | None = None,
                       dataset: str = "") -> Path:
     """First existing ``<dir>/neuralop_small/<name>`` or ``<dir>/<name>`` over ``data_dir``,
-    ``$SCIFORMER_DATA_DIR`` and ``./data``, trying ``names`` in order. Never touches the network."""
+    ``$SCIFORMER_DATA_DIR`` and ``./data``, trying ``names`` in order. When none exists and ``data_dir`` is not
+    given, a registered ``dataset`` is downloaded (sha256-verified, :func:`sciformer.data.catalog.download`), as the
+    time-series sets are; it fails clearly offline."""
+    from sciformer.data import catalog
+
     dirs = _search_dirs(data_dir)
-    for name in names:
-        for d in dirs:
-            if (d / name).is_file():
-                return d / name
+
+    def first_existing() -> Path | None:
+        return next((d / name for name in names for d in dirs if (d / name).is_file()), None)
+
+    found = first_existing()
+    if found is None and data_dir is None and dataset in catalog.manifests():
+        catalog.download(dataset)
+        found = first_existing()
+    if found is not None:
+        return found
     raise DataError(
         f"dataset {dataset!r}: file {names[0]!r} not found; searched {[str(d) for d in dirs]}. "
         "Set SCIFORMER_DATA_DIR to the directory that holds neuralop_small/ (or pass data_dir=)."

@@ -315,6 +315,26 @@ def test_unknown_named_dataset_and_missing_file(tmp_path, monkeypatch):
         load_neuralop_small("burgers_small", "test", data_dir=tmp_path)
 
 
+def test_missing_neuralop_set_is_downloaded_and_verified_like_the_time_series(neuralop_dir, tmp_path, monkeypatch):
+    import dataclasses
+
+    from sciformer.data import catalog
+
+    real = catalog.get_manifest("burgers_small")
+    local = lambda entry: {**entry, "url": (neuralop_dir / entry["file"]).as_uri()}  # noqa: E731
+    upstream = dataclasses.replace(real, url=(neuralop_dir / real.file).as_uri(), also=tuple(local(e) for e in real.also))
+    monkeypatch.setattr(catalog, "manifests", lambda: {"burgers_small": upstream})
+    monkeypatch.setenv("SCIFORMER_DATA_DIR", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    test = load_neuralop_small("burgers_small", "test")
+    assert (tmp_path / "cache" / real.file).is_file() and test.u_in.shape == (400, 1, 17, 16)
+    offline = dataclasses.replace(upstream, url="http://127.0.0.1:9/burgers_train_16.pt", also=())
+    monkeypatch.setattr(catalog, "manifests", lambda: {"burgers_small": offline})
+    monkeypatch.setenv("SCIFORMER_DATA_DIR", str(tmp_path / "empty"))
+    with pytest.raises(DataError, match=r"downloading it from http://127\.0\.0\.1:9/burgers_train_16\.pt failed"):
+        load_neuralop_small("burgers_small", "train")
+
+
 def test_operator_splits_are_read_into_one_tensor_and_refused_when_larger_than_memory(tmp_path, monkeypatch):
     from sciformer.data import operator
 
