@@ -96,7 +96,10 @@ def data_dirs() -> list[Path]:
     """Folders searched for data files, in order: ``$SCIFORMER_DATA_DIR``, then ``./data``."""
     dirs = []
     if os.environ.get("SCIFORMER_DATA_DIR"):
-        dirs.append(Path(os.environ["SCIFORMER_DATA_DIR"]).expanduser())
+        folder = Path(os.environ["SCIFORMER_DATA_DIR"]).expanduser()
+        if folder.exists() and not folder.is_dir():
+            raise DataError(f"SCIFORMER_DATA_DIR='{folder}' is a file, not a folder; point it at the folder that holds the data files")
+        dirs.append(folder)
     dirs.append(Path("data"))
     return dirs
 

@@ -105,6 +105,9 @@ def read_frame(
         frame = frame.drop(columns=[time_col])
     frame.index = pd.DatetimeIndex(timestamps, name="time").as_unit("ns")  # one resolution everywhere (pandas 3 infers us)
 
+    duplicated = frame.columns[frame.columns.duplicated()].unique().tolist()
+    if duplicated:
+        raise DataError(f"{label} has duplicated column names {duplicated}; every variable needs a name of its own")
     if columns is not None:
         missing = [c for c in columns if c not in frame.columns]
         if missing:
@@ -212,6 +215,11 @@ class TimeSeriesData:
         raw = frame.to_numpy(dtype=np.float64)
         if borders is None:
             borders = split_borders(len(raw), split_rule, lookback, split_fractions)
+        elif "train" not in borders or any(not 0 <= start < stop <= len(raw) for start, stop in borders.values()):
+            raise DataError(
+                f"{name}: borders {dict(borders)} must include 'train' and give each split rows (start, stop) with "
+                f"0 <= start < stop <= {len(raw)} (the number of rows)"
+            )
         self.splits: dict[str, SplitRange] = {}
         for split, (start, stop) in borders.items():
             n_windows = stop - start - lookback - horizon + 1

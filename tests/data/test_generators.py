@@ -20,7 +20,7 @@ from sciformer.data.generators.diffusion_reaction import fhn_solve, neumann_lapl
 from sciformer.data.generators.navier_stokes import (grf_vorticity, ns_energy, ns_enstrophy,
                                                      ns_vorticity_solve, velocity_from_vorticity)
 from sciformer.data.pde import open_pdebench
-from sciformer.errors import ConfigError
+from sciformer.errors import ConfigError, DataError
 
 F64 = torch.float64
 
@@ -207,8 +207,10 @@ def test_group_layout_generation_reads_back(tmp_path):
     assert ds.layout == "group" and ds.channels == ["u", "v"] and ds[0].shape == (3, 2, 16, 16)
     with h5py.File(p) as f:
         np.testing.assert_array_equal(ds[2].numpy(), np.moveaxis(f["0002/data"][:], -1, 1))
-    with pytest.raises(ValueError, match="single-file layout only"):
+    with pytest.raises(DataError, match="single-file layout only"):
         generate("darcy2d", tmp_path / "d.h5", 2, 8, layout="group", progress=False)
+    with pytest.raises(DataError, match=r"need n >= 1 and res >= 2, got n=0"):  # the CLI prints DataErrors in one line
+        generate("burgers1d", tmp_path / "b.h5", 0, 16, progress=False)
 
 
 def test_generate_rejects_unknown_names_and_parameters(tmp_path):

@@ -58,6 +58,21 @@ def test_benchmark_file_of_the_wrong_size_is_refused(data_dir, tmp_path, monkeyp
     assert TimeSeriesData.from_config(DataConfig(name="ett_h1", columns=["HUFL", "OT"])).n_vars == 2
 
 
+def test_duplicated_columns_bad_borders_and_a_data_dir_that_is_a_file(tmp_path, monkeypatch):
+    index = pd.date_range("2020-01-01", periods=300, freq="h")
+    frame = pd.DataFrame(np.ones((300, 3)), index=index, columns=["a", "b", "a"])
+    with pytest.raises(DataError, match=r"the DataFrame has duplicated column names \['a'\]"):
+        read_frame(frame)
+    good = read_frame(frame.iloc[:, :2])
+    for borders in ({"val": (0, 100)}, {"train": (0, 200), "test": (150, 400)}, {"train": (100, 50)}):
+        with pytest.raises(DataError, match=r"must include 'train' .*0 <= start < stop <= 300"):
+            TimeSeriesData(good, 24, 12, borders=borders)
+    (tmp_path / "file").write_text("x")
+    monkeypatch.setenv("SCIFORMER_DATA_DIR", str(tmp_path / "file"))
+    with pytest.raises(DataError, match=r"SCIFORMER_DATA_DIR=.*file' is a file, not a folder"):
+        catalog.resolve("ett_h1")
+
+
 def test_val_and_test_windows_reach_back_one_lookback():
     borders = split_borders(17420, "ett_hour", 96)
     assert borders == {"train": (0, 8640), "val": (8544, 11520), "test": (11424, 14400)}

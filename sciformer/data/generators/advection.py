@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from sciformer.data.generators.common import FilePlan, PDEGenerator, cell_centers, init_multi, mc_slope, save_times
+from sciformer.errors import DataError
 
 __all__ = ["Advection1D", "advection_exact", "advection_exact_cell_average", "advection_fv"]
 
@@ -86,6 +87,6 @@ class Advection1D(PDEGenerator):
         elif p["ic"] == "random":
             u0 = init_multi(x, b, gen)
         else:
-            raise ValueError(f"advection1d: ic must be 'random' or 'sine', got {p['ic']!r}")
+            raise DataError(f"advection1d: ic must be 'random' or 'sine', got {p['ic']!r}")
         frames = advection_fv(u0, p["beta"], dx, save_times(p["t_end"], p["dt_save"]), p["cfl"])
         return {}, ({"tensor": u} for u in frames)

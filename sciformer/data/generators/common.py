@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from sciformer.errors import DataError
+
 __all__ = ["FilePlan", "PDEGenerator", "init_multi", "mc_slope", "run_generator"]
 
 _CHUNK_BYTES = 2**20  # ~1 MB HDF5 chunks: good for both per-window reads and block streaming
@@ -197,11 +199,11 @@ def run_generator(gen_obj: PDEGenerator, out: str | os.PathLike, n: int, res: in
     from tqdm.auto import tqdm
 
     if n < 1 or res < 2:
-        raise ValueError(f"need n >= 1 and res >= 2, got n={n}, res={res}")
+        raise DataError(f"need n >= 1 and res >= 2, got n={n}, res={res}")
     if layout not in ("single", "group"):
-        raise ValueError(f"layout must be 'single' or 'group', got {layout!r}")
+        raise DataError(f"layout must be 'single' or 'group', got {layout!r}")
     if layout == "group" and gen_obj.single_only:
-        raise ValueError(f"{gen_obj.name} writes the single-file layout only (no time axis to group)")
+        raise DataError(f"{gen_obj.name} writes the single-file layout only (no time axis to group)")
     p = gen_obj.params(**params)
     plan = gen_obj.plan(res, **p)
     device = torch.device(device)

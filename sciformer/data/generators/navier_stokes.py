@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from sciformer.data.generators.common import FilePlan, PDEGenerator, save_times
+from sciformer.errors import DataError
 
 __all__ = ["NavierStokes2D", "grf_vorticity", "ns_energy", "ns_enstrophy", "ns_vorticity_solve",
            "spectral_grid", "velocity_from_vorticity"]
@@ -137,7 +138,7 @@ class NavierStokes2D(PDEGenerator):
     @staticmethod
     def _resolve(p):
         if p["forcing"] not in ("fno", "kolmogorov", "none"):
-            raise ValueError(f"ns2d: forcing must be 'fno', 'kolmogorov' or 'none', got {p['forcing']!r}")
+            raise DataError(f"ns2d: forcing must be 'fno', 'kolmogorov' or 'none', got {p['forcing']!r}")
         kol = p["forcing"] == "kolmogorov"
         length = p["length"] if p["length"] is not None else (2 * math.pi if kol else 1.0)
         drag = p["drag"] if p["drag"] is not None else (0.1 if kol else 0.0)
