@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import re
 
 import yaml
 
@@ -246,10 +246,19 @@ def _validate(recipe: Recipe, check_data: bool = True) -> None:
         raise ConfigError(
             "recipe keys 'train.cuda_graphs' and 'train.compile_mode=reduce-overhead' both capture CUDA graphs; use one of them"
         )
-    if t.lr <= 0:
-        raise ConfigError(f"recipe key 'train.lr': expected a positive number, got {t.lr}")
-    if not t.h1_weight >= 0:  # also rejects NaN
-        raise ConfigError(f"recipe key 'train.h1_weight': expected a number >= 0, got {t.h1_weight}")
+    # a negative grad_clip would flip the gradients, and NaN passes every `<=` check: both are refused here
+    for key, value, positive in (("train.lr", t.lr, True), ("train.grad_clip", t.grad_clip, True),
+                                 ("train.weight_decay", t.weight_decay, False), ("train.h1_weight", t.h1_weight, False)):
+        if value is not None and (not math.isfinite(value) or (value <= 0 if positive else value < 0)):
+            raise ConfigError(f"recipe key '{key}': expected a finite number {'> 0' if positive else '>= 0'}, got {value}")
+    for key, value, least in (("train.patience", t.patience, 0), ("train.unroll_steps", t.unroll_steps, 1),
+                              ("train.eval_batch_size", t.eval_batch_size, 1), ("data.num_samples", d.num_samples, 1),
+                              ("data.initial_step", d.initial_step, 1), ("data.reduced_resolution", d.reduced_resolution, 1),
+                              ("data.reduced_resolution_t", d.reduced_resolution_t, 1)):
+        if value is not None and value < least:
+            raise ConfigError(f"recipe key '{key}': expected an integer >= {least}, got {value}")
+    if t.device not in ("auto", "cpu", "cuda") and re.fullmatch(r"cuda:\d+", t.device) is None:
+        raise ConfigError(f"recipe key 'train.device': expected auto, cpu, cuda or cuda:N, got {t.device!r}")
     task = get_model(recipe.model.name).task
     if t.loss == "rel_l2_h1" and task != "operator":
         raise ConfigError(

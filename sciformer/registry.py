@@ -80,7 +80,7 @@ def build_model(name: str, args: dict[str, Any] | None = None, **data_sizes: Any
     accepted = inspect.signature(cls.__init__).parameters
     sizes = {k: v for k, v in data_sizes.items() if k in accepted}
     if not residual:
-        return cls(**sizes, **args)
+        return _construct(cls, name, sizes, args)
     c_in, c_out = data_sizes.get("in_channels"), data_sizes.get("out_channels")
     if cls.task != "operator" or not c_in or not c_out or c_in % c_out:
         raise ConfigError(
@@ -88,10 +88,19 @@ def build_model(name: str, args: dict[str, Any] | None = None, **data_sizes: Any
             f"whole frames (in_channels a multiple of out_channels); got model '{name}' ({cls.task}) with "
             f"in_channels={c_in}, out_channels={c_out}"
         )
-    model = cls(**sizes, **args)
+    model = _construct(cls, name, sizes, args)
     field = next(p for p in inspect.signature(cls.forward).parameters if p != "self")  # u, by contract
     model.register_forward_hook(functools.partial(_add_latest_frame, field=field), with_kwargs=True)
     return model
+
+
+def _construct(cls, name: str, sizes: dict[str, Any], args: dict[str, Any]):
+    """``cls(**sizes, **args)``; a constructor's own argument check (a ValueError such as "d_model must be divisible
+    by n_heads") is a recipe problem, so it becomes a ConfigError that the CLI reports in one line."""
+    try:
+        return cls(**sizes, **args)
+    except ValueError as exc:
+        raise ConfigError(f"model '{name}' with {args or 'its defaults'} and data sizes {sizes}: {exc}") from exc
 
 
 def _add_latest_frame(model, args: tuple, kwargs: dict, output, *, field: str):

@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import pytest
+import torch
 
 from sciformer.config import DataConfig, load_recipe, parse_override, recipe_from_dict
 from sciformer.errors import ConfigError
@@ -101,6 +102,32 @@ def test_value_ranges():
         recipe_from_dict({"data": {"lookback": 24, "label_len": 48}})
     with pytest.raises(ConfigError, match="'train.epochs': expected a positive integer"):
         recipe_from_dict({"train": {"epochs": 0}})
+    # numbers the optimiser would reject deep inside torch, or silently misuse (a negative clip flips the gradients)
+    for override, message in [
+        ("train.grad_clip=-1", r"'train.grad_clip': expected a finite number > 0, got -1"),
+        ("train.lr=.nan", r"'train.lr': expected a finite number > 0, got nan"),
+        ("train.weight_decay=-1", r"'train.weight_decay': expected a finite number >= 0"),
+        ("train.eval_batch_size=0", r"'train.eval_batch_size': expected an integer >= 1, got 0"),
+        ("train.patience=-2", r"'train.patience': expected an integer >= 0"),
+        ("data.num_samples=0", r"'data.num_samples': expected an integer >= 1"),
+        ("data.reduced_resolution=0", r"'data.reduced_resolution': expected an integer >= 1"),
+        ("train.device=tpu", r"'train.device': expected auto, cpu, cuda or cuda:N, got 'tpu'"),
+        ("train.device=cuda:abc", r"'train.device': expected auto, cpu, cuda or cuda:N"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            recipe_from_dict({}, [override])
+    assert recipe_from_dict({}, ["train.grad_clip=1.0", "train.device=cuda:1", "train.patience=0"]).train.grad_clip == 1.0
+
+
+def test_model_argument_checks_and_a_missing_gpu_are_recipe_errors():
+    from sciformer.engine.distributed import pick_device
+    from sciformer.registry import build_model
+
+    with pytest.raises(ConfigError, match=r"model 'itransformer' with \{'d_model': 16, 'n_heads': 3\}.*divisible"):
+        build_model("itransformer", {"d_model": 16, "n_heads": 3}, n_vars=7, n_marks=4, lookback=96, horizon=96)
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match=r"'train.device': 'cuda' asks for a GPU, but torch .* sees none"):
+            pick_device("cuda")
 
 
 def test_yaml_is_read_safely(tmp_path):

@@ -22,6 +22,8 @@ from typing import Any, Iterator
 import torch
 import torch.distributed as dist
 
+from sciformer.errors import ConfigError
+
 
 @dataclass
 class Distributed:
@@ -96,6 +98,8 @@ def pick_device(name: str = "auto", local_rank: int = 0) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"recipe key 'train.device': {name!r} asks for a GPU, but torch {torch.__version__} sees none; use auto or cpu")
     if device.type == "cuda" and launched_by_torchrun():
         device = torch.device("cuda", local_rank)
     return device

@@ -116,7 +116,7 @@ def _recipe(model: dict, **train) -> dict:
 def test_h1_weight_is_validated():
     assert recipe_from_dict(_recipe(TINY_GALERKIN, loss="rel_l2_h1"), check_data=False).train.h1_weight == 0.1
     assert recipe_from_dict(_recipe(TINY_GALERKIN, loss="rel_l2_h1", h1_weight=1), check_data=False).train.h1_weight == 1.0
-    with pytest.raises(ConfigError, match=r"'train.h1_weight': expected a number >= 0, got -0.5"):
+    with pytest.raises(ConfigError, match=r"'train.h1_weight': expected a finite number >= 0, got -0.5"):
         recipe_from_dict(_recipe(TINY_GALERKIN, loss="rel_l2_h1", h1_weight=-0.5), check_data=False)
     with pytest.raises(ConfigError, match=r"'train.h1_weight': expected float, got str"):
         recipe_from_dict(_recipe(TINY_GALERKIN, loss="rel_l2_h1", h1_weight="big"), check_data=False)
