@@ -150,7 +150,7 @@ class Progress:
 
     epoch: int = 0  # epochs completed
     step: int = 0  # optimiser steps completed in the current epoch
-    loss_sum: float = 0.0  # sum of this epoch's batch losses so far (over all ranks; weighted by world size)
+    loss_sum: float = 0.0  # sum of this epoch's global-batch mean losses so far (independent of the world size)
     best_loss: float = math.inf
     best_epoch: int = 0
     stale: int = 0  # epochs without improvement
@@ -290,7 +290,10 @@ class Trainer:
                 epoch_rng = generator.get_state()  # this epoch's shuffle, for a checkpoint taken mid-epoch
                 epoch_start = time.perf_counter()
                 self.train_model.train()
-                loss_sum = torch.full((), progress.loss_sum if ctx.is_main else 0.0, device=self.device, dtype=torch.float64)
+                # each rank's step loss is weighted so that the ranks sum to world_size × the batch mean: rank 0
+                # resumes with the saved sum in those units, which also holds when the world size changed
+                resumed = progress.loss_sum * ctx.world_size if ctx.is_main else 0.0
+                loss_sum = torch.full((), resumed, device=self.device, dtype=torch.float64)
                 bar = _progress(n_batches, f"epoch {epoch + 1}/{cfg.epochs}", cfg.progress and ctx.is_main)
                 for i, batch in enumerate(data.batches("train", cfg.batch_size, shuffle=True, generator=generator)):
                     if i < progress.step:
@@ -302,7 +305,7 @@ class Trainer:
                         bar.update(progress.step - bar.n)
                     if cfg.checkpoint_every and progress.step % cfg.checkpoint_every == 0 and progress.step < n_batches:
                         # rank 0 keeps the sum over ranks so far; the others restart theirs from 0
-                        progress.loss_sum = ctx.all_reduce_sum(loss_sum.clone()).item()
+                        progress.loss_sum = ctx.all_reduce_sum(loss_sum.clone()).item() / ctx.world_size
                         progress.seconds = time.perf_counter() - started
                         self._save(progress, best_state, epoch_rng)
                 if bar is not None:

@@ -3,6 +3,7 @@ killed mid-epoch resumes to exactly the metrics of an uninterrupted DDP run."""
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -147,14 +148,23 @@ def test_two_gloo_processes_give_the_metrics_of_one(data_dir, ddp_runs, tmp_path
     assert ddp["best_epoch"] == single["best_epoch"] and ddp["epochs"] == single["epochs"] == 2
 
 
+def _train_losses(run_dir: Path) -> list[float]:
+    return [row["train_loss"] for row in json.loads((run_dir / "history.json").read_text())]
+
+
 def test_ddp_run_killed_mid_epoch_resumes_to_the_same_metrics(data_dir, ddp_runs):
     root, _ = ddp_runs
     killed = root / "killed"
     assert not (killed / "metrics.json").exists()
+    shutil.copytree(killed, root / "killed_then_one_process")
     resumed = subprocess.run(_ddp_fit("--resume", str(killed)), env=_env(), cwd=root, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-3000:]
     a, b = _metrics(root / "ddp"), _metrics(killed)
     assert {k: a[k] for k in (*METRICS, "best_epoch", "epochs")} == {k: b[k] for k in (*METRICS, "best_epoch", "epochs")}
+    assert _train_losses(killed) == pytest.approx(_train_losses(root / "ddp"), rel=1e-9)
+    # resumed on one process: the logged loss of the interrupted epoch keeps its scale (it was off by the world size)
+    fit_recipe(load_recipe(SMOKE, ARGS), root / "killed_then_one_process", resume=True)
+    assert _train_losses(root / "killed_then_one_process") == pytest.approx(_train_losses(root / "ddp"), rel=1e-6)
 
 
 @pytest.mark.slow  # ~20 s on two CPU cores; the operator batch's rank shares are unit-tested below
