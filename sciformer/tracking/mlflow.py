@@ -62,6 +62,10 @@ class MLflowTracker(Callback):
             raise ImportError("MLflow tracking needs mlflow: pip install mlflow (or set tracking.enabled: false)") from exc
         self.mlflow = mlflow
         self.cfg = cfg
+        # MLflow retries an unreachable server for minutes by default (7 retries, exponential back-off), which looks
+        # like a hung training; a tracker failure only costs a warning here, so fail fast unless the user chose otherwise
+        for variable, value in (("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2"), ("MLFLOW_HTTP_REQUEST_TIMEOUT", "15")):
+            os.environ.setdefault(variable, value)
         self.run_name = cfg.run_name or run_name
         self.run_id: str | None = None
 

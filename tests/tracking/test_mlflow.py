@@ -1,6 +1,7 @@
 """MLflow tracking: the embedded SQLite default store, and a failing tracker never losing a run."""
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -48,3 +49,14 @@ def test_a_tracker_failing_mid_run_warns_and_the_run_finishes(data_dir, tmp_path
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["test_mse"] == result.metrics["test_mse"] and (tmp_path / "run" / "checkpoint" / "weights.safetensors").is_file()
     assert mlflow.active_run() is None
+
+
+def test_an_unreachable_server_fails_fast_unless_the_user_set_mlflow_retries(monkeypatch):
+    # MLflow's defaults retry for about four minutes, which looks like a hung training
+    from sciformer.config import TrackingConfig
+
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", raising=False)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "300")
+    MLflowTracker(TrackingConfig(uri="http://127.0.0.1:9"))
+    assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "2"
+    assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "300"  # the user's choice stands
