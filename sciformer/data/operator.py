@@ -205,7 +205,7 @@ def _physical_memory() -> int | None:
         return None
 
 
-def _read_split(dataset) -> torch.Tensor:
+def read_split(dataset) -> torch.Tensor:
     """Every trajectory of a lazy :class:`~sciformer.data.pde.PDEDataset` split in one tensor ``[N, T', C, *grid]``.
 
     The tensor is allocated once and filled chunk by chunk, so reading holds the split plus one chunk, not twice the
@@ -227,7 +227,7 @@ def _read_split(dataset) -> torch.Tensor:
 
 
 def _stack_trajectories(dataset) -> SplitTensors:
-    block = _read_split(dataset)
+    block = read_split(dataset)
     if dataset.is_darcy:  # [N, 2, 1, *grid]: coefficient, solution
         return SplitTensors(inputs=block[:, 0], targets=block[:, 1])
     return SplitTensors(trajectories=block)

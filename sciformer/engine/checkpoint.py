@@ -62,6 +62,14 @@ def _write_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def write_json(path: Path, payload: Any, **dumps: Any) -> None:
+    """Write ``payload`` as JSON atomically: a crash leaves the old file or the new one, never a truncated one."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    _write_bytes(tmp, json.dumps(payload, **dumps).encode())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
 def _fsync_dir(path: Path) -> None:
     try:
         fd = os.open(path, os.O_RDONLY)

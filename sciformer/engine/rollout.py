@@ -58,15 +58,15 @@ def run_rollout(run_dir, data_file, steps: int, out_dir=None, frames: list[int] 
     PDEBench metrics), ``error_vs_step.png``, ``step_<k>.png`` (truth, prediction, error of sample 0),
     ``rollout.gif`` and ``predictions.nc`` (predictions and truth as NetCDF).
     """
-    import json
     from pathlib import Path
 
     import pandas as pd
 
     from sciformer.config import recipe_from_dict
+    from sciformer.data.operator import read_split
     from sciformer.data.pde import open_pdebench
     from sciformer.data.xarray_io import to_xarray, write_netcdf
-    from sciformer.engine.checkpoint import load_model, read_config
+    from sciformer.engine.checkpoint import load_model, read_config, write_json
     from sciformer.engine.plots import field_figure, rollout_animation, save_figure, step_error_figure
 
     run_dir = Path(run_dir)
@@ -87,7 +87,7 @@ def run_rollout(run_dir, data_file, steps: int, out_dir=None, frames: list[int] 
                 f"'{data_file}' has {channels} channel(s) on a {n_dims}D grid; the checkpoint of '{run_dir}' expects "
                 f"{sizes['out_channels']} channel(s) on a {sizes['n_dims']}D grid"
             )
-        traj = torch.cat(list(ds.iter_trajectories())).to(device)
+        traj = read_split(ds).to(device)
         coords = {k: v.numpy() for k, v in ds.grid.items()}
     pred = rollout(model, traj, initial_step, steps, time_conditioned=config["data"]["mode"] == "all_to_all")
     truth = traj[:, initial_step : initial_step + steps]
@@ -96,7 +96,7 @@ def run_rollout(run_dir, data_file, steps: int, out_dir=None, frames: list[int] 
     out.mkdir(parents=True, exist_ok=True)
     table = pd.DataFrame({"step": range(1, steps + 1), **per_step})
     table.to_csv(out / "metrics.csv", index=False)
-    (out / "metrics.json").write_text(json.dumps({"steps": steps, "samples": int(traj.shape[0]), "per_step": per_step}, indent=2))
+    write_json(out / "metrics.json", {"steps": steps, "samples": int(traj.shape[0]), "per_step": per_step}, indent=2)
     save_figure(step_error_figure(per_step["nrmse"]), out / "error_vs_step.png")
     for k in sorted({min(max(f, 1), steps) for f in (frames or [1, max(1, steps // 2), steps])}):
         save_figure(field_figure(truth[0, k - 1].cpu(), pred[0, k - 1].cpu(), title=f"step {k}"), out / f"step_{k}.png")

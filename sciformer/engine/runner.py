@@ -27,7 +27,7 @@ from sciformer.data.operator import OperatorData, is_operator_dataset, load_oper
 from sciformer.data.timeseries import TimeSeriesData
 from sciformer.engine import distributed, plots
 from sciformer.engine.callbacks import Callback, CallbackList
-from sciformer.engine.checkpoint import find_checkpoint, load_model, read_config, save_checkpoint
+from sciformer.engine.checkpoint import find_checkpoint, load_model, read_config, save_checkpoint, write_json
 from sciformer.engine.conformal import calibration_scores
 from sciformer.engine.distributed import Distributed
 from sciformer.engine.metrics import PDEMetrics
@@ -36,11 +36,13 @@ from sciformer.engine.rollout import rollout, rollout_metrics
 from sciformer.engine.trainer import FitResult, Trainer, operator_step, pick_device, seed_everything
 from sciformer.errors import ConfigError, DataError, SciformerError
 from sciformer.registry import RESIDUAL, build_model, get_model
+from sciformer.tracking.mlflow import RUN_FILE
 
 CHECKPOINT_DIR = "checkpoint"
 RESUME_DIR = "resume"  # the resumable training state (removed when the run finishes)
 RECIPE_FILE = "recipe.json"  # the resolved recipe, to check that a resume uses the same one
 METRICS_FILE = "metrics.json"
+HISTORY_FILE = "history.json"
 PLOT_FILE = "forecast.png"
 FIELDS_PLOT = "fields.png"
 
@@ -230,8 +232,8 @@ def _fit(recipe: Recipe, run_dir: str | Path | None, callbacks: list[Callback] |
                 with phases("plot"):
                     plot_forecasts(model, data, run_dir / PLOT_FILE, title=f"{recipe.model.name} on {recipe.data.name}")
             metrics["phase_seconds"] = {k: round(v, 3) for k, v in phases.seconds.items()}
-            (run_dir / "history.json").write_text(json.dumps(fit.history, indent=2))
-            (run_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2))  # last: its presence marks a finished run
+            write_json(run_dir / HISTORY_FILE, fit.history, indent=2)
+            write_json(run_dir / METRICS_FILE, metrics, indent=2)  # last: its presence marks a finished run
             shutil.rmtree(run_dir / RESUME_DIR, ignore_errors=True)
         dist.barrier()
     except BaseException as exc:
@@ -263,9 +265,13 @@ def _prepare_run_dir(recipe: Recipe, run_dir: str | Path | None, resume: bool, d
 def _new_run_dir(recipe: Recipe, run_dir: str | Path | None) -> Path:
     path = Path(run_dir) if run_dir is not None else default_run_dir(recipe)
     path.mkdir(parents=True, exist_ok=True)
-    (path / RECIPE_FILE).write_text(json.dumps(recipe.to_dict(), indent=2, default=str))
-    shutil.rmtree(path / RESUME_DIR, ignore_errors=True)  # a fresh run never continues an older state ...
-    (path / METRICS_FILE).unlink(missing_ok=True)  # ... nor counts as finished because an older one did
+    # a fresh run in a used directory never continues an older state, counts as finished because an older run did,
+    # or leaves an older model for `sciformer evaluate` (or an older MLflow run for --resume) if it fails early
+    for old in (RESUME_DIR, CHECKPOINT_DIR):
+        shutil.rmtree(path / old, ignore_errors=True)
+    for old in (METRICS_FILE, HISTORY_FILE, RUN_FILE, PLOT_FILE, FIELDS_PLOT):
+        (path / old).unlink(missing_ok=True)
+    write_json(path / RECIPE_FILE, recipe.to_dict(), indent=2, default=str)
     return path
 
 

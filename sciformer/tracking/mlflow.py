@@ -16,6 +16,7 @@ from typing import Any
 
 from sciformer.config import TrackingConfig
 from sciformer.engine.callbacks import Callback
+from sciformer.engine.checkpoint import write_json
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 
@@ -91,7 +92,7 @@ class MLflowTracker(Callback):
         run = mlflow.start_run(run_name=self.run_name)
         self.run_id = run.info.run_id
         if run_dir is not None:
-            (run_dir / RUN_FILE).write_text(json.dumps({"run_id": self.run_id, "tracking_uri": uri}))
+            write_json(run_dir / RUN_FILE, {"run_id": self.run_id, "tracking_uri": uri})
         mlflow.log_params({k: str(v)[:500] for k, v in flatten(recipe).items()})
         mlflow.log_dict(recipe, "recipe.json")
         mlflow.set_tags({f"sys.{k}": str(v) for k, v in info.items()})

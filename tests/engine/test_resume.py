@@ -231,3 +231,21 @@ def test_cli_resume_and_out_must_agree(tmp_path, capsys):
 def test_smoke_recipe_checkpoint_every_needs_a_non_negative_value():
     with pytest.raises(ConfigError, match="train.checkpoint_every"):
         load_recipe(SMOKE, ["train.checkpoint_every=-1"])
+
+
+def test_a_fresh_run_in_a_used_directory_leaves_nothing_of_the_old_run(tmp_path, monkeypatch):
+    raw = _csv_recipe(tmp_path, epochs=1)
+    run = fit_recipe(recipe_from_dict(raw), tmp_path / "run").run_dir
+    (run / "mlflow_run.json").write_text("{}")
+    (run / "notes.txt").write_text("mine")
+    assert {"checkpoint", "metrics.json", "history.json"} <= {p.name for p in run.iterdir()}
+
+    def first_step_fails(*args, **kwargs):
+        raise Crash("the new run dies before it saves anything of its own")
+
+    monkeypatch.setattr(trainer_module.Trainer, "train_step", first_step_fails)
+    with pytest.raises(Crash):
+        fit_recipe(recipe_from_dict(raw), run)
+    # the old model cannot be mistaken for the new run's, nor its MLflow run reopened by --resume
+    assert sorted(p.name for p in run.iterdir()) == sorted(["notes.txt", RECIPE_FILE])
+    assert not list(run.glob(".*.tmp"))

@@ -11,6 +11,7 @@ import yaml
 
 from sciformer.config import recipe_from_dict
 from sciformer.engine.checkpoint import load_model, save_checkpoint
+from sciformer.errors import ConfigError
 from sciformer.models.galerkin import GalerkinTransformer
 from sciformer.nn.embedding import grid_coordinates
 from sciformer.nn.linear_attention import SoftmaxFreeAttention, fourier_attention, galerkin_attention
@@ -200,7 +201,7 @@ def test_output_shape_finite_and_every_parameter_gets_a_gradient(n_dims, grid, a
 
 
 def test_three_dimensional_grids_are_refused_clearly():
-    with pytest.raises(ValueError, match="1D and 2D grids .* got n_dims=3"):
+    with pytest.raises(ConfigError, match="1D and 2D grids .* got n_dims=3"):
         tiny(n_dims=3)
 
 

@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from sciformer.errors import ConfigError
 from sciformer.nn.attention import AttentionLayer, FullAttention
 from sciformer.nn.probsparse import DistillingLayer, ProbSparseAttention
 from sciformer.registry import build_model
@@ -175,7 +176,8 @@ def test_model_errors_name_what_was_received():
         model(torch.randn(2, 96, 5), x_mark, y_mark)
     with pytest.raises(ValueError, match=r"expected y_mark of shape \[B, H=24, F\]"):
         model(x, x_mark, y_mark[:, :10])
-    with pytest.raises(ValueError, match="cross_attention must be one of"):
+    # built from a recipe, a constructor's argument check is a recipe error
+    with pytest.raises(ConfigError, match="cross_attention must be one of"):
         build(cross_attention="sparse")
-    with pytest.raises(ValueError, match="head_mixing must be one of"):
+    with pytest.raises(ConfigError, match="head_mixing must be one of"):
         build(head_mixing="all")
