@@ -140,6 +140,44 @@ def read_config(directory: str | Path) -> dict[str, Any]:
         raise CheckpointError(
             f"checkpoint '{directory}' has format {config['format']}, newer than this sciformer ({__version__}) reads; upgrade sciformer"
         )
+    problem = _config_problem(config)
+    if problem:
+        raise CheckpointError(f"checkpoint file '{path}' is damaged or was not written by sciformer: {problem}")
+    return config
+
+
+# entries of config.json and what each must be; a run's checkpoint has them all (the model alone suffices to load it)
+_RUN_DATA_KEYS = {"operator": ("mode", "initial_step", "grid", "kind"), "timeseries": ("columns", "scaler", "fingerprint")}
+
+
+def _config_problem(config: dict[str, Any]) -> str | None:
+    """What is wrong with a config.json's structure, or ``None``; checked before anything indexes into it."""
+    model = config["model"]
+    if not isinstance(model, dict) or not isinstance(model.get("name"), str):
+        return "'model' must be a mapping with a string 'name'"
+    for key in ("args", "data_sizes"):
+        if not isinstance(model.get(key, {}), dict):
+            return f"'model.{key}' must be a mapping"
+    for key in ("recipe", "data"):
+        if not isinstance(config.get(key, {}), dict):
+            return f"'{key}' must be a mapping"
+    data = config.get("data")
+    if data:
+        kind = "operator" if data.get("kind") == "operator" else "timeseries"
+        missing = [k for k in _RUN_DATA_KEYS[kind] if k not in data]
+        if missing:
+            return f"the {kind} data entry lacks {missing}"
+        if kind == "timeseries" and not (isinstance(data["scaler"], dict) and {"mean", "std"} <= data["scaler"].keys()):
+            return "'data.scaler' must hold 'mean' and 'std'"
+    return None
+
+
+def read_run_config(directory: str | Path) -> dict[str, Any]:
+    """The config of a checkpoint that ``sciformer fit`` wrote: :func:`read_config` plus the run's recipe and data."""
+    config = read_config(directory)
+    missing = [key for key in ("recipe", "data") if key not in config]
+    if missing:
+        raise CheckpointError(f"checkpoint '{directory}' has no {missing} entry: it is a bare model, not the checkpoint of a run")
     return config
 
 

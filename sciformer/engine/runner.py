@@ -27,7 +27,7 @@ from sciformer.data.operator import OperatorData, is_operator_dataset, load_oper
 from sciformer.data.timeseries import TimeSeriesData
 from sciformer.engine import distributed, plots
 from sciformer.engine.callbacks import Callback, CallbackList
-from sciformer.engine.checkpoint import find_checkpoint, load_model, read_config, save_checkpoint, write_json
+from sciformer.engine.checkpoint import find_checkpoint, load_model, read_run_config, save_checkpoint, write_json
 from sciformer.engine.conformal import calibration_scores
 from sciformer.engine.distributed import Distributed
 from sciformer.engine.metrics import PDEMetrics
@@ -407,7 +407,7 @@ def evaluate_run(run_dir: str | Path, device: str | None = None, overrides: list
     """
     run_dir = Path(run_dir)
     ckpt = find_checkpoint(run_dir, CHECKPOINT_DIR)
-    config = read_config(ckpt)
+    config = read_run_config(ckpt)
     for text in overrides or []:
         if not text.startswith("data."):
             raise ConfigError(f"evaluate override {text!r}: only data.* keys can be changed when re-testing a checkpoint")

@@ -404,6 +404,7 @@ class Trainer:
             self.optimizer.load_state_dict(loaded["optimizer"])
             progress.__dict__.update(loaded["progress"])
             generator.set_state(loaded["data_rng"])
+            rngs, best = loaded["rng"], loaded["best"]
         except (KeyError, RuntimeError, ValueError, TypeError) as exc:
             raise CheckpointError(f"the training state in '{where}' does not fit this recipe's model and optimiser: {exc}") from None
         for group, flags in zip(self.optimizer.param_groups, engine):
@@ -412,7 +413,6 @@ class Trainer:
                 state = self.optimizer.state.get(p, {})
                 if "step" in state:  # fused Adam counts steps on the device, the default one on the host
                     state["step"] = state["step"].to(dtype=torch.float32, device=p.device if flags["fused"] else "cpu")
-        rngs = loaded["rng"]
         if len(rngs) == ctx.world_size:
             set_rng_state(rngs[ctx.rank], self.device)
         else:
@@ -423,7 +423,6 @@ class Trainer:
                 stacklevel=3,
             )
             seed_everything(self.seed + 1000 * progress.epoch + progress.step + ctx.rank)
-        best = loaded["best"]
         return None if best is None else {k: v.to(self.device) for k, v in best.items()}
 
     # ----------------------------------------------------------------------------------- evaluation

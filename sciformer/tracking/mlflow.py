@@ -75,6 +75,7 @@ class MLflowTracker(Callback):
         run_dir = Path(info["run_dir"]) if info.get("run_dir") else None
         previous = _read_run_file(run_dir) if run_dir is not None and info.get("resumed") else None
         uri = previous["tracking_uri"] if previous else absolute_uri(tracking_uri(self.cfg))
+        self._caller_uri = mlflow.get_tracking_uri()  # given back at the end: a run leaves mlflow's globals as it found them
         mlflow.set_tracking_uri(uri)
         if previous:
             try:
@@ -88,8 +89,11 @@ class MLflowTracker(Callback):
             resumes = int(run.data.tags.get("sciformer.resumes", "0")) + 1
             mlflow.set_tags({"sciformer.resumes": str(resumes), **{f"sys.resume{resumes}.{k}": str(v) for k, v in info.items()}})
             return
-        mlflow.set_experiment(self.cfg.experiment)
-        run = mlflow.start_run(run_name=self.run_name)
+        # by id, not mlflow.set_experiment: that would also make it the process's active experiment, which a later
+        # mlflow call in the same process (on another store) would then look for
+        experiment = mlflow.get_experiment_by_name(self.cfg.experiment)
+        experiment_id = experiment.experiment_id if experiment is not None else mlflow.create_experiment(self.cfg.experiment)
+        run = mlflow.start_run(run_name=self.run_name, experiment_id=experiment_id)
         self.run_id = run.info.run_id
         if run_dir is not None:
             write_json(run_dir / RUN_FILE, {"run_id": self.run_id, "tracking_uri": uri})
@@ -104,17 +108,28 @@ class MLflowTracker(Callback):
         mlflow = self.mlflow
         numbers = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
         numbers |= {f"{k}.{sub}": v for k, group in metrics.items() if isinstance(group, dict) for sub, v in group.items() if isinstance(v, (int, float))}
-        mlflow.log_metrics({k: float(v) for k, v in numbers.items()})
-        for path in sorted(Path(run_dir).iterdir()):
-            if path.is_dir():
-                mlflow.log_artifacts(str(path), artifact_path=path.name)
-            else:
-                mlflow.log_artifact(str(path))
-        mlflow.end_run()
+        try:
+            mlflow.log_metrics({k: float(v) for k, v in numbers.items()})
+            for path in sorted(Path(run_dir).iterdir()):
+                if path.is_dir():
+                    mlflow.log_artifacts(str(path), artifact_path=path.name)
+                else:
+                    mlflow.log_artifact(str(path))
+            mlflow.end_run()
+        finally:
+            self._give_back_uri()
 
     def on_failure(self, error: BaseException) -> None:
-        if self.mlflow.active_run() is not None:
-            self.mlflow.end_run(status="FAILED")
+        try:
+            if self.mlflow.active_run() is not None:
+                self.mlflow.end_run(status="FAILED")
+        finally:
+            self._give_back_uri()
+
+    def _give_back_uri(self) -> None:
+        if getattr(self, "_caller_uri", None) is not None:
+            self.mlflow.set_tracking_uri(self._caller_uri)
+            self._caller_uri = None
 
 
 def _read_run_file(run_dir: Path) -> dict[str, str] | None:
@@ -133,11 +148,11 @@ class RolloutTracker:
 
         import mlflow
 
-        from sciformer.engine.checkpoint import read_config
+        from sciformer.engine.checkpoint import read_run_config
 
         self.mlflow = mlflow
         ckpt = Path(run_dir) / "checkpoint" if (Path(run_dir) / "checkpoint").is_dir() else Path(run_dir)
-        recipe = read_config(ckpt)["recipe"]
+        recipe = read_run_config(ckpt)["recipe"]
         self.cfg = TrackingConfig(**{k: v for k, v in recipe.get("tracking", {}).items()})
         self.name = f"{Path(run_dir).name}-rollout"
         self.enabled = self.cfg.enabled

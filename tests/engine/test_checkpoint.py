@@ -10,6 +10,7 @@ from sciformer.engine.checkpoint import (
     load_model,
     load_training_state,
     read_config,
+    read_run_config,
     save_checkpoint,
     save_training_state,
 )
@@ -145,3 +146,25 @@ def test_a_run_killed_between_the_two_renames_keeps_its_previous_checkpoint(tmp_
     assert found.name == ".checkpoint.old" and load_model(found)[1]["model"]["name"] == "itransformer"
     save_checkpoint(tmp_path / "run" / "checkpoint", _model(), SPEC)
     assert find_checkpoint(tmp_path / "run").name == "checkpoint"
+
+
+@pytest.mark.parametrize("damage,message", [
+    (lambda c: c["model"].pop("name"), r"'model' must be a mapping with a string 'name'"),
+    (lambda c: c["model"].update(args=[1]), r"'model.args' must be a mapping"),
+    (lambda c: c.update(recipe="x"), r"'recipe' must be a mapping"),
+    (lambda c: c.update(data={"columns": ["a"], "fingerprint": "f"}), r"the timeseries data entry lacks \['scaler'\]"),
+    (lambda c: c.update(data={"kind": "operator", "mode": "one_step"}), r"the operator data entry lacks \['initial_step', 'grid'\]"),
+])
+def test_a_damaged_config_is_a_checkpoint_error_naming_the_file(tmp_path, damage, message):
+    save_checkpoint(tmp_path / "ckpt", _model(), SPEC)
+    config = json.loads((tmp_path / "ckpt" / "config.json").read_text())
+    damage(config)
+    (tmp_path / "ckpt" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match=r"ckpt/config\.json' is damaged or was not written by sciformer: " + message):
+        load_model(tmp_path / "ckpt")
+
+
+def test_a_bare_model_checkpoint_is_not_a_run(tmp_path):
+    save_checkpoint(tmp_path / "ckpt", _model(), SPEC)
+    with pytest.raises(CheckpointError, match=r"has no \['recipe', 'data'\] entry: it is a bare model"):
+        read_run_config(tmp_path / "ckpt")
