@@ -27,7 +27,7 @@ import torch
 
 from sciformer.data import catalog
 from sciformer.data.timefeatures import feature_code, time_features
-from sciformer.errors import DataError
+from sciformer.errors import ConfigError, DataError
 
 SPLITS = ("train", "val", "test")
 
@@ -250,6 +250,11 @@ class TimeSeriesData:
         """
         if cfg.name in catalog.manifests():
             manifest = catalog.get_manifest(cfg.name)
+            if cfg.split is not None and manifest.split != "ratio":
+                raise ConfigError(
+                    f"recipe key 'data.split': dataset '{cfg.name}' has the published fixed split ({manifest.split}); "
+                    "remove data.split (it applies to ratio-split datasets and CSV files)"
+                )
             path = catalog.resolve(cfg.name)
             frame = read_frame(
                 path, cfg.time_col or manifest.time_col, cfg.columns, cfg.target or manifest.target, check_time=False
@@ -262,7 +267,9 @@ class TimeSeriesData:
                 freq=manifest.freq, name=f"dataset '{cfg.name}'", scaler=scaler,
             )
         frame = read_frame(cfg.name, cfg.time_col, cfg.columns, cfg.target)
-        freq = infer_frequency(frame.index)
+        from sciformer.data.frames import regular_frequency  # frames builds on this module
+
+        freq = regular_frequency(frame.index, None, f"CSV file '{cfg.name}'")  # a window must not span a gap
         return cls(
             frame, cfg.lookback, cfg.horizon, split_rule="ratio", split_fractions=cfg.split,
             time_features_freq=cfg.time_features or freq or "h", freq=freq, name=f"CSV file '{cfg.name}'", scaler=scaler,

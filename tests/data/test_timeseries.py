@@ -73,6 +73,18 @@ def test_duplicated_columns_bad_borders_and_a_data_dir_that_is_a_file(tmp_path, 
         catalog.resolve("ett_h1")
 
 
+def test_split_fractions_on_a_fixed_split_dataset_and_gaps_in_a_recipe_csv_are_refused(data_dir, tmp_path):
+    from sciformer.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"'data.split': dataset 'ett_h1' has the published fixed split \(ett_hour\)"):
+        TimeSeriesData.from_config(DataConfig(name="ett_h1", split=[0.6, 0.2, 0.2]))
+    path = write_csv(tmp_path / "gappy.csv", n_rows=400)
+    frame = pd.read_csv(path)
+    frame.drop(index=200).to_csv(path, index=False)  # one missing hour: a window across it would mix two spans
+    with pytest.raises(DataError, match=r"CSV file '.*gappy\.csv' has a gap in its time index: after 2020-01-09 07:00:00 comes"):
+        TimeSeriesData.from_config(DataConfig(name=str(path), lookback=24, horizon=12))
+
+
 def test_val_and_test_windows_reach_back_one_lookback():
     borders = split_borders(17420, "ett_hour", 96)
     assert borders == {"train": (0, 8640), "val": (8544, 11520), "test": (11424, 14400)}
