@@ -85,6 +85,11 @@ class TrainConfig:
     compile: bool = False  # torch.compile the model
     compile_mode: str = "default"  # default | reduce-overhead | max-autotune | max-autotune-no-cudagraphs
 
+    @property
+    def eval_rows(self) -> int:
+        """The batch size of validation, test and calibration passes."""
+        return self.eval_batch_size or self.batch_size
+
 
 @dataclass
 class TrackingConfig:

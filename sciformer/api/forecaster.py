@@ -129,7 +129,7 @@ class Forecaster:
             raise
         self.model.eval()
         self.columns, self.mean, self.std = series.columns, series.mean, series.std
-        extras = checkpoint_extras(self.model, series, self.recipe.train.eval_batch_size or self.recipe.train.batch_size)
+        extras = checkpoint_extras(self.model, series, self.recipe.train.eval_rows)
         self.scores = extras["calibration_scores"]
         self.history = frame.iloc[-L:].copy()
         self._checkpoint_config = checkpoint_config(self.recipe, series)

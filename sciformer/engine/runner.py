@@ -218,7 +218,7 @@ def _fit(recipe: Recipe, run_dir: str | Path | None, callbacks: list[Callback] |
             "world_size": dist.world_size,
         }
         if dist.is_main:
-            batch_size = recipe.train.eval_batch_size or recipe.train.batch_size
+            batch_size = recipe.train.eval_rows
             if isinstance(data, OperatorData):
                 with phases("test"):
                     metrics |= operator_test_metrics(model, data, recipe, batch_size)
@@ -420,7 +420,7 @@ def evaluate_run(run_dir: str | Path, device: str | None = None, overrides: list
         expected = config["model"]["data_sizes"]
         if data.sizes() != expected:
             raise DataError(f"the data of run '{run_dir}' now has sizes {data.sizes()}; the checkpoint was trained on {expected}")
-        batch_size = recipe.train.eval_batch_size or recipe.train.batch_size
+        batch_size = recipe.train.eval_rows
         return operator_test_metrics(model, data, recipe, batch_size)
     scaler = (np.asarray(config["data"]["scaler"]["mean"]), np.asarray(config["data"]["scaler"]["std"]))
     data = load_data(recipe, scaler).to(torch_device)

@@ -208,7 +208,7 @@ class Trainer:
             fused, lr = real_parameters(model), torch.tensor(cfg.lr, device=device)  # a graph reads the rate from device memory
         self.optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=cfg.weight_decay, **({"fused": True} if fused else {}))
         self.train_model, self.eval_model = self._wrap(self.model)
-        eval_rows = cfg.eval_batch_size or cfg.batch_size
+        eval_rows = cfg.eval_rows
         self._train_graph = CudaGraphStep(lambda batch: self._optimise(batch, 1.0), cfg.batch_size, device, self.optimizer) if self.use_graphs else None
         self._eval_graph = CudaGraphStep(self._error_sums, eval_rows, device) if self.use_graphs else None
         self._writer: BackgroundWriter | None = None
@@ -447,7 +447,7 @@ class Trainer:
         all-reduced, so every window counts exactly once.
         """
         self.eval_model.eval()
-        batch_size = self.cfg.eval_batch_size or self.cfg.batch_size
+        batch_size = self.cfg.eval_rows
         shard = {"rank": self.dist.rank, "world_size": self.dist.world_size} if self.dist.enabled else {}
         totals = torch.zeros(len(EVAL_METRICS) + (self._val_loss is not None), device=self.device, dtype=torch.float64)
         count = samples = 0
