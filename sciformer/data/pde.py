@@ -379,6 +379,8 @@ class PDEDataset(Dataset):
                         ("reduced_resolution_t", reduced_resolution_t), ("initial_step", initial_step)):
             if int(v) < 1:
                 raise DataError(f"{name} must be >= 1, got {v}")
+        if t_train is not None and int(t_train) < 1:
+            raise DataError(f"t_train must be >= 1 (frames to keep) or None (all), got {t_train}")
         if not 0 < test_ratio < 1:
             raise DataError(f"test_ratio must lie strictly between 0 and 1, got {test_ratio}")
         self._source = source

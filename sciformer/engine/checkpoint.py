@@ -296,6 +296,7 @@ def save_training_state(directory: str | Path, name: str, state: dict[str, Any])
             n += 1
             final = directory / f"{name}-{n}"
         os.replace(tmp, final)
+        _fsync_dir(directory)  # the folder's rename is durable before LATEST can name it
         pointer = directory / f".{LATEST}.tmp"
         _write_bytes(pointer, final.name.encode())
         os.replace(pointer, directory / LATEST)

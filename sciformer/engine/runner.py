@@ -36,7 +36,7 @@ from sciformer.engine.rollout import rollout, rollout_metrics
 from sciformer.engine.trainer import FitResult, Trainer, operator_step, pick_device, seed_everything
 from sciformer.errors import ConfigError, DataError, SciformerError
 from sciformer.registry import RESIDUAL, build_model, get_model
-from sciformer.tracking.mlflow import RUN_FILE
+from sciformer.tracking.mlflow import RUN_FILE, flatten
 
 CHECKPOINT_DIR = "checkpoint"
 RESUME_DIR = "resume"  # the resumable training state (removed when the run finishes)
@@ -285,25 +285,15 @@ def _check_resumable(recipe: Recipe, run_dir: str | Path | None) -> Path:
         raise ConfigError(f"run '{path}' has finished (it has {METRICS_FILE}); there is nothing to resume")
     stored = path / RECIPE_FILE
     if stored.is_file():
-        before = _flat(json.loads(stored.read_text()))
-        now = _flat(json.loads(json.dumps(recipe.to_dict(), default=str)))
+        before = flatten(json.loads(stored.read_text()))
+        now = flatten(json.loads(json.dumps(recipe.to_dict(), default=str)))
         # a key a newer sciformer added (absent from the stored recipe) counts as unchanged at its default value
-        before |= {k: v for k, v in _flat(json.loads(json.dumps(Recipe().to_dict(), default=str))).items() if k not in before}
+        before |= {k: v for k, v in flatten(json.loads(json.dumps(Recipe().to_dict(), default=str))).items() if k not in before}
         changed = [k for k in sorted(before.keys() | now.keys()) if before.get(k) != now.get(k) and not k.startswith(RESUMABLE_CHANGES)]
         if changed:
             detail = ", ".join(f"{k} ({before.get(k)!r} -> {now.get(k)!r})" for k in changed[:5])
             raise ConfigError(f"cannot resume '{path}': the recipe differs from the one it was started with: {detail}; resume with the same recipe and overrides")
     return path
-
-
-def _flat(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in mapping.items():
-        if isinstance(value, dict) and value:
-            out |= _flat(value, f"{prefix}{key}.")
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 def checkpoint_config(recipe: Recipe, data: TimeSeriesData | OperatorData) -> dict[str, Any]:

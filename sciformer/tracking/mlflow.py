@@ -26,11 +26,12 @@ def tracking_uri(cfg: TrackingConfig) -> str:
 
 
 def flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"train": {"lr": 1e-4}}`` → ``{"train.lr": 1e-4}`` (MLflow params are flat)."""
+    """``{"train": {"lr": 1e-4}}`` → ``{"train.lr": 1e-4}`` (MLflow params are flat). An empty mapping stays a
+    value of its own, so that ``{"args": {}}`` and a missing ``args`` flatten differently."""
     flat: dict[str, Any] = {}
     for key, value in mapping.items():
         name = f"{prefix}{key}"
-        if isinstance(value, dict):
+        if isinstance(value, dict) and value:
             flat.update(flatten(value, f"{name}."))
         else:
             flat[name] = value

@@ -270,6 +270,8 @@ def test_empty_split_and_bad_test_ratio_name_the_file(tmp_path):
         open_pdebench(tmp_path / "small.h5", "train", test_ratio=2)
     with pytest.raises(DataError, match=r"reduced_resolution must be >= 1, got 0"):
         open_pdebench(tmp_path / "small.h5", "train", reduced_resolution=0)
+    with pytest.raises(DataError, match=r"t_train must be >= 1 \(frames to keep\) or None \(all\), got -1"):
+        open_pdebench(tmp_path / "small.h5", "train", t_train=-1)  # -1 used to drop the last frame silently
 
 
 # ------------------------------------------------------------------------------ neuraloperator sets

@@ -16,6 +16,7 @@ mlflow = pytest.importorskip("mlflow")
 
 def test_flatten():
     assert flatten({"a": {"b": 1, "c": {"d": 2}}, "e": 3}) == {"a.b": 1, "a.c.d": 2, "e": 3}
+    assert flatten({"model": {"name": "fno", "args": {}}}) == {"model.name": "fno", "model.args": {}}  # kept: differs from absent
 
 
 def _recipe(tmp_path):
