@@ -272,7 +272,7 @@ class TimeSeriesData:
         freq = regular_frequency(frame.index, None, f"CSV file '{cfg.name}'")  # a window must not span a gap
         return cls(
             frame, cfg.lookback, cfg.horizon, split_rule="ratio", split_fractions=cfg.split,
-            time_features_freq=cfg.time_features or freq or "h", freq=freq, name=f"CSV file '{cfg.name}'", scaler=scaler,
+            time_features_freq=cfg.time_features or freq, freq=freq, name=f"CSV file '{cfg.name}'", scaler=scaler,
         )
 
     @property

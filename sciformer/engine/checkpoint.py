@@ -147,7 +147,7 @@ def read_config(directory: str | Path) -> dict[str, Any]:
 
 
 # entries of config.json and what each must be; a run's checkpoint has them all (the model alone suffices to load it)
-_RUN_DATA_KEYS = {"operator": ("mode", "initial_step", "grid", "kind"), "timeseries": ("columns", "scaler", "fingerprint")}
+_RUN_DATA_KEYS = {"operator": ("mode", "initial_step", "grid"), "timeseries": ("columns", "scaler", "fingerprint")}
 
 
 def _config_problem(config: dict[str, Any]) -> str | None:

@@ -304,7 +304,7 @@ class Trainer:
                     if bar is not None and (progress.step % 16 == 0 or progress.step == n_batches):
                         bar.update(progress.step - bar.n)
                     if cfg.checkpoint_every and progress.step % cfg.checkpoint_every == 0 and progress.step < n_batches:
-                        # rank 0 keeps the sum over ranks so far; the others restart theirs from 0
+                        # the sum over ranks so far, per global batch; on resume rank 0 starts from it, the others from 0
                         progress.loss_sum = ctx.all_reduce_sum(loss_sum.clone()).item() / ctx.world_size
                         progress.seconds = time.perf_counter() - started
                         self._save(progress, best_state, epoch_rng)

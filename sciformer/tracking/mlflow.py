@@ -70,6 +70,7 @@ class MLflowTracker(Callback):
             os.environ.setdefault(variable, value)
         self.run_name = cfg.run_name or run_name
         self.run_id: str | None = None
+        self._caller_uri: str | None = None  # the process's tracking URI while a run of ours has replaced it
 
     def on_fit_start(self, recipe: dict[str, Any], info: dict[str, Any]) -> None:
         mlflow = self.mlflow
@@ -128,7 +129,7 @@ class MLflowTracker(Callback):
             self._give_back_uri()
 
     def _give_back_uri(self) -> None:
-        if getattr(self, "_caller_uri", None) is not None:
+        if self._caller_uri is not None:
             self.mlflow.set_tracking_uri(self._caller_uri)
             self._caller_uri = None
 
