@@ -25,6 +25,7 @@ runs tiny shapes through the triton interpreter to check the script itself.
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import json
 import math
@@ -74,6 +75,9 @@ def _dtype(name: str):
     return {"bf16": torch.bfloat16, "fp32": torch.float32}[name]
 
 
+# FactFormer steps and largest-grid searches: the kernels keeping or recomputing the attention intermediates, and
+# the PyTorch reference (autograd keeps what it keeps)
+STEP_BACKENDS = ("triton", "triton recompute", "torch")
 OPS = ("factorized_attention", "linear_attention", "autocorrelation", "spectral_multiply")
 PARTS = ("headline", "steps", "largest", "sweep")
 
@@ -129,6 +133,8 @@ def factorized_case(mods, compiled: Compiled, grid: tuple[int, ...], d: int, dty
     impls = {"eager": merged(ref.factorized_attention), "compiled": compiled(("fa", B, grid, H, D), merged(ref.factorized_attention))}
     if not isinstance(fast, Exception):
         impls["triton"] = merged(fast.factorized_attention)
+        # the memory-lean mode the largest grids train with: intermediates recomputed in the backward
+        impls["triton recompute"] = merged(functools.partial(fast.factorized_attention, recompute=True))
     item = torch.finfo(dt).bits // 8
     field_elems = B * H * N * D
     apply = sum(2 * n * field_elems + 2 * n * n * E * B * H for n in grid)
@@ -373,17 +379,19 @@ class Budget:
 
 # ------------------------------------------------------------------------------------------------------ FactFormer probe
 def factformer_step(n_dims: int, grid: tuple[int, ...], backend: str, device, steps: int = 3) -> dict:
-    """Median time and peak memory of a FactFormer training step (bf16 autocast, AdamW) with ``backend``."""
+    """Median time and peak memory of a FactFormer training step (bf16 autocast, AdamW) with ``backend``
+    ("triton" or "torch", followed by " recompute" for ``recompute_attention``)."""
     import torch
 
     from sciformer.models.factformer import FactFormer
 
-    os.environ["SCIFORMER_BACKEND"] = backend
+    name, _, mode = backend.partition(" ")
+    os.environ["SCIFORMER_BACKEND"] = name
     result: dict[str, Any] = dict(grid="x".join(map(str, grid)), backend=backend)
     model = opt = u = target = None
     try:
         torch.manual_seed(0)
-        model = FactFormer(1, 1, n_dims).to(device)
+        model = FactFormer(1, 1, n_dims, recompute_attention=mode == "recompute").to(device)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
         u = torch.randn(1, 1, *grid, device=device)
         target = torch.randn(1, 1, *grid, device=device)
@@ -578,14 +586,14 @@ def main() -> None:
     for case in headline:
         run(case)
     for n_dims, grid in probe_grids:
-        for backend in ("triton", "torch"):
+        for backend in STEP_BACKENDS:
             print(f"[{time.perf_counter() - budget.start:6.0f}s] FactFormer step {grid} {backend}", flush=True)
             r = factformer_step(n_dims, grid, backend, device, steps=1 if args.cpu_smoke else 3)
             print(f"    {r}", flush=True)
             probe["steps"].append(r)
             save()
     for n_dims, sizes in searches:
-        for backend in ("triton", "torch"):
+        for backend in STEP_BACKENDS:
             print(f"[{time.perf_counter() - budget.start:6.0f}s] largest {n_dims}D grid, {backend}", flush=True)
             r = largest_grid(n_dims, sizes, backend, device, budget)
             print(f"    largest: {r['largest']}", flush=True)

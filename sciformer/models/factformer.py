@@ -27,7 +27,12 @@ from sciformer.registry import register_model
 
 @register_model("factformer", task="operator")
 class FactFormer(nn.Module):
-    """``u [B, C_in, *grid]`` (2 or 3 grid axes) → ``[B, C_out, *grid]``; ``t`` and ``params`` are ignored."""
+    """``u [B, C_in, *grid]`` (2 or 3 grid axes) → ``[B, C_out, *grid]``; ``t`` and ``params`` are ignored.
+
+    ``recompute_attention`` (the default) makes each attention layer recompute its ``n_dims - 1`` intermediate
+    fields in the backward pass instead of keeping them. On an H100 with the triton kernels that costs 4% of a
+    training step at 1024² and holds 12% less memory (20% less at 128³), which is what lets the largest grids train
+    (docs/benchmarks.md, "Kernels on an H100"); ``False`` is the faster choice where memory is plentiful."""
 
     def __init__(
         self,
@@ -41,6 +46,7 @@ class FactFormer(nn.Module):
         kernel_multiplier: int = 2,
         rope: bool = True,
         fourier_scale: float = 8.0,
+        recompute_attention: bool = True,
     ) -> None:
         super().__init__()
         if n_dims not in (2, 3):
@@ -55,7 +61,8 @@ class FactFormer(nn.Module):
             nn.Sequential(GaussianFourierFeatures(n_dims, dim // 2, fourier_scale), nn.Linear(dim, dim)) for _ in range(depth)
         )
         self.layers = nn.ModuleList(
-            FactorizedAttention(dim, n_dims, n_heads, dim_head, kernel_multiplier, latent_dim=dim, rope=rope) for _ in range(depth)
+            FactorizedAttention(dim, n_dims, n_heads, dim_head, kernel_multiplier, latent_dim=dim, rope=rope, recompute=recompute_attention)
+            for _ in range(depth)
         )
         self.head_norm = nn.GroupNorm(math.gcd(8, dim), dim)
         self.head = nn.Sequential(

@@ -116,7 +116,8 @@ class FactorizedAttention(nn.Module):
     2. Per axis ``i``: sub-function ``φ_i = AxialProjection_i(u)`` ``[B, n_i, latent_dim]``; queries and keys
        ``W_q φ_i``, ``W_k φ_i`` with ``n_heads`` heads of ``dim_head · kernel_multiplier`` (more basis functions
        for the kernel); rotary encoding of the axis coordinate on both.
-    3. :func:`factorized_attention` with the ``1/n_i`` quadrature weights (no softmax).
+    3. :func:`factorized_attention` with the ``1/n_i`` quadrature weights (no softmax); ``recompute=True`` keeps
+       no intermediate field for the backward pass and recomputes it there (for the largest grids).
     4. Instance norm over the grid (per sample and channel), ``Linear → GELU → Linear`` to ``dim_out``.
 
     Differences from the official code (BaratiLab/FactFormer ``libs/factorization_module.py``), kept deliberate:
@@ -138,6 +139,7 @@ class FactorizedAttention(nn.Module):
         latent_dim: int | None = None,
         dim_out: int | None = None,
         rope: bool = True,
+        recompute: bool = False,
     ) -> None:
         super().__init__()
         latent_dim = latent_dim or dim
@@ -145,7 +147,7 @@ class FactorizedAttention(nn.Module):
         kernel_dim = dim_head * kernel_multiplier
         if rope and kernel_dim % 2:
             raise ValueError(f"rotary encoding needs an even kernel dimension, got dim_head * kernel_multiplier = {kernel_dim}")
-        self.n_dims, self.n_heads, self.kernel_dim, self.rope = n_dims, n_heads, kernel_dim, rope
+        self.n_dims, self.n_heads, self.kernel_dim, self.rope, self.recompute = n_dims, n_heads, kernel_dim, rope, recompute
         self.norm = nn.LayerNorm(dim)
         self.to_v = nn.Linear(dim, n_heads * dim_head, bias=False)
         self.project = nn.ModuleList(AxialProjection(dim, latent_dim, axis) for axis in range(n_dims))
@@ -176,7 +178,7 @@ class FactorizedAttention(nn.Module):
         u = self.norm(u)
         v = self.to_v(u).view(B, *grid, self.n_heads, -1).movedim(-2, 1)  # [B, H, *grid, dim_head]
         qs, ks = self.kernels(u)
-        z = factorized_attention(qs, ks, v)  # [B, H, *grid, dim_head]
+        z = factorized_attention(qs, ks, v, recompute=self.recompute)  # [B, H, *grid, dim_head]
         z = z.movedim(1, -2).reshape(B, *grid, -1)  # [B, *grid, H * dim_head]
         grid_axes = tuple(range(1, z.ndim - 1))
         z = (z - z.mean(grid_axes, keepdim=True)) * torch.rsqrt(z.var(grid_axes, unbiased=False, keepdim=True) + 1e-5)

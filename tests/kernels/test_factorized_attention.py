@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from kernel_checks import check_against_reference, cuda, device, fast  # noqa: F401 (fixtures)
+from kernel_checks import as_leaves, check_against_reference, cuda, device, fast  # noqa: F401 (fixtures)
 
 OP = "factorized_attention"
 
@@ -27,13 +27,56 @@ def leaves(d):
     return [*((0, i) for i in range(d)), *((1, i) for i in range(d)), 2]
 
 
+@pytest.mark.parametrize("recompute", [False, True])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("grid", [(7,), (5, 9), (3, 4, 6)])
-def test_matches_reference(device, grid, dtype):
-    inputs = make_inputs(grid, device=device)
+def test_matches_reference(device, grid, dtype, recompute):
+    inputs = make_inputs(grid, device=device) + [None, recompute]
     out = check_against_reference(OP, "factorized_attention", inputs, leaves(len(grid)), dtype)[0]
     # written in the layout of v: merging the heads afterwards is a free view
     assert out.movedim(1, -2).is_contiguous()
+
+
+@pytest.mark.parametrize("grid", [(5, 9), (3, 4, 6), (130, 4)])
+def test_passes_over_the_field_with_and_without_recomputing(device, grid, monkeypatch):
+    """Forward: d applications, each intermediate overwritten by the next only when nothing is kept. Backward: the
+    d - 1 intermediates recomputed (or not), then per axis one fused contraction + transposed application where the
+    axis is short enough (up to 128 points), else a contraction and an application."""
+    triton_fa = fast(OP)
+    d = len(grid)
+    short = sum(n <= 128 for n in grid)
+    calls = []
+    for name in ("_apply", "_contract", "_contract_apply"):
+        original = getattr(triton_fa, name)
+        monkeypatch.setattr(triton_fa, name, lambda *a, _name=name, _f=original, **kw: calls.append(_name) or _f(*a, **kw))
+    for recompute in (False, True):
+        calls.clear()
+        qs, ks, v = as_leaves(make_inputs(grid, B=1, H=2, E=4, D=3, device=device), lambda t: t.float())
+        out = triton_fa.factorized_attention(qs, ks, v, recompute=recompute)
+        assert calls == ["_apply"] * d
+        out.backward(torch.ones_like(out))
+        backward = calls[d:]
+        assert backward[: d - 1 if recompute else 0] == ["_apply"] * (d - 1 if recompute else 0)
+        assert backward.count("_contract_apply") == short
+        assert backward.count("_contract") == d - short and backward.count("_apply") == (d - 1 if recompute else 0) + d - short
+
+
+def test_kept_intermediates_allow_a_second_backward(device):
+    """``retain_graph``: the first backward releases the kept intermediates, so the second one recomputes them."""
+    qs, ks, v = as_leaves(make_inputs((5, 9), device=device), lambda t: t.float())
+    out = fast(OP).factorized_attention(qs, ks, v)
+    g = torch.randn_like(out)
+    first = torch.autograd.grad(out, [*qs, *ks, v], g, retain_graph=True)
+    second = torch.autograd.grad(out, [*qs, *ks, v], g)
+    for a, b in zip(first, second):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("recompute", [False, True])
+def test_matches_reference_with_an_axis_too_long_to_fuse(device, recompute):
+    """An axis of more than 128 points takes the separate contraction and application, the other one the fused pass."""
+    inputs = make_inputs((130, 5), B=1, H=2, E=4, D=3, device=device) + [None, recompute]
+    check_against_reference(OP, "factorized_attention", inputs, leaves(2), torch.float32)
 
 
 def test_contiguous_values_and_custom_scales(device):
@@ -54,8 +97,30 @@ def test_fast_path_rejects_what_the_reference_rejects(device):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("grid, D", [((256, 256), 64), ((255, 129), 48), ((64, 64, 64), 64), ((33, 17, 65), 32)])
 def test_matches_reference_on_gpu(cuda, grid, D, dtype):
-    inputs = make_inputs(grid, B=2, H=4, E=2 * D, D=D, device=cuda)
-    check_against_reference(OP, "factorized_attention", inputs, leaves(len(grid)), dtype)
+    for recompute in (False, True):
+        inputs = make_inputs(grid, B=2, H=4, E=2 * D, D=D, device=cuda) + [None, recompute]
+        check_against_reference(OP, "factorized_attention", inputs, leaves(len(grid)), dtype)
+
+
+@pytest.mark.gpu
+def test_in_place_tuning_trials_leave_the_field_alone(cuda, monkeypatch):
+    """With tuning on, an in-place application times its candidates on a smaller field of the same layout and writes
+    the real field once, with the winner."""
+    from sciformer.kernels import _tuning
+
+    monkeypatch.setenv("SCIFORMER_KERNEL_TUNING", "1")
+    monkeypatch.setattr(_tuning, "_best", {})
+    triton_fa = fast(OP)
+    g = torch.Generator(device=cuda).manual_seed(0)
+    x = torch.randn(32, 256, 64, 4, 64, device=cuda, generator=g).movedim(-2, 1)  # [B, H, 256, 64, D], channels last
+    kernel = torch.randn(32, 4, 64, 64, device=cuda, generator=g) / 64
+    trial = triton_fa._trial_field(x, 1)
+    assert trial.shape[0] < x.shape[0] and trial.shape[1:4] == x.shape[1:4]  # fewer samples, the same heads and axis
+    assert trial.movedim(1, -2).is_contiguous()  # x's memory layout
+    expected = torch.einsum("bhij,bhxjd->bhxid", kernel, x)
+    out = triton_fa._apply(kernel, x, 1, overwrite=True)
+    assert out.data_ptr() == x.data_ptr()
+    torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("axis", [0, 1])

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from torch.utils.checkpoint import checkpoint
 
 
 def scales_for(v: torch.Tensor, scale: float | Sequence[float] | None) -> list[float]:
@@ -45,6 +46,7 @@ def factorized_attention(
     k_axes: Sequence[torch.Tensor],
     v: torch.Tensor,
     scale: float | Sequence[float] | None = None,
+    recompute: bool = False,
 ) -> torch.Tensor:
     """Apply the axial kernels ``K_i = scale_i · q_i k_iᵀ`` to ``v`` along its grid axes, one axis after another.
 
@@ -55,6 +57,9 @@ def factorized_attention(
         scale: quadrature weight per axis (one float for all axes, or one per axis). ``None`` uses ``1 / n_i``,
             the uniform-grid Riemann weight on ``[0, 1]``, so the result approximates the kernel *integral* and
             does not grow with the resolution.
+        recompute: keep only the inputs for the backward pass and recompute the intermediate fields there (less
+            memory held between forward and backward, one more pass over the field per intermediate). Here through
+            :func:`torch.utils.checkpoint.checkpoint`; the result is the same.
 
     Returns:
         ``[B, H, n_1, ..., n_d, D]`` with ``out[b, h, i_1..i_d] = Σ_j Π_a K_a[b, h, i_a, j_a] · v[b, h, j_1..j_d]``.
@@ -64,6 +69,12 @@ def factorized_attention(
     """
     check_inputs(q_axes, k_axes, v)
     scales = scales_for(v, scale)
+    if recompute and torch.is_grad_enabled():
+        return checkpoint(_apply_axes, tuple(q_axes), tuple(k_axes), v, scales, use_reentrant=False)
+    return _apply_axes(q_axes, k_axes, v, scales)
+
+
+def _apply_axes(q_axes: Sequence[torch.Tensor], k_axes: Sequence[torch.Tensor], v: torch.Tensor, scales: list[float]) -> torch.Tensor:
     B, H = v.shape[:2]
     for i, (q, k) in enumerate(zip(q_axes, k_axes)):
         n = v.shape[2 + i]

@@ -18,13 +18,16 @@ flash-attention style, would double the FLOPs, because unlike softmax attention 
 ``N / n_a`` positions of the other axes. The gradients ``dq = scale · dK k``, ``dk = scale · dKᵀ q`` are small
 matmuls in PyTorch too.
 
-Memory: the forward saves only its inputs. The backward recomputes the ``d - 1`` intermediate fields
-``t_a = K_{a-1} ×_{a-1} … K_1 ×_1 v`` and frees each as soon as its kernel gradient is formed, so the op holds at
-most two field-sized temporaries besides its output and gradient, where the eager reference keeps ``d`` permuted
-copies plus their gradients. An application to a temporary of the op's own (the forward's later axes, the
-backward's earlier ones) overwrites it in place where one program can own whole columns of the axis (axes of up
-to 256 points, with up to 128 channels per head): each program then reads its column strip completely before it
-writes it, and no other program touches that strip. In 2D the backward then peaks at one temporary.
+Memory: the op never holds more than the fields it needs at one time. By default the forward keeps its ``d - 1``
+intermediate fields ``t_a = K_{a-1} ×_{a-1} … K_1 ×_1 v`` for the backward, which releases each as soon as its
+kernel gradient is formed. With ``recompute=True`` the forward keeps only its inputs and overwrites each
+intermediate with the next, and the backward recomputes them: one more pass over the field per intermediate, for
+``d - 1`` fewer fields held between forward and backward (what decides the largest grid a whole model trains on).
+Either way the op's own peak inside one forward + backward is the same, because the backward's peak (its output,
+one intermediate, the incoming gradient's image) comes while the other intermediates are already released.
+An application to a temporary of the op's own overwrites it in place where one program can own whole columns of
+the axis (axes of up to 256 points, with up to 128 channels per head): each program then reads its column strip
+completely before it writes it, and no other program touches that strip.
 """
 
 from __future__ import annotations
@@ -127,6 +130,54 @@ def _contract_kernel(
     tl.store(out, acc, mask=i_ok[:, None] & j_ok[None, :])
 
 
+@triton.jit
+def _contract_apply_kernel(
+    G, T, K, OUT, DK, H, n, R1, R2, D, strips_per_split,
+    s_gb, s_gh, s_gn, s_gr1, s_gr2, s_gd,
+    s_tb, s_th, s_tn, s_tr1, s_tr2, s_td,
+    s_ob, s_oh, s_on, s_or1, s_or2, s_od,
+    s_kb, s_kh, s_ki, s_kj,
+    BLOCK_N: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr,
+    UPCAST: tl.constexpr, PRECISION: tl.constexpr,
+):
+    # For the column strips of this split (BLOCK_R positions of the other axes × all D channels each):
+    #   DK[split, b, h, i, j] = Σ_c G[b, h, i, c] T[b, h, j, c]      (float32 partial sum)
+    #   OUT[b, h, i, c]       = Σ_j K[b, h, i, j] G[b, h, j, c]
+    # One program owns whole strips (all n rows): it reads a strip of G and T before it writes that strip of OUT,
+    # so OUT may be G's or T's memory.
+    split = tl.program_id(0)
+    bh = tl.program_id(1)
+    b = (bh // H).to(tl.int64)
+    h = (bh % H).to(tl.int64)
+    rows = tl.arange(0, BLOCK_N)
+    row_ok = rows < n
+    square_ok = row_ok[:, None] & row_ok[None, :]
+    kt = tl.load(K + b * s_kb + h * s_kh + rows[:, None] * s_ki + rows[None, :] * s_kj, mask=square_ok, other=0.0)
+    g_rows = G + b * s_gb + h * s_gh + rows[:, None].to(tl.int64) * s_gn
+    t_rows = T + b * s_tb + h * s_th + rows[:, None].to(tl.int64) * s_tn
+    o_rows = OUT + b * s_ob + h * s_oh + rows[:, None].to(tl.int64) * s_on
+
+    cols = tl.arange(0, BLOCK_R * BLOCK_D)
+    dd = cols % BLOCK_D
+    r_local = cols // BLOCK_D
+    n_strips = tl.cdiv(R1 * R2, BLOCK_R)
+    first = split * strips_per_split
+    last = tl.minimum(first + strips_per_split, n_strips)
+    acc = tl.zeros((BLOCK_N, BLOCK_N), dtype=tl.float32)
+    for strip in range(first, last):
+        r = strip * BLOCK_R + r_local
+        ok = row_ok[:, None] & ((r < R1 * R2) & (dd < D))[None, :]
+        r1 = (r // R2).to(tl.int64)
+        r2 = (r % R2).to(tl.int64)
+        g = tl.load(g_rows + (r1 * s_gr1 + r2 * s_gr2 + dd * s_gd)[None, :], mask=ok, other=0.0)
+        t = tl.load(t_rows + (r1 * s_tr1 + r2 * s_tr2 + dd * s_td)[None, :], mask=ok, other=0.0)
+        acc = mm(g, tl.trans(t), acc, UPCAST, PRECISION)
+        y = mm(kt, g, tl.zeros((BLOCK_N, BLOCK_R * BLOCK_D), dtype=tl.float32), UPCAST, PRECISION)
+        tl.store(o_rows + (r1 * s_or1 + r2 * s_or2 + dd * s_od)[None, :], y.to(OUT.dtype.element_ty), mask=ok)
+    dk = DK + ((split * tl.num_programs(1) + bh).to(tl.int64) * n + rows[:, None]) * n + rows[None, :]
+    tl.store(dk, acc, mask=square_ok)
+
+
 # ------------------------------------------------------------------------------------------------ launches
 def _axis_view(x: torch.Tensor, axis: int) -> tuple[int, int, int, int, tuple[int, ...]]:
     """``(n, R1, R2, D, strides)`` of ``x [B, H, n_1..n_d, D]`` seen as ``[B, H, n_axis, R1, R2, D]``; strides are
@@ -148,6 +199,7 @@ _APPLY_CONFIGS = (  # (BLOCK_M, BLOCK_N, columns, warps, stages)
     (64, 64, 64, 4, 4),
 )
 _CONTRACT_CONFIGS = (  # (BLOCK_M, BLOCK_N, columns, warps, stages)
+    (128, 128, 128, 4, 3),
     (128, 128, 64, 8, 3),
     (64, 64, 128, 4, 3),
     (128, 64, 64, 4, 3),
@@ -156,12 +208,14 @@ _CONTRACT_CONFIGS = (  # (BLOCK_M, BLOCK_N, columns, warps, stages)
 
 
 _INPLACE_CONFIGS = (  # (BLOCK_N, columns, warps, stages); BLOCK_M covers the whole axis
+    (64, 128, 8, 4),  # the fastest at 256² (H100, full-size timings, session 8)
+    (32, 64, 4, 3),
     (32, 64, 8, 3),
-    (64, 64, 8, 2),
-    (32, 128, 16, 3),
-    (16, 64, 4, 3),
+    (64, 128, 4, 3),  # the fastest at 64³
+    (32, 256, 4, 3),
+    (32, 128, 4, 4),
 )
-_INPLACE_ACC_PER_THREAD = 64  # fp32 accumulators per thread of an in-place tile (rows × columns / threads)
+_INPLACE_ACC_PER_THREAD = 128  # fp32 accumulators per thread of an in-place tile (rows × columns / threads)
 
 _SHARED_BYTES = 200 * 1024  # of the H100's 227 KiB per block, leaving room for the compiler's own buffers
 
@@ -215,6 +269,65 @@ def _fit_inplace(n: int, D: int, itemsize: int, interpreted: bool) -> tuple[tupl
     return tuple(dict.fromkeys(fitted))
 
 
+_FUSED_CONFIGS = (  # (columns, warps, stages); the row tile covers the whole axis
+    (128, 4, 3),
+    (64, 4, 3),
+    (256, 8, 3),
+    (128, 8, 3),
+    (64, 4, 4),
+    (64, 8, 3),  # axes of 65-128 points
+)
+_FUSED_MAX_AXIS = 128  # the n × n float32 kernel gradient of a longer axis does not fit in one program's registers
+
+
+@lru_cache(maxsize=None)
+def _fit_fused(n: int, D: int, itemsize: int, interpreted: bool) -> tuple[tuple[int, int, int], ...]:
+    """Configurations of the fused contraction + application for an axis of ``n`` points and ``D`` channels: the
+    kernel gradient (``n²``) and the output strip (``n × columns``) accumulate in at most
+    :data:`_INPLACE_ACC_PER_THREAD` float32 registers per thread; empty when the axis is too long."""
+    m, block_d = pow2(n), pow2(D, 1)
+    if m > _FUSED_MAX_AXIS:
+        return ()
+    if interpreted:
+        return ((max(64, block_d), 4, 1),)
+    def shared(c: int, stages: int) -> int:
+        # staged strips of g and t, the kernel, and the float32 output strip's trip through shared memory on its
+        # way to the store (what ptxas reports for sm_90: 262144 bytes for float32, n = 128, 128 columns, 1 stage)
+        return (stages * 2 * m * c + m * m) * itemsize + m * c * 4
+
+    fitted = []
+    for c, warps, stages in _FUSED_CONFIGS:
+        c = max(c, block_d)
+        if m * (m + c) > _INPLACE_ACC_PER_THREAD * 32 * warps:
+            continue
+        while stages > 1 and shared(c, stages) > _SHARED_BYTES:
+            stages -= 1
+        if shared(c, stages) <= _SHARED_BYTES:
+            fitted.append((c, warps, stages))
+    return tuple(dict.fromkeys(fitted))
+
+
+_TRIAL_PROGRAMS = 8 * 132  # programs an in-place tuning trial launches: 8 waves on an H100's 132 multiprocessors
+
+
+def _trial_field(x: torch.Tensor, axis: int) -> torch.Tensor:
+    """A zero field in ``x``'s memory layout (the same order of strides), with the whole axis ``axis``, all heads
+    and channels, but the other grid axes and the batch cut so that an application with the widest column tile of
+    :data:`_INPLACE_CONFIGS` launches about :data:`_TRIAL_PROGRAMS` programs: what an in-place tuning trial runs on."""
+    d = x.ndim - 3
+    n, R1, R2, D, _ = _axis_view(x, axis)
+    columns_per_program = max(1, max(c for _, c, _, _ in _INPLACE_CONFIGS) // pow2(D, 1))
+    positions = cdiv(_TRIAL_PROGRAMS * columns_per_program, x.shape[1])  # of the batch × the other grid axes
+    shape = list(x.shape)
+    kept = 1
+    for dim in sorted([0, *(2 + i for i in range(d) if i != axis)], key=x.stride):  # innermost first
+        shape[dim] = min(shape[dim], cdiv(positions, kept))
+        kept *= shape[dim]
+    order = sorted(range(x.ndim), key=x.stride, reverse=True)  # memory order, outermost first
+    field = torch.zeros([shape[i] for i in order], dtype=x.dtype, device=x.device)
+    return field.permute([order.index(i) for i in range(x.ndim)])
+
+
 def _apply(kernel: torch.Tensor, x: torch.Tensor, axis: int, overwrite: bool = False) -> torch.Tensor:
     """``K ×_axis x``: ``kernel [B, H, n, n]`` (any strides, e.g. a transpose) along grid axis ``axis`` of ``x``.
 
@@ -232,9 +345,10 @@ def _apply(kernel: torch.Tensor, x: torch.Tensor, axis: int, overwrite: bool = F
     def run(config, k: torch.Tensor, src: torch.Tensor, dst: torch.Tensor) -> None:
         bm, bn, cols, warps, stages = config
         block_r = max(1, cols // block_d)
-        grid = (cdiv(n, bm) * cdiv(R1 * R2, block_r), src.shape[0] * src.shape[1])
+        _, r1, r2, _, strides = _axis_view(src, axis)  # src's own sizes: a tuning trial runs on a smaller field
+        grid = (cdiv(n, bm) * cdiv(r1 * r2, block_r), src.shape[0] * src.shape[1])
         _apply_kernel[grid](
-            k, src, dst, src.shape[1], n, R1, R2, D, *k.stride(), *_axis_view(src, axis)[4], *_axis_view(dst, axis)[4],
+            k, src, dst, src.shape[1], n, r1, r2, D, *k.stride(), *strides, *_axis_view(dst, axis)[4],
             BLOCK_M=bm, BLOCK_N=bn, BLOCK_R=block_r, BLOCK_D=block_d, UPCAST=up, PRECISION=prec,
             num_warps=warps, num_stages=stages,
         )
@@ -242,10 +356,13 @@ def _apply(kernel: torch.Tensor, x: torch.Tensor, axis: int, overwrite: bool = F
     scratch: list[torch.Tensor] = []
 
     def trial(config) -> None:
-        # an in-place launch cannot be repeated on its own output: time the candidates on a copy of one head
+        # An in-place launch cannot be repeated on its own output, so the candidates are timed on a field of the
+        # same layout cut to a few waves of programs. (Timed on one head of a 256² field, a single wave, the
+        # configuration that won is 25% slower at full size than the best one, H100.)
         if not scratch:
-            scratch.append(x[:1, :1].clone())
-        run(config, kernel[:1, :1], scratch[0], scratch[0])
+            scratch.append(_trial_field(x, axis))
+        field = scratch[0]
+        run(config, kernel[:field.shape[0]], field, field)
 
     key = ("fa_apply", n, R1 * R2 > 4096, D, x.dtype, sx[5] == 1, prec, in_place)
     with device_guard(x):
@@ -288,6 +405,61 @@ def _contract(a: torch.Tensor, b: torch.Tensor, axis: int) -> torch.Tensor:
     return out[0] if out.shape[0] == 1 else out.sum(0)
 
 
+def _contract_apply(g: torch.Tensor, t: torch.Tensor, kernel: torch.Tensor, axis: int, out: torch.Tensor | None):
+    """``(Σ_c g[.., i, c] t[.., j, c], K ×_axis g)`` in one pass over ``g`` and ``t``: the kernel gradient (float32
+    ``[B, H, n, n]``) of axis ``axis`` and the gradient's image under ``kernel`` (e.g. a transpose), written into
+    ``out`` (``g``'s or ``t``'s memory, or ``None`` for a new field). Three field passes where :func:`_contract` and
+    :func:`_apply` make four. Only for axes of up to :data:`_FUSED_MAX_AXIS` points (see :func:`fuses`)."""
+    n, R1, R2, D, sg = _axis_view(g, axis)
+    st = _axis_view(t, axis)[4]
+    B, H = g.shape[:2]
+    block_d = pow2(D, 1)
+    prec, up = precision(g.dtype), upcast()
+    sm_count = torch.cuda.get_device_properties(g.device).multi_processor_count if g.is_cuda else 4
+    y = out if out is not None else empty_like(g)
+    result = {}
+
+    def run(config, g_: torch.Tensor, t_: torch.Tensor, y_: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        cols, warps, stages = config
+        block_r = max(1, cols // block_d)
+        _, r1, r2, _, strides = _axis_view(g_, axis)  # g_'s own sizes: a tuning trial runs on smaller fields
+        strips = cdiv(r1 * r2, block_r)
+        bh = g_.shape[0] * g_.shape[1]
+        # enough programs to fill the GPU, each running through a range of strips; one partial sum each
+        per_split = cdiv(strips, max(1, min(strips, cdiv(4 * sm_count, bh))))
+        splits = cdiv(strips, per_split)
+        dk = empty(splits, g_.shape[0], g_.shape[1], n, n, like=g_, dtype=torch.float32)
+        _contract_apply_kernel[(splits, bh)](
+            g_, t_, k, y_, dk, g_.shape[1], n, r1, r2, D, per_split,
+            *strides, *_axis_view(t_, axis)[4], *_axis_view(y_, axis)[4], *k.stride(),
+            BLOCK_N=pow2(n), BLOCK_R=block_r, BLOCK_D=block_d, UPCAST=up, PRECISION=prec, num_warps=warps, num_stages=stages,
+        )
+        return dk
+
+    scratch: list[torch.Tensor] = []
+
+    def trial(config) -> None:
+        # the launch overwrites one of its inputs: time the candidates on smaller fields of the same layouts
+        if not scratch:
+            scratch.extend((_trial_field(g, axis), _trial_field(t, axis)))
+        g_, t_ = scratch
+        run(config, g_, t_, t_, kernel[:g_.shape[0]])
+
+    def launch(config) -> None:
+        result["dk"] = run(config, g, t, y, kernel)
+
+    key = ("fa_fused", n, R1 * R2 > 4096, D, g.dtype, sg[5] == 1, prec)
+    with device_guard(g):
+        _tuning.pick(key, _fit_fused(n, D, g.element_size(), upcast()), launch, g.device, trial=trial)
+    dk = result["dk"]
+    return (dk[0] if dk.shape[0] == 1 else dk.sum(0)), y
+
+
+def fuses(x: torch.Tensor, axis: int) -> bool:
+    """Whether :func:`_contract_apply` takes axis ``axis`` of ``x``."""
+    return bool(_fit_fused(x.shape[2 + axis], x.shape[-1], x.element_size(), upcast()))
+
+
 def _axial_kernels(qs: Sequence[torch.Tensor], ks: Sequence[torch.Tensor], scales: Sequence[float], dtype: torch.dtype):
     """``K_a = scale_a · q_a k_aᵀ`` ``[B, H, n_a, n_a]`` in the field's dtype, rounded exactly like the reference."""
     return [torch.matmul(q.to(dtype), k.to(dtype).transpose(-1, -2)) * s for q, k, s in zip(qs, ks, scales)]
@@ -295,44 +467,59 @@ def _axial_kernels(qs: Sequence[torch.Tensor], ks: Sequence[torch.Tensor], scale
 
 class _FactorizedAttention(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, scales: tuple[float, ...], v: torch.Tensor, *qk: torch.Tensor) -> torch.Tensor:
+    def forward(ctx, scales: tuple[float, ...], recompute: bool, v: torch.Tensor, *qk: torch.Tensor) -> torch.Tensor:
         d = len(scales)
         with torch.autocast(v.device.type, enabled=False):
             kernels = _axial_kernels(qk[:d], qk[d:], scales, v.dtype)
-            out = v
+            fields = [v]  # fields[a]: the field axis a's kernel is applied to
             for axis, kernel in enumerate(kernels):
-                out = _apply(kernel, out, axis, overwrite=out is not v)  # intermediates are ours to overwrite
+                # recomputing: the intermediates are not kept, so each later axis may overwrite the one before
+                fields.append(_apply(kernel, fields[-1], axis, overwrite=recompute and axis > 0))
         ctx.scales = scales
-        ctx.save_for_backward(v, *qk)
-        return out
+        # The intermediates are a plain attribute, not saved tensors: the backward drops each one as soon as its
+        # kernel gradient is formed, which keeps its peak at that of recomputing them (saved tensors live to the end).
+        ctx.intermediates = None if recompute else fields[1:-1]
+        ctx.save_for_backward(v, *qk, *kernels)
+        return fields[-1]
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        v, *qk = ctx.saved_tensors
+        v, *rest = ctx.saved_tensors
         scales = ctx.scales
         d = len(scales)
-        qs, ks = qk[:d], qk[d:]
+        qs, ks, kernels = rest[:d], rest[d:2 * d], rest[2 * d:]
+        inputs = [v]  # inputs[a]: the field axis a's kernel was applied to
+        if ctx.intermediates is not None:
+            inputs += ctx.intermediates
+            ctx.intermediates = None  # ours now, freed one by one below; a second backward recomputes them
         with torch.autocast(v.device.type, enabled=False):
-            kernels = _axial_kernels(qs, ks, scales, v.dtype)
-            inputs = [v]  # inputs[a]: the field axis a's kernel was applied to (recomputed, not saved)
-            for axis in range(d - 1):
+            for axis in range(len(inputs) - 1, d - 1):
                 inputs.append(_apply(kernels[axis], inputs[-1], axis))
             g = grad.to(v.dtype)  # gradient w.r.t. the output of axis a's application
             dkernels: list[torch.Tensor] = [None] * d  # type: ignore[list-item]
             for axis in reversed(range(d)):
-                dkernels[axis] = _contract(g, inputs.pop(), axis)  # [B, H, n, n] float32
-                if axis > 0 or ctx.needs_input_grad[1]:
+                t = inputs.pop()
+                if (axis > 0 or ctx.needs_input_grad[2]) and fuses(g, axis):
+                    # one pass for the kernel gradient and the next g, written over whichever input is ours
+                    into = t if t is not v else (g if g is not grad else None)
+                    dkernels[axis], g = _contract_apply(g, t, kernels[axis].transpose(-1, -2), axis, into)
+                    continue
+                dkernels[axis] = _contract(g, t, axis)  # [B, H, n, n] float32
+                del t  # released before the next field is allocated
+                if axis > 0 or ctx.needs_input_grad[2]:
                     g = _apply(kernels[axis].transpose(-1, -2), g, axis, overwrite=g is not grad)
-            del kernels, inputs
+            del inputs
             grads_q, grads_k = [], []
             for dkernel, q, k, s in zip(dkernels, qs, ks, scales):
-                grads_q.append((torch.matmul(dkernel, k.float()) * s).to(q.dtype))
-                grads_k.append((torch.matmul(dkernel.transpose(-1, -2), q.float()) * s).to(k.dtype))
-        dv = g if ctx.needs_input_grad[1] else None
-        return None, dv, *grads_q, *grads_k
+                # the gradient of the scaled product in the field's dtype, as the reference's autograd rounds it
+                dproduct = (dkernel * s).to(v.dtype)
+                grads_q.append(torch.matmul(dproduct, k.to(v.dtype)).to(q.dtype))
+                grads_k.append(torch.matmul(dproduct.transpose(-1, -2), q.to(v.dtype)).to(k.dtype))
+        dv = g if ctx.needs_input_grad[2] else None
+        return None, None, dv, *grads_q, *grads_k
 
 
-def unsupported(function: str, q_axes, k_axes, v, scale=None) -> str | None:
+def unsupported(function: str, q_axes, k_axes, v, scale=None, recompute=False) -> str | None:
     """Why these inputs need the reference, or ``None``."""
     if v.dtype not in FLOAT_DTYPES:
         return f"the triton kernels take float32, bfloat16 or float16, got {v.dtype}"
@@ -348,8 +535,9 @@ def factorized_attention(
     k_axes: Sequence[torch.Tensor],
     v: torch.Tensor,
     scale: float | Sequence[float] | None = None,
+    recompute: bool = False,
 ) -> torch.Tensor:
     """Triton version of :func:`sciformer.kernels.factorized_attention.reference.factorized_attention`."""
     check_inputs(q_axes, k_axes, v)
     scales = tuple(scales_for(v, scale))
-    return _FactorizedAttention.apply(scales, v, *q_axes, *k_axes)
+    return _FactorizedAttention.apply(scales, bool(recompute), v, *q_axes, *k_axes)
