@@ -1,22 +1,24 @@
 """Triton FactFormer axial attention: same signature and result as :mod:`.reference`, forward and backward.
 
-Two kernels do all the work on the field ``v [B, H, n_1, ..., n_d, D]`` (d = 1, 2, 3), read and written in place
+Three kernels do all the work on the field ``v [B, H, n_1, ..., n_d, D]`` (d = 1, 2, 3), read and written in place
 with its own strides (the channels-last ``[B, *grid, H, D]`` layout of ``to_v``'s output), so no axis is ever
 permuted into a contiguous copy:
 
-* ``_apply_kernel``: ``Y = K ×_a X``, the axial kernel ``K [B, H, n_a, n_a]`` applied along grid axis ``a``. One
-  program owns a tile of ``BLOCK_M`` output rows of axis ``a`` × a tile of columns (``BLOCK_R`` positions of the
-  other axes × all ``D`` channels) and runs the reduction over axis ``a`` in registers (``tl.dot``, fp32
-  accumulation).
-* ``_contract_kernel``: ``dK[i, j] = Σ_c G[i, c] T[j, c]``, the kernel gradient, a reduction over every position
-  of the other axes and every channel, split over programs into a few partial sums that are added afterwards
-  (deterministic, no atomics).
+* ``_apply_kernel``: ``Y = s · P ×_a X``, the axial product ``P [B, H, n_a, n_a]`` applied along grid axis ``a``
+  with its quadrature weight ``s``. One program owns a tile of ``BLOCK_M`` output rows of axis ``a`` × a tile of
+  columns (``BLOCK_R`` positions of the other axes × all ``D`` channels) and runs the reduction over axis ``a`` in
+  registers (``tl.dot``, fp32 accumulation).
+* ``_contract_kernel``: ``dP[i, j] = s · Σ_c G[i, c] T[j, c]``, the product's gradient, a reduction over every
+  position of the other axes and every channel, split over programs into a few partial sums that are added
+  afterwards (deterministic, no atomics).
+* ``_contract_apply_kernel``: both of the above in one pass for the backward's pairs that read the same gradient
+  along the same axis, where the ``n × n`` partial sum fits in one program's registers (axes of up to 128 points).
+  Each program runs through a range of whole column strips, so it may write the application over either input.
 
-The axial kernels ``K_a = scale_a · q_a k_aᵀ`` are ``n_a × n_a``, ``n_a / (N·D)`` of the field's size (at most
-1/64 here), so they are formed by one batched matmul and read from L2: recomputing them inside every column tile,
-flash-attention style, would double the FLOPs, because unlike softmax attention the same kernel serves all
-``N / n_a`` positions of the other axes. The gradients ``dq = scale · dK k``, ``dk = scale · dKᵀ q`` are small
-matmuls in PyTorch too.
+The axial products ``P_a = q_a k_aᵀ`` are ``n_a × n_a``, ``n_a / (N·D)`` of the field's size (at most 1/64 here), so
+they are formed by one batched matmul and read from L2: recomputing them inside every column tile, flash-attention
+style, would double the FLOPs, because unlike softmax attention the same kernel serves all ``N / n_a`` positions
+of the other axes. The gradients ``dq = dP k``, ``dk = dPᵀ q`` are small matmuls in PyTorch too.
 
 Memory: the op never holds more than the fields it needs at one time. By default the forward keeps its ``d - 1``
 intermediate fields ``t_a = K_{a-1} ×_{a-1} … K_1 ×_1 v`` for the backward, which releases each as soon as its
@@ -48,14 +50,14 @@ __all__ = ["factorized_attention", "unsupported"]
 
 @triton.jit
 def _apply_kernel(
-    K, X, Y, H, n, R1, R2, D,
+    K, X, Y, H, n, R1, R2, D, scale,
     s_kb, s_kh, s_ki, s_kj,
     s_xb, s_xh, s_xn, s_xr1, s_xr2, s_xd,
     s_yb, s_yh, s_yn, s_yr1, s_yr2, s_yd,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr,
     UPCAST: tl.constexpr, PRECISION: tl.constexpr,
 ):
-    # Y[b, h, i, r, :] = Σ_j K[b, h, i, j] X[b, h, j, r, :]; r = (r1, r2) runs over the other grid axes.
+    # Y[b, h, i, r, :] = scale · Σ_j K[b, h, i, j] X[b, h, j, r, :]; r = (r1, r2) runs over the other grid axes.
     pid = tl.program_id(0)
     bh = tl.program_id(1)
     b = (bh // H).to(tl.int64)
@@ -85,18 +87,18 @@ def _apply_kernel(
         xt = tl.load(x_base + j[:, None].to(tl.int64) * s_xn + x_cols[None, :], mask=j_ok[:, None] & col_ok[None, :], other=0.0)
         acc = mm(kt, xt, acc, UPCAST, PRECISION)
     y_ptr = Y + b * s_yb + h * s_yh + rows[:, None].to(tl.int64) * s_yn + y_cols[None, :]
-    tl.store(y_ptr, acc.to(Y.dtype.element_ty), mask=row_ok[:, None] & col_ok[None, :])
+    tl.store(y_ptr, (acc * scale).to(Y.dtype.element_ty), mask=row_ok[:, None] & col_ok[None, :])
 
 
 @triton.jit
 def _contract_kernel(
-    A, Bm, OUT, H, n, R1, R2, D, r_per_split,
+    A, Bm, OUT, H, n, R1, R2, D, r_per_split, scale,
     s_ab, s_ah, s_an, s_ar1, s_ar2, s_ad,
     s_bb, s_bh, s_bn, s_br1, s_br2, s_bd,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr,
     UPCAST: tl.constexpr, PRECISION: tl.constexpr,
 ):
-    # OUT[split, b, h, i, j] = Σ_{r in this split, d} A[b, h, i, r, d] Bm[b, h, j, r, d]   (float32)
+    # OUT[split, b, h, i, j] = scale · Σ_{r in this split, d} A[b, h, i, r, d] Bm[b, h, j, r, d]   (float32)
     pid = tl.program_id(0)
     bh = tl.program_id(1)
     split = tl.program_id(2)
@@ -127,12 +129,12 @@ def _contract_kernel(
         bt = tl.load(b_rows + (r1 * s_br1 + r2 * s_br2 + dd * s_bd)[None, :], mask=j_ok[:, None] & ok[None, :], other=0.0)
         acc = mm(a, tl.trans(bt), acc, UPCAST, PRECISION)
     out = OUT + ((split * tl.num_programs(1) + bh).to(tl.int64) * n + i[:, None]) * n + j[None, :]
-    tl.store(out, acc, mask=i_ok[:, None] & j_ok[None, :])
+    tl.store(out, acc * scale, mask=i_ok[:, None] & j_ok[None, :])
 
 
 @triton.jit
 def _contract_apply_kernel(
-    G, T, K, OUT, DK, H, n, R1, R2, D, strips_per_split,
+    G, T, K, OUT, DK, H, n, R1, R2, D, strips_per_split, scale,
     s_gb, s_gh, s_gn, s_gr1, s_gr2, s_gd,
     s_tb, s_th, s_tn, s_tr1, s_tr2, s_td,
     s_ob, s_oh, s_on, s_or1, s_or2, s_od,
@@ -141,8 +143,8 @@ def _contract_apply_kernel(
     UPCAST: tl.constexpr, PRECISION: tl.constexpr,
 ):
     # For the column strips of this split (BLOCK_R positions of the other axes × all D channels each):
-    #   DK[split, b, h, i, j] = Σ_c G[b, h, i, c] T[b, h, j, c]      (float32 partial sum)
-    #   OUT[b, h, i, c]       = Σ_j K[b, h, i, j] G[b, h, j, c]
+    #   DK[split, b, h, i, j] = scale · Σ_c G[b, h, i, c] T[b, h, j, c]      (float32 partial sum)
+    #   OUT[b, h, i, c]       = scale · Σ_j K[b, h, i, j] G[b, h, j, c]
     # One program owns whole strips (all n rows): it reads a strip of G and T before it writes that strip of OUT,
     # so OUT may be G's or T's memory.
     split = tl.program_id(0)
@@ -173,9 +175,9 @@ def _contract_apply_kernel(
         t = tl.load(t_rows + (r1 * s_tr1 + r2 * s_tr2 + dd * s_td)[None, :], mask=ok, other=0.0)
         acc = mm(g, tl.trans(t), acc, UPCAST, PRECISION)
         y = mm(kt, g, tl.zeros((BLOCK_N, BLOCK_R * BLOCK_D), dtype=tl.float32), UPCAST, PRECISION)
-        tl.store(o_rows + (r1 * s_or1 + r2 * s_or2 + dd * s_od)[None, :], y.to(OUT.dtype.element_ty), mask=ok)
+        tl.store(o_rows + (r1 * s_or1 + r2 * s_or2 + dd * s_od)[None, :], (y * scale).to(OUT.dtype.element_ty), mask=ok)
     dk = DK + ((split * tl.num_programs(1) + bh).to(tl.int64) * n + rows[:, None]) * n + rows[None, :]
-    tl.store(dk, acc, mask=square_ok)
+    tl.store(dk, acc * scale, mask=square_ok)
 
 
 # ------------------------------------------------------------------------------------------------ launches
@@ -328,8 +330,8 @@ def _trial_field(x: torch.Tensor, axis: int) -> torch.Tensor:
     return field.permute([order.index(i) for i in range(x.ndim)])
 
 
-def _apply(kernel: torch.Tensor, x: torch.Tensor, axis: int, overwrite: bool = False) -> torch.Tensor:
-    """``K ×_axis x``: ``kernel [B, H, n, n]`` (any strides, e.g. a transpose) along grid axis ``axis`` of ``x``.
+def _apply(kernel: torch.Tensor, x: torch.Tensor, axis: int, overwrite: bool = False, scale: float = 1.0) -> torch.Tensor:
+    """``scale · K ×_axis x``: ``kernel [B, H, n, n]`` (any strides, e.g. a transpose) along grid axis ``axis`` of ``x``.
 
     ``overwrite=True`` allows writing the result into ``x`` (a temporary of the caller's), which happens where
     the axis is short enough for one program to own whole columns; the result is returned either way."""
@@ -348,7 +350,7 @@ def _apply(kernel: torch.Tensor, x: torch.Tensor, axis: int, overwrite: bool = F
         _, r1, r2, _, strides = _axis_view(src, axis)  # src's own sizes: a tuning trial runs on a smaller field
         grid = (cdiv(n, bm) * cdiv(r1 * r2, block_r), src.shape[0] * src.shape[1])
         _apply_kernel[grid](
-            k, src, dst, src.shape[1], n, r1, r2, D, *k.stride(), *strides, *_axis_view(dst, axis)[4],
+            k, src, dst, src.shape[1], n, r1, r2, D, scale, *k.stride(), *strides, *_axis_view(dst, axis)[4],
             BLOCK_M=bm, BLOCK_N=bn, BLOCK_R=block_r, BLOCK_D=block_d, UPCAST=up, PRECISION=prec,
             num_warps=warps, num_stages=stages,
         )
@@ -370,8 +372,8 @@ def _apply(kernel: torch.Tensor, x: torch.Tensor, axis: int, overwrite: bool = F
     return y
 
 
-def _contract(a: torch.Tensor, b: torch.Tensor, axis: int) -> torch.Tensor:
-    """``out[b, h, i, j] = Σ_c a[b, h, i, c] b[b, h, j, c]`` over every index ``c`` but grid axis ``axis`` → float32
+def _contract(a: torch.Tensor, b: torch.Tensor, axis: int, scale: float = 1.0) -> torch.Tensor:
+    """``out[b, h, i, j] = scale · Σ_c a[b, h, i, c] b[b, h, j, c]`` over every index ``c`` but grid axis ``axis`` → float32
     ``[B, H, n, n]``."""
     n, R1, R2, D, sa = _axis_view(a, axis)
     sb = _axis_view(b, axis)[4]
@@ -392,7 +394,7 @@ def _contract(a: torch.Tensor, b: torch.Tensor, axis: int) -> torch.Tensor:
         splits = cdiv(R, r_per_split)
         out = empty(splits, B, H, n, n, like=a, dtype=torch.float32)
         _contract_kernel[(tiles, B * H, splits)](
-            a, b, out, H, n, R1, R2, D, r_per_split, *sa, *sb,
+            a, b, out, H, n, R1, R2, D, r_per_split, scale, *sa, *sb,
             BLOCK_M=bm, BLOCK_N=bn, BLOCK_R=block_r, BLOCK_D=block_d, UPCAST=up, PRECISION=prec,
             num_warps=warps, num_stages=stages,
         )
@@ -405,8 +407,8 @@ def _contract(a: torch.Tensor, b: torch.Tensor, axis: int) -> torch.Tensor:
     return out[0] if out.shape[0] == 1 else out.sum(0)
 
 
-def _contract_apply(g: torch.Tensor, t: torch.Tensor, kernel: torch.Tensor, axis: int, out: torch.Tensor | None):
-    """``(Σ_c g[.., i, c] t[.., j, c], K ×_axis g)`` in one pass over ``g`` and ``t``: the kernel gradient (float32
+def _contract_apply(g: torch.Tensor, t: torch.Tensor, kernel: torch.Tensor, axis: int, out: torch.Tensor | None, scale: float = 1.0):
+    """``scale · (Σ_c g[.., i, c] t[.., j, c], K ×_axis g)`` in one pass over ``g`` and ``t``: the kernel gradient (float32
     ``[B, H, n, n]``) of axis ``axis`` and the gradient's image under ``kernel`` (e.g. a transpose), written into
     ``out`` (``g``'s or ``t``'s memory, or ``None`` for a new field). Three field passes where :func:`_contract` and
     :func:`_apply` make four. Only for axes of up to :data:`_FUSED_MAX_AXIS` points (see :func:`fuses`)."""
@@ -430,7 +432,7 @@ def _contract_apply(g: torch.Tensor, t: torch.Tensor, kernel: torch.Tensor, axis
         splits = cdiv(strips, per_split)
         dk = empty(splits, g_.shape[0], g_.shape[1], n, n, like=g_, dtype=torch.float32)
         _contract_apply_kernel[(splits, bh)](
-            g_, t_, k, y_, dk, g_.shape[1], n, r1, r2, D, per_split,
+            g_, t_, k, y_, dk, g_.shape[1], n, r1, r2, D, per_split, scale,
             *strides, *_axis_view(t_, axis)[4], *_axis_view(y_, axis)[4], *k.stride(),
             BLOCK_N=pow2(n), BLOCK_R=block_r, BLOCK_D=block_d, UPCAST=up, PRECISION=prec, num_warps=warps, num_stages=stages,
         )
@@ -460,9 +462,10 @@ def fuses(x: torch.Tensor, axis: int) -> bool:
     return bool(_fit_fused(x.shape[2 + axis], x.shape[-1], x.element_size(), upcast()))
 
 
-def _axial_kernels(qs: Sequence[torch.Tensor], ks: Sequence[torch.Tensor], scales: Sequence[float], dtype: torch.dtype):
-    """``K_a = scale_a · q_a k_aᵀ`` ``[B, H, n_a, n_a]`` in the field's dtype, rounded exactly like the reference."""
-    return [torch.matmul(q.to(dtype), k.to(dtype).transpose(-1, -2)) * s for q, k, s in zip(qs, ks, scales)]
+def _axial_products(qs: Sequence[torch.Tensor], ks: Sequence[torch.Tensor], dtype: torch.dtype) -> list[torch.Tensor]:
+    """``q_a k_aᵀ`` ``[B, H, n_a, n_a]`` in the field's dtype. The quadrature weight ``scale_a`` is applied inside
+    the kernels, to the float32 accumulators, which saves a launch per axis and a rounding."""
+    return [torch.matmul(q.to(dtype), k.to(dtype).transpose(-1, -2)) for q, k in zip(qs, ks)]
 
 
 class _FactorizedAttention(torch.autograd.Function):
@@ -470,16 +473,16 @@ class _FactorizedAttention(torch.autograd.Function):
     def forward(ctx, scales: tuple[float, ...], recompute: bool, v: torch.Tensor, *qk: torch.Tensor) -> torch.Tensor:
         d = len(scales)
         with torch.autocast(v.device.type, enabled=False):
-            kernels = _axial_kernels(qk[:d], qk[d:], scales, v.dtype)
+            products = _axial_products(qk[:d], qk[d:], v.dtype)
             fields = [v]  # fields[a]: the field axis a's kernel is applied to
-            for axis, kernel in enumerate(kernels):
+            for axis, (product, s) in enumerate(zip(products, scales)):
                 # recomputing: the intermediates are not kept, so each later axis may overwrite the one before
-                fields.append(_apply(kernel, fields[-1], axis, overwrite=recompute and axis > 0))
+                fields.append(_apply(product, fields[-1], axis, overwrite=recompute and axis > 0, scale=s))
         ctx.scales = scales
         # The intermediates are a plain attribute, not saved tensors: the backward drops each one as soon as its
         # kernel gradient is formed, which keeps its peak at that of recomputing them (saved tensors live to the end).
         ctx.intermediates = None if recompute else fields[1:-1]
-        ctx.save_for_backward(v, *qk, *kernels)
+        ctx.save_for_backward(v, *qk, *products)
         return fields[-1]
 
     @staticmethod
@@ -487,32 +490,32 @@ class _FactorizedAttention(torch.autograd.Function):
         v, *rest = ctx.saved_tensors
         scales = ctx.scales
         d = len(scales)
-        qs, ks, kernels = rest[:d], rest[d:2 * d], rest[2 * d:]
+        qs, ks, products = rest[:d], rest[d:2 * d], rest[2 * d:]
         inputs = [v]  # inputs[a]: the field axis a's kernel was applied to
         if ctx.intermediates is not None:
             inputs += ctx.intermediates
             ctx.intermediates = None  # ours now, freed one by one below; a second backward recomputes them
         with torch.autocast(v.device.type, enabled=False):
             for axis in range(len(inputs) - 1, d - 1):
-                inputs.append(_apply(kernels[axis], inputs[-1], axis))
+                inputs.append(_apply(products[axis], inputs[-1], axis, scale=scales[axis]))
             g = grad.to(v.dtype)  # gradient w.r.t. the output of axis a's application
-            dkernels: list[torch.Tensor] = [None] * d  # type: ignore[list-item]
+            dproducts: list[torch.Tensor] = [None] * d  # type: ignore[list-item]  # float32 [B, H, n, n]
             for axis in reversed(range(d)):
-                t = inputs.pop()
+                t, s, product_t = inputs.pop(), scales[axis], products[axis].transpose(-1, -2)
                 if (axis > 0 or ctx.needs_input_grad[2]) and fuses(g, axis):
                     # one pass for the kernel gradient and the next g, written over whichever input is ours
                     into = t if t is not v else (g if g is not grad else None)
-                    dkernels[axis], g = _contract_apply(g, t, kernels[axis].transpose(-1, -2), axis, into)
+                    dproducts[axis], g = _contract_apply(g, t, product_t, axis, into, scale=s)
                     continue
-                dkernels[axis] = _contract(g, t, axis)  # [B, H, n, n] float32
+                dproducts[axis] = _contract(g, t, axis, scale=s)
                 del t  # released before the next field is allocated
                 if axis > 0 or ctx.needs_input_grad[2]:
-                    g = _apply(kernels[axis].transpose(-1, -2), g, axis, overwrite=g is not grad)
+                    g = _apply(product_t, g, axis, overwrite=g is not grad, scale=s)
             del inputs
             grads_q, grads_k = [], []
-            for dkernel, q, k, s in zip(dkernels, qs, ks, scales):
-                # the gradient of the scaled product in the field's dtype, as the reference's autograd rounds it
-                dproduct = (dkernel * s).to(v.dtype)
+            for dproduct, q, k in zip(dproducts, qs, ks):
+                # in the field's dtype, as the reference's autograd rounds the product's gradient
+                dproduct = dproduct.to(v.dtype)
                 grads_q.append(torch.matmul(dproduct, k.to(v.dtype)).to(q.dtype))
                 grads_k.append(torch.matmul(dproduct.transpose(-1, -2), q.to(v.dtype)).to(k.dtype))
         dv = g if ctx.needs_input_grad[2] else None
