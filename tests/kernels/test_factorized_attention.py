@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from kernel_checks import as_leaves, check_against_reference, cuda, device, fast  # noqa: F401 (fixtures)
+from kernel_checks import as_leaves, check_against_reference, cuda, device, fast, reference  # noqa: F401 (fixtures)
 
 OP = "factorized_attention"
 
@@ -59,6 +59,19 @@ def test_passes_over_the_field_with_and_without_recomputing(device, grid, monkey
         assert backward[: d - 1 if recompute else 0] == ["_apply"] * (d - 1 if recompute else 0)
         assert backward.count("_contract_apply") == short
         assert backward.count("_contract") == d - short and backward.count("_apply") == (d - 1 if recompute else 0) + d - short
+
+
+@pytest.mark.parametrize("grid", [(6,), (5, 9)])
+def test_an_expanded_incoming_gradient(device, grid):
+    """``out.sum().backward()`` hands the op a zero-stride gradient: read in place, never written."""
+    exact = make_inputs(grid, B=1, H=2, E=4, D=3, device=device)
+    grads = []
+    for module in (fast(OP), reference(OP)):
+        qs, ks, v = as_leaves(exact, lambda t: t.float())
+        module.factorized_attention(qs, ks, v).sum().backward()
+        grads.append([t.grad for t in (*qs, *ks, v)])
+    for f, r in zip(*grads):
+        torch.testing.assert_close(f, r, rtol=1e-4, atol=1e-4)
 
 
 def test_kept_intermediates_allow_a_second_backward(device):
@@ -121,6 +134,16 @@ def test_in_place_tuning_trials_leave_the_field_alone(cuda, monkeypatch):
     out = triton_fa._apply(kernel, x, 1, overwrite=True)
     assert out.data_ptr() == x.data_ptr()
     torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-4)
+    # the whole op, tuned: the fused backward pass times its candidates on fields of its own (here the incoming
+    # gradient is an expanded tensor, of another layout than the intermediates)
+    exact = make_inputs((64, 48, 40), B=4, H=4, E=32, D=64, device=cuda)
+    grads = []
+    for module in (triton_fa, reference(OP)):
+        qs, ks, v = as_leaves(exact, lambda t: t.float())
+        module.factorized_attention(qs, ks, v).sum().backward()
+        grads.append([t.grad for t in (*qs, *ks, v)])
+    for f, r in zip(*grads):
+        torch.testing.assert_close(f, r, rtol=1e-3, atol=1e-3 * r.abs().max().item())
 
 
 @pytest.mark.parametrize("axis", [0, 1])

@@ -441,9 +441,11 @@ def _contract_apply(g: torch.Tensor, t: torch.Tensor, kernel: torch.Tensor, axis
     scratch: list[torch.Tensor] = []
 
     def trial(config) -> None:
-        # the launch overwrites one of its inputs: time the candidates on smaller fields of the same layouts
+        # The launch overwrites one of its inputs: time the candidates on two smaller fields of one shape, in the
+        # layout of t (the op's own, dense; g may be anything autograd hands over, even an expanded tensor).
         if not scratch:
-            scratch.extend((_trial_field(g, axis), _trial_field(t, axis)))
+            field = _trial_field(t, axis)
+            scratch.extend((field, torch.zeros_like(field)))
         g_, t_ = scratch
         run(config, g_, t_, t_, kernel[:g_.shape[0]])
 
