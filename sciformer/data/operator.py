@@ -30,6 +30,7 @@ from typing import NamedTuple
 import torch
 
 from sciformer.data import catalog
+from sciformer.data.pde import gather_windows, open_pdebench, windows_per_trajectory
 from sciformer.errors import DataError
 
 MODES = ("one_step", "unroll", "all_to_all")
@@ -127,8 +128,7 @@ class OperatorData:
         if self.steady:
             return s.inputs.shape[0]
         n, n_frames = s.trajectories.shape[:2]
-        ahead = self.unroll_steps if training else 1
-        return n * (n_frames - self.initial_step - ahead + 1)
+        return n * windows_per_trajectory(n_frames, self.initial_step, self.unroll_steps if training else 1)
 
     def n_batches(self, split: str, batch_size: int, world_size: int = 1) -> int:
         n = len(range(0, self._count(split, split == "train"), world_size))
@@ -158,11 +158,7 @@ class OperatorData:
         if self.steady:
             return OperatorBatch(s.inputs[idx], s.targets[idx])
         traj = s.trajectories
-        per_sample = traj.shape[1] - self.initial_step - ahead + 1
-        n, k = idx // per_sample, idx % per_sample  # window k: frames k .. k+initial_step-1
-        frames = k[:, None] + torch.arange(self.initial_step, device=idx.device)  # [B, initial_step]
-        u = traj[n[:, None], frames].flatten(1, 2)  # [B, initial_step * C, *grid]
-        y = traj[n, k + self.initial_step + ahead - 1]  # [B, C, *grid]
+        u, y = gather_windows(traj, idx, self.initial_step, ahead)  # [B, initial_step * C, *grid], [B, C, *grid]
         t = torch.full((len(idx),), 1.0 / (traj.shape[1] - 1), device=idx.device) if self.mode == "all_to_all" else None
         return OperatorBatch(u, y, t, ahead)
 
@@ -253,7 +249,6 @@ def _holdout(train: SplitTensors, fraction: float) -> tuple[SplitTensors, SplitT
 def load_operator_data(cfg, train_cfg) -> OperatorData:
     """Build :class:`OperatorData` from a recipe's ``data`` and ``train`` sections."""
     from sciformer.data.neuralop import NEURALOP_SMALL, load_neuralop_small
-    from sciformer.data.pde import open_pdebench
 
     name = cfg.name
     if name in NEURALOP_SMALL:

@@ -339,6 +339,26 @@ def detect_layout(path: str | os.PathLike) -> str:
 
 
 # --------------------------------------------------------------------------------------------------
+# Windows of a trajectory: initial_step input frames, then the target `ahead` frames later
+# --------------------------------------------------------------------------------------------------
+
+
+def windows_per_trajectory(n_frames: int, initial_step: int, ahead: int = 1) -> int:
+    """Windows in a trajectory of ``n_frames`` frames: window ``k`` takes frames ``k .. k+initial_step-1`` as
+    input and frame ``k + initial_step + ahead - 1`` as target."""
+    return n_frames - initial_step - ahead + 1
+
+
+def gather_windows(traj: torch.Tensor, idx: torch.Tensor, initial_step: int, ahead: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Windows ``idx`` (sample-major, then window) of trajectories ``[N, T, C, *grid]`` → inputs
+    ``[B, initial_step * C, *grid]`` and targets ``[B, C, *grid]``; only these windows are copied."""
+    per_sample = windows_per_trajectory(traj.shape[1], initial_step, ahead)
+    n, k = idx // per_sample, idx % per_sample
+    frames = k[:, None] + torch.arange(initial_step, device=idx.device)  # [B, initial_step]
+    return traj[n[:, None], frames].flatten(1, 2), traj[n, k + initial_step + ahead - 1]
+
+
+# --------------------------------------------------------------------------------------------------
 # The dataset
 # --------------------------------------------------------------------------------------------------
 
@@ -435,7 +455,7 @@ class PDEDataset(Dataset):
         f32 = lambda c: torch.from_numpy(np.array(c, dtype=np.float32))  # noqa: E731  (copy: source may be read-only)
         self.grid = {ax: f32(c[:: self.s]) for ax, c in m.coords.items() if ax != "t"}
         self.grid["t"] = f32(m.coords["t"][:: self.rt][: self._n_frames])
-        self._windows = 1 if self.is_darcy else self._n_frames - self.initial_step
+        self._windows = 1 if self.is_darcy else windows_per_trajectory(self._n_frames, self.initial_step)
 
     # ---- file handle: opened lazily, once per process (DataLoader workers fork/spawn) ----
     def _h5(self):
@@ -561,12 +581,7 @@ class PDEDataset(Dataset):
         """Pairs ``p0..p1-1`` (sample-major, then target frame) of a block ``[b, T', C, *grid]``."""
         if self.is_darcy:
             return traj[p0:p1, 0].contiguous(), traj[p0:p1, 1].contiguous()
-        idx = torch.arange(p0, p1)
-        j, w = idx // self._windows, idx % self._windows
-        frames = w[:, None] + torch.arange(self.initial_step + 1)  # [n, initial_step+1]
-        sel = traj[j[:, None], frames]  # [n, initial_step+1, C, *grid]: only this batch is copied
-        u_in = sel[:, :-1].reshape(p1 - p0, -1, *traj.shape[3:])
-        return u_in, sel[:, -1].contiguous()
+        return gather_windows(traj, torch.arange(p0, p1), self.initial_step)
 
     def iter_batches(self, batch_size: int, chunk_size: int | None = None, *,
                      drop_last: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

@@ -66,11 +66,11 @@ def run_rollout(run_dir, data_file, steps: int, out_dir=None, frames: list[int] 
     from sciformer.data.operator import read_split
     from sciformer.data.pde import open_pdebench
     from sciformer.data.xarray_io import to_xarray, write_netcdf
-    from sciformer.engine.checkpoint import load_model, read_run_config, write_json
+    from sciformer.engine.checkpoint import find_checkpoint, load_model, read_run_config, write_json
     from sciformer.engine.plots import field_figure, rollout_animation, save_figure, step_error_figure
 
     run_dir = Path(run_dir)
-    ckpt = run_dir / "checkpoint" if (run_dir / "checkpoint").is_dir() else run_dir
+    ckpt = find_checkpoint(run_dir)
     config = read_run_config(ckpt)
     if config["data"].get("kind") != "operator":
         raise DataError(f"run '{run_dir}' is not an operator model (it was trained on a time series); rollout needs an operator checkpoint")

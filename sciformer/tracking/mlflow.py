@@ -150,11 +150,10 @@ class RolloutTracker:
 
         import mlflow
 
-        from sciformer.engine.checkpoint import read_run_config
+        from sciformer.engine.checkpoint import find_checkpoint, read_run_config
 
         self.mlflow = mlflow
-        ckpt = Path(run_dir) / "checkpoint" if (Path(run_dir) / "checkpoint").is_dir() else Path(run_dir)
-        recipe = read_run_config(ckpt)["recipe"]
+        recipe = read_run_config(find_checkpoint(run_dir))["recipe"]
         self.cfg = TrackingConfig(**{k: v for k, v in recipe.get("tracking", {}).items()})
         self.name = f"{Path(run_dir).name}-rollout"
         self.enabled = self.cfg.enabled

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from sciformer.data.neuralop import load_neuralop_small
-from sciformer.data.pde import describe, detect_layout, open_pdebench
+from sciformer.data.pde import describe, detect_layout, gather_windows, open_pdebench, windows_per_trajectory
 from sciformer.errors import DataError
 
 RNG = np.random.default_rng(0)
@@ -348,3 +348,17 @@ def test_operator_splits_are_read_into_one_tensor_and_refused_when_larger_than_m
         monkeypatch.setattr(operator, "_physical_memory", lambda: 4096)  # the split is 41 kB
         with pytest.raises(DataError, match=r"traj\.h5.*needs 0\.0 GiB in memory, more than .*data\.num_samples"):
             operator.read_split(ds)
+
+
+@pytest.mark.parametrize("initial_step, ahead", [(1, 1), (3, 1), (2, 4)])
+def test_gather_windows_matches_the_window_definition(initial_step, ahead):
+    """Window k of sample n: frames k .. k+initial_step-1 stacked on channels, target frame k+initial_step+ahead-1."""
+    traj = torch.randn(3, 9, 2, 5, 4)  # [N, T, C, *grid]
+    per_sample = windows_per_trajectory(9, initial_step, ahead)
+    idx = torch.tensor([0, per_sample - 1, per_sample, 3 * per_sample - 1])
+    u, y = gather_windows(traj, idx, initial_step, ahead)
+    for row, i in enumerate(idx.tolist()):
+        n, k = divmod(i, per_sample)
+        torch.testing.assert_close(u[row], traj[n, k : k + initial_step].reshape(-1, 5, 4), rtol=0, atol=0)
+        torch.testing.assert_close(y[row], traj[n, k + initial_step + ahead - 1], rtol=0, atol=0)
+    assert per_sample == 9 - initial_step - ahead + 1
