@@ -218,7 +218,7 @@ _INPLACE_CONFIGS = (  # (BLOCK_N, columns, warps, stages); BLOCK_M covers the wh
     (32, 256, 4, 3),
     (32, 128, 4, 4),
 )
-_INPLACE_ACC_PER_THREAD = 128  # fp32 accumulators per thread of an in-place tile (rows × columns / threads)
+_ACC_PER_THREAD = 128  # fp32 accumulators per thread of a whole-axis tile (in-place and fused passes)
 
 _SHARED_BYTES = 200 * 1024  # of the H100's 227 KiB per block, leaving room for the compiler's own buffers
 
@@ -256,14 +256,14 @@ def _fit(configs, n: int, D: int, itemsize: int, operands, interpreted: bool) ->
 @lru_cache(maxsize=None)
 def _fit_inplace(n: int, D: int, itemsize: int, interpreted: bool) -> tuple[tuple[int, int, int, int, int], ...]:
     """Tile configurations whose row tile spans the whole axis (so a program may overwrite what it read), with at
-    most :data:`_INPLACE_ACC_PER_THREAD` accumulators per thread; empty when the axis is too long for that."""
+    most :data:`_ACC_PER_THREAD` accumulators per thread; empty when the axis is too long for that."""
     m, block_d = pow2(n), pow2(D, 1)
     if interpreted:
         return ((m, min(64, m), max(64, block_d), 4, 1),) if m * max(64, block_d) <= 64 * 1024 else ()
     fitted = []
     for k, c, warps, stages in _INPLACE_CONFIGS:
         k, c = min(k, m), max(c, block_d)
-        if m * c > _INPLACE_ACC_PER_THREAD * 32 * warps:
+        if m * c > _ACC_PER_THREAD * 32 * warps:
             continue
         while stages > 1 and stages * _apply_staged(m, k, c) * itemsize > _SHARED_BYTES:
             stages -= 1
@@ -287,12 +287,13 @@ _FUSED_MAX_AXIS = 128  # the n × n float32 kernel gradient of a longer axis doe
 def _fit_fused(n: int, D: int, itemsize: int, interpreted: bool) -> tuple[tuple[int, int, int], ...]:
     """Configurations of the fused contraction + application for an axis of ``n`` points and ``D`` channels: the
     kernel gradient (``n²``) and the output strip (``n × columns``) accumulate in at most
-    :data:`_INPLACE_ACC_PER_THREAD` float32 registers per thread; empty when the axis is too long."""
+    :data:`_ACC_PER_THREAD` float32 registers per thread; empty when the axis is too long."""
     m, block_d = pow2(n), pow2(D, 1)
     if m > _FUSED_MAX_AXIS:
         return ()
     if interpreted:
         return ((max(64, block_d), 4, 1),)
+
     def shared(c: int, stages: int) -> int:
         # staged strips of g and t, the kernel, and the float32 output strip's trip through shared memory on its
         # way to the store (what ptxas reports for sm_90: 262144 bytes for float32, n = 128, 128 columns, 1 stage)
@@ -301,7 +302,7 @@ def _fit_fused(n: int, D: int, itemsize: int, interpreted: bool) -> tuple[tuple[
     fitted = []
     for c, warps, stages in _FUSED_CONFIGS:
         c = max(c, block_d)
-        if m * (m + c) > _INPLACE_ACC_PER_THREAD * 32 * warps:
+        if m * (m + c) > _ACC_PER_THREAD * 32 * warps:
             continue
         while stages > 1 and shared(c, stages) > _SHARED_BYTES:
             stages -= 1
@@ -318,8 +319,7 @@ def _trial_field(x: torch.Tensor, axis: int) -> torch.Tensor:
     and channels, but the other grid axes and the batch cut so that an application with the widest column tile of
     :data:`_INPLACE_CONFIGS` launches about :data:`_TRIAL_PROGRAMS` programs: what an in-place tuning trial runs on."""
     d = x.ndim - 3
-    n, R1, R2, D, _ = _axis_view(x, axis)
-    columns_per_program = max(1, max(c for _, c, _, _ in _INPLACE_CONFIGS) // pow2(D, 1))
+    columns_per_program = max(1, max(c for _, c, _, _ in _INPLACE_CONFIGS) // pow2(x.shape[-1], 1))
     positions = cdiv(_TRIAL_PROGRAMS * columns_per_program, x.shape[1])  # of the batch × the other grid axes
     shape = list(x.shape)
     kept = 1
