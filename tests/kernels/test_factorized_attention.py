@@ -27,6 +27,17 @@ def leaves(d):
     return [*((0, i) for i in range(d)), *((1, i) for i in range(d)), 2]
 
 
+def summed_output_gradients(exact):
+    """Gradients of ``out.sum()`` (an expanded, zero-stride incoming gradient) w.r.t. q, k and v, in float32, from the
+    fast path and from the reference."""
+    grads = []
+    for module in (fast(OP), reference(OP)):
+        qs, ks, v = as_leaves(exact, lambda t: t.float())
+        module.factorized_attention(qs, ks, v).sum().backward()
+        grads.append([t.grad for t in (*qs, *ks, v)])
+    return zip(*grads)
+
+
 @pytest.mark.parametrize("recompute", [False, True])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("grid", [(7,), (5, 9), (3, 4, 6)])
@@ -64,13 +75,7 @@ def test_passes_over_the_field_with_and_without_recomputing(device, grid, monkey
 @pytest.mark.parametrize("grid", [(6,), (5, 9)])
 def test_an_expanded_incoming_gradient(device, grid):
     """``out.sum().backward()`` hands the op a zero-stride gradient: read in place, never written."""
-    exact = make_inputs(grid, B=1, H=2, E=4, D=3, device=device)
-    grads = []
-    for module in (fast(OP), reference(OP)):
-        qs, ks, v = as_leaves(exact, lambda t: t.float())
-        module.factorized_attention(qs, ks, v).sum().backward()
-        grads.append([t.grad for t in (*qs, *ks, v)])
-    for f, r in zip(*grads):
+    for f, r in summed_output_gradients(make_inputs(grid, B=1, H=2, E=4, D=3, device=device)):
         torch.testing.assert_close(f, r, rtol=1e-4, atol=1e-4)
 
 
@@ -136,13 +141,7 @@ def test_in_place_tuning_trials_leave_the_field_alone(cuda, monkeypatch):
     torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-4)
     # the whole op, tuned: the fused backward pass times its candidates on fields of its own (here the incoming
     # gradient is an expanded tensor, of another layout than the intermediates)
-    exact = make_inputs((64, 48, 40), B=4, H=4, E=32, D=64, device=cuda)
-    grads = []
-    for module in (triton_fa, reference(OP)):
-        qs, ks, v = as_leaves(exact, lambda t: t.float())
-        module.factorized_attention(qs, ks, v).sum().backward()
-        grads.append([t.grad for t in (*qs, *ks, v)])
-    for f, r in zip(*grads):
+    for f, r in summed_output_gradients(make_inputs((64, 48, 40), B=4, H=4, E=32, D=64, device=cuda)):
         torch.testing.assert_close(f, r, rtol=1e-3, atol=1e-3 * r.abs().max().item())
 
 

@@ -311,15 +311,26 @@ def _fit_fused(n: int, D: int, itemsize: int, interpreted: bool) -> tuple[tuple[
     return tuple(dict.fromkeys(fitted))
 
 
+def _sm_count(x: torch.Tensor) -> int:
+    """Multiprocessors of ``x``'s GPU (4 under the interpreter): split reductions aim at a few programs per one."""
+    return torch.cuda.get_device_properties(x.device).multi_processor_count if x.is_cuda else 4
+
+
+def _sum_partials(partials: torch.Tensor) -> torch.Tensor:
+    """The kernel gradient from its ``[splits, B, H, n, n]`` float32 partial sums (added here: deterministic)."""
+    return partials[0] if partials.shape[0] == 1 else partials.sum(0)
+
+
 _TRIAL_PROGRAMS = 8 * 132  # programs an in-place tuning trial launches: 8 waves on an H100's 132 multiprocessors
 
 
 def _trial_field(x: torch.Tensor, axis: int) -> torch.Tensor:
     """A zero field in ``x``'s memory layout (the same order of strides), with the whole axis ``axis``, all heads
-    and channels, but the other grid axes and the batch cut so that an application with the widest column tile of
-    :data:`_INPLACE_CONFIGS` launches about :data:`_TRIAL_PROGRAMS` programs: what an in-place tuning trial runs on."""
+    and channels, but the other grid axes and the batch cut so that a whole-axis launch (in place or fused) with the
+    widest column tile launches about :data:`_TRIAL_PROGRAMS` programs: what its tuning trials run on."""
     d = x.ndim - 3
-    columns_per_program = max(1, max(c for _, c, _, _ in _INPLACE_CONFIGS) // pow2(x.shape[-1], 1))
+    widest = max(*(cfg[1] for cfg in _INPLACE_CONFIGS), *(cfg[0] for cfg in _FUSED_CONFIGS))
+    columns_per_program = max(1, widest // pow2(x.shape[-1], 1))
     positions = cdiv(_TRIAL_PROGRAMS * columns_per_program, x.shape[1])  # of the batch × the other grid axes
     shape = list(x.shape)
     kept = 1
@@ -382,7 +393,7 @@ def _contract(a: torch.Tensor, b: torch.Tensor, axis: int, scale: float = 1.0) -
     block_d = pow2(D, 1)
     prec, up = precision(a.dtype), upcast()
     R = R1 * R2
-    sm_count = torch.cuda.get_device_properties(a.device).multi_processor_count if a.is_cuda else 4
+    sm_count = _sm_count(a)
     result = {}
 
     def launch(config):
@@ -404,8 +415,7 @@ def _contract(a: torch.Tensor, b: torch.Tensor, axis: int, scale: float = 1.0) -
     key = ("fa_contract", n, R > 4096, D, a.dtype, sa[5] == 1, prec)
     with device_guard(a):
         _tuning.pick(key, _fit(_CONTRACT_CONFIGS, n, D, a.element_size(), _contract_staged, upcast()), launch, a.device)
-    out = result["out"]
-    return out[0] if out.shape[0] == 1 else out.sum(0)
+    return _sum_partials(result["out"])
 
 
 def _contract_apply(g: torch.Tensor, t: torch.Tensor, kernel: torch.Tensor, axis: int, out: torch.Tensor | None, scale: float = 1.0):
@@ -414,11 +424,9 @@ def _contract_apply(g: torch.Tensor, t: torch.Tensor, kernel: torch.Tensor, axis
     ``out`` (``g``'s or ``t``'s memory, or ``None`` for a new field). Three field passes where :func:`_contract` and
     :func:`_apply` make four. Only for axes of up to :data:`_FUSED_MAX_AXIS` points (see :func:`fuses`)."""
     n, R1, R2, D, sg = _axis_view(g, axis)
-    st = _axis_view(t, axis)[4]
-    B, H = g.shape[:2]
     block_d = pow2(D, 1)
     prec, up = precision(g.dtype), upcast()
-    sm_count = torch.cuda.get_device_properties(g.device).multi_processor_count if g.is_cuda else 4
+    sm_count = _sm_count(g)
     y = out if out is not None else empty_like(g)
     result = {}
 
@@ -456,8 +464,7 @@ def _contract_apply(g: torch.Tensor, t: torch.Tensor, kernel: torch.Tensor, axis
     key = ("fa_fused", n, R1 * R2 > 4096, D, g.dtype, sg[5] == 1, prec)
     with device_guard(g):
         _tuning.pick(key, _fit_fused(n, D, g.element_size(), upcast()), launch, g.device, trial=trial)
-    dk = result["dk"]
-    return (dk[0] if dk.shape[0] == 1 else dk.sum(0)), y
+    return _sum_partials(result["dk"]), y
 
 
 def fuses(x: torch.Tensor, axis: int) -> bool:
