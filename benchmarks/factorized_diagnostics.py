@@ -81,7 +81,7 @@ def passes(device) -> None:
         field_bytes = v.numel() * v.element_size()
         copy = cuda_ms(lambda: g.copy_(v), 20)
         print(f"== {grid}: field {field_bytes / 2**20:.0f} MiB; copy {copy:.3f} ms, {2 * field_bytes / copy / 1e9:.2f} TB/s")
-        products = [fa._axial_product(q.detach(), k.detach(), v.dtype) for q, k in zip(qs, ks)]
+        products = [fa._matmul(q.detach(), k.detach().transpose(-1, -2), v.dtype) for q, k in zip(qs, ks)]
         last, n = len(grid) - 1, pow2(grid[0])
         kinds = {
             "axis 0, out of place": (products[0], v, torch.empty_like(v), 0),

@@ -48,28 +48,37 @@ def test_matches_reference(device, grid, dtype, recompute):
     assert out.movedim(1, -2).is_contiguous()
 
 
-@pytest.mark.parametrize("grid", [(5, 9), (3, 4, 6), (130, 4)])
-def test_passes_over_the_field_with_and_without_recomputing(device, grid, monkeypatch):
+def fused_axes(grid, dtype) -> int:
+    """Axes whose backward takes the fused pass: up to 128 points always; up to 256 points in 16-bit dtypes where the
+    gradient's image may go over an intermediate of the op's or a new field (every axis but the first of a grid with
+    several), since there the kernel gradient is split over programs that all read the whole gradient."""
+    split = dtype.itemsize == 2
+    return sum(n <= 128 or (split and n <= 256 and (axis > 0 or len(grid) == 1)) for axis, n in enumerate(grid))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("grid", [(5, 9), (3, 4, 6), (130, 4), (4, 130), (130,)])
+def test_passes_over_the_field_with_and_without_recomputing(device, grid, dtype, monkeypatch):
     """Forward: d applications, each intermediate overwritten by the next only when nothing is kept. Backward: the
-    d - 1 intermediates recomputed (or not), then per axis one fused contraction + transposed application where the
-    axis is short enough (up to 128 points), else a contraction and an application."""
+    d - 1 intermediates recomputed (or not), then per axis one fused contraction + transposed application where
+    :func:`fused_axes` says so, else a contraction and an application."""
     triton_fa = fast(OP)
     d = len(grid)
-    short = sum(n <= 128 for n in grid)
+    fused = fused_axes(grid, dtype)
     calls = []
     for name in ("_apply", "_contract", "_contract_apply"):
         original = getattr(triton_fa, name)
         monkeypatch.setattr(triton_fa, name, lambda *a, _name=name, _f=original, **kw: calls.append(_name) or _f(*a, **kw))
     for recompute in (False, True):
         calls.clear()
-        qs, ks, v = as_leaves(make_inputs(grid, B=1, H=2, E=4, D=3, device=device), lambda t: t.float())
+        qs, ks, v = as_leaves(make_inputs(grid, B=1, H=2, E=4, D=3, device=device), lambda t: t.to(dtype))
         out = triton_fa.factorized_attention(qs, ks, v, recompute=recompute)
         assert calls == ["_apply"] * d
         out.backward(torch.ones_like(out))
         backward = calls[d:]
         assert backward[: d - 1 if recompute else 0] == ["_apply"] * (d - 1 if recompute else 0)
-        assert backward.count("_contract_apply") == short
-        assert backward.count("_contract") == d - short and backward.count("_apply") == (d - 1 if recompute else 0) + d - short
+        assert backward.count("_contract_apply") == fused
+        assert backward.count("_contract") == d - fused and backward.count("_apply") == (d - 1 if recompute else 0) + d - fused
 
 
 @pytest.mark.parametrize("grid", [(6,), (5, 9)])
@@ -91,10 +100,13 @@ def test_kept_intermediates_allow_a_second_backward(device):
 
 
 @pytest.mark.parametrize("recompute", [False, True])
-def test_matches_reference_with_an_axis_too_long_to_fuse(device, recompute):
-    """An axis of more than 128 points takes the separate contraction and application, the other one the fused pass."""
-    inputs = make_inputs((130, 5), B=1, H=2, E=4, D=3, device=device) + [None, recompute]
-    check_against_reference(OP, "factorized_attention", inputs, leaves(2), torch.float32)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("grid", [(130, 5), (5, 130), (130,)])
+def test_matches_reference_with_a_long_axis(device, grid, dtype, recompute):
+    """An axis of 129-256 points: the fused pass with the kernel gradient split over programs, where it is allowed
+    (see :func:`fused_axes`), else the separate contraction and application."""
+    inputs = make_inputs(grid, B=1, H=2, E=4, D=3, device=device) + [None, recompute]
+    check_against_reference(OP, "factorized_attention", inputs, leaves(len(grid)), dtype)
 
 
 def test_contiguous_values_and_custom_scales(device):
@@ -166,3 +178,46 @@ def test_axial_application_overwrites_its_input_only_where_a_program_owns_whole_
     long_out = triton_fa._apply(long_kernel, long_x, 0, overwrite=True)
     assert long_out.data_ptr() != long_x.data_ptr() and torch.equal(long_x, kept)
     torch.testing.assert_close(long_out, torch.einsum("bhij,bhjrd->bhird", long_kernel, long_x), rtol=1e-4, atol=1e-5)
+
+
+def test_a_replay_repeats_the_launch_with_new_tensors_and_floats(device):
+    """A :class:`Replay` keeps the grid and the integer arguments of a launch, takes the tensors and float scalars
+    anew, in order, and holds no tensor of the launch it was made from."""
+    import weakref
+
+    from sciformer.kernels._triton import Replay
+
+    launched = []
+
+    class Compiled:  # what triton's CompiledKernel offers: ``compiled[grid](*args)``
+        def __getitem__(self, grid):
+            return lambda *args: launched.append((grid, args))
+
+    first, second, third = torch.zeros(3), torch.ones(3), torch.full((3,), 2.0)
+    replay = Replay(Compiled(), (4, 2), (first, 7, 0.5, second, 16, True, "tf32"))
+    gone = weakref.ref(first)
+    del first
+    assert gone() is None
+    replay(third, 0.25, third)
+    (grid, args), = launched
+    assert grid == (4, 2, 1) and args[1::3] == (7, 16) and args[5:] == (True, "tf32") and args[2] == 0.25
+    assert args[0] is third and args[3] is third
+    with pytest.raises(ValueError):
+        replay(third)  # every tensor and float of the launch, no fewer
+
+
+@pytest.mark.gpu
+def test_repeated_calls_replay_the_first_launch(cuda, monkeypatch):
+    """The second call with tensors of the same geometry goes through the launches recorded by the first, with the same
+    result, forward and backward."""
+    triton_fa = fast(OP)
+    monkeypatch.setattr(triton_fa, "_REPLAYS", {})
+    results = []
+    for _ in range(2):
+        qs, ks, v = as_leaves(make_inputs((200, 96), B=2, H=4, E=32, D=64, device=cuda), lambda t: t.float())
+        out = triton_fa.factorized_attention(qs, ks, v)
+        out.backward(torch.ones_like(out))
+        results.append([out.detach(), *(t.grad for t in (*qs, *ks, v))])
+        assert {key[0] for key in triton_fa._REPLAYS} == {"apply", "contract", "fused", "matmul"}
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)

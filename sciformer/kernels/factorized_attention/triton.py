@@ -43,7 +43,9 @@ import triton
 import triton.language as tl
 
 from sciformer.kernels import _tuning
-from sciformer.kernels._triton import FLOAT_DTYPES, cdiv, device_guard, empty, empty_like, mm, pow2, precision, upcast
+from sciformer.kernels._triton import (
+    FLOAT_DTYPES, cdiv, device_guard, empty, empty_like, geometry, launch, mm, pow2, precision, upcast,
+)
 from sciformer.kernels.factorized_attention.reference import check_inputs, scales_for
 
 __all__ = ["factorized_attention", "unsupported"]
@@ -140,25 +142,28 @@ def _contract_apply_kernel(
     s_tb, s_th, s_tn, s_tr1, s_tr2, s_td,
     s_ob, s_oh, s_on, s_or1, s_or2, s_od,
     s_kb, s_kh, s_ki, s_kj,
-    BLOCK_N: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr,
+    BLOCK_N: tl.constexpr, BLOCK_J: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr,
     UPCAST: tl.constexpr, PRECISION: tl.constexpr,
 ):
-    # For the column strips of this split (BLOCK_R positions of the other axes × all D channels each):
-    #   DK[split, b, h, i, j] = scale · Σ_c G[b, h, i, c] T[b, h, j, c]      (float32 partial sum)
-    #   OUT[b, h, i, c]       = scale · Σ_j K[b, h, i, j] G[b, h, j, c]
-    # One program owns whole strips (all n rows): it reads a strip of G and T before it writes that strip of OUT,
-    # so OUT may be G's or T's memory.
-    split = tl.program_id(0)
+    # For the column strips of this split (BLOCK_R positions of the other axes × all D channels each), and this
+    # program's part j of BLOCK_J rows (all rows when BLOCK_J covers the axis):
+    #   DK[split, b, h, i, j] = scale · Σ_c G[b, h, i, c] T[b, h, j, c]      (float32 partial sum, every i)
+    #   OUT[b, h, j, c]       = scale · Σ_i K[b, h, j, i] G[b, h, i, c]
+    # A program reads every row of a strip of G, but only its own rows of T and OUT, and reads them before it writes
+    # them: OUT may be T's memory always, and G's only where one program owns all rows (BLOCK_J covers the axis).
+    parts = BLOCK_N // BLOCK_J
+    split = tl.program_id(0) // parts  # the parts of one split are neighbours: its strips of G are re-read from L2
     bh = tl.program_id(1)
     b = (bh // H).to(tl.int64)
     h = (bh % H).to(tl.int64)
     rows = tl.arange(0, BLOCK_N)
     row_ok = rows < n
-    square_ok = row_ok[:, None] & row_ok[None, :]
-    kt = tl.load(K + b * s_kb + h * s_kh + rows[:, None] * s_ki + rows[None, :] * s_kj, mask=square_ok, other=0.0)
+    own = tl.program_id(0) % parts * BLOCK_J + tl.arange(0, BLOCK_J)
+    own_ok = own < n
+    kt = tl.load(K + b * s_kb + h * s_kh + own[:, None] * s_ki + rows[None, :] * s_kj, mask=own_ok[:, None] & row_ok[None, :], other=0.0)
     g_rows = G + b * s_gb + h * s_gh + rows[:, None].to(tl.int64) * s_gn
-    t_rows = T + b * s_tb + h * s_th + rows[:, None].to(tl.int64) * s_tn
-    o_rows = OUT + b * s_ob + h * s_oh + rows[:, None].to(tl.int64) * s_on
+    t_rows = T + b * s_tb + h * s_th + own[:, None].to(tl.int64) * s_tn
+    o_rows = OUT + b * s_ob + h * s_oh + own[:, None].to(tl.int64) * s_on
 
     cols = tl.arange(0, BLOCK_R * BLOCK_D)
     dd = cols % BLOCK_D
@@ -166,19 +171,55 @@ def _contract_apply_kernel(
     n_strips = tl.cdiv(R1 * R2, BLOCK_R)
     first = split * strips_per_split
     last = tl.minimum(first + strips_per_split, n_strips)
-    acc = tl.zeros((BLOCK_N, BLOCK_N), dtype=tl.float32)
+    acc = tl.zeros((BLOCK_N, BLOCK_J), dtype=tl.float32)
     for strip in range(first, last):
         r = strip * BLOCK_R + r_local
-        ok = row_ok[:, None] & ((r < R1 * R2) & (dd < D))[None, :]
+        col_ok = (r < R1 * R2) & (dd < D)
         r1 = (r // R2).to(tl.int64)
         r2 = (r % R2).to(tl.int64)
-        g = tl.load(g_rows + (r1 * s_gr1 + r2 * s_gr2 + dd * s_gd)[None, :], mask=ok, other=0.0)
-        t = tl.load(t_rows + (r1 * s_tr1 + r2 * s_tr2 + dd * s_td)[None, :], mask=ok, other=0.0)
+        own_cols = own_ok[:, None] & col_ok[None, :]
+        g = tl.load(g_rows + (r1 * s_gr1 + r2 * s_gr2 + dd * s_gd)[None, :], mask=row_ok[:, None] & col_ok[None, :], other=0.0)
+        t = tl.load(t_rows + (r1 * s_tr1 + r2 * s_tr2 + dd * s_td)[None, :], mask=own_cols, other=0.0)
         acc = mm(g, tl.trans(t), acc, UPCAST, PRECISION)
-        y = mm(kt, g, tl.zeros((BLOCK_N, BLOCK_R * BLOCK_D), dtype=tl.float32), UPCAST, PRECISION)
-        tl.store(o_rows + (r1 * s_or1 + r2 * s_or2 + dd * s_od)[None, :], (y * scale).to(OUT.dtype.element_ty), mask=ok)
-    dk = DK + ((split * tl.num_programs(1) + bh).to(tl.int64) * n + rows[:, None]) * n + rows[None, :]
-    tl.store(dk, acc * scale, mask=square_ok)
+        y = mm(kt, g, tl.zeros((BLOCK_J, BLOCK_R * BLOCK_D), dtype=tl.float32), UPCAST, PRECISION)
+        tl.store(o_rows + (r1 * s_or1 + r2 * s_or2 + dd * s_od)[None, :], (y * scale).to(OUT.dtype.element_ty), mask=own_cols)
+    dk = DK + ((split * tl.num_programs(1) + bh).to(tl.int64) * n + rows[:, None]) * n + own[None, :]
+    tl.store(dk, acc * scale, mask=row_ok[:, None] & own_ok[None, :])
+
+
+@triton.jit
+def _matmul_kernel(
+    A, Bm, C, H, M, N, K, splits,
+    s_as, s_ab, s_ah, s_am, s_ak,
+    s_bb, s_bh, s_bk, s_bn,
+    s_cb, s_ch, s_cm, s_cn,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    UPCAST: tl.constexpr, PRECISION: tl.constexpr,
+):
+    # C[b, h] = round(Σ_s A[s, b, h]) @ Bm[b, h]: A's partial sums are added in float32 and rounded to C's dtype
+    # before the product, as autograd rounds a gradient (one partial: just A, rounded).
+    pid_m = tl.program_id(0)
+    pid_n = tl.program_id(1)
+    bh = tl.program_id(2)
+    b = (bh // H).to(tl.int64)
+    h = (bh % H).to(tl.int64)
+    rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    a_base = A + b * s_ab + h * s_ah + rows[:, None] * s_am
+    b_base = Bm + b * s_bb + h * s_bh + cols[None, :] * s_bn
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for k0 in range(0, K, BLOCK_K):
+        ks = k0 + tl.arange(0, BLOCK_K)
+        a_ok = (rows[:, None] < M) & (ks[None, :] < K)
+        a = tl.zeros((BLOCK_M, BLOCK_K), dtype=tl.float32)
+        for split in range(splits):
+            a += tl.load(a_base + split * s_as + ks[None, :] * s_ak, mask=a_ok, other=0.0).to(tl.float32)
+        bt = tl.load(b_base + ks[:, None] * s_bk, mask=(ks[:, None] < K) & (cols[None, :] < N), other=0.0)
+        if not UPCAST:  # the interpreter rounds to bfloat16 by truncation (triton 3.9): there A stays float32
+            a = a.to(C.dtype.element_ty)
+        acc = mm(a, bt, acc, UPCAST, PRECISION)
+    c_ptr = C + b * s_cb + h * s_ch + rows[:, None] * s_cm + cols[None, :] * s_cn
+    tl.store(c_ptr, acc.to(C.dtype.element_ty), mask=(rows[:, None] < M) & (cols[None, :] < N))
 
 
 # ------------------------------------------------------------------------------------------------ launches
@@ -272,53 +313,62 @@ def _fit_inplace(n: int, D: int, itemsize: int, interpreted: bool) -> tuple[tupl
     return tuple(dict.fromkeys(fitted))
 
 
-_FUSED_CONFIGS = (  # (columns, warps, stages); the row tile covers the whole axis
-    (128, 4, 3),
-    (64, 4, 3),
-    (256, 8, 3),
-    (128, 8, 3),
-    (64, 4, 4),
-    (64, 8, 3),  # axes of 65-128 points
+_FUSED_CONFIGS = (  # (columns, warps, stages, parts): each program takes 1/parts of the rows of T and of the output
+    (128, 4, 3, 1),
+    (64, 4, 3, 1),
+    (256, 8, 3, 1),
+    (128, 8, 3, 1),
+    (64, 4, 4, 1),
+    (64, 8, 3, 1),  # axes of 65-128 points
+    (128, 4, 2, 1),
+    (64, 8, 2, 1),
+    (64, 8, 3, 4),  # axes of 129-256 points: the kernel gradient split over programs by its columns
+    (128, 8, 2, 4),
+    (64, 16, 2, 2),
 )
-_FUSED_MAX_AXIS = 128  # the n × n float32 kernel gradient of a longer axis does not fit in one program's registers
+_WHOLE_FUSED_MAX_AXIS = 128  # the n × n float32 kernel gradient of a longer axis does not fit in one program's registers
+_FUSED_MAX_AXIS = 256  # nor n × n / 4 of a longer one
 
 
 @lru_cache(maxsize=None)
-def _fit_fused(n: int, D: int, itemsize: int, interpreted: bool) -> tuple[tuple[int, int, int], ...]:
+def _fit_fused(n: int, D: int, itemsize: int, interpreted: bool, split: bool) -> tuple[tuple[int, int, int, int], ...]:
     """Configurations of the fused contraction + application for an axis of ``n`` points and ``D`` channels: the
-    kernel gradient (``n²``) and the output strip (``n × columns``) accumulate in at most
-    :data:`_ACC_PER_THREAD` float32 registers per thread; empty when the axis is too long."""
+    kernel gradient's part (``n × n / parts``) and the output strip (``n / parts × columns``) accumulate in at most
+    :data:`_ACC_PER_THREAD` float32 registers per thread. One program holds the whole kernel gradient (``parts =
+    1``) up to :data:`_WHOLE_FUSED_MAX_AXIS` points; a longer axis splits it over programs, which is only allowed
+    (``split``) when the output does not overwrite the gradient it is the image of. Empty when nothing fits."""
     m, block_d = pow2(n), pow2(D, 1)
-    if m > _FUSED_MAX_AXIS:
+    whole = m <= _WHOLE_FUSED_MAX_AXIS
+    # float32 tiles of a split pass exceed the H100's shared memory (262144 bytes at n = 256 and 64 columns, one
+    # stage, three-pass TF32; ptxas for sm_90): there only 16-bit fields split
+    if m > _FUSED_MAX_AXIS or not (whole or (split and itemsize == 2)):
         return ()
     if interpreted:
-        return ((max(64, block_d), 4, 1),)
+        return ((max(64, block_d), 4, 1, 1 if whole else 2),)
 
-    def shared(c: int, stages: int) -> int:
-        # staged strips of g and t, the kernel, and the float32 output strip's trip through shared memory on its
-        # way to the store (what ptxas reports for sm_90: 262144 bytes for float32, n = 128, 128 columns, 1 stage)
-        return (stages * 2 * m * c + m * m) * itemsize + m * c * 4
+    def shared(c: int, stages: int, j: int) -> int:
+        # staged strips of g (all rows) and t (j rows), the kernel's j rows, and the float32 output strip's trip
+        # through shared memory on its way to the store (what ptxas reports for sm_90: 262144 bytes for float32,
+        # n = 128, 128 columns, 1 stage)
+        return (stages * (m + j) * c + j * m) * itemsize + j * c * 4
 
     fitted = []
-    for c, warps, stages in _FUSED_CONFIGS:
-        c = max(c, block_d)
-        if m * (m + c) > _ACC_PER_THREAD * 32 * warps:
+    for c, warps, stages, parts in _FUSED_CONFIGS:
+        if (parts == 1) != whole:
             continue
-        while stages > 1 and shared(c, stages) > _SHARED_BYTES:
+        c, j = max(c, block_d), m // parts
+        if j * (m + c) > _ACC_PER_THREAD * 32 * warps:
+            continue
+        while stages > 1 and shared(c, stages, j) > _SHARED_BYTES:
             stages -= 1
-        if shared(c, stages) <= _SHARED_BYTES:
-            fitted.append((c, warps, stages))
+        if shared(c, stages, j) <= _SHARED_BYTES:
+            fitted.append((c, warps, stages, parts))
     return tuple(dict.fromkeys(fitted))
 
 
 def _sm_count(x: torch.Tensor) -> int:
     """Multiprocessors of ``x``'s GPU (4 under the interpreter): split reductions aim at a few programs per one."""
     return torch.cuda.get_device_properties(x.device).multi_processor_count if x.is_cuda else 4
-
-
-def _sum_partials(partials: torch.Tensor) -> torch.Tensor:
-    """The kernel gradient from its ``[splits, B, H, n, n]`` float32 partial sums (added here: deterministic)."""
-    return partials[0] if partials.shape[0] == 1 else partials.sum(0)
 
 
 _TRIAL_PROGRAMS = 8 * 132  # programs an in-place tuning trial launches: 8 waves on an H100's 132 multiprocessors
@@ -342,11 +392,22 @@ def _trial_field(x: torch.Tensor, axis: int) -> torch.Tensor:
     return field.permute([order.index(i) for i in range(x.ndim)])
 
 
+# Launches already made, by the geometry of their tensors: repeated through the compiled kernel (see Replay)
+_REPLAYS: dict[tuple, tuple] = {}
+
+
 def _apply(kernel: torch.Tensor, x: torch.Tensor, axis: int, overwrite: bool = False, scale: float = 1.0) -> torch.Tensor:
     """``scale · K ×_axis x``: ``kernel [B, H, n, n]`` (any strides, e.g. a transpose) along grid axis ``axis`` of ``x``.
 
     ``overwrite=True`` allows writing the result into ``x`` (a temporary of the caller's), which happens where
     the axis is short enough for one program to own whole columns; the result is returned either way."""
+    key = ("apply", axis, overwrite, geometry(kernel), geometry(x), precision(x.dtype))
+    if key in _REPLAYS:
+        replay, in_place = _REPLAYS[key]
+        y = x if in_place else empty_like(x)
+        with device_guard(x):
+            replay(kernel, x, y, scale)
+        return y
     n, R1, R2, D, sx = _axis_view(x, axis)
     configs = _fit_inplace(n, D, x.element_size(), upcast()) if overwrite else ()
     in_place = bool(configs)
@@ -356,16 +417,14 @@ def _apply(kernel: torch.Tensor, x: torch.Tensor, axis: int, overwrite: bool = F
     block_d = pow2(D, 1)
     prec, up = precision(x.dtype), upcast()
 
-    def run(config, k: torch.Tensor, src: torch.Tensor, dst: torch.Tensor) -> None:
+    def run(config, k: torch.Tensor, src: torch.Tensor, dst: torch.Tensor):
         bm, bn, cols, warps, stages = config
         block_r = max(1, cols // block_d)
         _, r1, r2, _, strides = _axis_view(src, axis)  # src's own sizes: a tuning trial runs on a smaller field
         grid = (cdiv(n, bm) * cdiv(r1 * r2, block_r), src.shape[0] * src.shape[1])
-        _apply_kernel[grid](
-            k, src, dst, src.shape[1], n, r1, r2, D, scale, *k.stride(), *strides, *_axis_view(dst, axis)[4],
-            BLOCK_M=bm, BLOCK_N=bn, BLOCK_R=block_r, BLOCK_D=block_d, UPCAST=up, PRECISION=prec,
-            num_warps=warps, num_stages=stages,
-        )
+        args = (k, src, dst, src.shape[1], n, r1, r2, D, float(scale), *k.stride(), *strides, *_axis_view(dst, axis)[4],
+                bm, bn, block_r, block_d, up, prec)
+        return launch(_apply_kernel, grid, args, warps, stages)
 
     scratch: list[torch.Tensor] = []
 
@@ -378,15 +437,27 @@ def _apply(kernel: torch.Tensor, x: torch.Tensor, axis: int, overwrite: bool = F
         field = scratch[0]
         run(config, kernel[:field.shape[0]], field, field)
 
-    key = ("fa_apply", n, R1 * R2 > 4096, D, x.dtype, sx[5] == 1, prec, in_place)
+    def real(config) -> None:
+        replay = run(config, kernel, x, y)
+        if replay is not None:
+            _REPLAYS[key] = (replay, in_place)
+
+    tuning_key = ("fa_apply", n, R1 * R2 > 4096, D, x.dtype, sx[5] == 1, prec, in_place)
     with device_guard(x):
-        _tuning.pick(key, configs, lambda config: run(config, kernel, x, y), x.device, trial=trial if in_place else None)
+        _tuning.pick(tuning_key, configs, real, x.device, trial=trial if in_place else None)
     return y
 
 
 def _contract(a: torch.Tensor, b: torch.Tensor, axis: int, scale: float = 1.0) -> torch.Tensor:
-    """``out[b, h, i, j] = scale · Σ_c a[b, h, i, c] b[b, h, j, c]`` over every index ``c`` but grid axis ``axis`` → float32
-    ``[B, H, n, n]``."""
+    """``out[b, h, i, j] = scale · Σ_c a[b, h, i, c] b[b, h, j, c]`` over every index ``c`` but grid axis ``axis``, as
+    float32 partial sums ``[splits, B, H, n, n]`` (added by :func:`_matmul`, which takes them as they are)."""
+    key = ("contract", axis, geometry(a), geometry(b), precision(a.dtype))
+    if key in _REPLAYS:
+        replay, shape = _REPLAYS[key]
+        partials = empty(*shape, like=a, dtype=torch.float32)
+        with device_guard(a):
+            replay(a, b, partials, scale)
+        return partials
     n, R1, R2, D, sa = _axis_view(a, axis)
     sb = _axis_view(b, axis)[4]
     B, H = a.shape[:2]
@@ -396,7 +467,7 @@ def _contract(a: torch.Tensor, b: torch.Tensor, axis: int, scale: float = 1.0) -
     sm_count = _sm_count(a)
     result = {}
 
-    def launch(config):
+    def run(config) -> None:
         bm, bn, cols, warps, stages = config
         block_r = max(1, cols // block_d)
         tiles = cdiv(n, bm) * cdiv(n, bn)
@@ -404,72 +475,81 @@ def _contract(a: torch.Tensor, b: torch.Tensor, axis: int, scale: float = 1.0) -
         splits = max(1, min(cdiv(R, block_r), cdiv(4 * sm_count, tiles * B * H)))
         r_per_split = cdiv(cdiv(R, splits), block_r) * block_r
         splits = cdiv(R, r_per_split)
-        out = empty(splits, B, H, n, n, like=a, dtype=torch.float32)
-        _contract_kernel[(tiles, B * H, splits)](
-            a, b, out, H, n, R1, R2, D, r_per_split, scale, *sa, *sb,
-            BLOCK_M=bm, BLOCK_N=bn, BLOCK_R=block_r, BLOCK_D=block_d, UPCAST=up, PRECISION=prec,
-            num_warps=warps, num_stages=stages,
-        )
-        result["out"] = out
+        partials = empty(splits, B, H, n, n, like=a, dtype=torch.float32)
+        args = (a, b, partials, H, n, R1, R2, D, r_per_split, float(scale), *sa, *sb, bm, bn, block_r, block_d, up, prec)
+        replay = launch(_contract_kernel, (tiles, B * H, splits), args, warps, stages)
+        if replay is not None:
+            _REPLAYS[key] = (replay, partials.shape)
+        result["partials"] = partials
 
-    key = ("fa_contract", n, R > 4096, D, a.dtype, sa[5] == 1, prec)
+    tuning_key = ("fa_contract", n, R > 4096, D, a.dtype, sa[5] == 1, prec)
     with device_guard(a):
-        _tuning.pick(key, _fit(_CONTRACT_CONFIGS, n, D, a.element_size(), _contract_staged, upcast()), launch, a.device)
-    return _sum_partials(result["out"])
+        _tuning.pick(tuning_key, _fit(_CONTRACT_CONFIGS, n, D, a.element_size(), _contract_staged, upcast()), run, a.device)
+    return result["partials"]
 
 
 def _contract_apply(g: torch.Tensor, t: torch.Tensor, kernel: torch.Tensor, axis: int, out: torch.Tensor | None, scale: float = 1.0):
     """``scale · (Σ_c g[.., i, c] t[.., j, c], K ×_axis g)`` in one pass over ``g`` and ``t``: the kernel gradient (float32
-    ``[B, H, n, n]``) of axis ``axis`` and the gradient's image under ``kernel`` (e.g. a transpose), written into
+    partial sums ``[splits, B, H, n, n]``, as :func:`_contract` gives them) of axis ``axis`` and the gradient's image under ``kernel`` (e.g. a transpose), written into
     ``out`` (``g``'s or ``t``'s memory, or ``None`` for a new field). Three field passes where :func:`_contract` and
-    :func:`_apply` make four. Only for axes of up to :data:`_FUSED_MAX_AXIS` points (see :func:`fuses`)."""
+    :func:`_apply` make four. Only where :func:`fuses` says so."""
+    into_g = out is not None and out.data_ptr() == g.data_ptr()
+    key = ("fused", axis, into_g, geometry(g), geometry(t), geometry(kernel), None if out is None else geometry(out), precision(g.dtype))
+    y = out if out is not None else empty_like(g)
+    if key in _REPLAYS:
+        replay, shape = _REPLAYS[key]
+        partials = empty(*shape, like=g, dtype=torch.float32)
+        with device_guard(g):
+            replay(g, t, kernel, y, partials, scale)
+        return partials, y
     n, R1, R2, D, sg = _axis_view(g, axis)
     block_d = pow2(D, 1)
     prec, up = precision(g.dtype), upcast()
     sm_count = _sm_count(g)
-    y = out if out is not None else empty_like(g)
     result = {}
 
-    def run(config, g_: torch.Tensor, t_: torch.Tensor, y_: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-        cols, warps, stages = config
+    def run(config, g_: torch.Tensor, t_: torch.Tensor, y_: torch.Tensor, k: torch.Tensor):
+        cols, warps, stages, parts = config
         block_r = max(1, cols // block_d)
         _, r1, r2, _, strides = _axis_view(g_, axis)  # g_'s own sizes: a tuning trial runs on smaller fields
         strips = cdiv(r1 * r2, block_r)
         bh = g_.shape[0] * g_.shape[1]
         # enough programs to fill the GPU, each running through a range of strips; one partial sum each
-        per_split = cdiv(strips, max(1, min(strips, cdiv(4 * sm_count, bh))))
+        per_split = cdiv(strips, max(1, min(strips, cdiv(4 * sm_count, bh * parts))))
         splits = cdiv(strips, per_split)
-        dk = empty(splits, g_.shape[0], g_.shape[1], n, n, like=g_, dtype=torch.float32)
-        _contract_apply_kernel[(splits, bh)](
-            g_, t_, k, y_, dk, g_.shape[1], n, r1, r2, D, per_split, scale,
-            *strides, *_axis_view(t_, axis)[4], *_axis_view(y_, axis)[4], *k.stride(),
-            BLOCK_N=pow2(n), BLOCK_R=block_r, BLOCK_D=block_d, UPCAST=up, PRECISION=prec, num_warps=warps, num_stages=stages,
-        )
-        return dk
+        partials = empty(splits, g_.shape[0], g_.shape[1], n, n, like=g_, dtype=torch.float32)
+        args = (g_, t_, k, y_, partials, g_.shape[1], n, r1, r2, D, per_split, float(scale),
+                *strides, *_axis_view(t_, axis)[4], *_axis_view(y_, axis)[4], *k.stride(),
+                pow2(n), pow2(n) // parts, block_r, block_d, up, prec)
+        return launch(_contract_apply_kernel, (splits * parts, bh), args, warps, stages), partials
 
     scratch: list[torch.Tensor] = []
 
     def trial(config) -> None:
         # The launch overwrites one of its inputs: time the candidates on two smaller fields of one shape, in the
-        # layout of t (the op's own, dense; g may be anything autograd hands over, even an expanded tensor).
+        # layout of t (the op's own, dense; g may be anything autograd hands over, even an expanded tensor), the
+        # output over t (what every configuration allows).
         if not scratch:
             field = _trial_field(t, axis)
             scratch.extend((field, torch.zeros_like(field)))
         g_, t_ = scratch
         run(config, g_, t_, t_, kernel[:g_.shape[0]])
 
-    def launch(config) -> None:
-        result["dk"] = run(config, g, t, y, kernel)
+    def real(config) -> None:
+        replay, result["partials"] = run(config, g, t, y, kernel)
+        if replay is not None:
+            _REPLAYS[key] = (replay, result["partials"].shape)
 
-    key = ("fa_fused", n, R1 * R2 > 4096, D, g.dtype, sg[5] == 1, prec)
+    tuning_key = ("fa_fused", n, R1 * R2 > 4096, D, g.dtype, sg[5] == 1, prec, into_g)
     with device_guard(g):
-        _tuning.pick(key, _fit_fused(n, D, g.element_size(), upcast()), launch, g.device, trial=trial)
-    return _sum_partials(result["dk"]), y
+        _tuning.pick(tuning_key, _fit_fused(n, D, g.element_size(), upcast(), not into_g), real, g.device, trial=trial)
+    return result["partials"], y
 
 
-def fuses(x: torch.Tensor, axis: int) -> bool:
-    """Whether :func:`_contract_apply` takes axis ``axis`` of ``x``."""
-    return bool(_fit_fused(x.shape[2 + axis], x.shape[-1], x.element_size(), upcast()))
+def fuses(x: torch.Tensor, axis: int, into_x: bool) -> bool:
+    """Whether :func:`_contract_apply` takes axis ``axis`` of the gradient ``x``, writing its image over ``x``
+    (``into_x``) or elsewhere."""
+    return bool(_fit_fused(x.shape[2 + axis], x.shape[-1], x.element_size(), upcast(), not into_x))
 
 
 def _no_autocast(x: torch.Tensor):
@@ -478,10 +558,28 @@ def _no_autocast(x: torch.Tensor):
     return torch.autocast(x.device.type, enabled=False) if torch.is_autocast_enabled(x.device.type) else contextlib.nullcontext()
 
 
-def _axial_product(q: torch.Tensor, k: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """``q kᵀ`` ``[B, H, n, n]`` in the field's dtype. The quadrature weight is applied inside the kernels, to the
-    float32 accumulators, which saves a launch per axis and a rounding."""
-    return torch.matmul(q.to(dtype), k.to(dtype).transpose(-1, -2))
+def _matmul(a: torch.Tensor, b: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``round(Σ_s a[s]) @ b`` in ``dtype`` → ``[B, H, M, N]``: ``a [splits, B, H, M, K]`` (float32 partial sums, see
+    :func:`_contract`) or ``[B, H, M, K]``, ``b [B, H, K, N]``, any strides. The axial products ``q kᵀ`` and their
+    gradients ``dP k``, ``dPᵀ q``: small matmuls, here rather than in cuBLAS because a replayed launch costs a
+    fraction of a cuBLAS call's host time, which on the H100 machine was 0.1-0.2 ms a call inside a step and delayed
+    the step's first application as long (session 9). The quadrature weight is applied inside the field kernels."""
+    a = a if a.ndim == 5 else a.unsqueeze(0)
+    splits, B, H, M, K = a.shape
+    N = b.shape[-1]
+    c = empty(B, H, M, N, like=b, dtype=dtype)
+    prec = precision(dtype)
+    key = ("matmul", geometry(a), geometry(b), dtype, prec)
+    with device_guard(b):
+        if key in _REPLAYS:
+            _REPLAYS[key](a, b, c)
+            return c
+        bm, bn, bk = min(64, pow2(M)), min(64, pow2(N)), min(64, pow2(K))
+        args = (a, b, c, H, M, N, K, splits, *a.stride(), *b.stride(), *c.stride(), bm, bn, bk, upcast(), prec)
+        replay = launch(_matmul_kernel, (cdiv(M, bm), cdiv(N, bn), B * H), args, 4, 3)
+    if replay is not None:
+        _REPLAYS[key] = replay
+    return c
 
 
 class _FactorizedAttention(torch.autograd.Function):
@@ -493,7 +591,7 @@ class _FactorizedAttention(torch.autograd.Function):
             for axis, s in enumerate(scales):
                 # each product is formed just before its application, so that the GPU starts on the field after one
                 # small matmul, not d (each costs ~0.15 ms of host time on the H100 machine, session 8)
-                products.append(_axial_product(qk[axis], qk[d + axis], v.dtype))
+                products.append(_matmul(qk[axis], qk[d + axis].transpose(-1, -2), v.dtype))
                 # recomputing: the intermediates are not kept, so each later axis may overwrite the one before
                 fields.append(_apply(products[-1], fields[-1], axis, overwrite=recompute and axis > 0, scale=s))
         ctx.scales = scales
@@ -517,25 +615,23 @@ class _FactorizedAttention(torch.autograd.Function):
             for axis in range(len(inputs) - 1, d - 1):
                 inputs.append(_apply(products[axis], inputs[-1], axis, scale=scales[axis]))
             g = grad.to(v.dtype)  # gradient w.r.t. the output of axis a's application
-            dproducts: list[torch.Tensor] = [None] * d  # type: ignore[list-item]  # float32 [B, H, n, n]
+            grads_q: list[torch.Tensor] = [None] * d  # type: ignore[list-item]
+            grads_k: list[torch.Tensor] = [None] * d  # type: ignore[list-item]
             for axis in reversed(range(d)):
                 t, s, product_t = inputs.pop(), scales[axis], products[axis].transpose(-1, -2)
-                if (axis > 0 or ctx.needs_input_grad[2]) and fuses(g, axis):
-                    # one pass for the kernel gradient and the next g, written over whichever input is ours
-                    into = t if t is not v else (g if g is not grad else None)
-                    dproducts[axis], g = _contract_apply(g, t, product_t, axis, into, scale=s)
-                    continue
-                dproducts[axis] = _contract(g, t, axis, scale=s)
-                del t  # released before the next field is allocated
-                if axis > 0 or ctx.needs_input_grad[2]:
-                    g = _apply(product_t, g, axis, overwrite=g is not grad, scale=s)
+                into = t if t is not v else (g if g is not grad else None)  # whichever input is ours
+                if (axis > 0 or ctx.needs_input_grad[2]) and fuses(g, axis, into_x=into is g):
+                    # one pass for the kernel gradient and the next g
+                    partials, g = _contract_apply(g, t, product_t, axis, into, scale=s)
+                else:
+                    partials = _contract(g, t, axis, scale=s)
+                    del t  # released before the next field is allocated
+                    if axis > 0 or ctx.needs_input_grad[2]:
+                        g = _apply(product_t, g, axis, overwrite=g is not grad, scale=s)
+                # the product's gradient, added up and rounded to the field's dtype as the reference's autograd does
+                grads_q[axis] = _matmul(partials, ks[axis], v.dtype)
+                grads_k[axis] = _matmul(partials.transpose(-1, -2), qs[axis], v.dtype)
             del inputs
-            grads_q, grads_k = [], []
-            for dproduct, q, k in zip(dproducts, qs, ks):
-                # in the field's dtype, as the reference's autograd rounds the product's gradient
-                dproduct = dproduct.to(v.dtype)
-                grads_q.append(torch.matmul(dproduct, k.to(v.dtype)).to(q.dtype))
-                grads_k.append(torch.matmul(dproduct.transpose(-1, -2), q.to(v.dtype)).to(k.dtype))
         dv = g if ctx.needs_input_grad[2] else None
         return None, None, dv, *grads_q, *grads_k
 
