@@ -69,8 +69,8 @@ def geometry(t: torch.Tensor) -> tuple:
 class Replay:
     """One launch of a compiled kernel, kept to be repeated on new tensors.
 
-    ``fn[grid](*args)`` binds and specialises every argument on every call (with our own Python around it, about
-    0.1 ms of host time per launch on the H100 machine, as long as a 64³ application takes on the GPU, session 9).
+    ``fn[grid](*args)`` binds and specialises every argument on every call (with our own Python around it, 0.07-0.1
+    ms of host time per launch on the H100 machine, session 9; the GPU waits that long at the start of a step).
     A replay launches the compiled kernel directly with the grid and integer arguments of its first launch; only the
     tensors and float scalars change, in the order they appear in the arguments. It is valid for the tensors'
     :func:`geometry` of that launch (which fixes the integers too), so it is cached under a key that holds them.

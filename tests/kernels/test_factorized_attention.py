@@ -81,6 +81,31 @@ def test_passes_over_the_field_with_and_without_recomputing(device, grid, dtype,
         assert backward.count("_contract") == d - fused and backward.count("_apply") == (d - 1 if recompute else 0) + d - fused
 
 
+def test_an_intermediate_is_released_before_the_next_field_is_allocated(device, monkeypatch):
+    """Backward, unfused axis (float32, 130 points): the kept intermediate the contraction read is freed before the
+    application allocates the gradient's image, so that the two never coexist (the op's peak memory)."""
+    import weakref
+
+    triton_fa = fast(OP)
+    read, alive_at_apply = [], []
+    contract, apply = triton_fa._contract, triton_fa._apply
+
+    def spy_contract(g, t, *args, **kwargs):
+        read.append(weakref.ref(t))
+        return contract(g, t, *args, **kwargs)
+
+    def spy_apply(*args, **kwargs):
+        alive_at_apply.extend(ref() is not None for ref in read)
+        return apply(*args, **kwargs)
+
+    monkeypatch.setattr(triton_fa, "_contract", spy_contract)
+    monkeypatch.setattr(triton_fa, "_apply", spy_apply)
+    qs, ks, v = as_leaves(make_inputs((5, 130), B=1, H=2, E=4, D=3, device=device), lambda t: t.float())
+    out = triton_fa.factorized_attention(qs, ks, v)
+    out.backward(torch.ones_like(out))
+    assert len(read) == 1 and alive_at_apply == [False]
+
+
 @pytest.mark.parametrize("grid", [(6,), (5, 9)])
 def test_an_expanded_incoming_gradient(device, grid):
     """``out.sum().backward()`` hands the op a zero-stride gradient: read in place, never written."""
