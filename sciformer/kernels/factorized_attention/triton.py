@@ -16,8 +16,7 @@ permuted into a contiguous copy:
   holds the whole ``n × n`` partial sum in registers and may write the application over either input; up to 256
   points (16-bit fields), the partial sum is split by its columns over 2-4 neighbouring programs, which all read
   the whole strip of the gradient from L2, so the application may go over the other input only.
-* ``_matmul_kernel``: the small products ``P_a = q_a k_aᵀ`` and their gradients ``dq = dP k``, ``dk = dPᵀ q``,
-  adding up the kernel gradient's partial sums on the way.
+* ``_matmul_kernel``: the small products ``P_a = q_a k_aᵀ`` and their gradients ``dq = dP k``, ``dk = dPᵀ q``.
 
 The axial products are ``n_a × n_a``, ``n_a / (N·D)`` of the field's size (at most 1/64 here), so each is formed
 once and read from L2: recomputing them inside every column tile, flash-attention style, would double the FLOPs,
@@ -197,15 +196,15 @@ def _contract_apply_kernel(
 
 @triton.jit
 def _matmul_kernel(
-    A, Bm, C, H, M, N, K, splits,
-    s_as, s_ab, s_ah, s_am, s_ak,
+    A, Bm, C, H, M, N, K,
+    s_ab, s_ah, s_am, s_ak,
     s_bb, s_bh, s_bk, s_bn,
     s_cb, s_ch, s_cm, s_cn,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     UPCAST: tl.constexpr, PRECISION: tl.constexpr,
 ):
-    # C[b, h] = round(Σ_s A[s, b, h]) @ Bm[b, h]: A's partial sums are added in float32 and rounded to C's dtype
-    # before the product, as autograd rounds a gradient (one partial: just A, rounded).
+    # C[b, h] = round(A[b, h]) @ Bm[b, h]: A (float32 for a kernel gradient) is rounded to C's dtype before the
+    # product, as autograd rounds a gradient.
     pid_m = tl.program_id(0)
     pid_n = tl.program_id(1)
     bh = tl.program_id(2)
@@ -218,12 +217,9 @@ def _matmul_kernel(
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     for k0 in range(0, K, BLOCK_K):
         ks = k0 + tl.arange(0, BLOCK_K)
-        a_ok = (rows[:, None] < M) & (ks[None, :] < K)
-        a = tl.zeros((BLOCK_M, BLOCK_K), dtype=tl.float32)
-        for split in range(splits):
-            a += tl.load(a_base + split * s_as + ks[None, :] * s_ak, mask=a_ok, other=0.0).to(tl.float32)
+        a = tl.load(a_base + ks[None, :] * s_ak, mask=(rows[:, None] < M) & (ks[None, :] < K), other=0.0)
         bt = tl.load(b_base + ks[:, None] * s_bk, mask=(ks[:, None] < K) & (cols[None, :] < N), other=0.0)
-        if not UPCAST:  # the interpreter rounds to bfloat16 by truncation (triton 3.9): there A stays float32
+        if not UPCAST:  # the interpreter rounds to bfloat16 by truncation (triton 3.9): there A stays as it is
             a = a.to(C.dtype.element_ty)
         acc = mm(a, bt, acc, UPCAST, PRECISION)
     c_ptr = C + b * s_cb + h * s_ch + rows[:, None] * s_cm + cols[None, :] * s_cn
@@ -379,6 +375,12 @@ def _sm_count(x: torch.Tensor) -> int:
     return torch.cuda.get_device_properties(x.device).multi_processor_count if x.is_cuda else 4
 
 
+def _sum_partials(partials: torch.Tensor) -> torch.Tensor:
+    """The kernel gradient from its ``[splits, B, H, n, n]`` float32 partial sums (added here: deterministic, and in
+    one pass over them; adding them inside the two gradient products took longer at 64³, H100, session 9)."""
+    return partials[0] if partials.shape[0] == 1 else partials.sum(0)
+
+
 _TRIAL_PROGRAMS = 8 * 132  # programs an in-place tuning trial launches: 8 waves on an H100's 132 multiprocessors
 
 
@@ -458,7 +460,7 @@ def _apply(kernel: torch.Tensor, x: torch.Tensor, axis: int, overwrite: bool = F
 
 def _contract(a: torch.Tensor, b: torch.Tensor, axis: int, scale: float = 1.0) -> torch.Tensor:
     """``out[b, h, i, j] = scale · Σ_c a[b, h, i, c] b[b, h, j, c]`` over every index ``c`` but grid axis ``axis``, as
-    float32 partial sums ``[splits, B, H, n, n]`` (added by :func:`_matmul`, which takes them as they are)."""
+    float32 partial sums ``[splits, B, H, n, n]`` (see :func:`_sum_partials`)."""
     key = ("contract", axis, geometry(a), geometry(b), precision(a.dtype))
     if key in _REPLAYS:
         replay, shape = _REPLAYS[key]
@@ -567,13 +569,12 @@ def _no_autocast(x: torch.Tensor):
 
 
 def _matmul(a: torch.Tensor, b: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """``round(Σ_s a[s]) @ b`` in ``dtype`` → ``[B, H, M, N]``: ``a [splits, B, H, M, K]`` (float32 partial sums, see
-    :func:`_contract`) or ``[B, H, M, K]``, ``b [B, H, K, N]``, any strides. The axial products ``q kᵀ`` and their
-    gradients ``dP k``, ``dPᵀ q``: small matmuls, here rather than in cuBLAS because a replayed launch costs a
-    fraction of a cuBLAS call's host time, which on the H100 machine was 0.1-0.2 ms a call inside a step and delayed
-    the step's first application as long (session 9). The quadrature weight is applied inside the field kernels."""
-    a = a if a.ndim == 5 else a.unsqueeze(0)
-    splits, B, H, M, K = a.shape
+    """``round(a) @ b`` in ``dtype``: ``a [B, H, M, K]`` (e.g. a float32 kernel gradient, rounded to ``dtype`` first),
+    ``b [B, H, K, N]``, any strides → ``[B, H, M, N]``. The axial products ``q kᵀ`` and their gradients ``dP k``,
+    ``dPᵀ q``: small matmuls, here rather than in cuBLAS because a replayed launch costs a fraction of a cuBLAS
+    call's host time, which on the H100 machine was 0.1-0.2 ms a call inside a step and delayed the step's first
+    application as long (session 9). The quadrature weight is applied inside the field kernels."""
+    B, H, M, K = a.shape
     N = b.shape[-1]
     c = empty(B, H, M, N, like=b, dtype=dtype)
     prec = precision(dtype)
@@ -583,7 +584,7 @@ def _matmul(a: torch.Tensor, b: torch.Tensor, dtype: torch.dtype) -> torch.Tenso
             _REPLAYS[key](a, b, c)
             return c
         bm, bn, bk = min(64, pow2(M)), min(64, pow2(N)), min(64, pow2(K))
-        args = (a, b, c, H, M, N, K, splits, *a.stride(), *b.stride(), *c.stride(), bm, bn, bk, upcast(), prec)
+        args = (a, b, c, H, M, N, K, *a.stride(), *b.stride(), *c.stride(), bm, bn, bk, upcast(), prec)
         replay = launch(_matmul_kernel, (cdiv(M, bm), cdiv(N, bn), B * H), args, 4, 3)
     if replay is not None:
         _REPLAYS[key] = replay
@@ -636,10 +637,11 @@ class _FactorizedAttention(torch.autograd.Function):
                     del t, into  # released before the next field is allocated
                     if axis > 0 or ctx.needs_input_grad[2]:
                         g = _apply(product_t, g, axis, overwrite=g is not grad, scale=s)
-                # the product's gradient, added up and rounded to the field's dtype as the reference's autograd does
-                grads_q[axis] = _matmul(partials, ks[axis], v.dtype)
-                grads_k[axis] = _matmul(partials.transpose(-1, -2), qs[axis], v.dtype)
+                # the product's gradient, rounded to the field's dtype as the reference's autograd rounds it
+                dproduct = _sum_partials(partials)
                 del partials  # not held through the next axis's passes
+                grads_q[axis] = _matmul(dproduct, ks[axis], v.dtype)
+                grads_k[axis] = _matmul(dproduct.transpose(-1, -2), qs[axis], v.dtype)
             del inputs
         dv = g if ctx.needs_input_grad[2] else None
         return None, None, dv, *grads_q, *grads_k
