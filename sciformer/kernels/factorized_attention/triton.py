@@ -499,12 +499,14 @@ def _contract(a: torch.Tensor, b: torch.Tensor, axis: int, scale: float = 1.0) -
 
 
 def _contract_apply(g: torch.Tensor, t: torch.Tensor, kernel: torch.Tensor, axis: int, out: torch.Tensor | None, scale: float = 1.0):
-    """``scale · (Σ_c g[.., i, c] t[.., j, c], K ×_axis g)`` in one pass over ``g`` and ``t``: the kernel gradient (float32
-    partial sums ``[splits, B, H, n, n]``, as :func:`_contract` gives them) of axis ``axis`` and the gradient's image under ``kernel`` (e.g. a transpose), written into
-    ``out`` (``g``'s or ``t``'s memory, or ``None`` for a new field). Three field passes where :func:`_contract` and
-    :func:`_apply` make four. Only where :func:`fuses` says so."""
+    """``scale · (Σ_c g[.., i, c] t[.., j, c], K ×_axis g)`` in one pass over ``g`` and ``t``: the kernel gradient of
+    axis ``axis`` (float32 partial sums ``[splits, B, H, n, n]``, as :func:`_contract` gives them) and the
+    gradient's image under ``kernel`` (e.g. a transpose), written into ``out`` (``g``'s or ``t``'s memory, or
+    ``None`` for a new field). Three field passes where :func:`_contract` and :func:`_apply` make four. Only where
+    :func:`fuses` says so."""
     into_g = out is not None and out.data_ptr() == g.data_ptr()
-    key = ("fused", axis, into_g, geometry(g), geometry(t), geometry(kernel), None if out is None else geometry(out), precision(g.dtype))
+    out_geometry = None if out is None else geometry(out)
+    key = ("fused", axis, into_g, geometry(g), geometry(t), geometry(kernel), out_geometry, precision(g.dtype))
     y = out if out is not None else empty_like(g)
     if key in _REPLAYS:
         replay, shape = _REPLAYS[key]
