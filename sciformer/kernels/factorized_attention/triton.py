@@ -41,7 +41,6 @@ completely before it writes it, and no other program touches that strip.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 from functools import lru_cache
 
@@ -564,12 +563,6 @@ def fuses(x: torch.Tensor, axis: int, into_x: bool) -> bool:
     return bool(_fit_fused(x.shape[2 + axis], x.shape[-1], x.element_size(), upcast(), not into_x))
 
 
-def _no_autocast(x: torch.Tensor):
-    """Autocast off for the products and gradient matmuls (they run in the field's dtype); a no-op context when it is
-    off already, since entering ``torch.autocast`` costs host time on every call."""
-    return torch.autocast(x.device.type, enabled=False) if torch.is_autocast_enabled(x.device.type) else contextlib.nullcontext()
-
-
 def _matmul(a: torch.Tensor, b: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """``round(a) @ b`` in ``dtype``: ``a [B, H, M, K]`` (e.g. a float32 kernel gradient, rounded to ``dtype`` first),
     ``b [B, H, K, N]``, any strides → ``[B, H, M, N]``. The axial products ``q kᵀ`` and their gradients ``dP k``,
@@ -597,14 +590,15 @@ class _FactorizedAttention(torch.autograd.Function):
     @staticmethod
     def forward(ctx, scales: tuple[float, ...], recompute: bool, v: torch.Tensor, *qk: torch.Tensor) -> torch.Tensor:
         d = len(scales)
-        with _no_autocast(v):
-            products, fields = [], [v]  # fields[a]: the field axis a's kernel is applied to
-            for axis, s in enumerate(scales):
-                # each product is formed just before its application, so that the GPU starts on the field after one
-                # small matmul, not d (each costs ~0.15 ms of host time on the H100 machine, session 8)
-                products.append(_matmul(qk[axis], qk[d + axis].transpose(-1, -2), v.dtype))
-                # recomputing: the intermediates are not kept, so each later axis may overwrite the one before
-                fields.append(_apply(products[-1], fields[-1], axis, overwrite=recompute and axis > 0, scale=s))
+        # Every product and field pass is a triton kernel, so autocast (which only changes PyTorch ops) has nothing
+        # to act on here: the op runs in the inputs' common dtype either way.
+        products, fields = [], [v]  # fields[a]: the field axis a's kernel is applied to
+        for axis, s in enumerate(scales):
+            # each product is formed just before its application, so that the GPU starts on the field after one
+            # small launch, not d (the GPU waits for the host at the start of a step, session 8)
+            products.append(_matmul(qk[axis], qk[d + axis].transpose(-1, -2), v.dtype))
+            # recomputing: the intermediates are not kept, so each later axis may overwrite the one before
+            fields.append(_apply(products[-1], fields[-1], axis, overwrite=recompute and axis > 0, scale=s))
         ctx.scales = scales
         # The intermediates are a plain attribute, not saved tensors: the backward drops each one as soon as its
         # kernel gradient is formed, which keeps its peak at that of recomputing them (saved tensors live to the end).
@@ -622,29 +616,28 @@ class _FactorizedAttention(torch.autograd.Function):
         if ctx.intermediates is not None:
             inputs += ctx.intermediates
             ctx.intermediates = None  # ours now, freed one by one below; a second backward recomputes them
-        with _no_autocast(v):
-            for axis in range(len(inputs) - 1, d - 1):
-                inputs.append(_apply(products[axis], inputs[-1], axis, scale=scales[axis]))
-            g = grad.to(v.dtype)  # gradient w.r.t. the output of axis a's application
-            grads_q: list[torch.Tensor] = [None] * d  # type: ignore[list-item]
-            grads_k: list[torch.Tensor] = [None] * d  # type: ignore[list-item]
-            for axis in reversed(range(d)):
-                t, s, product_t = inputs.pop(), scales[axis], products[axis].transpose(-1, -2)
-                into = t if t is not v else (g if g is not grad else None)  # whichever input is ours
-                if (axis > 0 or ctx.needs_input_grad[2]) and fuses(g, axis, into_x=into is g):
-                    # one pass for the kernel gradient and the next g
-                    partials, g = _contract_apply(g, t, product_t, axis, into, scale=s)
-                else:
-                    partials = _contract(g, t, axis, scale=s)
-                    del t, into  # released before the next field is allocated
-                    if axis > 0 or ctx.needs_input_grad[2]:
-                        g = _apply(product_t, g, axis, overwrite=g is not grad, scale=s)
-                # the product's gradient, rounded to the field's dtype as the reference's autograd rounds it
-                dproduct = _sum_partials(partials)
-                del partials  # not held through the next axis's passes
-                grads_q[axis] = _matmul(dproduct, ks[axis], v.dtype)
-                grads_k[axis] = _matmul(dproduct.transpose(-1, -2), qs[axis], v.dtype)
-            del inputs
+        for axis in range(len(inputs) - 1, d - 1):
+            inputs.append(_apply(products[axis], inputs[-1], axis, scale=scales[axis]))
+        g = grad.to(v.dtype)  # gradient w.r.t. the output of axis a's application
+        grads_q: list[torch.Tensor] = [None] * d  # type: ignore[list-item]
+        grads_k: list[torch.Tensor] = [None] * d  # type: ignore[list-item]
+        for axis in reversed(range(d)):
+            t, s, product_t = inputs.pop(), scales[axis], products[axis].transpose(-1, -2)
+            into = t if t is not v else (g if g is not grad else None)  # whichever input is ours
+            if (axis > 0 or ctx.needs_input_grad[2]) and fuses(g, axis, into_x=into is g):
+                # one pass for the kernel gradient and the next g
+                partials, g = _contract_apply(g, t, product_t, axis, into, scale=s)
+            else:
+                partials = _contract(g, t, axis, scale=s)
+                del t, into  # released before the next field is allocated
+                if axis > 0 or ctx.needs_input_grad[2]:
+                    g = _apply(product_t, g, axis, overwrite=g is not grad, scale=s)
+            # the product's gradient, rounded to the field's dtype as the reference's autograd rounds it
+            dproduct = _sum_partials(partials)
+            del partials  # not held through the next axis's passes
+            grads_q[axis] = _matmul(dproduct, ks[axis], v.dtype)
+            grads_k[axis] = _matmul(dproduct.transpose(-1, -2), qs[axis], v.dtype)
+        del inputs
         dv = g if ctx.needs_input_grad[2] else None
         return None, None, dv, *grads_q, *grads_k
 
