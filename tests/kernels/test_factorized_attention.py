@@ -48,12 +48,14 @@ def test_matches_reference(device, grid, dtype, recompute):
     assert out.movedim(1, -2).is_contiguous()
 
 
-def fused_axes(grid, dtype) -> int:
-    """Axes whose backward takes the fused pass: up to 128 points always; up to 256 points in 16-bit dtypes where the
-    gradient's image may go over an intermediate of the op's or a new field (every axis but the first of a grid with
-    several), since there the kernel gradient is split over programs that all read the whole gradient."""
+def fused_axes(grid, dtype, device) -> int:
+    """Axes whose backward takes the fused pass: up to 128 points always; up to 256 points in 16-bit dtypes, where
+    the kernel gradient is split over programs that all read the whole gradient. Under the interpreter only where the
+    gradient's image goes over an intermediate of the op's or a new field (every axis but the first of a grid with
+    several): over the gradient itself, the programs keep in step, which needs them to run at the same time."""
     split = dtype.itemsize == 2
-    return sum(n <= 128 or (split and n <= 256 and (axis > 0 or len(grid) == 1)) for axis, n in enumerate(grid))
+    over_gradient_too = torch.device(device).type == "cuda"
+    return sum(n <= 128 or (split and n <= 256 and (axis > 0 or len(grid) == 1 or over_gradient_too)) for axis, n in enumerate(grid))
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
@@ -64,7 +66,7 @@ def test_passes_over_the_field_with_and_without_recomputing(device, grid, dtype,
     :func:`fused_axes` says so, else a contraction and an application."""
     triton_fa = fast(OP)
     d = len(grid)
-    fused = fused_axes(grid, dtype)
+    fused = fused_axes(grid, dtype, device)
     calls = []
     for name in ("_apply", "_contract", "_contract_apply"):
         original = getattr(triton_fa, name)
@@ -232,17 +234,42 @@ def test_a_replay_repeats_the_launch_with_new_tensors_and_floats(device):
 
 
 @pytest.mark.gpu
-def test_repeated_calls_replay_the_first_launch(cuda, monkeypatch):
+@pytest.mark.parametrize("B", [2, 40])
+def test_a_split_pass_over_its_own_gradient_keeps_its_parts_in_step(cuda, B):
+    """The fused pass of a 256-point axis writing the gradient's image over the gradient (its programs wait for each
+    other strip by strip) gives what the separate contraction and application give. With B = 40 there are more work
+    items (batch × heads) than groups of programs, so each group runs through several."""
+    triton_fa = fast(OP)
+    g = torch.Generator(device=cuda).manual_seed(2)
+    x = torch.randn(B, 256, 256, 4, 64, device=cuda, generator=g, dtype=torch.bfloat16).movedim(-2, 1)
+    t = torch.randn_like(x)
+    kernel = (torch.randn(B, 4, 256, 256, device=cuda, generator=g) / 256).to(torch.bfloat16).transpose(-1, -2)
+    for axis in (0, 1):
+        assert triton_fa.fuses(x, axis, into_x=True)
+        expected_dk = triton_fa._sum_partials(triton_fa._contract(x, t, axis, scale=0.5))
+        expected = triton_fa._apply(kernel, x, axis, scale=0.5)
+        for _ in range(2):  # the second call is a replay, with counters of its own
+            grad = x.clone()
+            partials, out = triton_fa._contract_apply(grad, t, kernel, axis, grad, scale=0.5)
+            assert out.data_ptr() == grad.data_ptr()
+            torch.testing.assert_close(out, expected)  # bfloat16 tolerances: the two sum in different orders
+            torch.testing.assert_close(triton_fa._sum_partials(partials), expected_dk, rtol=1e-4, atol=1e-4 * expected_dk.abs().max().item())
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_repeated_calls_replay_the_first_launch(cuda, dtype, monkeypatch):
     """The second call with tensors of the same geometry goes through the launches recorded by the first, with the same
-    result, forward and backward."""
+    result, forward and backward (in bfloat16, the 200-point axis takes the split pass over its own gradient)."""
     triton_fa = fast(OP)
     monkeypatch.setattr(triton_fa, "_REPLAYS", {})
     results = []
     for _ in range(2):
-        qs, ks, v = as_leaves(make_inputs((200, 96), B=2, H=4, E=32, D=64, device=cuda), lambda t: t.float())
+        qs, ks, v = as_leaves(make_inputs((200, 96), B=2, H=4, E=32, D=64, device=cuda), lambda t: t.to(dtype))
         out = triton_fa.factorized_attention(qs, ks, v)
         out.backward(torch.ones_like(out))
         results.append([out.detach(), *(t.grad for t in (*qs, *ks, v))])
-        assert {key[0] for key in triton_fa._REPLAYS} == {"apply", "contract", "fused", "matmul"}
+        unfused = {"contract"} if dtype == torch.float32 else set()  # the 200-point axis, in float32
+        assert {key[0] for key in triton_fa._REPLAYS} == {"apply", "fused", "matmul"} | unfused
     for a, b in zip(*results):
         torch.testing.assert_close(a, b, rtol=0, atol=0)

@@ -141,56 +141,108 @@ def _contract_kernel(
     tl.store(out, acc * scale, mask=i_ok[:, None] & j_ok[None, :])
 
 
+# The parts of a split pass over its own gradient keep in step through a 32-bit counter in global memory, read with
+# these two (PTX rather than triton: a loop inside the strip loop would stop triton from pipelining that loop's
+# loads, as a barrier does). _PEEK reads the counter without waiting for it; _WAIT takes what a _PEEK saw ($3) and,
+# only where that is short of the target ($2), reads the counter ($1) again until it is not.
+_PEEK = tl.constexpr("ld.relaxed.gpu.global.u32 $0, [$1];")
+_WAIT = tl.constexpr("""{
+.reg .pred %p;
+mov.u32 $0, $3;
+setp.ge.s32 %p, $0, $2;
+@%p bra DONE${:uid};
+SPIN${:uid}:
+ld.relaxed.gpu.global.u32 $0, [$1];
+setp.lt.s32 %p, $0, $2;
+@%p bra SPIN${:uid};
+DONE${:uid}:
+}""")
+
+
 @triton.jit
 def _contract_apply_kernel(
-    G, T, K, OUT, DK, H, n, R1, R2, D, strips_per_split, scale,
+    G, T, K, OUT, DK, COUNTERS, H, n, R1, R2, D, n_items, splits, strips_per_split, scale,
     s_gb, s_gh, s_gn, s_gr1, s_gr2, s_gd,
     s_tb, s_th, s_tn, s_tr1, s_tr2, s_td,
     s_ob, s_oh, s_on, s_or1, s_or2, s_od,
     s_kb, s_kh, s_ki, s_kj,
     BLOCK_N: tl.constexpr, BLOCK_J: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr,
-    UPCAST: tl.constexpr, PRECISION: tl.constexpr,
+    UPCAST: tl.constexpr, PRECISION: tl.constexpr, IN_STEP: tl.constexpr,
 ):
-    # For the column strips of this split (BLOCK_R positions of the other axes × all D channels each), and this
-    # program's part j of BLOCK_J rows (all rows when BLOCK_J covers the axis):
+    # For each work item (b, h, split) of this program's group, the column strips of the split (BLOCK_R positions of
+    # the other axes × all D channels each), and this program's part j of BLOCK_J rows (all rows when BLOCK_J covers
+    # the axis):
     #   DK[split, b, h, i, j] = scale · Σ_c G[b, h, i, c] T[b, h, j, c]      (float32 partial sum, every i)
     #   OUT[b, h, j, c]       = scale · Σ_i K[b, h, j, i] G[b, h, i, c]
-    # A program reads every row of a strip of G, but only its own rows of T and OUT, and reads them before it writes
-    # them: OUT may be T's memory always, and G's only where one program owns all rows (BLOCK_J covers the axis).
+    # A group is `parts` neighbouring programs (its strips of G are re-read from L2), which take the items group,
+    # group + n_groups, ... A program reads every row of a strip of G, but only its own rows of T and OUT, and reads
+    # them before it writes them: OUT may be T's memory always. It may be G's where one program owns all rows, or
+    # IN_STEP: each part then counts the strips it has read in COUNTERS[group] and writes a strip's rows one strip
+    # later, once every part has read it. The count is read before the strip's products, so that its latency hides
+    # behind them where the other parts are far enough on. The parts wait for each other, so the launch must fit on
+    # the GPU at once.
     parts = BLOCK_N // BLOCK_J
-    split = tl.program_id(0) // parts  # the parts of one split are neighbours: its strips of G are re-read from L2
-    bh = tl.program_id(1)
-    b = (bh // H).to(tl.int64)
-    h = (bh % H).to(tl.int64)
+    group = tl.program_id(0) // parts
+    n_groups = tl.num_programs(0) // parts
+    counter = COUNTERS + group
     rows = tl.arange(0, BLOCK_N)
     row_ok = rows < n
     own = tl.program_id(0) % parts * BLOCK_J + tl.arange(0, BLOCK_J)
     own_ok = own < n
-    kt = tl.load(K + b * s_kb + h * s_kh + own[:, None] * s_ki + rows[None, :] * s_kj, mask=own_ok[:, None] & row_ok[None, :], other=0.0)
-    g_rows = G + b * s_gb + h * s_gh + rows[:, None].to(tl.int64) * s_gn
-    t_rows = T + b * s_tb + h * s_th + own[:, None].to(tl.int64) * s_tn
-    o_rows = OUT + b * s_ob + h * s_oh + own[:, None].to(tl.int64) * s_on
-
     cols = tl.arange(0, BLOCK_R * BLOCK_D)
     dd = cols % BLOCK_D
     r_local = cols // BLOCK_D
     n_strips = tl.cdiv(R1 * R2, BLOCK_R)
-    first = split * strips_per_split
-    last = tl.minimum(first + strips_per_split, n_strips)
-    acc = tl.zeros((BLOCK_N, BLOCK_J), dtype=tl.float32)
-    for strip in range(first, last):
-        r = strip * BLOCK_R + r_local
-        col_ok = (r < R1 * R2) & (dd < D)
-        r1 = (r // R2).to(tl.int64)
-        r2 = (r % R2).to(tl.int64)
-        own_cols = own_ok[:, None] & col_ok[None, :]
-        g = tl.load(g_rows + (r1 * s_gr1 + r2 * s_gr2 + dd * s_gd)[None, :], mask=row_ok[:, None] & col_ok[None, :], other=0.0)
-        t = tl.load(t_rows + (r1 * s_tr1 + r2 * s_tr2 + dd * s_td)[None, :], mask=own_cols, other=0.0)
-        acc = mm(g, tl.trans(t), acc, UPCAST, PRECISION)
-        y = mm(kt, g, tl.zeros((BLOCK_J, BLOCK_R * BLOCK_D), dtype=tl.float32), UPCAST, PRECISION)
-        tl.store(o_rows + (r1 * s_or1 + r2 * s_or2 + dd * s_od)[None, :], (y * scale).to(OUT.dtype.element_ty), mask=own_cols)
-    dk = DK + ((split * tl.num_programs(1) + bh).to(tl.int64) * n + rows[:, None]) * n + own[None, :]
-    tl.store(dk, acc * scale, mask=row_ok[:, None] & own_ok[None, :])
+    read = 0  # IN_STEP: strips of the items before this one, times parts (every part has read them all)
+    for item in range(group, n_items, n_groups):
+        bh = item // splits
+        split = item % splits
+        b = (bh // H).to(tl.int64)
+        h = (bh % H).to(tl.int64)
+        kt = tl.load(K + b * s_kb + h * s_kh + own[:, None] * s_ki + rows[None, :] * s_kj, mask=own_ok[:, None] & row_ok[None, :], other=0.0)
+        g_rows = G + b * s_gb + h * s_gh + rows[:, None].to(tl.int64) * s_gn
+        t_rows = T + b * s_tb + h * s_th + own[:, None].to(tl.int64) * s_tn
+        o_rows = OUT + b * s_ob + h * s_oh + own[:, None].to(tl.int64) * s_on
+        first = split * strips_per_split
+        last = tl.minimum(first + strips_per_split, n_strips)
+        acc = tl.zeros((BLOCK_N, BLOCK_J), dtype=tl.float32)
+        y_before = tl.zeros((BLOCK_J, BLOCK_R * BLOCK_D), dtype=OUT.dtype.element_ty)  # IN_STEP: strip - 1's rows
+        for strip in range(first, last):
+            r = strip * BLOCK_R + r_local
+            col_ok = (r < R1 * R2) & (dd < D)
+            r1 = (r // R2).to(tl.int64)
+            r2 = (r % R2).to(tl.int64)
+            own_cols = own_ok[:, None] & col_ok[None, :]
+            g = tl.load(g_rows + (r1 * s_gr1 + r2 * s_gr2 + dd * s_gd)[None, :], mask=row_ok[:, None] & col_ok[None, :], other=0.0)
+            t = tl.load(t_rows + (r1 * s_tr1 + r2 * s_tr2 + dd * s_td)[None, :], mask=own_cols, other=0.0)
+            if IN_STEP:
+                seen = tl.inline_asm_elementwise(_PEEK, "=r,l", [counter], dtype=tl.int32, is_pure=False, pack=1)
+            acc = mm(g, tl.trans(t), acc, UPCAST, PRECISION)
+            y = mm(kt, g, tl.zeros((BLOCK_J, BLOCK_R * BLOCK_D), dtype=tl.float32), UPCAST, PRECISION)
+            if IN_STEP:
+                tl.atomic_add(counter, 1, sem="relaxed", scope="gpu")  # this strip read (all threads are past it)
+                # strip - 1 is written once every part has read it: the count of strips first..strip-1, times parts
+                target = read + parts * (strip - first)
+                seen = tl.inline_asm_elementwise(_WAIT, "=r,l,r,r", [counter, target, seen], dtype=tl.int32, is_pure=False, pack=1)
+                _store_strip(o_rows, y_before, strip - 1, r_local, dd, R1, R2, D, s_or1, s_or2, s_od,
+                             own_ok & (strip > first) & (seen >= target), BLOCK_R)
+                y_before = (y * scale).to(OUT.dtype.element_ty)
+            else:
+                _store_strip(o_rows, (y * scale).to(OUT.dtype.element_ty), strip, r_local, dd, R1, R2, D, s_or1, s_or2, s_od, own_ok, BLOCK_R)
+        if IN_STEP:  # the last strip
+            read += parts * (last - first)
+            seen = tl.inline_asm_elementwise(_WAIT, "=r,l,r,r", [counter, read, read - parts], dtype=tl.int32, is_pure=False, pack=1)
+            _store_strip(o_rows, y_before, last - 1, r_local, dd, R1, R2, D, s_or1, s_or2, s_od, own_ok & (last > first) & (seen >= read), BLOCK_R)
+        dk = DK + ((split * (n_items // splits) + bh).to(tl.int64) * n + rows[:, None]) * n + own[None, :]
+        tl.store(dk, acc * scale, mask=row_ok[:, None] & own_ok[None, :])
+
+
+@triton.jit
+def _store_strip(o_rows, y, strip, r_local, dd, R1, R2, D, s_or1, s_or2, s_od, row_ok, BLOCK_R: tl.constexpr):
+    """Write ``y`` (rows × one strip's columns) to column strip ``strip`` of the rows ``o_rows`` point at."""
+    r = strip * BLOCK_R + r_local
+    offsets = (r // R2).to(tl.int64) * s_or1 + (r % R2).to(tl.int64) * s_or2 + dd * s_od
+    tl.store(o_rows + offsets[None, :], y, mask=row_ok[:, None] & ((r < R1 * R2) & (dd < D))[None, :])
 
 
 @triton.jit
@@ -265,6 +317,7 @@ _INPLACE_CONFIGS = (  # (BLOCK_N, columns, warps, stages); BLOCK_M covers the wh
 _ACC_PER_THREAD = 128  # fp32 accumulators per thread of a whole-axis tile (in-place and fused passes)
 
 _SHARED_BYTES = 200 * 1024  # of the H100's 227 KiB per block, leaving room for the compiler's own buffers
+_SHARED_LIMIT = 227 * 1024  # the H100's shared memory per block, for estimates that count every buffer
 
 
 def _apply_staged(m: int, k: int, c: int) -> int:
@@ -325,36 +378,42 @@ _FUSED_CONFIGS = (  # (columns, warps, stages, parts): each program takes 1/part
     (64, 8, 3, 1),  # axes of 65-128 points
     (128, 4, 2, 1),
     (64, 8, 2, 1),
-    (64, 8, 3, 4),  # axes of 129-256 points: the kernel gradient split over programs by its columns
+    (64, 16, 3, 2),  # axes of 129-256 points: the kernel gradient split over programs by its columns
+    (64, 8, 4, 4),
+    (32, 8, 4, 4),
     (128, 8, 2, 4),
-    (64, 16, 2, 2),
 )
 _WHOLE_FUSED_MAX_AXIS = 128  # the n × n float32 kernel gradient of a longer axis does not fit in one program's registers
 _FUSED_MAX_AXIS = 256  # nor n × n / 4 of a longer one
 
 
 @lru_cache(maxsize=None)
-def _fit_fused(n: int, D: int, itemsize: int, interpreted: bool, split: bool) -> tuple[tuple[int, int, int, int], ...]:
+def _fit_fused(n: int, D: int, itemsize: int, interpreted: bool, into_g: bool) -> tuple[tuple[int, int, int, int], ...]:
     """Configurations of the fused contraction + application for an axis of ``n`` points and ``D`` channels: the
     kernel gradient's part (``n × n / parts``) and the output strip (``n / parts × columns``) accumulate in at most
     :data:`_ACC_PER_THREAD` float32 registers per thread. One program holds the whole kernel gradient (``parts =
-    1``) up to :data:`_WHOLE_FUSED_MAX_AXIS` points; a longer axis splits it over programs, which is only allowed
-    (``split``) when the output does not overwrite the gradient it is the image of. Empty when nothing fits."""
+    1``) up to :data:`_WHOLE_FUSED_MAX_AXIS` points; a longer axis splits it over programs. Where the output goes
+    over the gradient it is the image of (``into_g``), the parts of a split keep in step through a counter, which
+    the interpreter cannot run (it runs programs one after another): there such an axis is not fused. Empty when
+    nothing fits."""
     m, block_d = pow2(n), pow2(D, 1)
     whole = m <= _WHOLE_FUSED_MAX_AXIS
     # float32 tiles of a split pass exceed the H100's shared memory (262144 bytes at n = 256 and 64 columns, one
     # stage, three-pass TF32; ptxas for sm_90): there only 16-bit fields split
-    if m > _FUSED_MAX_AXIS or not (whole or (split and itemsize == 2)):
+    if m > _FUSED_MAX_AXIS or not (whole or (itemsize == 2 and not (into_g and interpreted))):
         return ()
     if interpreted:
         return ((max(64, block_d), 4, 1, 1 if whole else 2),)
 
     def shared(c: int, stages: int, j: int) -> int:
-        # staged strips of g (all rows) and t (j rows), the kernel's j rows, and the float32 output strip's trip
-        # through shared memory on its way to the store (what ptxas reports for sm_90: 262144 bytes for float32,
-        # n = 128, 128 columns, 1 stage)
-        return (stages * (m + j) * c + j * m) * itemsize + j * c * 4
+        # staged strips of g (all rows) and t (j rows), the kernel's j rows, and the output strip's trip through
+        # shared memory on its way to the store: what triton 3.6 allocates for sm_90 where its buffers do not
+        # overlap (exactly, for the split passes at n = 256), more than it allocates where they do
+        return (stages * (m + j) * c + j * m + j * c) * itemsize
 
+    # float32 (three-pass TF32) takes more than that count: 262144 bytes where it counts 229376 (n = 65, 64
+    # columns, 2 stages), so there the margin of the other estimates is kept
+    limit = _SHARED_LIMIT if itemsize == 2 else _SHARED_BYTES
     fitted = []
     for c, warps, stages, parts in _FUSED_CONFIGS:
         if (parts == 1) != whole:
@@ -362,9 +421,9 @@ def _fit_fused(n: int, D: int, itemsize: int, interpreted: bool, split: bool) ->
         c, j = max(c, block_d), m // parts
         if j * (m + c) > _ACC_PER_THREAD * 32 * warps:
             continue
-        while stages > 1 and shared(c, stages, j) > _SHARED_BYTES:
+        while stages > 1 and shared(c, stages, j) > limit:
             stages -= 1
-        if shared(c, stages, j) <= _SHARED_BYTES:
+        if shared(c, stages, j) <= limit:
             fitted.append((c, warps, stages, parts))
     return tuple(dict.fromkeys(fitted))
 
@@ -508,10 +567,11 @@ def _contract_apply(g: torch.Tensor, t: torch.Tensor, kernel: torch.Tensor, axis
     key = ("fused", axis, into_g, geometry(g), geometry(t), geometry(kernel), out_geometry, precision(g.dtype))
     y = out if out is not None else empty_like(g)
     if key in _REPLAYS:
-        replay, shape = _REPLAYS[key]
+        replay, shape, n_counters = _REPLAYS[key]
         partials = empty(*shape, like=g, dtype=torch.float32)
+        counters = torch.zeros(n_counters, device=g.device, dtype=torch.int32) if n_counters else partials
         with device_guard(g):
-            replay(g, t, kernel, y, partials, scale)
+            replay(g, t, kernel, y, partials, counters, scale)
         return partials, y
     n, R1, R2, D, sg = _axis_view(g, axis)
     block_d = pow2(D, 1)
@@ -525,42 +585,49 @@ def _contract_apply(g: torch.Tensor, t: torch.Tensor, kernel: torch.Tensor, axis
         _, r1, r2, _, strides = _axis_view(g_, axis)  # g_'s own sizes: a tuning trial runs on smaller fields
         strips = cdiv(r1 * r2, block_r)
         bh = g_.shape[0] * g_.shape[1]
-        # enough programs to fill the GPU, each running through a range of strips; one partial sum each
-        per_split = cdiv(strips, max(1, min(strips, cdiv(4 * sm_count, bh * parts))))
+        if parts == 1:  # a few waves of programs, one work item each
+            splits = max(1, min(strips, cdiv(4 * sm_count, bh)))
+        else:  # a split pass: one group of parts per multiprocessor at most, so that its parts run at the same time
+            splits = max(1, min(strips, sm_count // parts // bh))
+        per_split = cdiv(strips, splits)
         splits = cdiv(strips, per_split)
+        n_groups = bh * splits if parts == 1 else min(bh * splits, max(1, sm_count // parts))
+        in_step = parts > 1 and y_.data_ptr() == g_.data_ptr()
         partials = empty(splits, g_.shape[0], g_.shape[1], n, n, like=g_, dtype=torch.float32)
-        args = (g_, t_, k, y_, partials, g_.shape[1], n, r1, r2, D, per_split, float(scale),
+        counters = torch.zeros(n_groups, device=g_.device, dtype=torch.int32) if in_step else partials
+        args = (g_, t_, k, y_, partials, counters, g_.shape[1], n, r1, r2, D, bh * splits, splits, per_split, float(scale),
                 *strides, *_axis_view(t_, axis)[4], *_axis_view(y_, axis)[4], *k.stride(),
-                pow2(n), pow2(n) // parts, block_r, block_d, up, prec)
-        return launch(_contract_apply_kernel, (splits * parts, bh), args, warps, stages), partials
+                pow2(n), pow2(n) // parts, block_r, block_d, up, prec, in_step)
+        replay = launch(_contract_apply_kernel, (n_groups * parts,), args, warps, stages)
+        return replay, partials, n_groups if in_step else 0
 
     scratch: list[torch.Tensor] = []
 
     def trial(config) -> None:
         # The launch overwrites one of its inputs: time the candidates on two smaller fields of one shape, in the
         # layout of t (the op's own, dense; g may be anything autograd hands over, even an expanded tensor), the
-        # output over t (what every configuration allows).
+        # output over the same input as the real launch's.
         if not scratch:
             field = _trial_field(t, axis)
             scratch.extend((field, torch.zeros_like(field)))
         g_, t_ = scratch
-        run(config, g_, t_, t_, kernel[:g_.shape[0]])
+        run(config, g_, t_, g_ if into_g else t_, kernel[:g_.shape[0]])
 
     def real(config) -> None:
-        replay, result["partials"] = run(config, g, t, y, kernel)
+        replay, result["partials"], n_counters = run(config, g, t, y, kernel)
         if replay is not None:
-            _REPLAYS[key] = (replay, result["partials"].shape)
+            _REPLAYS[key] = (replay, result["partials"].shape, n_counters)
 
     tuning_key = ("fa_fused", n, R1 * R2 > 4096, D, g.dtype, sg[5] == 1, prec, into_g)
     with device_guard(g):
-        _tuning.pick(tuning_key, _fit_fused(n, D, g.element_size(), upcast(), not into_g), real, g.device, trial=trial)
+        _tuning.pick(tuning_key, _fit_fused(n, D, g.element_size(), upcast(), into_g), real, g.device, trial=trial)
     return result["partials"], y
 
 
 def fuses(x: torch.Tensor, axis: int, into_x: bool) -> bool:
     """Whether :func:`_contract_apply` takes axis ``axis`` of the gradient ``x``, writing its image over ``x``
     (``into_x``) or elsewhere."""
-    return bool(_fit_fused(x.shape[2 + axis], x.shape[-1], x.element_size(), upcast(), not into_x))
+    return bool(_fit_fused(x.shape[2 + axis], x.shape[-1], x.element_size(), upcast(), into_x))
 
 
 def _matmul(a: torch.Tensor, b: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
