@@ -15,7 +15,9 @@ permuted into a contiguous copy:
   along the same axis. Each program runs through a range of whole column strips. Up to 128 points, one program
   holds the whole ``n × n`` partial sum in registers and may write the application over either input; up to 256
   points (16-bit fields), the partial sum is split by its columns over 2-4 neighbouring programs, which all read
-  the whole strip of the gradient from L2, so the application may go over the other input only.
+  the whole strip of the gradient from L2. Their application may go over the other input freely, and over the
+  gradient when they keep in step: each writes a strip's rows one strip later, once a counter in global memory says
+  that every part has read that strip (GPU only: the interpreter runs programs one after another).
 * ``_matmul_kernel``: the small products ``P_a = q_a k_aᵀ`` and their gradients ``dq = dP k``, ``dk = dPᵀ q``.
 
 The axial products are ``n_a × n_a``, ``n_a / (N·D)`` of the field's size (at most 1/64 here), so each is formed
