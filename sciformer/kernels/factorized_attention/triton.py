@@ -382,7 +382,6 @@ _FUSED_CONFIGS = (  # (columns, warps, stages, parts): each program takes 1/part
     (64, 8, 2, 1),
     (64, 16, 3, 2),  # axes of 129-256 points: the kernel gradient split over programs by its columns
     (64, 8, 4, 4),
-    (32, 8, 4, 4),
     (128, 8, 2, 4),
 )
 _WHOLE_FUSED_MAX_AXIS = 128  # the n × n float32 kernel gradient of a longer axis does not fit in one program's registers
