@@ -56,8 +56,10 @@ def empty_like(x: torch.Tensor) -> torch.Tensor:
 
 
 def device_guard(tensor: torch.Tensor):
-    """Launch on the tensor's device (several GPUs), a no-op on the CPU interpreter."""
-    return torch.cuda.device(tensor.device) if tensor.is_cuda else _Null()
+    """Launch on the tensor's device (several GPUs); a no-op where that is the current device already (entering a
+    device context costs several µs of host time per launch) and on the CPU interpreter."""
+    index = tensor.get_device()  # -1 on the CPU
+    return torch.cuda.device(index) if index >= 0 and index != torch.cuda.current_device() else _NULL
 
 
 def geometry(t: torch.Tensor) -> tuple:
@@ -102,6 +104,9 @@ class _Null:
 
     def __exit__(self, *exc):
         return False
+
+
+_NULL = _Null()
 
 
 @triton.jit

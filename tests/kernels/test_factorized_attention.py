@@ -68,19 +68,20 @@ def test_passes_over_the_field_with_and_without_recomputing(device, grid, dtype,
     d = len(grid)
     fused = fused_axes(grid, dtype, device)
     calls = []
-    for name in ("_apply", "_contract", "_contract_apply"):
+    for name in ("_application", "_contract", "_contract_apply"):
         original = getattr(triton_fa, name)
         monkeypatch.setattr(triton_fa, name, lambda *a, _name=name, _f=original, **kw: calls.append(_name) or _f(*a, **kw))
     for recompute in (False, True):
         calls.clear()
         qs, ks, v = as_leaves(make_inputs(grid, B=1, H=2, E=4, D=3, device=device), lambda t: t.to(dtype))
         out = triton_fa.factorized_attention(qs, ks, v, recompute=recompute)
-        assert calls == ["_apply"] * d
+        assert calls == ["_application"] * d
         out.backward(torch.ones_like(out))
         backward = calls[d:]
-        assert backward[: d - 1 if recompute else 0] == ["_apply"] * (d - 1 if recompute else 0)
+        applications = backward.count("_application")
+        assert backward[: d - 1 if recompute else 0] == ["_application"] * (d - 1 if recompute else 0)
         assert backward.count("_contract_apply") == fused
-        assert backward.count("_contract") == d - fused and backward.count("_apply") == (d - 1 if recompute else 0) + d - fused
+        assert backward.count("_contract") == d - fused and applications == (d - 1 if recompute else 0) + d - fused
 
 
 def test_an_intermediate_is_released_before_the_next_field_is_allocated(device, monkeypatch):
@@ -205,6 +206,30 @@ def test_axial_application_overwrites_its_input_only_where_a_program_owns_whole_
     long_out = triton_fa._apply(long_kernel, long_x, 0, overwrite=True)
     assert long_out.data_ptr() != long_x.data_ptr() and torch.equal(long_x, kept)
     torch.testing.assert_close(long_out, torch.einsum("bhij,bhjrd->bhird", long_kernel, long_x), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("E", [5, 70])
+@pytest.mark.parametrize("B,H", [(1, 1), (2, 3)])
+def test_an_application_that_forms_its_kernel(device, B, H, E):
+    """:func:`_apply_product`: one launch forms the rows of ``P = q kᵀ`` it applies (several steps over the key
+    channels where ``E > 64``), writes ``P`` for the backward, and gives what a product and an application give;
+    with one sample and head the strips are shared out over several groups of programs (also in place)."""
+    triton_fa = fast(OP)
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(B, 9, 7, H, 5, generator=g).movedim(-2, 1).to(device)  # channels last
+    for axis in (0, 1):
+        n = x.shape[2 + axis]
+        q, k = (torch.randn(B, H, n, E, generator=g).to(device) for _ in range(2))
+        expected_product = q @ k.transpose(-1, -2)
+        expected = triton_fa._apply(expected_product, x, axis, scale=0.25)
+        kept = x.clone()
+        out, product = triton_fa._apply_product(q, k, x, axis, scale=0.25)
+        assert torch.equal(x, kept)
+        torch.testing.assert_close(product, expected_product, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+        overwritten, _ = triton_fa._apply_product(q, k, kept, axis, overwrite=True, scale=0.25)
+        assert overwritten.data_ptr() == kept.data_ptr()
+        torch.testing.assert_close(overwritten, expected, rtol=1e-5, atol=1e-5)
 
 
 def test_a_replay_repeats_the_launch_with_new_tensors_and_floats(device):

@@ -102,6 +102,63 @@ def _apply_kernel(
 
 
 @triton.jit
+def _apply_rows_kernel(
+    K, Q, KEY, X, Y, H, n, E, R1, R2, D, scale, n_strips, strips_per_group, groups,
+    s_kb, s_kh, s_ki, s_kj,
+    s_qb, s_qh, s_qn, s_qe,
+    s_eb, s_eh, s_en, s_ee,
+    s_xb, s_xh, s_xn, s_xr1, s_xr2, s_xd,
+    s_yb, s_yh, s_yn, s_yr1, s_yr2, s_yd,
+    BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_E: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr,
+    FORM: tl.constexpr, UPCAST: tl.constexpr, PRECISION: tl.constexpr,
+):
+    # The same product as _apply_kernel for axes of up to 256 points, with the kernel's rows resident: a program
+    # takes BLOCK_M rows of K (the whole reduction, loaded once) and runs through a range of column strips, so that
+    # only the field streams through it. FORM: those rows are formed here, K[b, h, i, :] = q_i kᵀ (rounded to the
+    # field's dtype), and the first group's programs write them to K.
+    pid = tl.program_id(0)
+    n_m = tl.cdiv(n, BLOCK_M)
+    m = pid % n_m  # the row tiles of one range of strips are neighbours: they read the same strips from L2
+    group = pid // n_m % groups
+    bh = pid // n_m // groups
+    b = (bh // H).to(tl.int64)
+    h = (bh % H).to(tl.int64)
+    rows = m * BLOCK_M + tl.arange(0, BLOCK_M)
+    row_ok = rows < n
+    j = tl.arange(0, BLOCK_K)
+    j_ok = j < n
+    k_ptr = K + b * s_kb + h * s_kh + rows[:, None] * s_ki + j[None, :] * s_kj
+    if FORM:
+        acc = tl.zeros((BLOCK_M, BLOCK_K), dtype=tl.float32)
+        for e0 in range(0, E, BLOCK_E):
+            e = e0 + tl.arange(0, BLOCK_E)
+            e_ok = e < E
+            qt = tl.load(Q + b * s_qb + h * s_qh + rows[:, None] * s_qn + e[None, :] * s_qe, mask=row_ok[:, None] & e_ok[None, :], other=0.0)
+            kt = tl.load(KEY + b * s_eb + h * s_eh + j[None, :] * s_en + e[:, None] * s_ee, mask=e_ok[:, None] & j_ok[None, :], other=0.0)
+            acc = mm(qt, kt, acc, UPCAST, PRECISION)
+        kernel_rows = acc.to(K.dtype.element_ty)
+        if group == 0:
+            tl.store(k_ptr, kernel_rows, mask=row_ok[:, None] & j_ok[None, :])
+    else:
+        kernel_rows = tl.load(k_ptr, mask=row_ok[:, None] & j_ok[None, :], other=0.0)
+    cols = tl.arange(0, BLOCK_R * BLOCK_D)
+    r_local = cols // BLOCK_D
+    dd = cols % BLOCK_D
+    x_rows = X + b * s_xb + h * s_xh + j[:, None].to(tl.int64) * s_xn
+    y_rows = Y + b * s_yb + h * s_yh + rows[:, None].to(tl.int64) * s_yn
+    first = group * strips_per_group
+    for strip in range(first, tl.minimum(first + strips_per_group, n_strips)):
+        r = strip * BLOCK_R + r_local
+        col_ok = (r < R1 * R2) & (dd < D)
+        r1 = (r // R2).to(tl.int64)
+        r2 = (r % R2).to(tl.int64)
+        xt = tl.load(x_rows + (r1 * s_xr1 + r2 * s_xr2 + dd * s_xd)[None, :], mask=j_ok[:, None] & col_ok[None, :], other=0.0)
+        y = mm(kernel_rows, xt, tl.zeros((BLOCK_M, BLOCK_R * BLOCK_D), dtype=tl.float32), UPCAST, PRECISION)
+        tl.store(y_rows + (r1 * s_yr1 + r2 * s_yr2 + dd * s_yd)[None, :], (y * scale).to(Y.dtype.element_ty),
+                 mask=row_ok[:, None] & col_ok[None, :])
+
+
+@triton.jit
 def _contract_kernel(
     A, Bm, OUT, H, n, R1, R2, D, r_per_split, scale,
     s_ab, s_ah, s_an, s_ar1, s_ar2, s_ad,
@@ -371,6 +428,53 @@ def _fit_inplace(n: int, D: int, itemsize: int, interpreted: bool) -> tuple[tupl
     return tuple(dict.fromkeys(fitted))
 
 
+_ROWS_CONFIGS = (  # (BLOCK_M, columns, warps, stages, programs per multiprocessor)
+    (128, 64, 8, 4, 1),  # the fastest at 256² (0.41 ms against 0.47 for _apply_kernel's best, H100, session 11)
+    (128, 64, 4, 4, 1),
+    (128, 64, 8, 3, 1),
+    (256, 64, 8, 2, 1),  # whole axes of 129-256 points (in place)
+    (64, 64, 8, 3, 2),  # the fastest at 64³
+    (64, 128, 8, 3, 2),
+)
+_ROWS_MAX_AXIS = 256  # the kernel's rows of a longer axis, with the whole reduction, do not fit beside the field's tiles
+
+
+@lru_cache(maxsize=None)
+def _fit_rows(n: int, D: int, E: int, itemsize: int, whole: bool, interpreted: bool) -> tuple[tuple[int, int, int, int, int], ...]:
+    """Configurations of :func:`_apply_rows_kernel` for an axis of ``n`` points, ``D`` channels and (where it forms
+    the kernel) ``E`` key channels; ``whole``: row tiles that span the axis (so a program may overwrite what it
+    read). Only 16-bit fields on a GPU: float32 tiles take more shared memory than the H100 has (327680 bytes for
+    64 rows of a 256-point axis, ptxas for sm_90). Empty when nothing fits."""
+    m, block_d, block_e = pow2(n), pow2(D, 1), _block_e(E)
+    if m > _ROWS_MAX_AXIS:
+        return ()
+    if interpreted:
+        return ((m if whole else min(32, m), max(32, block_d), 4, 1, 1),)
+    if itemsize != 2:
+        return ()
+
+    def shared(bm: int, c: int, stages: int) -> int:
+        # forming the kernel stages q and k tiles; the strip loop stages field tiles, with the kernel's rows and the
+        # output tile's trip to the store beside them (what triton 3.6 allocates for sm_90, or a little more)
+        return max(stages * (bm + m) * block_e, stages * m * c + bm * (m + c)) * itemsize
+
+    fitted = []
+    for bm, c, warps, stages, per_sm in _ROWS_CONFIGS:
+        bm, c = m if whole else min(bm, m), max(c, block_d)
+        if bm * c > _ACC_PER_THREAD * 32 * warps:
+            continue
+        while stages > 1 and shared(bm, c, stages) > _SHARED_LIMIT:
+            stages -= 1
+        if shared(bm, c, stages) <= _SHARED_LIMIT:
+            fitted.append((bm, c, warps, stages, per_sm))
+    return tuple(dict.fromkeys(fitted))
+
+
+def _block_e(E: int) -> int:
+    """Key channels per step where the resident-rows kernel forms ``q kᵀ``."""
+    return min(64, pow2(E))
+
+
 _FUSED_CONFIGS = (  # (columns, warps, stages, parts): each program takes 1/parts of the rows of T and of the output
     (128, 4, 3, 1),
     (64, 4, 3, 1),
@@ -470,30 +574,82 @@ def _apply(kernel: torch.Tensor, x: torch.Tensor, axis: int, overwrite: bool = F
 
     ``overwrite=True`` allows writing the result into ``x`` (a temporary of the caller's), which happens where
     the axis is short enough for one program to own whole columns; the result is returned either way."""
-    key = ("apply", axis, overwrite, geometry(kernel), geometry(x), precision(x.dtype))
+    return _application(kernel, x, axis, overwrite, scale, None)
+
+
+def _apply_product(q: torch.Tensor, k: torch.Tensor, x: torch.Tensor, axis: int, overwrite: bool = False, scale: float = 1.0):
+    """``(scale · P ×_axis x, P)`` with ``P = q kᵀ`` in ``x``'s dtype (``q, k [B, H, n, E]``): one launch where
+    :func:`_apply_rows_kernel` takes the axis (it forms its rows of ``P`` itself, and writes them out for the
+    backward), else a product and an application."""
+    # the first launch of a step: the GPU waits for it, so a repeated call goes straight to its replay
+    B, H, n, E = q.shape
+    key = ("apply", axis, overwrite, None, geometry(x), (geometry(q), geometry(k)), precision(x.dtype))
+    known = _REPLAYS.get(key)
+    if known is None and not _fit_rows(n, x.shape[-1], E, x.element_size(), False, upcast()):
+        product = _matmul(q, k.transpose(-1, -2), x.dtype)
+        return _apply(product, x, axis, overwrite, scale), product
+    product = empty(B, H, n, n, like=x)
+    if known is None:
+        return _application(product, x, axis, overwrite, scale, (q, k)), product
+    replay, in_place, _ = known
+    y = x if in_place else empty_like(x)
+    with device_guard(x):
+        replay(product, q, k, x, y, scale)
+    return y, product
+
+
+def _application(kernel: torch.Tensor, x: torch.Tensor, axis: int, overwrite: bool, scale: float, qk) -> torch.Tensor:
+    """:func:`_apply`, and with ``qk = (q, k)`` :func:`_apply_product`'s single launch (``kernel`` then receives
+    ``q kᵀ``). Axes of up to 256 points may run :func:`_apply_rows_kernel`, which keeps a program's rows of the
+    kernel resident, any axis :func:`_apply_kernel`; the tuner picks between them where both can."""
+    # with qk, the kernel is a new tensor of ours, fixed by q's and k's shapes
+    geometries = tuple(geometry(t) for t in qk) if qk is not None else None
+    key = ("apply", axis, overwrite, geometry(kernel) if qk is None else None, geometry(x), geometries, precision(x.dtype))
     if key in _REPLAYS:
-        replay, in_place = _REPLAYS[key]
+        replay, in_place, rows = _REPLAYS[key]
         y = x if in_place else empty_like(x)
         with device_guard(x):
-            replay(kernel, x, y, scale)
+            if rows:
+                replay(kernel, *(qk or (kernel, kernel)), x, y, scale)
+            else:
+                replay(kernel, x, y, scale)
         return y
     n, R1, R2, D, sx = _axis_view(x, axis)
-    configs = _fit_inplace(n, D, x.element_size(), upcast()) if overwrite else ()
-    in_place = bool(configs)
-    if not in_place:
-        configs = _fit(_APPLY_CONFIGS, n, D, x.element_size(), _apply_staged, upcast())
+    E = qk[0].shape[-1] if qk is not None else 0
+    size, up = x.element_size(), upcast()
+    whole_rows = _fit_rows(n, D, E, size, True, up) if overwrite else ()
+    in_place = bool(whole_rows or (overwrite and qk is None and _fit_inplace(n, D, size, up)))
+    rows_configs = whole_rows if in_place else _fit_rows(n, D, E, size, False, up)
+    if qk is not None:
+        configs = [("rows", c) for c in rows_configs]
+    else:
+        streaming = _fit_inplace(n, D, size, up) if in_place else _fit(_APPLY_CONFIGS, n, D, size, _apply_staged, up)
+        configs = [("rows", c) for c in rows_configs] + [("stream", c) for c in streaming]
     y = x if in_place else empty_like(x)  # same layout as x (empty_like keeps a dense permuted layout)
     block_d = pow2(D, 1)
-    prec, up = precision(x.dtype), upcast()
+    prec = precision(x.dtype)
 
     def run(config, k: torch.Tensor, src: torch.Tensor, dst: torch.Tensor):
-        bm, bn, cols, warps, stages = config
-        block_r = max(1, cols // block_d)
+        family, (bm, *rest) = config
         _, r1, r2, _, strides = _axis_view(src, axis)  # src's own sizes: a tuning trial runs on a smaller field
-        grid = (cdiv(n, bm) * cdiv(r1 * r2, block_r), src.shape[0] * src.shape[1])
-        args = (k, src, dst, src.shape[1], n, r1, r2, D, float(scale), *k.stride(), *strides, *_axis_view(dst, axis)[4],
-                bm, bn, block_r, block_d, up, prec)
-        return launch(_apply_kernel, grid, args, warps, stages)
+        dst_strides = _axis_view(dst, axis)[4]
+        if family == "stream":
+            bn, cols, warps, stages = rest
+            block_r = max(1, cols // block_d)
+            grid = (cdiv(n, bm) * cdiv(r1 * r2, block_r), src.shape[0] * src.shape[1])
+            args = (k, src, dst, src.shape[1], n, r1, r2, D, float(scale), *k.stride(), *strides, *dst_strides,
+                    bm, bn, block_r, block_d, up, prec)
+            return launch(_apply_kernel, grid, args, warps, stages)
+        cols, warps, stages, per_sm = rest
+        block_r = max(1, cols // block_d)
+        strips, row_tiles = cdiv(r1 * r2, block_r), src.shape[0] * src.shape[1] * cdiv(n, bm)
+        per_group = cdiv(strips, min(strips, max(1, per_sm * _sm_count(src) // row_tiles)))
+        groups = cdiv(strips, per_group)
+        q, key_ = qk if qk is not None else (k, k)  # unread without FORM
+        args = (k, q, key_, src, dst, src.shape[1], n, E, r1, r2, D, float(scale), strips, per_group, groups,
+                *k.stride(), *q.stride(), *key_.stride(), *strides, *dst_strides,
+                bm, pow2(n), _block_e(E), block_r, block_d, qk is not None, up, prec)
+        return launch(_apply_rows_kernel, (row_tiles * groups,), args, warps, stages)
 
     scratch: list[torch.Tensor] = []
 
@@ -509,9 +665,9 @@ def _apply(kernel: torch.Tensor, x: torch.Tensor, axis: int, overwrite: bool = F
     def real(config) -> None:
         replay = run(config, kernel, x, y)
         if replay is not None:
-            _REPLAYS[key] = (replay, in_place)
+            _REPLAYS[key] = (replay, in_place, config[0] == "rows")
 
-    tuning_key = ("fa_apply", n, R1 * R2 > 4096, D, x.dtype, sx[5] == 1, prec, in_place)
+    tuning_key = ("fa_apply", n, R1 * R2 > 4096, D, x.dtype, sx[5] == 1, prec, in_place, qk is not None)
     with device_guard(x):
         _tuning.pick(tuning_key, configs, real, x.device, trial=trial if in_place else None)
     return y
@@ -662,11 +818,12 @@ class _FactorizedAttention(torch.autograd.Function):
         # to act on here: the op runs in the inputs' common dtype either way.
         products, fields = [], [v]  # fields[a]: the field axis a's kernel is applied to
         for axis, s in enumerate(scales):
-            # each product is formed just before its application, so that the GPU starts on the field after one
-            # small launch, not d (the GPU waits for the host at the start of a step, session 8)
-            products.append(_matmul(qk[axis], qk[d + axis].transpose(-1, -2), v.dtype))
+            # each product is formed by its application (or just before it), so that the GPU starts on the field
+            # after one launch (the GPU waits for the host at the start of a step, sessions 8 and 11)
             # recomputing: the intermediates are not kept, so each later axis may overwrite the one before
-            fields.append(_apply(products[-1], fields[-1], axis, overwrite=recompute and axis > 0, scale=s))
+            field, product = _apply_product(qk[axis], qk[d + axis], fields[-1], axis, overwrite=recompute and axis > 0, scale=s)
+            fields.append(field)
+            products.append(product)
         ctx.scales = scales
         # The intermediates are a plain attribute, not saved tensors: the backward drops each one as soon as its
         # kernel gradient is formed, which keeps its peak at that of recomputing them (saved tensors live to the end).
