@@ -42,13 +42,16 @@ def pick(
             # the GPU first sleeps while the timed launches are queued, so that the events time the kernels and not
             # the host between them (a trial launch costs about as much host time as its kernel takes on a fast
             # GPU; timed without this, the choice between close candidates was random, H100, session 9)
-            _hold(device)
-            start.record()
-            for _ in range(3):
-                trial(config)
-            end.record()
-            torch.cuda.synchronize(device)
-            timings.append((start.elapsed_time(end), config))
+            best = float("inf")
+            for _ in range(2):  # the faster of two rounds: one round's noise picked a 7% slower tile at times (session 11)
+                _hold(device)
+                start.record()
+                for _ in range(3):
+                    trial(config)
+                end.record()
+                torch.cuda.synchronize(device)
+                best = min(best, start.elapsed_time(end))
+            timings.append((best, config))
         except Exception:  # out of shared memory / registers for this tile: not a candidate here
             continue
     if not timings:

@@ -441,9 +441,9 @@ _ROWS_MAX_AXIS = 256  # the kernel's rows of a longer axis, with the whole reduc
 
 @lru_cache(maxsize=None)
 def _fit_rows(n: int, D: int, E: int, itemsize: int, whole: bool, interpreted: bool) -> tuple[tuple[int, int, int, int, int], ...]:
-    """Configurations of :func:`_apply_rows_kernel` for an axis of ``n`` points, ``D`` channels and (where it forms
-    the kernel) ``E`` key channels; ``whole``: row tiles that span the axis (so a program may overwrite what it
-    read). Only 16-bit fields on a GPU: float32 tiles take more shared memory than the H100 has (327680 bytes for
+    """Configurations of :func:`_apply_rows_kernel` for an axis of ``n`` points, ``D`` channels and (``E > 0``) the
+    kernel formed from ``E`` key channels; ``whole``: row tiles that span the axis (so a program may overwrite what
+    it read). Only 16-bit fields on a GPU: float32 tiles take more shared memory than the H100 has (327680 bytes for
     64 rows of a 256-point axis, ptxas for sm_90). Empty when nothing fits."""
     m, block_d, block_e = pow2(n), pow2(D, 1), _block_e(E)
     if m > _ROWS_MAX_AXIS:
@@ -462,6 +462,10 @@ def _fit_rows(n: int, D: int, E: int, itemsize: int, whole: bool, interpreted: b
     for bm, c, warps, stages, per_sm in _ROWS_CONFIGS:
         bm, c = m if whole else min(bm, m), max(c, block_d)
         if bm * c > _ACC_PER_THREAD * 32 * warps:
+            continue
+        # formed rows stay in registers: past 64 a thread, ptxas spills (255 registers and 2.3 KB of spills for 128
+        # rows of 256 points on 4 warps, sm_90); a whole axis keeps its one in-place tile regardless
+        if E and not whole and bm * m * itemsize > 64 * 4 * 32 * warps:
             continue
         while stages > 1 and shared(bm, c, stages) > _SHARED_LIMIT:
             stages -= 1
