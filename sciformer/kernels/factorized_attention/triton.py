@@ -1,6 +1,6 @@
 """Triton FactFormer axial attention: same signature and result as :mod:`.reference`, forward and backward.
 
-Three kernels do all the work on the field ``v [B, H, n_1, ..., n_d, D]`` (d = 1, 2, 3), read and written in place
+These kernels do all the work on the field ``v [B, H, n_1, ..., n_d, D]`` (d = 1, 2, 3), read and written in place
 with its own strides (the channels-last ``[B, *grid, H, D]`` layout of ``to_v``'s output), so no axis is ever
 permuted into a contiguous copy:
 
@@ -8,6 +8,11 @@ permuted into a contiguous copy:
   with its quadrature weight ``s``. One program owns a tile of ``BLOCK_M`` output rows of axis ``a`` × a tile of
   columns (``BLOCK_R`` positions of the other axes × all ``D`` channels) and runs the reduction over axis ``a`` in
   registers (``tl.dot``, fp32 accumulation).
+* ``_apply_rows_kernel``: the same product for axes of up to 256 points (16-bit fields on the GPU), with a
+  program's rows of ``P`` resident: loaded once, with the whole reduction, while the program runs through a range
+  of column strips, so that only the field streams through it. In the forward it forms those rows from ``q`` and
+  ``k`` itself and writes ``P`` out for the backward: one launch per axis. The tuner picks between the two kernels
+  where both can run.
 * ``_contract_kernel``: ``dP[i, j] = s · Σ_c G[i, c] T[j, c]``, the product's gradient, a reduction over every
   position of the other axes and every channel, split over programs into a few partial sums that are added
   afterwards (deterministic, no atomics).
@@ -18,11 +23,13 @@ permuted into a contiguous copy:
   the whole strip of the gradient from L2. Their application may go over the other input freely, and over the
   gradient when they keep in step: each writes a strip's rows one strip later, once a counter in global memory says
   that every part has read that strip (GPU only: the interpreter runs programs one after another).
-* ``_matmul_kernel``: the small products ``P_a = q_a k_aᵀ`` and their gradients ``dq = dP k``, ``dk = dPᵀ q``.
+* ``_matmul_kernel``: the small products ``P_a = q_a k_aᵀ`` (where ``_apply_rows_kernel`` does not form them) and
+  their gradients ``dq = dP k``, ``dk = dPᵀ q``.
 
 The axial products are ``n_a × n_a``, ``n_a / (N·D)`` of the field's size (at most 1/64 here), so each is formed
 once and read from L2: recomputing them inside every column tile, flash-attention style, would double the FLOPs,
-because unlike softmax attention the same kernel serves all ``N / n_a`` positions of the other axes.
+because unlike softmax attention the same kernel serves all ``N / n_a`` positions of the other axes. (Where
+``_apply_rows_kernel`` forms ``P``, each program forms its rows once for its whole range of strips.)
 
 Every launch after the first with the same shapes goes through :class:`~sciformer.kernels._triton.Replay`: triton's
 per-launch argument binding and our own configuration lookup took 0.07-0.1 ms of host time per launch on the H100
