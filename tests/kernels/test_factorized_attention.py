@@ -232,6 +232,38 @@ def test_an_application_that_forms_its_kernel(device, B, H, E):
         torch.testing.assert_close(overwritten, expected, rtol=1e-5, atol=1e-5)
 
 
+def test_the_first_application_is_launched_before_autograd_s_bookkeeping(device, monkeypatch):
+    """The GPU waits for the host at the start of a step: the first axis's application goes out before
+    ``_FactorizedAttention.apply``, the other axes' inside it."""
+    triton_fa = fast(OP)
+    events = []
+    application, apply = triton_fa._application, triton_fa._FactorizedAttention.apply
+    monkeypatch.setattr(triton_fa, "_application", lambda *a, **kw: events.append("application") or application(*a, **kw))
+    monkeypatch.setattr(triton_fa._FactorizedAttention, "apply", lambda *a: events.append("autograd") or apply(*a))
+    qs, ks, v = as_leaves(make_inputs((5, 9, 3), B=1, H=2, E=4, D=3, device=device), lambda t: t.float())
+    triton_fa.factorized_attention(qs, ks, v)
+    assert events == ["application", "autograd", "application", "application"]
+
+
+def test_tiles_that_form_their_kernel_keep_its_rows_in_registers_and_shared_memory():
+    """:func:`_fit_rows` on the GPU: 16-bit fields only, the staged tiles within the H100's shared memory, and where
+    the kernel's rows are formed (and so held in registers) at most 64 of them per thread, except for the whole-axis
+    tile an in-place application needs."""
+    triton_fa = fast(OP)
+    assert triton_fa._fit_rows(256, 64, 128, 4, False, False) == ()  # float32
+    assert triton_fa._fit_rows(512, 64, 128, 2, False, False) == ()  # too long an axis
+    for n in (64, 100, 256):
+        m = triton_fa.pow2(n)
+        for E in (0, 128):
+            for whole in (False, True):
+                fitted = triton_fa._fit_rows(n, 64, E, 2, whole, False)
+                assert fitted
+                for bm, cols, warps, stages, per_sm in fitted:
+                    assert bm == m if whole else bm <= m
+                    if E and not whole:
+                        assert bm * m * 2 <= 64 * 4 * 32 * warps
+
+
 def test_a_replay_repeats_the_launch_with_new_tensors_and_floats(device):
     """A :class:`Replay` keeps the grid and the integer arguments of a launch, takes the tensors and float scalars
     anew, in order, and holds no tensor of the launch it was made from."""
