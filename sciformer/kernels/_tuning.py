@@ -42,7 +42,7 @@ def pick(
             # the GPU first sleeps while the timed launches are queued, so that the events time the kernels and not
             # the host between them (a trial launch costs about as much host time as its kernel takes on a fast
             # GPU; timed without this, the choice between close candidates was random, H100, session 9)
-            best = float("inf")
+            fastest = float("inf")
             for _ in range(2):  # the faster of two rounds: one round's noise picked a 7% slower tile at times (session 11)
                 _hold(device)
                 start.record()
@@ -50,8 +50,8 @@ def pick(
                     trial(config)
                 end.record()
                 torch.cuda.synchronize(device)
-                best = min(best, start.elapsed_time(end))
-            timings.append((best, config))
+                fastest = min(fastest, start.elapsed_time(end))
+            timings.append((fastest, config))
         except Exception:  # out of shared memory / registers for this tile: not a candidate here
             continue
     if not timings:

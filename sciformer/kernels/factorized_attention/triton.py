@@ -594,37 +594,42 @@ def _apply_product(q: torch.Tensor, k: torch.Tensor, x: torch.Tensor, axis: int,
     backward), else a product and an application."""
     # the first launch of a step: the GPU waits for it, so a repeated call goes straight to its replay
     B, H, n, E = q.shape
-    key = ("apply", axis, overwrite, None, geometry(x), (geometry(q), geometry(k)), precision(x.dtype))
-    known = _REPLAYS.get(key)
+    known = _REPLAYS.get(_application_key(None, x, axis, overwrite, (q, k)))
     if known is None and not _fit_rows(n, x.shape[-1], E, x.element_size(), False, upcast()):
         product = _matmul(q, k.transpose(-1, -2), x.dtype)
         return _apply(product, x, axis, overwrite, scale), product
     product = empty(B, H, n, n, like=x)
     if known is None:
         return _application(product, x, axis, overwrite, scale, (q, k)), product
-    replay, in_place, _ = known
+    return _replayed(known, product, x, scale, (q, k)), product
+
+
+def _application_key(kernel: torch.Tensor | None, x: torch.Tensor, axis: int, overwrite: bool, qk) -> tuple:
+    """:data:`_REPLAYS`'s key of an application. With ``qk`` the kernel is a new tensor of ours, fixed by ``q``'s
+    and ``k``'s shapes, so it is left out (:func:`_apply_product` looks the key up before allocating it)."""
+    geometries = None if qk is None else tuple(geometry(t) for t in qk)
+    return ("apply", axis, overwrite, None if qk is not None else geometry(kernel), geometry(x), geometries, precision(x.dtype))
+
+
+def _replayed(known: tuple, kernel: torch.Tensor, x: torch.Tensor, scale: float, qk) -> torch.Tensor:
+    """An application repeated through its :data:`_REPLAYS` entry ``(replay, in_place, rows)``."""
+    replay, in_place, rows = known
     y = x if in_place else empty_like(x)
     with device_guard(x):
-        replay(product, q, k, x, y, scale)
-    return y, product
+        if rows:
+            replay(kernel, *(qk or (kernel, kernel)), x, y, scale)  # q and k are unread without FORM
+        else:
+            replay(kernel, x, y, scale)
+    return y
 
 
 def _application(kernel: torch.Tensor, x: torch.Tensor, axis: int, overwrite: bool, scale: float, qk) -> torch.Tensor:
     """:func:`_apply`, and with ``qk = (q, k)`` :func:`_apply_product`'s single launch (``kernel`` then receives
     ``q kᵀ``). Axes of up to 256 points may run :func:`_apply_rows_kernel`, which keeps a program's rows of the
     kernel resident, any axis :func:`_apply_kernel`; the tuner picks between them where both can."""
-    # with qk, the kernel is a new tensor of ours, fixed by q's and k's shapes
-    geometries = tuple(geometry(t) for t in qk) if qk is not None else None
-    key = ("apply", axis, overwrite, geometry(kernel) if qk is None else None, geometry(x), geometries, precision(x.dtype))
+    key = _application_key(kernel, x, axis, overwrite, qk)
     if key in _REPLAYS:
-        replay, in_place, rows = _REPLAYS[key]
-        y = x if in_place else empty_like(x)
-        with device_guard(x):
-            if rows:
-                replay(kernel, *(qk or (kernel, kernel)), x, y, scale)
-            else:
-                replay(kernel, x, y, scale)
-        return y
+        return _replayed(_REPLAYS[key], kernel, x, scale, qk)
     n, R1, R2, D, sx = _axis_view(x, axis)
     E = qk[0].shape[-1] if qk is not None else 0
     size, up = x.element_size(), upcast()
