@@ -141,6 +141,25 @@ def test_forecast_shape_and_finite(cross, mixing):
     assert out.shape == (2, 24, 3) and torch.isfinite(out).all()
 
 
+@pytest.mark.parametrize(
+    "cross, mixing, expected",
+    [
+        # (encoder self, decoder self, decoder cross): which attention layers merge heads the "mix" way
+        ("full", "none", (False, False, False)),
+        ("full", "decoder", (False, True, False)),  # the authors' repository, and so the recipe
+        ("probsparse", "decoder", (False, True, False)),
+        ("full", "probsparse", (True, True, False)),  # full cross-attention never mixes
+        ("probsparse", "probsparse", (True, True, True)),  # Time-Series-Library's script
+    ],
+)
+def test_head_mixing_reaches_exactly_the_attention_layers_it_names(cross, mixing, expected):
+    model = build(cross_attention=cross, head_mixing=mixing)
+    encoder_mix = {layer.attention.mix for layer in model.encoder.layers}
+    decoder = model.decoder.layers[0]
+    assert len(encoder_mix) == 1
+    assert (encoder_mix.pop(), decoder.self_attention.mix, decoder.cross_attention.mix) == expected
+
+
 def test_decoder_is_causal_over_the_horizon():
     # with every query active (large factor) the only path from a later step to an earlier one would be a
     # missing mask in the decoder's self-attention; the placeholders are zeros so only marks carry step info
