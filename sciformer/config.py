@@ -21,8 +21,8 @@ from typing import Any
 
 import yaml
 
-from sciformer.errors import ConfigError
-from sciformer.registry import RESIDUAL, did_you_mean, get_model
+from sciformer.errors import ConfigError, did_you_mean
+from sciformer.registry import RESIDUAL, get_model
 
 # Constructor arguments that the data module fills in; never typed in YAML.
 DATA_FILLED = ("n_vars", "n_marks", "lookback", "horizon", "label_len", "in_channels", "out_channels", "n_dims")

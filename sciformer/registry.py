@@ -6,12 +6,11 @@ Adding a model is one file with ``@register_model("name")`` plus one import line
 
 from __future__ import annotations
 
-import difflib
 import functools
 from collections.abc import Callable
 from typing import Any
 
-from sciformer.errors import ConfigError
+from sciformer.errors import ConfigError, did_you_mean
 
 _MODELS: dict[str, type] = {}
 
@@ -19,12 +18,6 @@ _MODELS: dict[str, type] = {}
 # (``u_next = u_last + net(u)``, scOT's ``learn_residual``): a recipe key of every operator model, applied here
 # as a forward hook so the weights, their names and the model's attributes stay those of the model itself.
 RESIDUAL = "residual"
-
-
-def did_you_mean(name: str, choices: list[str] | tuple[str, ...] | Any) -> str:
-    """Return " (did you mean 'x'?)" for the closest choice, or an empty string."""
-    close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1, cutoff=0.5)
-    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 def register_model(name: str, task: str = "forecast") -> Callable[[type], type]:

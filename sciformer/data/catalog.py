@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from sciformer.errors import ConfigError, DataError
-from sciformer.registry import did_you_mean
+from sciformer.errors import did_you_mean
 
 MANIFEST_DIR = Path(__file__).resolve().parents[2] / "datasets"
 SPLIT_RULES = ("ett_hour", "ett_minute", "ratio")

@@ -95,7 +95,7 @@ def load_neuralop_small(name: str, split: str = "train", resolution: int = 16, *
     because the files are already split.
     """
     if name not in NEURALOP_SMALL:
-        from sciformer.registry import did_you_mean
+        from sciformer.errors import did_you_mean
 
         raise DataError(f"unknown dataset {name!r}{did_you_mean(name, NEURALOP_SMALL)}; "
                         f"known: {sorted(NEURALOP_SMALL)}")

@@ -48,7 +48,7 @@ def generate(name: str, out: str | os.PathLike, n: int, res: int, seed: int = 0,
     ``(seed, batch_size)``; the batch size actually used is stored as attribute ``batch_size``.
     """
     if name not in GENERATORS:
-        from sciformer.registry import did_you_mean
+        from sciformer.errors import did_you_mean
 
         raise ConfigError(f"unknown generator {name!r}{did_you_mean(name, GENERATORS)}; "
                           f"available: {', '.join(sorted(GENERATORS))}")
