@@ -14,13 +14,14 @@ import torch
 from sciformer.data.generators import GENERATORS, generate
 from sciformer.data.generators.advection import advection_exact_cell_average, advection_fv
 from sciformer.data.generators.burgers import burgers_fv
+from sciformer.data.generators import writer
 from sciformer.data.generators.common import init_multi
 from sciformer.data.generators.darcy import darcy_coefficient, darcy_matrix, darcy_operator, darcy_solve
 from sciformer.data.generators.diffusion_reaction import fhn_solve, neumann_laplacian
 from sciformer.data.generators.navier_stokes import (grf_vorticity, ns_energy, ns_enstrophy,
                                                      ns_vorticity_solve, velocity_from_vorticity)
 from sciformer.data.pde import open_pdebench
-from sciformer.errors import ConfigError, DataError
+from sciformer.errors import ConfigError, DataError, StorageError
 
 F64 = torch.float64
 
@@ -207,10 +208,8 @@ def test_group_layout_generation_reads_back(tmp_path):
     assert ds.layout == "group" and ds.channels == ["u", "v"] and ds[0].shape == (3, 2, 16, 16)
     with h5py.File(p) as f:
         np.testing.assert_array_equal(ds[2].numpy(), np.moveaxis(f["0002/data"][:], -1, 1))
-    with pytest.raises(DataError, match="single-file layout only"):
+    with pytest.raises(ConfigError, match="single-file layout only"):
         generate("darcy2d", tmp_path / "d.h5", 2, 8, layout="group", progress=False)
-    with pytest.raises(DataError, match=r"need n >= 1 and res >= 2, got n=0"):  # the CLI prints DataErrors in one line
-        generate("burgers1d", tmp_path / "b.h5", 0, 16, progress=False)
 
 
 def test_generate_rejects_unknown_names_and_parameters(tmp_path):
@@ -219,3 +218,139 @@ def test_generate_rejects_unknown_names_and_parameters(tmp_path):
     with pytest.raises(ConfigError, match="has no parameter.*'viscosity'"):
         generate("burgers1d", tmp_path / "x.h5", 2, 16, viscosity=0.1)
     assert not list(tmp_path.iterdir())
+
+
+# ------------------------------------------------------------------ PDEBench's initial conditions
+def test_init_multi_has_pdebench_offsets_and_doubled_wavenumbers():
+    """PDEBench's init_multi: every mode not drawn adds a constant A sin φ, a mode drawn twice oscillates at
+    twice its wavenumber, and at most num_k modes oscillate. x spans exactly one period (x[-1] − x[0] = 1)."""
+    n_cells = 64
+    x = torch.arange(n_cells + 1, dtype=F64) / n_cells
+    u = init_multi(x, 400, torch.Generator().manual_seed(0), p_abs=0.0, p_window=0.0)[:, :-1]
+    power = torch.fft.rfft(u).abs() / n_cells  # [400, 33]
+    oscillating = (power[:, 1:] > 1e-9).sum(1)
+    assert oscillating.max() <= 2 and oscillating.min() >= 1
+    assert (power[:, 0] > 1e-9).float().mean() > 0.95  # the two modes not drawn: a constant offset
+    doubled = (power[:, 6] > 1e-9) | (power[:, 8] > 1e-9)  # only 2n with n = 3, 4 drawn twice reaches 6, 8
+    assert 0.06 < doubled.float().mean() < 0.2  # probability 2/16
+    assert (power[:, 9:] < 1e-9).all()
+
+
+@pytest.mark.parametrize("name", sorted(GENERATORS))
+def test_float32_and_float64_files_hold_the_same_samples(tmp_path, name):
+    kw = dict(SMALL[name])
+    res = kw.pop("res")
+    files = [generate(name, tmp_path / f"{dt}.h5", 2, res, seed=3, dtype=dt, progress=False, **kw) for dt in ("float32", "float64")]
+    with h5py.File(files[0]) as a, h5py.File(files[1]) as b:
+        for key in ("tensor", "u", "v", "nu"):
+            if key in a:
+                np.testing.assert_allclose(a[key][:, :1], b[key][:, :1], rtol=1e-6, atol=1e-6)  # the initial state
+                np.testing.assert_allclose(a[key][:], b[key][:], rtol=1e-4, atol=1e-4)  # and a short simulation
+
+
+# ------------------------------------------------------------------ parameter checks
+@pytest.mark.parametrize("name, args, message", [
+    ("burgers1d", dict(nu=-1), "burgers1d: nu must be a finite number >= 0, got -1"),
+    ("burgers1d", dict(nu=float("nan")), "nu must be a finite number >= 0"),
+    ("burgers1d", dict(cfl=0), r"cfl must be a number in \(0, 1\]"),
+    ("burgers1d", dict(t_end=0.01, dt_save=0.1), "dt_save must be <= t_end"),
+    ("burgers1d", dict(nu=1e4, res=4096), "needs at least .* time steps per sample"),
+    ("advection1d", dict(ic="cosine"), "ic must be one of 'random', 'sine'"),
+    ("advection1d", dict(x_left=1.0, x_right=0.0), "x_left must be < x_right"),
+    ("ns2d", dict(nu=0), "ns2d: nu must be a finite number > 0"),
+    ("ns2d", dict(forcing="wind"), "forcing must be one of"),
+    ("ns2d", dict(kf=2.5), "kf must be an integer >= 1"),
+    ("ns2d", dict(dt_max=-0.1), "dt_max must be a finite number > 0"),
+    ("darcy2d", dict(a_low=0), "a_low must be a finite number > 0"),
+    ("darcy2d", dict(n_gauss=0), "n_gauss must be an integer >= 1"),
+    ("diffreact2d", dict(du=-1e-3), "du must be a finite number >= 0"),
+    ("diffreact2d", dict(dt_save="0.1"), "dt_save must be a finite number > 0"),
+    ("burgers1d", dict(n=0), r"n \(samples\) must be an integer >= 1, got 0"),
+    ("burgers1d", dict(res=1), r"res \(cells per axis\) must be an integer >= 2, got 1"),
+    ("burgers1d", dict(n=True), "must be an integer >= 1, got True"),
+    ("burgers1d", dict(seed=-1), "seed must be an integer >= 0"),
+    ("burgers1d", dict(batch_size=0), "batch_size must be an integer >= 1"),
+    ("burgers1d", dict(compression="zstd"), "compression must be one of 'gzip', 'none'"),
+    ("burgers1d", dict(dtype="float16"), "dtype must be 'float32' or 'float64'"),
+])
+def test_every_parameter_is_range_checked_before_any_work(tmp_path, name, args, message):
+    args = {"n": 2, "res": 16, **args}
+    with pytest.raises(ConfigError, match=message) as info:
+        generate(name, tmp_path / "x.h5", progress=False, **args)
+    assert "\n" not in str(info.value)
+    assert not list(tmp_path.iterdir())
+
+
+def test_existing_output_is_never_overwritten(tmp_path):
+    out = tmp_path / "mine.h5"
+    out.write_bytes(b"user data")
+    with pytest.raises(StorageError, match="already exists; generate never overwrites"):
+        generate("burgers1d", out, 2, 16, progress=False)
+    assert out.read_bytes() == b"user data"
+
+
+# ------------------------------------------------------------------ chunked, compressed, resumable
+def _contents(path) -> dict:
+    out = {}
+    with h5py.File(path) as f:
+        f.visititems(lambda k, v: out.__setitem__(k, v[()]) if isinstance(v, h5py.Dataset) else None)
+        out["attrs"] = {k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in f.attrs.items()}
+        out["filters"] = {k: (f[k].compression, f[k].chunks) for k in f if isinstance(f[k], h5py.Dataset)}
+    return out
+
+
+@pytest.mark.parametrize("layout", ["single", "group"])
+def test_interrupted_generation_resumes_to_the_uninterrupted_file(tmp_path, monkeypatch, layout):
+    kw = dict(n=7, res=16, seed=5, batch_size=2, layout=layout, t_end=0.1, progress=False)
+    whole = generate("diffreact2d", tmp_path / "whole.h5", **kw)
+    real, calls = writer._write_batch, []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(writer, "_write_batch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        generate("diffreact2d", tmp_path / "cut.h5", **kw)
+    partial = tmp_path / "cut.h5.partial"
+    assert not (tmp_path / "cut.h5").exists()
+    with h5py.File(partial) as f:
+        assert f.attrs["batches_done"] == 2
+    monkeypatch.setattr(writer, "_write_batch", real)
+    with pytest.raises(DataError, match="unfinished generation with other settings"):
+        generate("diffreact2d", tmp_path / "cut.h5", **{**kw, "seed": 6})
+    resumed = generate("diffreact2d", tmp_path / "cut.h5", **kw)
+    assert not partial.exists()
+    a, b = _contents(whole), _contents(resumed)
+    assert a.keys() == b.keys() and a["attrs"] == b["attrs"] and "batches_done" not in a["attrs"]
+    for key in a:
+        if key != "attrs":
+            np.testing.assert_array_equal(a[key], b[key])
+    if layout == "single":
+        assert a["filters"]["u"][0] == "gzip" and a["filters"]["u"][1][0] == 1  # one sample per chunk
+
+
+def test_interruption_before_the_first_batch_leaves_no_file(tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(writer, "_write_batch", broken)
+    with pytest.raises(KeyboardInterrupt):
+        generate("burgers1d", tmp_path / "b.h5", 2, 16, progress=False)
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.cupy
+def test_darcy_gpu_solve_matches_scipy():
+    """CuPy's preconditioned CG on the GPU and SuperLU on the CPU give one solution, to the CG tolerance."""
+    pytest.importorskip("cupy")
+    g = torch.Generator().manual_seed(0)
+    a = darcy_coefficient(3, 16, g, "cpu", F64)
+    cpu = darcy_solve(a, 1.5, 1 / 16)
+    gpu = darcy_solve(a.cuda(), 1.5, 1 / 16, rtol=1e-12)
+    assert gpu.is_cuda
+    torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-8, atol=0)
+    res = darcy_operator(a.cuda(), gpu, 1 / 16) - 1.5
+    assert res.abs().max().item() < 1e-8

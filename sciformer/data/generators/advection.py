@@ -17,8 +17,8 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from sciformer.data.generators.common import FilePlan, PDEGenerator, cell_centers, init_multi, mc_slope, save_times
-from sciformer.errors import DataError
+from sciformer.data.generators.common import (FilePlan, PDEGenerator, cell_centers, choice, courant, finite, init_multi,
+                                               mc_slope, positive, save_times)
 
 __all__ = ["Advection1D", "advection_exact", "advection_exact_cell_average", "advection_fv"]
 
@@ -69,6 +69,12 @@ class Advection1D(PDEGenerator):
 
     name = "advection1d"
     defaults = dict(beta=1.0, t_end=2.0, dt_save=0.01, cfl=0.4, x_left=0.0, x_right=1.0, ic="random")
+    rules = dict(beta=finite, t_end=positive, dt_save=positive, cfl=courant, x_left=finite, x_right=finite,
+                 ic=choice("random", "sine"))
+
+    def min_steps(self, res, p):
+        dx = (p["x_right"] - p["x_left"]) / res
+        return p["t_end"] * abs(p["beta"]) / (p["cfl"] * dx)
 
     def plan(self, res: int, **p) -> FilePlan:
         x, _ = cell_centers(res, p)
@@ -80,13 +86,11 @@ class Advection1D(PDEGenerator):
 
     def simulate(self, b, res, gen, device, dtype, **p):
         x_np, dx = cell_centers(res, p)
-        x = torch.as_tensor(x_np, device=device, dtype=dtype)
+        x = torch.as_tensor(x_np, device=device, dtype=torch.float64)
         length = p["x_right"] - p["x_left"]
         if p["ic"] == "sine":
-            u0 = advection_exact_cell_average(x, dx, 0.0, p["beta"], length).expand(b, res).clone()
-        elif p["ic"] == "random":
-            u0 = init_multi(x, b, gen)
+            u0 = advection_exact_cell_average(x, dx, 0.0, p["beta"], length).expand(b, res).to(dtype)
         else:
-            raise DataError(f"advection1d: ic must be 'random' or 'sine', got {p['ic']!r}")
+            u0 = init_multi(x, b, gen).to(dtype)
         frames = advection_fv(u0, p["beta"], dx, save_times(p["t_end"], p["dt_save"]), p["cfl"])
         return {}, ({"tensor": u} for u in frames)

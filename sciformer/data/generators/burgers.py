@@ -16,7 +16,8 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from sciformer.data.generators.common import FilePlan, PDEGenerator, cell_centers, init_multi, mc_slope, save_times
+from sciformer.data.generators.common import (FilePlan, PDEGenerator, cell_centers, courant, finite, init_multi, mc_slope,
+                                               nonnegative, positive, save_times)
 
 __all__ = ["Burgers1D", "burgers_fv"]
 
@@ -65,6 +66,11 @@ class Burgers1D(PDEGenerator):
 
     name = "burgers1d"
     defaults = dict(nu=0.01, t_end=2.0, dt_save=0.01, cfl=0.25, x_left=0.0, x_right=1.0)
+    rules = dict(nu=nonnegative, t_end=positive, dt_save=positive, cfl=courant, x_left=finite, x_right=finite)
+
+    def min_steps(self, res, p):  # the viscous bound dt <= cfl·dx²/(2ν/π); the CFL bound depends on the data
+        dx = (p["x_right"] - p["x_left"]) / res
+        return p["t_end"] * 2 * p["nu"] / math.pi / (p["cfl"] * dx * dx)
 
     def plan(self, res: int, **p) -> FilePlan:
         x, _ = cell_centers(res, p)
@@ -77,7 +83,7 @@ class Burgers1D(PDEGenerator):
 
     def simulate(self, b, res, gen, device, dtype, **p):
         x_np, dx = cell_centers(res, p)
-        x = torch.as_tensor(x_np, device=device, dtype=dtype)
-        u0 = init_multi(x, b, gen)
+        x = torch.as_tensor(x_np, device=device, dtype=torch.float64)
+        u0 = init_multi(x, b, gen).to(dtype)
         frames = burgers_fv(u0, p["nu"], dx, save_times(p["t_end"], p["dt_save"]), p["cfl"])
         return {}, ({"tensor": u} for u in frames)

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from sciformer.data.generators.common import FilePlan, PDEGenerator, cell_centers, save_times
+from sciformer.data.generators.common import FilePlan, PDEGenerator, cell_centers, finite, nonnegative, positive, randn64, save_times
 
 __all__ = ["DiffusionReaction2D", "fhn_rhs", "fhn_solve", "neumann_laplacian"]
 
@@ -70,6 +70,12 @@ class DiffusionReaction2D(PDEGenerator):
 
     name = "diffreact2d"
     defaults = dict(du=1e-3, dv=5e-3, k=5e-3, t_end=5.0, dt_save=0.05, x_left=-1.0, x_right=1.0, dt_max=0.01)
+    rules = dict(du=nonnegative, dv=nonnegative, k=finite, t_end=positive, dt_save=positive, x_left=finite,
+                 x_right=finite, dt_max=positive)
+
+    def min_steps(self, res, p):  # RK4's diffusive stability bound (see fhn_solve), and dt_max
+        h = (p["x_right"] - p["x_left"]) / res
+        return p["t_end"] * max(1 / p["dt_max"], (8 * max(p["du"], p["dv"]) / (h * h) + 1) / (0.8 * 2.78))
 
     def plan(self, res: int, **p) -> FilePlan:
         x, _ = cell_centers(res, p)
@@ -81,7 +87,7 @@ class DiffusionReaction2D(PDEGenerator):
 
     def simulate(self, b, res, gen, device, dtype, **p):
         _, h = cell_centers(res, p)
-        z0 = torch.randn(b, 2, res, res, generator=gen, device=device, dtype=dtype)
+        z0 = randn64(gen, b, 2, res, res, device=device).to(dtype)
         frames = fhn_solve(z0, save_times(p["t_end"], p["dt_save"]), h, p["du"], p["dv"], p["k"],
                            dt_max=p["dt_max"])
         return {}, ({"u": z[:, 0], "v": z[:, 1]} for z in frames)

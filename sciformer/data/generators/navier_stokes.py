@@ -26,8 +26,8 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from sciformer.data.generators.common import FilePlan, PDEGenerator, save_times
-from sciformer.errors import DataError
+from sciformer.data.generators.common import (FilePlan, PDEGenerator, choice, courant, nonnegative, optional, positive,
+                                               randn64, save_times, whole)
 
 __all__ = ["NavierStokes2D", "grf_vorticity", "ns_energy", "ns_enstrophy", "ns_vorticity_solve",
            "spectral_grid", "velocity_from_vorticity"]
@@ -73,16 +73,16 @@ def ns_enstrophy(w: torch.Tensor) -> torch.Tensor:
 
 def grf_vorticity(b: int, res: int, gen: torch.Generator, device, dtype, alpha: float = 2.5,
                   tau: float = 7.0) -> torch.Tensor:
-    """FNO's periodic Gaussian random field ``[b, res, res]`` (zero mean), 2/3-dealiased."""
-    n = torch.fft.fftfreq(res, 1.0 / res, device=device, dtype=dtype)
+    """FNO's periodic Gaussian random field ``[b, res, res]`` (zero mean), 2/3-dealiased; drawn and
+    transformed in float64, returned in ``dtype``."""
+    n = torch.fft.fftfreq(res, 1.0 / res, device=device, dtype=torch.float64)
     k2 = n[:, None] ** 2 + n[None, :] ** 2
     sigma = tau ** (0.5 * (2 * alpha - 2))
     sqrt_eig = res * res * math.sqrt(2.0) * sigma * (4 * math.pi**2 * k2 + tau**2) ** (-alpha / 2)
     sqrt_eig[0, 0] = 0.0
     sqrt_eig = sqrt_eig * ((n.abs()[:, None] <= res / 3) & (n.abs()[None, :] <= res / 3))
-    noise = torch.complex(torch.randn(b, res, res, generator=gen, device=device, dtype=dtype),
-                          torch.randn(b, res, res, generator=gen, device=device, dtype=dtype))
-    return torch.fft.ifft2(sqrt_eig * noise).real
+    noise = torch.complex(randn64(gen, b, res, res, device=device), randn64(gen, b, res, res, device=device))
+    return torch.fft.ifft2(sqrt_eig * noise).real.to(dtype)
 
 
 def ns_vorticity_solve(w0: torch.Tensor, t_save: np.ndarray, *, nu: float, length: float = 1.0,
@@ -132,13 +132,17 @@ class NavierStokes2D(PDEGenerator):
     name = "ns2d"
     defaults = dict(nu=1e-3, forcing="fno", t_end=20.0, dt_save=1.0, drag=None, length=None, kf=4,
                     cfl=0.5, dt_max=0.01, ic_alpha=2.5, ic_tau=7.0)
+    rules = dict(nu=positive, forcing=choice("fno", "kolmogorov", "none"), t_end=positive, dt_save=positive,
+                 drag=optional(nonnegative), length=optional(positive), kf=whole(1), cfl=courant,
+                 dt_max=optional(positive), ic_alpha=positive, ic_tau=positive)
     # dt_max: the CFL bound alone allows dt ≈ dt_save while the flow is still weak (|u| ~ 0.05 at
     # t = 0); 0.01 keeps Heun's time error small at every stage of the spin-up.
 
+    def min_steps(self, res, p):
+        return p["t_end"] / p["dt_max"] if p["dt_max"] else 0.0
+
     @staticmethod
     def _resolve(p):
-        if p["forcing"] not in ("fno", "kolmogorov", "none"):
-            raise DataError(f"ns2d: forcing must be 'fno', 'kolmogorov' or 'none', got {p['forcing']!r}")
         kol = p["forcing"] == "kolmogorov"
         length = p["length"] if p["length"] is not None else (2 * math.pi if kol else 1.0)
         drag = p["drag"] if p["drag"] is not None else (0.1 if kol else 0.0)
