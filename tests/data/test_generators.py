@@ -11,15 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from sciformer.data.generators import GENERATORS, generate
+from sciformer.data.generators import GENERATORS, generate, writer
 from sciformer.data.generators.advection import advection_exact_cell_average, advection_fv
 from sciformer.data.generators.burgers import burgers_fv
-from sciformer.data.generators import writer
 from sciformer.data.generators.common import init_multi
 from sciformer.data.generators.darcy import darcy_coefficient, darcy_matrix, darcy_operator, darcy_solve
 from sciformer.data.generators.diffusion_reaction import fhn_solve, neumann_laplacian
-from sciformer.data.generators.navier_stokes import (grf_vorticity, ns_energy, ns_enstrophy,
-                                                     ns_vorticity_solve, velocity_from_vorticity)
+from sciformer.data.generators.navier_stokes import grf_vorticity, ns_energy, ns_enstrophy, ns_vorticity_solve, velocity_from_vorticity
 from sciformer.data.pde import open_pdebench
 from sciformer.errors import ConfigError, DataError, StorageError
 
@@ -121,7 +119,7 @@ def test_ns_velocity_divergence_free_and_curl_is_vorticity(tmp_path):
     k = 2 * math.pi * torch.fft.fftfreq(32, 1 / 32, dtype=F64)
     k[16] = 0.0  # odd derivatives of the Nyquist mode are dropped (as in velocity_from_vorticity)
     kx, ky = k[:, None], k[None, :]
-    d = lambda f, kk: torch.fft.ifft2(1j * kk * torch.fft.fft2(f)).real  # noqa: E731
+    d = lambda f, kk: torch.fft.ifft2(1j * kk * torch.fft.fft2(f)).real
     div = d(u, kx) + d(v, ky)
     curl = d(v, kx) - d(u, ky)
     scale = d(u, kx).abs().max()

@@ -17,8 +17,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from sciformer.data.generators.common import (FilePlan, PDEGenerator, cell_centers, choice, courant, finite, init_multi,
-                                               mc_slope, positive, save_times)
+from sciformer.data.generators.common import FilePlan, PDEGenerator, cell_centers, choice, courant, finite, init_multi, mc_slope, positive, save_times
 
 __all__ = ["Advection1D", "advection_exact", "advection_exact_cell_average", "advection_fv"]
 

@@ -16,8 +16,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from sciformer.data.generators.common import (FilePlan, PDEGenerator, cell_centers, courant, finite, init_multi, mc_slope,
-                                               nonnegative, positive, save_times)
+from sciformer.data.generators.common import FilePlan, PDEGenerator, cell_centers, courant, finite, init_multi, mc_slope, nonnegative, positive, save_times
 
 __all__ = ["Burgers1D", "burgers_fv"]
 

@@ -26,8 +26,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from sciformer.data.generators.common import (FilePlan, PDEGenerator, choice, courant, nonnegative, optional, positive,
-                                               randn64, save_times, whole)
+from sciformer.data.generators.common import FilePlan, PDEGenerator, choice, courant, nonnegative, optional, positive, randn64, save_times, whole
 
 __all__ = ["NavierStokes2D", "grf_vorticity", "ns_energy", "ns_enstrophy", "ns_vorticity_solve",
            "spectral_grid", "velocity_from_vorticity"]
