@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sciformer.data.pde import PairDataset, PDEDataset, _ArraySource
+from sciformer.data.pde import PairDataset, PDEDataset
+from sciformer.data.sources.arrays import ArraySource, load_arrays
 from sciformer.errors import DataError
 
 __all__ = ["NEURALOP_SMALL", "load_neuralop_small", "resolve_data_file"]
@@ -43,8 +44,7 @@ def _search_dirs(data_dir: str | os.PathLike | None) -> list[Path]:
     return [d for r in roots for d in (r / _SUBDIR, r)]
 
 
-def resolve_data_file(names: list[str], data_dir: str | os.PathLike | None = None,
-                      dataset: str = "") -> Path:
+def resolve_data_file(names: list[str], data_dir: str | os.PathLike | None = None, dataset: str = "") -> Path:
     """First existing ``<dir>/neuralop_small/<name>`` or ``<dir>/<name>`` over ``data_dir``,
     ``$SCIFORMER_DATA_DIR`` and ``./data``, trying ``names`` in order. When none exists and ``data_dir`` is not
     given, a registered ``dataset`` is downloaded (sha256-verified, :func:`sciformer.data.catalog.download`), as the
@@ -68,25 +68,16 @@ def resolve_data_file(names: list[str], data_dir: str | os.PathLike | None = Non
     )
 
 
-def _load_arrays(path: Path) -> dict[str, np.ndarray]:
-    if path.suffix == ".npz":
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                return {k: z[k] for k in z.files}
-        except (OSError, ValueError) as e:
-            raise DataError(f"{path}: cannot read as .npz without pickle ({e})") from None
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises several types for corrupt / pickled-object files
-        raise DataError(f"{path}: cannot read with torch.load(weights_only=True) ({e})") from None
-    if not isinstance(obj, dict):
-        raise DataError(f"{path}: expected a dict of tensors with keys 'x', 'y'; got {type(obj).__name__}")
-    return {k: v.numpy() for k, v in obj.items()}
-
-
-def load_neuralop_small(name: str, split: str = "train", resolution: int = 16, *,
-                        data_dir: str | os.PathLike | None = None, prefer: str = "npz",
-                        mode: str = "pairs", **trajectory_kwargs) -> PairDataset | PDEDataset:
+def load_neuralop_small(
+    name: str,
+    split: str = "train",
+    resolution: int = 16,
+    *,
+    data_dir: str | os.PathLike | None = None,
+    prefer: str = "npz",
+    mode: str = "pairs",
+    **trajectory_kwargs,
+) -> PairDataset | PDEDataset:
     """Load ``darcy_small`` or ``burgers_small`` (see the module docstring for shapes).
 
     ``prefer="npz"|"pt"`` picks the file format tried first. ``mode="trajectory"`` (Burgers only)
@@ -97,18 +88,16 @@ def load_neuralop_small(name: str, split: str = "train", resolution: int = 16, *
     if name not in NEURALOP_SMALL:
         from sciformer.errors import did_you_mean
 
-        raise DataError(f"unknown dataset {name!r}{did_you_mean(name, NEURALOP_SMALL)}; "
-                        f"known: {sorted(NEURALOP_SMALL)}")
+        raise DataError(f"unknown dataset {name!r}{did_you_mean(name, NEURALOP_SMALL)}; known: {sorted(NEURALOP_SMALL)}")
     files = NEURALOP_SMALL[name]
     if split not in files:
         raise DataError(f"dataset {name!r}: split must be one of {sorted(files)}, got {split!r}")
     if resolution not in files[split]:
-        raise DataError(f"dataset {name!r}: split {split!r} has resolutions {sorted(files[split])}, "
-                        f"got {resolution}")
+        raise DataError(f"dataset {name!r}: split {split!r} has resolutions {sorted(files[split])}, got {resolution}")
     stem = files[split][resolution]
     exts = [".npz", ".pt"] if prefer == "npz" else [".pt", ".npz"]
     path = resolve_data_file([stem + e for e in exts], data_dir, name)
-    arr = _load_arrays(path)
+    arr = load_arrays(path)
     for key in ("x", "y"):
         if key not in arr:
             raise DataError(f"{path}: missing key '{key}' (expected 'x' and 'y')")
@@ -119,9 +108,13 @@ def load_neuralop_small(name: str, split: str = "train", resolution: int = 16, *
             raise DataError(f"{path}: key 'x' {x.shape} / 'y' {y.shape}; expected both [N, R, R]")
         r = x.shape[-1]
         c = torch.arange(r, dtype=torch.float32) / (r - 1)  # neuralop's grid: linspace(0, 1, R)
-        return PairDataset(torch.from_numpy(x.astype(np.float32))[:, None],
-                           torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32))[:, None],
-                           {"x": c, "y": c.clone()}, {}, name=f"{name}/{split}@{r}")
+        return PairDataset(
+            torch.from_numpy(x.astype(np.float32))[:, None],
+            torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32))[:, None],
+            {"x": c, "y": c.clone()},
+            {},
+            name=f"{name}/{split}@{r}",
+        )
 
     # burgers_small
     if x.ndim != 2 or y.ndim != 3 or y.shape[0] != x.shape[0] or y.shape[2] != x.shape[1]:
@@ -129,17 +122,13 @@ def load_neuralop_small(name: str, split: str = "train", resolution: int = 16, *
     visc = float(np.asarray(arr.get("visc", np.nan)).reshape(-1)[0])
     n, n_t, n_x = y.shape
     # The files store no coordinates: periodic x on [0, 1) and t on [0, 1] (normalised).
-    grid = {"x": torch.arange(n_x, dtype=torch.float32) / n_x,
-            "t": torch.linspace(0, 1, n_t, dtype=torch.float32)}
+    grid = {"x": torch.arange(n_x, dtype=torch.float32) / n_x, "t": torch.linspace(0, 1, n_t, dtype=torch.float32)}
     if mode == "trajectory":
         kw = dict(trajectory_kwargs)
         traj_mode = kw.pop("traj_mode", "pairs")
-        src = _ArraySource(y[:, :, None].astype(np.float32), ["u"],
-                           {"x": grid["x"].double().numpy(), "t": grid["t"].double().numpy()},
-                           {"visc": visc}, path=str(path))
+        src = ArraySource(y[:, :, None].astype(np.float32), ["u"], {"x": grid["x"].double().numpy()}, grid["t"].double().numpy(), {"visc": visc}, path=path)
         return PDEDataset(src, "all", mode=traj_mode, **kw)
     if mode != "pairs":
         raise ValueError(f"mode must be 'pairs' or 'trajectory', got {mode!r}")
     u0 = torch.from_numpy(x.astype(np.float32))[:, None, None, :].expand(n, 1, n_t, n_x).contiguous()
-    return PairDataset(u0, torch.from_numpy(y.astype(np.float32))[:, None], grid, {"visc": visc},
-                       name=f"{name}/{split}@{n_x}")
+    return PairDataset(u0, torch.from_numpy(y.astype(np.float32))[:, None], grid, {"visc": visc}, name=f"{name}/{split}@{n_x}")

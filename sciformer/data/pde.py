@@ -1,20 +1,14 @@
-"""PDEBench HDF5 readers: both layouts, 1D/2D/3D, lazy and chunked.
+"""PDEBench conventions over any trajectory source: splits, striding, windows, and ``describe``.
 
 PDEBench (Takamoto et al., "PDEBench: An Extensive Benchmark for Scientific Machine Learning",
-arXiv 2210.07182) ships two HDF5 layouts (see ``shared/reference/PDE.md`` §1.2-1.4):
-
-* **single file**: top-level ``tensor [N, T, X(, Y, Z)]`` (or the compressible-NS fields
-  ``density / pressure / Vx / Vy / Vz``, each ``[N, T, X(, Y, Z)]``), coordinate arrays
-  ``x-coordinate`` / ``y-coordinate`` / ``z-coordinate`` / ``t-coordinate``, and for Darcy flow the
-  coefficient ``nu [N, X, Y]`` next to the solution ``tensor [N, 1, X, Y]``. Test split = the **first**
-  10% of the samples.
-* **group per sample**: ``"0000"/data [T, X(, Y, Z), C]`` with ``"0000"/grid/x|y|z|t`` (a top-level
-  ``grid`` group is accepted as well). Test split = the **last** 10% of the sorted keys.
-
-Nothing is read eagerly: :class:`PDEDataset` holds the file open (one handle per process, so it works
-inside ``DataLoader`` workers) and reads hyperslabs on demand; :meth:`PDEDataset.iter_trajectories` and
-:meth:`PDEDataset.iter_batches` stream contiguous sample blocks, so memory is bounded by the chunk,
-not by the file.
+arXiv 2210.07182) fixes how a file becomes training data (see ``shared/reference/PDE.md`` §1.2-1.4):
+samples are strided (``reduced_batch``) and truncated (``num_samples_max``) before the split; the test
+split is the **first** 10% of a single-file file and the **last** 10% of the sorted keys of a
+group-per-sample file; space and time are strided (``reduced_resolution``, ``reduced_resolution_t``).
+:class:`PDEDataset` applies these rules to any :class:`~sciformer.data.sources.TrajectorySource`
+(the file formats live in :mod:`sciformer.data.sources`), lazily: it reads hyperslabs on demand, and
+:meth:`PDEDataset.iter_trajectories` / :meth:`PDEDataset.iter_batches` stream contiguous sample
+blocks, so memory is bounded by the block, not by the file.
 
 Operator contract: one pair is ``u_in [initial_step * C, *grid]`` (the history frames stacked
 time-major along channels) and ``u_out [C, *grid]`` (the next frame); batches add a leading ``B``.
@@ -25,8 +19,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,308 +27,29 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from sciformer.data.sources import SPACE_AXES, TrajectorySource, open_source
+from sciformer.data.sources.hdf5 import CFD_FIELDS, attributes, h5py, open_h5, open_pdebench_source
 from sciformer.errors import DataError
 
 __all__ = [
     "CFD_FIELDS",
+    "SPACE_AXES",
     "PDEDataset",
     "PairDataset",
     "describe",
     "detect_layout",
+    "gather_windows",
     "open_pdebench",
+    "windows_per_trajectory",
 ]
 
-CFD_FIELDS = ("density", "pressure", "Vx", "Vy", "Vz")
-SPACE_AXES = ("x", "y", "z")
-_EXPECTED_SINGLE = "a top-level dataset 'tensor' [N, T, X(, Y, Z)] (or 'density'/'pressure'/'Vx'...)"
-_EXPECTED_GROUP = "sample groups '0000'/'data' [T, X(, Y, Z), C] with 'grid/x'"
-_CHUNK_BYTES = 64 * 2**20  # default streaming block: ~64 MB of float32 per read
-
-
-def _h5py():
-    import h5py  # deferred: `import sciformer` must stay light
-
-    return h5py
-
-
-def _open_h5(path: str | os.PathLike):
-    """Open ``path`` read-only, turning every low-level failure into a :class:`DataError`."""
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: file not found (expected a PDEBench .hdf5/.h5 file)")
-    h5py = _h5py()
-    try:
-        # A 4 MB chunk cache holds a few chunks of a 2D frame block; reads are chunk-sized anyway.
-        return h5py.File(path, "r", rdcc_nbytes=4 * 2**20)
-    except OSError as e:
-        raise DataError(
-            f"{path}: cannot open as HDF5 ({e}); the file is truncated, corrupt or not HDF5 "
-            "(expected a PDEBench .hdf5/.h5 file)"
-        ) from None
-
-
-def _read(path: Path, obj, key: str, index=()) -> np.ndarray:
-    """``obj[index]`` with I/O errors (truncated data, bad chunks) reported as a DataError."""
-    try:
-        return np.asarray(obj[index])
-    except (OSError, KeyError, ValueError, RuntimeError) as e:
-        raise DataError(
-            f"{path}: cannot read key '{key}' ({e}); the file may be truncated or corrupt"
-        ) from None
-
-
-def _attrs(obj) -> dict[str, Any]:
-    """HDF5 attributes as plain Python values (bytes → str, 0-d arrays → scalars)."""
-    out: dict[str, Any] = {}
-    for k, v in obj.attrs.items():
-        if isinstance(v, bytes):
-            v = v.decode("utf-8", "replace")
-        elif isinstance(v, np.ndarray) and v.ndim == 0:
-            v = v.item()
-        elif isinstance(v, np.generic):
-            v = v.item()
-        out[str(k)] = v
-    return out
-
-
-# --------------------------------------------------------------------------------------------------
-# Sources: one per layout (plus in-memory arrays); they know the file structure and read hyperslabs.
-# Every `read` returns float32 numpy [b, t, C, *space]; samples are addressed by position 0..n-1.
-# --------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class _Meta:
-    n: int  # samples in the file
-    n_t: int  # frames per trajectory
-    space: tuple[int, ...]  # spatial shape
-    channels: list[str]
-    coords: dict[str, np.ndarray]  # "x", "y", "z", "t"
-    attrs: dict[str, Any] = field(default_factory=dict)
-    coef: str | None = None  # Darcy: name of the static coefficient field (input of the operator)
-
-
-def _single_fields(f, path: Path) -> list[str] | None:
-    """Names of the time-dependent fields of a single-file file, in channel order, or None."""
-    h5py = _h5py()
-    datasets = {k for k in f.keys() if isinstance(f[k], h5py.Dataset)}
-    if "tensor" in datasets:
-        return ["tensor"]
-    cfd = [k for k in CFD_FIELDS if k in datasets]
-    if cfd:
-        return cfd
-    # Multi-field files written by sciformer's generators (e.g. FitzHugh-Nagumo `u`, `v`) name their
-    # field datasets, in channel order, in the root attribute `fields`.
-    names = f.attrs.get("fields")
-    if names is not None:
-        if isinstance(names, bytes):
-            names = names.decode()
-        names = [s.strip() for s in str(names).split(",") if s.strip()]
-        missing = [k for k in names if k not in datasets]
-        if missing:
-            raise DataError(
-                f"{path}: root attribute 'fields' names {names} but key '{missing[0]}' is missing"
-            )
-        return names
-    return None
-
-
-class _SingleSource:
-    layout = "single"
-
-    def __init__(self, path: Path, f, fields: list[str]):
-        self.path = path
-        self.fields = fields
-        shape = f[fields[0]].shape
-        if not 3 <= len(shape) <= 5:
-            raise DataError(
-                f"{path}: key '{fields[0]}' has shape {tuple(shape)}; expected [N, T, X], "
-                "[N, T, X, Y] or [N, T, X, Y, Z] (rank 3 to 5)"
-            )
-        for k in fields[1:]:
-            if f[k].shape != shape:
-                raise DataError(
-                    f"{path}: key '{k}' has shape {tuple(f[k].shape)}; expected {tuple(shape)} "
-                    f"like '{fields[0]}'"
-                )
-        if fields[0] in CFD_FIELDS:
-            # Compressible NS: density, pressure, Vx always; Vy from 2D, Vz in 3D.
-            need = list(CFD_FIELDS[: len(shape)])  # rank 3 → 3 fields, 4 → 4, 5 → 5
-            for k in need:
-                if k not in fields:
-                    raise DataError(
-                        f"{path}: compressible-NS file of rank {len(shape)} is missing key '{k}' "
-                        f"(expected {need})"
-                    )
-        n, n_t, space = shape[0], shape[1], tuple(shape[2:])
-        coef = None
-        if "nu" in f and fields == ["tensor"]:
-            nu_shape = tuple(f["nu"].shape)
-            if nu_shape != (n, *space):
-                raise DataError(
-                    f"{path}: Darcy key 'nu' has shape {nu_shape}; expected [N, *grid] = "
-                    f"{(n, *space)} to match 'tensor' {tuple(shape)}"
-                )
-            coef = "nu"
-        coords: dict[str, np.ndarray] = {}
-        for ax, size in zip(SPACE_AXES, space):
-            key = f"{ax}-coordinate"
-            if key not in f:
-                raise DataError(
-                    f"{path}: missing key '{key}' (expected a coordinate array of length {size} "
-                    f"for the {len(space)}D field '{fields[0]}' {tuple(shape)})"
-                )
-            c = _read(path, f[key], key, ()).astype(np.float64).reshape(-1)
-            if c.size != size:
-                raise DataError(f"{path}: key '{key}' has {c.size} entries; expected {size}")
-            coords[ax] = c
-        coords["t"] = _time_coordinate(path, f, "t-coordinate", n_t)
-        self.meta = _Meta(n, n_t, space, list(fields), coords, _attrs(f), coef)
-
-    def read(self, f, rows: slice, t: slice, s: int) -> np.ndarray:
-        sp = (slice(None, None, s),) * len(self.meta.space)
-        arrs = [_read(self.path, f[k], k, (rows, t, *sp)) for k in self.fields]
-        return np.stack(arrs, axis=2).astype(np.float32, copy=False)
-
-    def read_coef(self, f, rows: slice, s: int) -> np.ndarray:
-        sp = (slice(None, None, s),) * len(self.meta.space)
-        a = _read(self.path, f[self.meta.coef], self.meta.coef, (rows, *sp))
-        return a[:, None].astype(np.float32, copy=False)
-
-
-def _time_coordinate(path: Path, g, key: str, n_t: int) -> np.ndarray:
-    """PDEBench stores T+1 times for T frames (§1.2); take the first T. Missing → frame index."""
-    if key not in g:
-        return np.arange(n_t, dtype=np.float64)
-    t = _read(path, g[key], key, ()).astype(np.float64).reshape(-1)
-    if t.size in (n_t, n_t + 1):
-        return t[:n_t]
-    # Darcy files carry a 10-entry t-coordinate for a single frame: it describes nothing here.
-    return np.arange(n_t, dtype=np.float64)
-
-
-class _GroupSource:
-    layout = "group"
-
-    def __init__(self, path: Path, f, keys: list[str]):
-        self.path = path
-        self.keys = keys
-        first = keys[0]
-        shape = f[first]["data"].shape
-        if not 3 <= len(shape) <= 5:
-            raise DataError(
-                f"{path}: key '{first}/data' has shape {tuple(shape)}; expected [T, X, C], "
-                "[T, X, Y, C] or [T, X, Y, Z, C] (rank 3 to 5)"
-            )
-        self.shape = tuple(shape)
-        n_t, space, n_c = shape[0], tuple(shape[1:-1]), shape[-1]
-        # PDEBench writes the grid inside each sample group; accept a shared top-level one too.
-        grid_base = f"{first}/grid" if f"{first}/grid" in f else ("grid" if "grid" in f else None)
-        coords: dict[str, np.ndarray] = {}
-        for ax, size in zip(SPACE_AXES, space):
-            key = f"{grid_base or first + '/grid'}/{ax}"
-            if grid_base is None or key not in f:
-                raise DataError(
-                    f"{path}: missing key '{key}' (expected the {ax} grid of length {size} for "
-                    f"'{first}/data' {tuple(shape)})"
-                )
-            c = _read(path, f[key], key, ()).astype(np.float64).reshape(-1)
-            if c.size != size:
-                raise DataError(f"{path}: key '{key}' has {c.size} entries; expected {size}")
-            coords[ax] = c
-        coords["t"] = _time_coordinate(path, f[grid_base], "t", n_t)
-        channels = [f"c{i}" for i in range(n_c)] if n_c > 1 else ["u"]
-        names = f.attrs.get("channels")
-        if names is not None:
-            names = [s.strip() for s in (names.decode() if isinstance(names, bytes) else str(names)).split(",")]
-            if len(names) == n_c:
-                channels = names
-        self.meta = _Meta(len(keys), n_t, space, channels, coords, _attrs(f))
-
-    def read(self, f, rows: slice, t: slice, s: int) -> np.ndarray:
-        sp = (slice(None, None, s),) * len(self.meta.space)
-        out = []
-        for k in self.keys[rows]:  # one hyperslab per sample group: groups are separate datasets
-            key = f"{k}/data"
-            try:
-                d = f[k]["data"]
-            except KeyError:
-                raise DataError(f"{self.path}: missing key '{key}'") from None
-            if d.shape != self.shape:
-                raise DataError(
-                    f"{self.path}: key '{key}' has shape {tuple(d.shape)}; expected {self.shape} "
-                    f"like '{self.keys[0]}/data'"
-                )
-            a = _read(self.path, d, key, (t, *sp, slice(None)))
-            out.append(np.moveaxis(a, -1, 1))  # [t, *space, C] -> [t, C, *space]
-        return np.stack(out).astype(np.float32, copy=False)
-
-
-class _ArraySource:
-    """In-memory trajectories ``fields [N, T, C, *space]`` (xarray / NetCDF / neuralop sets)."""
-
-    layout = "array"
-
-    def __init__(self, fields: np.ndarray, channels: Sequence[str], coords: dict[str, np.ndarray],
-                 attrs: dict[str, Any] | None = None, coef: np.ndarray | None = None,
-                 path: str = "<array>"):
-        fields = np.asarray(fields)
-        if not 4 <= fields.ndim <= 6:
-            raise DataError(f"{path}: expected fields of shape [N, T, C, *grid] (1D-3D), got {fields.shape}")
-        self.path = Path(path)
-        self.fields = fields
-        self.coef_arr = None if coef is None else np.asarray(coef)
-        n, n_t, n_c = fields.shape[:3]
-        space = tuple(fields.shape[3:])
-        if len(channels) != n_c:
-            raise DataError(f"{path}: {n_c} channels in the data but names {list(channels)}")
-        if self.coef_arr is not None and self.coef_arr.shape != (n, *space):
-            raise DataError(f"{path}: coefficient of shape {self.coef_arr.shape}; expected {(n, *space)}")
-        self.meta = _Meta(n, n_t, space, list(channels), dict(coords), dict(attrs or {}),
-                          "coef" if coef is not None else None)
-
-    def read(self, f, rows: slice, t: slice, s: int) -> np.ndarray:
-        sp = (slice(None, None, s),) * len(self.meta.space)
-        # copy: callers wrap the result in torch tensors, and xarray-backed arrays are read-only
-        return np.array(self.fields[(rows, t, slice(None), *sp)], dtype=np.float32, order="C", copy=True)
-
-    def read_coef(self, f, rows: slice, s: int) -> np.ndarray:
-        sp = (slice(None, None, s),) * len(self.meta.space)
-        return np.array(self.coef_arr[(rows, *sp)][:, None], dtype=np.float32, order="C", copy=True)
-
-
-def _group_keys(f) -> list[str]:
-    h5py = _h5py()
-    return sorted(k for k in f.keys() if k != "grid" and isinstance(f[k], h5py.Group))
-
-
-def _inspect(path: Path, f):
-    """Detect the layout of an open file and build its source; DataError if it is neither."""
-    fields = _single_fields(f, path)
-    if fields is not None:
-        return _SingleSource(path, f, fields)
-    keys = _group_keys(f)
-    if keys:
-        for k in keys:
-            if "data" not in f[k]:
-                raise DataError(
-                    f"{path}: group '{k}' has no key '{k}/data'; expected {_EXPECTED_GROUP} in "
-                    "every sample group"
-                )
-        return _GroupSource(path, f, keys)
-    found = sorted(f.keys())
-    raise DataError(
-        f"{path}: neither PDEBench layout; expected {_EXPECTED_SINGLE} (single-file layout) or "
-        f"{_EXPECTED_GROUP} (group-per-sample layout); found keys {found[:12]}"
-        + (" ..." if len(found) > 12 else "")
-    )
+CHUNK_BYTES = 64 * 2**20  # default streaming block: ~64 MB of float32 per read
+LAYOUTS = {"pdebench-single": "single", "pdebench-group": "group"}
 
 
 def detect_layout(path: str | os.PathLike) -> str:
-    """``"single"`` or ``"group"``; :class:`DataError` if the file is neither (or unreadable)."""
-    path = Path(path)
-    with _open_h5(path) as f:
-        return _inspect(path, f).layout
+    """``"single"`` or ``"group"``; :class:`DataError` if the file is neither PDEBench layout (or unreadable)."""
+    return LAYOUTS[open_pdebench_source(path).kind]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -386,38 +100,48 @@ class PDEDataset(Dataset):
     (the file's root attributes: PDE parameters), ``n_samples``, ``n_frames``, ``spatial_shape``.
     """
 
-    def __init__(self, source, split: str = "train", *, test_ratio: float = 0.1,
-                 num_samples_max: int = -1, reduced_batch: int = 1, reduced_resolution: int = 1,
-                 reduced_resolution_t: int = 1, initial_step: int = 1, t_train: int | None = None,
-                 mode: str = "pairs", path: Path | None = None):
+    def __init__(
+        self,
+        source,
+        split: str = "train",
+        *,
+        test_ratio: float = 0.1,
+        num_samples_max: int = -1,
+        reduced_batch: int = 1,
+        reduced_resolution: int = 1,
+        reduced_resolution_t: int = 1,
+        initial_step: int = 1,
+        t_train: int | None = None,
+        mode: str = "pairs",
+    ):
         # DataError, not ValueError: these arrive from recipe keys, and the CLI reports DataError in one line
         if split not in ("train", "test", "all"):
             raise DataError(f"split must be 'train', 'test' or 'all', got {split!r}")
         if mode not in ("pairs", "trajectory"):
             raise DataError(f"mode must be 'pairs' or 'trajectory', got {mode!r}")
-        for name, v in (("reduced_batch", reduced_batch), ("reduced_resolution", reduced_resolution),
-                        ("reduced_resolution_t", reduced_resolution_t), ("initial_step", initial_step)):
+        for name, v in (
+            ("reduced_batch", reduced_batch),
+            ("reduced_resolution", reduced_resolution),
+            ("reduced_resolution_t", reduced_resolution_t),
+            ("initial_step", initial_step),
+        ):
             if int(v) < 1:
                 raise DataError(f"{name} must be >= 1, got {v}")
         if t_train is not None and int(t_train) < 1:
             raise DataError(f"t_train must be >= 1 (frames to keep) or None (all), got {t_train}")
         if not 0 < test_ratio < 1:
             raise DataError(f"test_ratio must lie strictly between 0 and 1, got {test_ratio}")
-        self._source = source
-        self._path = path  # None for in-memory sources
-        self._file = None
-        self._pid = None
-        m = source.meta
-        self.layout = source.layout
+        self.source: TrajectorySource = source
+        self.layout = LAYOUTS.get(source.kind, source.kind)
         self.split = split
         self.mode = mode
-        self.is_darcy = m.coef is not None
+        self.is_darcy = source.coefficient is not None
         self.initial_step = 1 if self.is_darcy else int(initial_step)
         self.s = int(reduced_resolution)
         self.rt = int(reduced_resolution_t)
 
         # Samples: stride, truncate, split (PDEBench's order of operations).
-        rows = list(range(0, m.n, int(reduced_batch)))
+        rows = list(range(0, source.n_samples, int(reduced_batch)))
         if num_samples_max is not None and num_samples_max > 0:
             rows = rows[:num_samples_max]
         n = len(rows)
@@ -439,7 +163,7 @@ class PDEDataset(Dataset):
         self._row_step = int(reduced_batch)
 
         # Frames: stride then truncate to t_train.
-        frames = list(range(0, m.n_t, self.rt))
+        frames = list(range(0, source.n_frames, self.rt))
         if t_train is not None:
             frames = frames[: int(t_train)]
         self._n_frames = len(frames)
@@ -449,44 +173,23 @@ class PDEDataset(Dataset):
                 f"{self.rt}, t_train={t_train}) but initial_step={self.initial_step}; need more "
                 "frames than initial_step"
             )
-        self.spatial_shape = tuple(len(range(0, d, self.s)) for d in m.space)
-        self.channels = list(m.channels)
-        self.attrs = dict(m.attrs)
+        self.spatial_shape = tuple(len(range(0, d, self.s)) for d in source.grid_shape)
+        self.channels = list(source.channels)
+        self.attrs = dict(source.attrs)
         f32 = lambda c: torch.from_numpy(np.array(c, dtype=np.float32))  # noqa: E731  (copy: source may be read-only)
-        self.grid = {ax: f32(c[:: self.s]) for ax, c in m.coords.items() if ax != "t"}
-        self.grid["t"] = f32(m.coords["t"][:: self.rt][: self._n_frames])
+        self.grid = {ax: f32(c[:: self.s]) for ax, c in source.coords.items()}
+        self.grid["t"] = f32(source.times[:: self.rt][: self._n_frames])
         self._windows = 1 if self.is_darcy else windows_per_trajectory(self._n_frames, self.initial_step)
 
-    # ---- file handle: opened lazily, once per process (DataLoader workers fork/spawn) ----
-    def _h5(self):
-        if self._path is None:
-            return None
-        if self._file is None or self._pid != os.getpid():
-            self._file = _open_h5(self._path)
-            self._pid = os.getpid()
-        return self._file
-
-    def __getstate__(self):
-        state = self.__dict__.copy()
-        state["_file"] = None  # h5py handles do not pickle; each worker opens its own
-        return state
-
+    # ---- the source's file handle is opened lazily, once per process (DataLoader workers fork/spawn) ----
     def close(self) -> None:
-        if self._file is not None and self._pid == os.getpid():
-            self._file.close()
-        self._file = None
+        self.source.close()
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
         self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:  # interpreter shutdown: h5py may already be gone
-            pass
 
     # ---- sizes ----
     @property
@@ -521,8 +224,17 @@ class PDEDataset(Dataset):
     @property
     def params(self) -> dict[str, float]:
         """Numeric root attributes (PDE coefficients such as ``beta``, ``Nu``)."""
-        return {k: float(v) for k, v in self.attrs.items()
-                if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        return self.source.params
+
+    @property
+    def sample_bytes(self) -> int:
+        """Bytes of one selected trajectory ``[T', C, *grid]`` as float32 (Darcy: coefficient and solution)."""
+        return self.n_frames * self.n_channels * math.prod(self.spatial_shape) * 4
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the whole split in memory."""
+        return self.n_samples * self.sample_bytes
 
     # ---- reading ----
     def _row_slice(self, i0: int, i1: int) -> slice:
@@ -533,12 +245,11 @@ class PDEDataset(Dataset):
         """Strided frames k0..k1-1 of selected samples i0..i1-1: ``[b, k, C, *grid]`` float32."""
         k1 = self._n_frames if k1 is None else k1
         t = slice(k0 * self.rt, (k1 - 1) * self.rt + 1, self.rt)
-        return self._source.read(self._h5(), self._row_slice(i0, i1), t, self.s)
+        return self.source.read(self._row_slice(i0, i1), t, self.s)
 
     def _darcy(self, i0: int, i1: int) -> tuple[np.ndarray, np.ndarray]:
-        f = self._h5()
-        a = self._source.read_coef(f, self._row_slice(i0, i1), self.s)  # [b, 1, *grid]
-        u = self._source.read(f, self._row_slice(i0, i1), slice(0, 1), self.s)[:, 0]  # [b, 1, *grid]
+        a = self.source.read_coefficient(self._row_slice(i0, i1), self.s)  # [b, 1, *grid]
+        u = self.source.read(self._row_slice(i0, i1), slice(0, 1), self.s)[:, 0]  # [b, 1, *grid]
         return a, u
 
     def __getitem__(self, idx: int):
@@ -565,8 +276,7 @@ class PDEDataset(Dataset):
         return self._frames(i0, i1)
 
     def default_chunk(self) -> int:
-        per = self.n_frames * self.n_channels * math.prod(self.spatial_shape) * 4
-        return max(1, _CHUNK_BYTES // max(per, 1))
+        return max(1, CHUNK_BYTES // max(self.sample_bytes, 1))
 
     def iter_trajectories(self, chunk_size: int | None = None) -> Iterator[torch.Tensor]:
         """Stream the split as ``[b, T', C, *grid]`` blocks of ``chunk_size`` samples (one read each).
@@ -583,8 +293,7 @@ class PDEDataset(Dataset):
             return traj[p0:p1, 0].contiguous(), traj[p0:p1, 1].contiguous()
         return gather_windows(traj, torch.arange(p0, p1), self.initial_step)
 
-    def iter_batches(self, batch_size: int, chunk_size: int | None = None, *,
-                     drop_last: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def iter_batches(self, batch_size: int, chunk_size: int | None = None, *, drop_last: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Stream ``(u_in [B, in_channels, *grid], u_out [B, C, *grid])`` in file order.
 
         Reads contiguous blocks of ``chunk_size`` samples and gathers each batch's windows from the
@@ -616,10 +325,12 @@ class PDEDataset(Dataset):
             yield torch.cat([c[0] for c in carry]), torch.cat([c[1] for c in carry])
 
     def __repr__(self) -> str:
-        where = self._path if self._path is not None else self._source.path
-        return (f"PDEDataset({where}, layout={self.layout}, split={self.split}, mode={self.mode}, "
-                f"samples={self.n_samples}, frames={self.n_frames}, channels={self.channels}, "
-                f"grid={self.spatial_shape}, initial_step={self.initial_step})")
+        where = self.source.path
+        return (
+            f"PDEDataset({where}, layout={self.layout}, split={self.split}, mode={self.mode}, "
+            f"samples={self.n_samples}, frames={self.n_frames}, channels={self.channels}, "
+            f"grid={self.spatial_shape}, initial_step={self.initial_step})"
+        )
 
 
 def open_pdebench(path: str | os.PathLike, split: str = "train", **kwargs) -> PDEDataset:
@@ -631,17 +342,13 @@ def open_pdebench(path: str | os.PathLike, split: str = "train", **kwargs) -> PD
     reduced_resolution_t=5``); Darcy uses 1. Raises :class:`DataError` naming the file and key for
     unreadable, truncated, wrongly shaped or unrecognised files.
     """
-    path = Path(path)
-    with _open_h5(path) as f:
-        source = _inspect(path, f)
-    return PDEDataset(source, split, path=path, **kwargs)
+    return PDEDataset(open_source(path), split, **kwargs)
 
 
 class PairDataset(Dataset):
     """In-memory pairs ``(u_in [N, C_in, *grid], u_out [N, C_out, *grid])`` with a ``grid`` dict."""
 
-    def __init__(self, u_in: torch.Tensor, u_out: torch.Tensor, grid: dict[str, torch.Tensor],
-                 attrs: dict[str, Any] | None = None, name: str = ""):
+    def __init__(self, u_in: torch.Tensor, u_out: torch.Tensor, grid: dict[str, torch.Tensor], attrs: dict[str, Any] | None = None, name: str = ""):
         if u_in.shape[0] != u_out.shape[0]:
             raise DataError(f"{name}: {u_in.shape[0]} inputs but {u_out.shape[0]} targets")
         self.u_in, self.u_out, self.grid = u_in, u_out, grid
@@ -659,11 +366,10 @@ class PairDataset(Dataset):
     def iter_batches(self, batch_size: int, chunk_size: int | None = None, *, drop_last: bool = False):
         n = len(self) - (len(self) % batch_size if drop_last else 0)
         for i in range(0, n, batch_size):
-            yield self.u_in[i: i + batch_size], self.u_out[i: i + batch_size]
+            yield self.u_in[i : i + batch_size], self.u_out[i : i + batch_size]
 
     def __repr__(self) -> str:
-        return (f"PairDataset({self.name}, n={len(self)}, u_in={tuple(self.u_in.shape[1:])}, "
-                f"u_out={tuple(self.u_out.shape[1:])})")
+        return f"PairDataset({self.name}, n={len(self)}, u_in={tuple(self.u_in.shape[1:])}, u_out={tuple(self.u_out.shape[1:])})"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -675,47 +381,69 @@ def _fmt_attrs(attrs: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v!r}" for k, v in sorted(attrs.items())) or "(none)"
 
 
-def describe(path: str | os.PathLike) -> str:
-    """Human-readable summary of a PDEBench file: layout, keys, shapes, dtypes, attributes, splits."""
-    path = Path(path)
-    h5py = _h5py()
-    lines = [f"file: {path} ({path.stat().st_size / 2**20:.1f} MiB)" if path.exists() else f"file: {path}"]
-    with _open_h5(path) as f:
-        try:
-            src = _inspect(path, f)
-            layout, err = src.layout, None
-        except DataError as e:
-            src, layout, err = None, "unrecognised", str(e)
-        lines.append(f"layout: {layout}")
-        lines.append(f"attributes: {_fmt_attrs(_attrs(f))}")
-        if src is not None and src.layout == "group":
-            keys = src.keys
-            lines.append(f"sample groups: {len(keys)} ('{keys[0]}' .. '{keys[-1]}')")
-            lines.append(f"group '{keys[0]}':")
-            f[keys[0]].visititems(lambda name, obj: lines.append(
-                f"  {keys[0]}/{name}: {tuple(obj.shape)} {obj.dtype}") if isinstance(obj, h5py.Dataset) else None)
-            if "grid" in f:
-                f["grid"].visititems(lambda name, obj: lines.append(
-                    f"  grid/{name}: {tuple(obj.shape)} {obj.dtype}") if isinstance(obj, h5py.Dataset) else None)
-        else:
-            for k in sorted(f.keys()):
-                obj = f[k]
-                if isinstance(obj, h5py.Dataset):
-                    lines.append(f"  {k}: {tuple(obj.shape)} {obj.dtype} chunks={obj.chunks}")
-                else:
-                    lines.append(f"  {k}/ (group, {len(obj)} members)")
-        if src is not None:
-            m = src.meta
-            n_test = int(m.n * 0.1) if src.layout == "single" else m.n - int(m.n * 0.9)
-            lines.append(
-                f"samples: {m.n} (PDEBench split: {m.n - n_test} train / {n_test} test, test = "
-                + ("first 10%" if src.layout == "single" else "last 10% of sorted keys") + ")"
+def _hdf5_keys(f: Any, source: TrajectorySource | None) -> list[str]:
+    """Key listing of an HDF5 file: a group file's first sample group, else every top-level key."""
+    lines: list[str] = []
+    show = lambda prefix: (
+        lambda name, obj: (
+            lines.append(  # noqa: E731
+                f"  {prefix}{name}: {tuple(obj.shape)} {obj.dtype}"
             )
-            lines.append(f"frames: {m.n_t}; grid: {m.space}; channels: {m.channels}"
-                         + (f"; Darcy coefficient: '{m.coef}'" if m.coef else ""))
-            for ax in (*SPACE_AXES[: len(m.space)], "t"):
-                c = m.coords[ax]
-                lines.append(f"  {ax}: [{c[0]:.6g} .. {c[-1]:.6g}] ({c.size} points)")
-        if err:
-            lines.append(f"problem: {err}")
+            if isinstance(obj, h5py().Dataset)
+            else None
+        )
+    )
+    if source is not None and source.kind == "pdebench-group":
+        keys = source.keys
+        lines.append(f"sample groups: {len(keys)} ('{keys[0]}' .. '{keys[-1]}')")
+        lines.append(f"group '{keys[0]}':")
+        f[keys[0]].visititems(show(f"{keys[0]}/"))
+        if "grid" in f:
+            f["grid"].visititems(show("grid/"))
+        return lines
+    for k in sorted(f.keys()):
+        link = f.get(k, getlink=True)
+        obj = f.get(k) if isinstance(link, h5py().HardLink) else None
+        if isinstance(obj, h5py().Dataset):
+            lines.append(f"  {k}: {tuple(obj.shape)} {obj.dtype} chunks={obj.chunks}")
+        elif obj is not None:
+            lines.append(f"  {k}/ (group, {len(obj)} members)")
+        else:
+            lines.append(f"  {k}: {type(link).__name__}")
+    return lines
+
+
+def _summary(src: TrajectorySource) -> list[str]:
+    n = src.n_samples
+    group = src.kind == "pdebench-group"
+    n_test = n - int(n * 0.9) if group else int(n * 0.1)
+    lines = [
+        f"samples: {n} (PDEBench split: {n - n_test} train / {n_test} test, test = " + ("last 10% of sorted keys" if group else "first 10%") + ")",
+        f"frames: {src.n_frames}; grid: {src.grid_shape}; channels: {src.channels}" + (f"; Darcy coefficient: '{src.coefficient}'" if src.coefficient else ""),
+    ]
+    for ax, c in (*src.coords.items(), ("t", src.times)):
+        lines.append(f"  {ax}: [{c[0]:.6g} .. {c[-1]:.6g}] ({c.size} points)")
+    return lines
+
+
+def describe(path: str | os.PathLike) -> str:
+    """Human-readable summary of a PDE data file: format, keys, shapes, dtypes, attributes, splits."""
+    path = Path(path)
+    lines = [f"file: {path} ({path.stat().st_size / 2**20:.1f} MiB)" if path.is_file() else f"file: {path}"]
+    try:
+        src, err = open_source(path), None
+    except DataError as e:
+        src, err = None, str(e)
+    lines.append(f"layout: {LAYOUTS.get(src.kind, src.kind) if src is not None else 'unrecognised'}")
+    if path.suffix.lower() in (".h5", ".hdf5", ".hdf") or (src is not None and src.kind in (*LAYOUTS, "the_well")):
+        with open_h5(path) as f:
+            lines.append(f"attributes: {_fmt_attrs(attributes(f))}")
+            lines += _hdf5_keys(f, src)
+    elif src is not None:
+        lines.append(f"attributes: {_fmt_attrs(src.attrs)}")
+    if src is not None:
+        lines += _summary(src)
+        src.close()
+    if err:
+        lines.append(f"problem: {err}")
     return "\n".join(lines)

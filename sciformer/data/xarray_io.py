@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from sciformer.data.pde import SPACE_AXES, PDEDataset, _ArraySource
+from sciformer.data.pde import SPACE_AXES, PDEDataset
+from sciformer.data.sources.xarray_files import XarraySource
 from sciformer.errors import DataError
 
 __all__ = ["from_xarray", "read_netcdf", "to_xarray", "write_netcdf"]
@@ -34,7 +35,7 @@ def _netcdf_attr(v: Any):
     if isinstance(v, (bool, np.bool_)):
         return int(v)
     if isinstance(v, (int, np.integer)):
-        return int(v) if -2**31 <= int(v) < 2**31 else float(v)
+        return int(v) if -(2**31) <= int(v) < 2**31 else float(v)
     if isinstance(v, (float, np.floating)):
         return float(v)
     if isinstance(v, str):
@@ -46,9 +47,15 @@ def _netcdf_attr(v: Any):
     return str(v)
 
 
-def to_xarray(data: PDEDataset | torch.Tensor | np.ndarray, *, coords: dict[str, Any] | None = None,
-              channels: list[str] | None = None, attrs: dict[str, Any] | None = None,
-              coefficient: torch.Tensor | np.ndarray | None = None, max_samples: int | None = None):
+def to_xarray(
+    data: PDEDataset | torch.Tensor | np.ndarray,
+    *,
+    coords: dict[str, Any] | None = None,
+    channels: list[str] | None = None,
+    attrs: dict[str, Any] | None = None,
+    coefficient: torch.Tensor | np.ndarray | None = None,
+    max_samples: int | None = None,
+):
     """Build an ``xarray.Dataset`` from a :class:`PDEDataset` (its selected split, all frames after
     striding) or from an array ``u [N, T, C, *grid]`` with ``coords`` (``"t"``, ``"x"``, ...).
 
@@ -81,8 +88,7 @@ def to_xarray(data: PDEDataset | torch.Tensor | np.ndarray, *, coords: dict[str,
         attrs = dict(attrs or {})
         sample = np.arange(u.shape[0], dtype=np.int32)
         if coefficient is not None:
-            coefficient = (coefficient.detach().cpu().numpy() if isinstance(coefficient, torch.Tensor)
-                           else np.asarray(coefficient))[: u.shape[0]]
+            coefficient = (coefficient.detach().cpu().numpy() if isinstance(coefficient, torch.Tensor) else np.asarray(coefficient))[: u.shape[0]]
     n_space = u.ndim - 3
     dims_space = SPACE_AXES[:n_space]
     if len(channels) != u.shape[2]:
@@ -112,29 +118,7 @@ def from_xarray(xds, split: str = "all", **kwargs) -> PDEDataset:
     ``("sample", "t", ...)``. ``split`` / ``kwargs`` as for :func:`~sciformer.data.pde.open_pdebench`
     (the single-file split rule: test = first 10%).
     """
-    names = xds.attrs.get("channels")
-    names = [s for s in str(names).split(",") if s] if names else [
-        k for k, v in xds.data_vars.items() if v.dims[:2] == ("sample", "t")]
-    if not names:
-        raise DataError("from_xarray: no variable with dims ('sample', 't', ...) and no 'channels' attribute")
-    for k in names:
-        if k not in xds.data_vars:
-            raise DataError(f"from_xarray: missing variable '{k}' named in 'channels'")
-    dims = xds[names[0]].dims
-    if dims[:2] != ("sample", "t") or not 3 <= len(dims) <= 5:
-        raise DataError(f"from_xarray: variable '{names[0]}' has dims {dims}; expected ('sample', 't', 'x'[, 'y'[, 'z']])")
-    u = np.stack([xds[k].transpose(*dims).values for k in names], axis=2)
-    coords = {d: np.asarray(xds[d].values, dtype=np.float64) for d in dims[1:]}
-    attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in xds.attrs.items()
-             if k not in ("channels", "coefficient")}
-    coef = None
-    cname = xds.attrs.get("coefficient")
-    if cname:
-        if cname not in xds.data_vars:
-            raise DataError(f"from_xarray: missing coefficient variable '{cname}'")
-        coef = xds[cname].transpose("sample", *dims[2:]).values
-    src = _ArraySource(u, names, coords, attrs, coef, path="<xarray>")
-    return PDEDataset(src, split, **kwargs)
+    return PDEDataset(XarraySource(xds), split, **kwargs)
 
 
 def write_netcdf(xds, path: str | os.PathLike, engine: str | None = None) -> Path:

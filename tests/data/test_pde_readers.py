@@ -146,14 +146,14 @@ def test_iter_batches_equals_items_and_reads_in_bounded_chunks(tmp_path):
     write_single(tmp_path / "a.hdf5", n=30, t=6, space=(8, 8))
     ds = open_pdebench(tmp_path / "a.hdf5", "train", initial_step=2)
     reads = []
-    orig = ds._source.read
+    orig = ds.source._read
 
     def spy(f, rows, t, s):
         out = orig(f, rows, t, s)
         reads.append(out.shape[0])
         return out
 
-    ds._source.read = spy
+    ds.source._read = spy
     got_in, got_out = zip(*ds.iter_batches(batch_size=5, chunk_size=4))
     assert max(reads) == 4 and sum(reads) == ds.n_samples  # never more than one chunk per read
     got_in, got_out = torch.cat(got_in), torch.cat(got_out)
