@@ -21,15 +21,18 @@ import pandas as pd
 import torch
 
 from sciformer.config import DATA_FILLED, Recipe, TrainConfig, load_recipe, recipe_from_dict
-from sciformer.data.frames import Layout, from_wide, future_index, regular_frequency, to_wide
+from sciformer.data.frames import Layout, from_wide, to_wide, with_intervals
+from sciformer.data.series_checks import check_finite, excerpt, future_index, quote_columns, regular_frequency
+from sciformer.data.series_xarray import Bounds
 from sciformer.data.timefeatures import time_features
 from sciformer.data.timeseries import TimeSeriesData
 from sciformer.engine.callbacks import CallbackList
 from sciformer.engine.checkpoint import load_model, read_config, read_extras, save_checkpoint
 from sciformer.engine.conformal import interval
-from sciformer.engine.runner import checkpoint_config, checkpoint_extras, history_frame, history_tensors, train
+from sciformer.engine.tasks import train
+from sciformer.engine.tasks.forecast import checkpoint_config, checkpoint_extras, history_frame, history_tensors
 from sciformer.engine.trainer import pick_device, seed_everything
-from sciformer.errors import ConfigError, DataError
+from sciformer.errors import ConfigError, DataError, did_you_mean, user_path
 from sciformer.registry import get_model
 
 _TRAIN_KEYS = set(TrainConfig.__dataclass_fields__)
@@ -49,6 +52,10 @@ class Forecaster:
     Keyword arguments are constructor arguments of the model (``d_model=128``) or keys of a recipe's ``train``
     section (``epochs=5, lr=1e-3``); ``seed`` and ``tracking`` (bool, or a ``tracking`` mapping) are accepted too.
     Tracking is off unless asked for.
+
+    Errors: an invalid argument (unknown keyword, a level, a window count, a column to plot) raises
+    :class:`~sciformer.errors.ConfigError`; data that cannot be used (unreadable, non-finite, gaps, too short,
+    other columns) raises :class:`~sciformer.errors.DataError`. Both subclass ``SciformerError``.
     """
 
     def __init__(self, model: str, horizon: int, lookback: int, **overrides: Any) -> None:
@@ -104,13 +111,16 @@ class Forecaster:
     # ------------------------------------------------------------------------------------------- fit
     def fit(self, data: Any, target: str | None = None, time_col: str | None = None, freq: str | None = None, val_size: float | int = 0.2) -> "Forecaster":
         """Train on ``data``; the last ``val_size`` (fraction or rows) of it validates and calibrates intervals."""
+        _check_val_size(val_size)
         frame, self.layout = to_wide(data, time_col, target)
-        self.freq = regular_frequency(frame.index, freq, "the training data")
-        if self.recipe.data.time_features is None:
-            self.time_features = _feature_freq(self.freq)
         n = len(frame)
         n_val = int(round(val_size * n)) if isinstance(val_size, float) else int(val_size)
         L, H = self.lookback, self.horizon
+        if n < L + 2 * H:
+            raise DataError(f"the training data has {n} row{'s' if n != 1 else ''}: too few rows for lookback {L} and horizon {H} (at least {L + 2 * H} needed)")
+        self.freq = regular_frequency(frame.index, freq, "the training data")
+        if self.recipe.data.time_features is None:
+            self.time_features = _feature_freq(self.freq)
         if n_val < H or n - n_val < L + H:
             raise DataError(
                 f"the training data has {n} rows; with lookback {L} and horizon {H} it needs at least {L + H} training rows "
@@ -149,23 +159,39 @@ class Forecaster:
         if self.model is None:
             raise DataError("this Forecaster is not fitted yet: call fit(data) or Forecaster.load(dir) first")
 
+    def _input_frame(self, data: Any, time_col: str | None, label: str) -> tuple[pd.DataFrame, Layout]:
+        """``data`` as a frame of the training columns, checked as ``fit`` checks its data (no gap anywhere)."""
+        frame, layout = to_wide(data, self._time_col(data, time_col))
+        missing = [c for c in self.columns if c not in frame.columns]
+        extra = [c for c in frame.columns if c not in self.columns]
+        if missing or (extra and self.recipe.data.columns is None):
+            raise DataError(
+                f"the data's columns differ from training: missing {quote_columns(missing)}, unexpected "
+                f"{quote_columns(extra)}; expected {quote_columns(self.columns)}"
+            )
+        frame = frame[self.columns]  # by name: a recipe's data.target moved its column last
+        regular_frequency(frame.index, self.freq, label)
+        with np.errstate(over="ignore"):  # an overflow is reported by check_finite, naming the cell
+            scaled = ((frame.to_numpy(dtype=np.float64) - self.mean) / self.std).astype(np.float32)
+        check_finite(scaled, self.columns, frame.index, label, " after scaling with the training statistics")
+        return frame, layout
+
+    def _time_col(self, data: Any, time_col: str | None) -> str | None:
+        """The recipe's ``data.time_col`` applies to files and frames that have that column (a run's own CSV)."""
+        recipe_col = self.recipe.data.time_col
+        if time_col is not None or recipe_col is None:
+            return time_col
+        if isinstance(data, (str, Path)) or (isinstance(data, pd.DataFrame) and recipe_col in data.columns):
+            return recipe_col
+        return None
+
     def _history_frame(self, data: Any, time_col: str | None) -> tuple[pd.DataFrame, Layout]:
         if data is None:
             return self.history, self.layout
-        frame, layout = to_wide(data, time_col)
-        if list(frame.columns) != self.columns:
-            missing = [c for c in self.columns if c not in frame.columns]
-            extra = [c for c in frame.columns if c not in self.columns]
-            raise DataError(
-                f"the data's columns differ from training: missing {missing}, unexpected {extra}; expected exactly {self.columns}"
-                if missing or extra
-                else f"the data's columns are in a different order {list(frame.columns)}; expected {self.columns}"
-            )
+        frame, layout = self._input_frame(data, time_col, "the history")
         if len(frame) < self.lookback:
             raise DataError(f"the history has {len(frame)} rows, fewer than the lookback of {self.lookback}; give at least {self.lookback} rows")
-        frame = frame.iloc[-self.lookback :]
-        regular_frequency(frame.index, self.freq, "the history")
-        return frame, layout
+        return frame.iloc[-self.lookback :], layout
 
     def _scale(self, values: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(((values - self.mean) / self.std).astype(np.float32))
@@ -186,29 +212,32 @@ class Forecaster:
     def predict(self, data: Any = None, level: list[float] | float | None = None, time_col: str | None = None):
         """The next ``horizon`` steps after the last timestamp of ``data`` (default: the training data).
 
-        Returns the input's shape (DataFrame indexed by the future timestamps, long frame, or xarray), in the
-        data's units, with the training column names; ``level=[80, 95]`` adds ``<col>-lo-80``/``<col>-hi-80``
-        columns from split-conformal intervals.
+        Returns the input's shape, in the data's units, with the training column names: a DataFrame indexed by
+        the future timestamps (``level=[80, 95]`` adds ``<col>-lo-80``/``<col>-hi-80`` columns), a long frame
+        (``y-lo-80``...), or xarray: the input's type for a point forecast, and with ``level`` a Dataset with
+        ``mean``, ``lower`` and ``upper`` (``lower``/``upper`` along a ``level`` dimension). Intervals are
+        split-conformal. ``level`` is in percent, in (1, 100), or a fraction in (0, 1) (0.9 is 90 %); all levels
+        on one scale.
         """
-        frame, layout = self._predict_wide(data, level, time_col)
-        return from_wide(frame, layout)
-
-    def _predict_wide(self, data: Any, level: list[float] | float | None, time_col: str | None) -> tuple[pd.DataFrame, Layout]:
+        levels = _levels(level)
         self._require_fitted()
         history, layout = self._history_frame(data, time_col)
+        point, bounds = self._forecast_frames(history, levels)
+        return from_wide(point, layout, bounds)
+
+    def _forecast_frames(self, history: pd.DataFrame, levels: list[float]) -> tuple[pd.DataFrame, Bounds]:
+        """The point forecast after ``history`` and its interval bounds per level, as frames in data units."""
         x, pred = self._forecast(history.to_numpy(dtype=np.float64)[None], [history.index[0]])
         future = future_index(history.index[-1], self.freq, self.horizon)
-        bounds = [(lvl, *interval(pred, x, self.scores, lvl / 100)) for lvl in _levels(level)]
-        out = {}
-        for i, c in enumerate(self.columns):
-            out[c] = self._unscale(pred[0], i)
-            for lvl, lo, hi in bounds:
-                out[f"{c}-lo-{lvl:g}"] = self._unscale(lo[0], i)
-                out[f"{c}-hi-{lvl:g}"] = self._unscale(hi[0], i)
-        return pd.DataFrame(out, index=future), layout
 
-    def _unscale(self, scaled: torch.Tensor, i: int) -> np.ndarray:
-        return scaled[:, i].double().cpu().numpy() * self.std[i] + self.mean[i]
+        def frame(scaled: torch.Tensor) -> pd.DataFrame:  # [1, H, N] scaled -> H × N in data units
+            return pd.DataFrame(scaled[0].double().cpu().numpy() * self.std + self.mean, index=future, columns=self.columns)
+
+        bounds = {}
+        for lvl in levels:
+            lo, hi = interval(pred, x, self.scores, lvl / 100)
+            bounds[lvl] = (frame(lo), frame(hi))
+        return frame(pred), bounds
 
     # -------------------------------------------------------------------------------------- backtest
     @torch.no_grad()
@@ -223,11 +252,13 @@ class Forecaster:
     ) -> Backtest:
         """Rolling-origin evaluation: forecasts from the last ``windows`` origins of ``data``, ``stride`` rows apart
         (default: the horizon), each scored against the truth on scaled and original units; with ``level`` also
-        the empirical coverage of the prediction intervals (``coverage_90`` = share of true values inside)."""
+        the empirical coverage of the prediction intervals (``coverage_90`` = share of true values inside).
+        ``windows``, ``stride`` and ``batch_size`` are positive integers (ConfigError otherwise)."""
+        for name, value, optional in (("windows", windows, True), ("stride", stride, True), ("batch_size", batch_size, False)):
+            _check_positive_int(f"backtest {name}", value, optional)
+        levels = _levels(level)
         self._require_fitted()
-        frame, _ = to_wide(data, time_col)
-        self._history_frame(frame, None)  # same columns, enough rows, regular
-        regular_frequency(frame.index, self.freq, "the backtest data")
+        frame, _ = self._input_frame(data, time_col, "the backtest data")
         L, H = self.lookback, self.horizon
         stride = stride or H
         last = len(frame) - L - H
@@ -246,7 +277,7 @@ class Forecaster:
             err_scaled = err_orig / self.std
             truth_scaled = self._scale(truth).to(pred.device)
             inside = {}
-            for lvl in _levels(level):
+            for lvl in levels:
                 lo, hi = interval(pred, x, self.scores, lvl / 100)
                 inside[f"coverage_{lvl:g}"] = ((truth_scaled >= lo) & (truth_scaled <= hi)).double().mean(dim=(1, 2)).cpu().numpy()
             for j, s in enumerate(chunk):
@@ -279,12 +310,12 @@ class Forecaster:
             "forecaster": {"freq": self.freq, "time_features": self.time_features, "layout": vars(self.layout)},
         }
         extras = {"calibration_scores": self.scores, **history_tensors(self.history.to_numpy(dtype=np.float64), self.history.index)}
-        return save_checkpoint(directory, self.model, config, extras)
+        return save_checkpoint(user_path(directory), self.model, config, extras)
 
     @classmethod
     def load(cls, directory: str | Path, device: str = "cpu") -> "Forecaster":
         """Restore a forecaster saved by :meth:`save` or a ``sciformer fit`` run's ``checkpoint/``."""
-        directory = Path(directory)
+        directory = user_path(directory)
         if (directory / "checkpoint").is_dir():
             directory = directory / "checkpoint"
         config = read_config(directory)
@@ -314,16 +345,21 @@ class Forecaster:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
+        levels = _levels(level)
+        _check_positive_int("plot history", history, optional=True)
         self._require_fitted()
-        past = self.history if data is None else to_wide(data)[0]
+        columns = [columns] if isinstance(columns, str) else list(columns or self.columns[-3:])
+        for name in columns:
+            if name not in self.columns:
+                raise ConfigError(f"plot: unknown column {excerpt(name)}{did_you_mean(name, self.columns)}; the columns are {quote_columns(self.columns)}")
+        past = self.history if data is None else self._input_frame(data, None, "the history")[0]
         past = past.iloc[-(history or 3 * self.lookback) :]
-        forecast, _ = self._predict_wide(data, level, None)
-        columns = columns or self.columns[-3:]
+        forecast = with_intervals(*self._forecast_frames(past.iloc[-self.lookback :], levels))
         fig, axes = plt.subplots(len(columns), 1, figsize=(10, 2.6 * len(columns)), squeeze=False, sharex=True)
         for ax, col in zip(axes[:, 0], columns):
             ax.plot(past.index, past[col], color="0.35", lw=1, label="history")
             ax.plot(forecast.index, forecast[col], color="C3", lw=1.3, label="forecast")
-            for lvl in sorted(_levels(level), reverse=True):
+            for lvl in sorted(levels, reverse=True):
                 ax.fill_between(forecast.index, forecast[f"{col}-lo-{lvl:g}"], forecast[f"{col}-hi-{lvl:g}"], color="C3", alpha=0.15, lw=0, label=f"{lvl:g}% interval")
             ax.set_ylabel(col)
         axes[0, 0].legend(loc="upper left", fontsize=8)
@@ -338,14 +374,38 @@ class Forecaster:
         return log_forecaster(self, name, **kwargs)
 
 
-def _levels(level: list[float] | float | None) -> list[float]:
+def _levels(level: Any) -> list[float]:
+    """Interval levels in percent. All in (1, 100): percentages; all in (0, 1): fractions (0.9 → 90). Anything
+    else (1 itself, <= 0, >= 100, a mix of the two scales, not a number) is ambiguous or impossible: refused."""
     if level is None:
         return []
-    levels = [level] if isinstance(level, (int, float)) else list(level)
+    levels = list(level) if isinstance(level, (list, tuple, np.ndarray)) else [level]
     for lvl in levels:
-        if not 0 < lvl < 100:
-            raise ConfigError(f"interval level must be a percentage in (0, 100), got {lvl}")
-    return [float(lvl) for lvl in levels]
+        if isinstance(lvl, bool) or not isinstance(lvl, (int, float, np.integer, np.floating)) or not np.isfinite(lvl):
+            raise ConfigError(f"interval level must be a number, got {excerpt(lvl)}; e.g. level=90 or level=[80, 95]")
+    if all(1 < lvl < 100 for lvl in levels):
+        return [float(lvl) for lvl in levels]
+    if all(0 < lvl < 1 for lvl in levels):
+        return [round(100 * float(lvl), 10) for lvl in levels]
+    raise ConfigError(
+        f"interval levels {[float(v) for v in levels]} are ambiguous or out of range: give percentages in (1, 100) "
+        "such as [80, 95], or fractions in (0, 1) such as [0.8, 0.95], all on one scale"
+    )
+
+
+def _check_positive_int(name: str, value: Any, optional: bool) -> None:
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ConfigError(f"{name} must be a positive integer{' or None' if optional else ''}, got {excerpt(value)}")
+
+
+def _check_val_size(val_size: Any) -> None:
+    """A fraction in (0, 1) or a row count >= 1."""
+    fraction = isinstance(val_size, (float, np.floating)) and 0 < val_size < 1
+    rows = isinstance(val_size, (int, np.integer)) and not isinstance(val_size, bool) and val_size >= 1
+    if not (fraction or rows):
+        raise ConfigError(f"val_size must be a fraction in (0, 1) or a number of rows >= 1, got {excerpt(val_size)}")
 
 
 def _feature_freq(freq: str) -> str:

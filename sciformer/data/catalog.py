@@ -20,8 +20,8 @@ from typing import Any
 
 import yaml
 
-from sciformer.errors import ConfigError, DataError
-from sciformer.errors import did_you_mean
+from sciformer.data.series_files import XARRAY_SUFFIXES, data_file
+from sciformer.errors import ConfigError, DataError, did_you_mean, user_path
 
 MANIFEST_DIR = Path(__file__).resolve().parents[2] / "datasets"
 SPLIT_RULES = ("ett_hour", "ett_minute", "ratio")
@@ -68,7 +68,7 @@ def manifests() -> dict[str, Manifest]:
 
 
 def is_path_like(name: str) -> bool:
-    return "/" in name or os.sep in name or Path(name).suffix.lower() in (".csv", ".h5", ".hdf5", ".nc", ".npz")
+    return "/" in name or os.sep in name or Path(name).suffix.lower() in (".csv", ".h5", ".hdf5", ".npz", *XARRAY_SUFFIXES)
 
 
 def check_dataset_name(name: str) -> None:
@@ -76,8 +76,10 @@ def check_dataset_name(name: str) -> None:
     if name in manifests():
         return
     if is_path_like(name):
-        if not Path(name).expanduser().is_file():
-            raise ConfigError(f"recipe key 'data.name': file '{name}' does not exist")
+        try:
+            data_file(name)
+        except DataError as exc:
+            raise ConfigError(f"recipe key 'data.name': {exc}") from None
         return
     raise ConfigError(
         f"recipe key 'data.name': unknown dataset {name!r}{did_you_mean(name, manifests())}; "
@@ -96,7 +98,7 @@ def data_dirs() -> list[Path]:
     """Folders searched for data files, in order: ``$SCIFORMER_DATA_DIR``, then ``./data``."""
     dirs = []
     if os.environ.get("SCIFORMER_DATA_DIR"):
-        folder = Path(os.environ["SCIFORMER_DATA_DIR"]).expanduser()
+        folder = user_path(os.environ["SCIFORMER_DATA_DIR"])
         if folder.exists() and not folder.is_dir():
             raise DataError(f"SCIFORMER_DATA_DIR='{folder}' is a file, not a folder; point it at the folder that holds the data files")
         dirs.append(folder)

@@ -1,4 +1,4 @@
-"""Multivariate time series: reading and checking, benchmark splits, scaling, windows as device tensors.
+"""Multivariate time series: benchmark splits, scaling, windows as device tensors.
 
 The conventions are those of the long-term forecasting benchmark (TSLib ``data_provider/data_loader.py``):
 
@@ -8,14 +8,13 @@ The conventions are those of the long-term forecasting benchmark (TSLib ``data_p
   computed on the scaled values;
 * windows ``x = s[i : i+L]``, ``y = s[i+L : i+L+H]``, ``len(slice) - L - H + 1`` per split, none dropped.
 
-The whole scaled series lives on the training device as one tensor; a batch is gathered with one index
+Reading and checking user data is :mod:`sciformer.data.frames`' job. The whole scaled series lives on the training device as one tensor; a batch is gathered with one index
 operation (no per-sample Python, no DataLoader workers).
 """
 
 from __future__ import annotations
 
 import hashlib
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +25,11 @@ import pandas as pd
 import torch
 
 from sciformer.data import catalog
+from sciformer.data.frames import read_frame
+from sciformer.data.series_checks import check_finite, infer_frequency, regular_frequency
+from sciformer.data.series_files import data_label
 from sciformer.data.timefeatures import feature_code, time_features
-from sciformer.errors import ConfigError, DataError
+from sciformer.errors import ConfigError, DataError, user_path
 
 SPLITS = ("train", "val", "test")
 
@@ -62,102 +64,6 @@ def check_manifest_shape(frame: pd.DataFrame, manifest, path: Path, columns_sele
             f"'{path}' has {what} for dataset '{manifest.name}': the file is truncated or another version; delete it "
             f"and run `sciformer datasets download {manifest.name}`"
         )
-
-
-def read_frame(
-    source: str | Path | pd.DataFrame,
-    time_col: str | None = None,
-    columns: list[str] | None = None,
-    target: str | None = None,
-    check_time: bool = True,
-) -> pd.DataFrame:
-    """A checked frame: a sorted, unique ``DatetimeIndex`` and float64 columns (target last).
-
-    ``source`` is a CSV path or a DataFrame with a time column (or a ``DatetimeIndex``). Errors name the
-    column and row of the first bad value. ``check_time=False`` keeps the rows of a registered benchmark
-    file verbatim (the upstream weather file repeats one timestamp, and the published splits count it).
-    """
-    label = f"CSV file '{source}'" if not isinstance(source, pd.DataFrame) else "the DataFrame"
-    if isinstance(source, pd.DataFrame):
-        frame = source.copy()
-    else:
-        path = Path(source)
-        if not path.is_file():
-            raise DataError(f"{label} does not exist")
-        try:
-            frame = pd.read_csv(path, encoding_errors="replace")
-        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-            raise DataError(f"{label} cannot be parsed as CSV: {exc}") from None
-
-    if time_col is None and isinstance(frame.index, pd.DatetimeIndex):
-        timestamps = frame.index
-    else:
-        time_col = time_col or "date"
-        if time_col not in frame.columns:
-            raise DataError(
-                f"{label} has no time column '{time_col}'; its columns are {list(frame.columns)[:10]}"
-                f"{'...' if frame.shape[1] > 10 else ''}; name the time column with data.time_col (or time_col=)"
-            )
-        try:
-            timestamps = pd.DatetimeIndex(pd.to_datetime(frame[time_col], format="mixed"))
-        except (ValueError, TypeError) as exc:
-            raise DataError(f"{label}: time column '{time_col}' cannot be parsed as timestamps ({exc})") from None
-        frame = frame.drop(columns=[time_col])
-    frame.index = pd.DatetimeIndex(timestamps, name="time").as_unit("ns")  # one resolution everywhere (pandas 3 infers us)
-
-    duplicated = frame.columns[frame.columns.duplicated()].unique().tolist()
-    if duplicated:
-        raise DataError(f"{label} has duplicated column names {duplicated}; every variable needs a name of its own")
-    if columns is not None:
-        missing = [c for c in columns if c not in frame.columns]
-        if missing:
-            raise DataError(f"{label} has no column(s) {missing}; its columns are {list(frame.columns)}")
-        frame = frame[list(columns)]
-    if target is not None:
-        if target not in frame.columns:
-            raise DataError(f"{label} has no target column '{target}'; its columns are {list(frame.columns)}")
-        frame = frame[[c for c in frame.columns if c != target] + [target]]
-    if frame.shape[1] == 0:
-        raise DataError(f"{label} has no value columns besides the time column")
-
-    for name in frame.columns:
-        column = frame[name]
-        numeric = pd.to_numeric(column, errors="coerce")
-        bad = numeric.isna()
-        if bad.any():
-            row = int(np.flatnonzero(bad.to_numpy())[0])
-            value = column.iloc[row]
-            what = "a missing value (NaN)" if pd.isna(value) else f"a non-numeric value {value!r}"
-            raise DataError(f"{label}: column '{name}' has {what} at row {row} (time {frame.index[row]}); expected numbers only")
-        frame[name] = numeric.astype(np.float64)
-    frame.columns = [str(c) for c in frame.columns]
-    if check_time:
-        check_time_index(frame.index, label)
-    return frame
-
-
-def check_time_index(index: pd.DatetimeIndex, label: str) -> None:
-    """Timestamps must be unique and increasing."""
-    if index.isna().any():
-        row = int(np.flatnonzero(index.isna())[0])
-        raise DataError(f"{label}: the time column has a missing timestamp at row {row}")
-    if index.has_duplicates:
-        dup = index[index.duplicated()][0]
-        raise DataError(f"{label}: timestamp {dup} appears more than once; expected unique timestamps")
-    if not index.is_monotonic_increasing:
-        row = int(np.flatnonzero(np.diff(index.asi8) < 0)[0]) + 1
-        raise DataError(f"{label}: timestamps are not sorted (row {row}: {index[row]} comes after {index[row - 1]})")
-
-
-def infer_frequency(index: pd.DatetimeIndex) -> str | None:
-    """The sampling frequency as a pandas alias ("h", "15min"), or None when irregular."""
-    try:
-        with warnings.catch_warnings():  # pandas 3 warns that it will return an offset object
-            warnings.simplefilter("ignore")
-            freq = pd.infer_freq(index[: min(len(index), 1000)])
-    except (TypeError, ValueError):
-        return None
-    return getattr(freq, "freqstr", freq)
 
 
 # -------------------------------------------------------------------------------------------- splits
@@ -236,7 +142,10 @@ class TimeSeriesData:
         else:
             mean, std = (np.asarray(s, dtype=np.float64) for s in scaler)
         self.mean, self.std = mean, std
-        self.values = torch.from_numpy(((raw - mean) / std).astype(np.float32))
+        with np.errstate(over="ignore"):  # an overflow is reported by check_finite, naming the cell
+            scaled = ((raw - mean) / std).astype(np.float32)
+        check_finite(scaled, self.columns, self.timestamps, name, " after scaling (too far from the scaler's mean)")
+        self.values = torch.from_numpy(scaled)
         self.tail = raw[-lookback:].copy()  # the newest lookback rows in original units: the history of a real forecast
         self.marks = torch.from_numpy(time_features(frame.index, self.time_features_freq))
         self.fingerprint = fingerprint or hashlib.sha256(np.ascontiguousarray(raw).tobytes()).hexdigest()
@@ -267,12 +176,11 @@ class TimeSeriesData:
                 freq=manifest.freq, name=f"dataset '{cfg.name}'", scaler=scaler,
             )
         frame = read_frame(cfg.name, cfg.time_col, cfg.columns, cfg.target)
-        from sciformer.data.frames import regular_frequency  # frames builds on this module
-
-        freq = regular_frequency(frame.index, None, f"CSV file '{cfg.name}'")  # a window must not span a gap
+        label = data_label(user_path(cfg.name))
+        freq = regular_frequency(frame.index, None, label)  # a window must not span a gap
         return cls(
             frame, cfg.lookback, cfg.horizon, split_rule="ratio", split_fractions=cfg.split,
-            time_features_freq=cfg.time_features or freq, freq=freq, name=f"CSV file '{cfg.name}'", scaler=scaler,
+            time_features_freq=cfg.time_features or freq, freq=freq, name=label, scaler=scaler,
         )
 
     @property

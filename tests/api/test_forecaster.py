@@ -64,8 +64,19 @@ def test_intervals_are_ordered_and_nested(fitted):
     for c in ("a", "b", "OT"):
         assert (out[f"{c}-lo-95"] <= out[f"{c}-lo-80"]).all() and (out[f"{c}-lo-80"] <= out[c]).all()
         assert (out[c] <= out[f"{c}-hi-80"]).all() and (out[f"{c}-hi-80"] <= out[f"{c}-hi-95"]).all()
-    with pytest.raises(ConfigError, match="percentage in"):
-        fitted.predict(level=1.5 * 100)
+
+
+@pytest.mark.parametrize("level", [150, 100, 1, 0, -5, [0.9, 95], float("nan"), True, "90", [90, None]])
+def test_ambiguous_or_impossible_levels_are_refused(fitted, level):
+    with pytest.raises(ConfigError, match=r"interval level"):
+        fitted.predict(level=level)
+
+
+def test_fraction_levels_mean_the_same_percentages(fitted):
+    as_percent = fitted.predict(level=[80, 95])
+    as_fraction = fitted.predict(level=[0.8, 0.95])
+    pd.testing.assert_frame_equal(as_percent, as_fraction)  # 0.9 is 90 %, not 0.9 %
+    assert "OT-lo-95" in as_fraction.columns
 
 
 def test_backtest_tables(fitted):
@@ -103,7 +114,7 @@ def test_long_format_with_several_series():
 def test_xarray_in_xarray_out():
     xr = pytest.importorskip("xarray")
     wide = frame(n=300).set_index("date")
-    ds = xr.Dataset({c: ("time", wide[c].to_numpy()) for c in wide.columns}, coords={"time": wide.index})
+    ds = xr.Dataset({c: ("time", wide[c].to_numpy()) for c in wide.columns}, coords={"time": wide.index.to_numpy()})
     out = Forecaster("itransformer", horizon=12, lookback=24, **TINY).fit(ds).predict()
     assert isinstance(out, xr.Dataset) and set(out.data_vars) == {"a", "b", "OT"} and out.sizes["time"] == 12
 
