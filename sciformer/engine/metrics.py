@@ -11,16 +11,19 @@ RMSE           mean_b sqrt(mean_S Δ²)
 nRMSE          mean_b [sqrt(mean_S Δ²) / sqrt(mean_S target²)]   (per sample, channel, time)
 cRMSE          sqrt(mean_b (Σ_S pred − Σ_S target)²) / |S|        (error of the conserved mean)
 max error      max_b max_S |Δ|
-bRMSE          mean_b sqrt(Σ_boundary Δ² / n_boundary): 1D both end points (n = 2); 2D the four
-               edge lines (n = 2X + 2Y, corners counted twice); 3D the six faces
-               (n = 2(XY + YZ + ZX))
+bRMSE          mean_b sqrt(Σ_boundary Δ² / n_boundary), per channel: 1D both end points (n = 2); 2D the
+               four edge lines (n = 2X + 2Y, corners counted twice); 3D the six faces
+               (n = 2(XY + YZ + ZX)). PDEBench's 3D code differs with several channels: it sums the
+               squares over channels before the root (one value per time, mean_b sqrt(Σ_c Σ_faces Δ² / n)),
+               so for C channels of equal error it is √C times sciformer's channel mean
 fRMSE          1D: E_k = sqrt(mean_b |F̂Δ_k|²) / X · L_x over the rfft bins k = 0..X/2;
                2D: |F̂Δ|² of fftn over (x, y) summed into shells k = ⌊√(i² + j²)⌋ for
                0 ≤ i < X/2, 0 ≤ j < Y/2, k < min(X, Y)/2; E_k = sqrt(mean_b shell_k) / (XY) · L_x L_y;
                3D likewise. Bands: low = mean_k E_k over [0, 4), mid [4, 12), high k ≥ 12
                (NaN when the grid has no mode in a band)
-relative L2    mean_b ‖Δ_b‖₂ / ‖target_b‖₂ over all channels, times and points of sample b
-               (neuraloperator's LpLoss convention; per (c, t) it would equal nRMSE)
+relative L2    mean_b ‖Δ_b‖₂ / ‖target_b‖₂, one norm over all channels, times and points of sample b
+               (neuraloperator's LpLoss instead takes the ratio per channel and averages it; the two agree
+               for one channel, and per (c, t) the ratio would equal nRMSE)
 =============  ============================================================================
 
 Each is a ``[C, T]`` table (``reduce="none"``); the scalar is its mean over channels and times
@@ -205,7 +208,8 @@ def max_error(pred: torch.Tensor, target: torch.Tensor, initial_step: int = 0) -
 
 
 def brmse(pred: torch.Tensor, target: torch.Tensor, initial_step: int = 0) -> torch.Tensor:
-    """Boundary RMSE ``[C, T]`` (end points / edge lines / faces; see the module docstring)."""
+    """Boundary RMSE ``[C, T]`` (end points / edge lines / faces, per channel; in 3D PDEBench's own code gives
+    the root of the channel sum instead, see the module docstring)."""
     return _one("brmse", pred, target, initial_step)
 
 
@@ -223,5 +227,6 @@ def frmse(pred: torch.Tensor, target: torch.Tensor, initial_step: int = 0,
 
 
 def relative_l2(pred: torch.Tensor, target: torch.Tensor, initial_step: int = 0) -> torch.Tensor:
-    """mean_b ‖Δ_b‖₂/‖target_b‖₂ over each sample's channels, times and points (a scalar)."""
+    """mean_b ‖Δ_b‖₂/‖target_b‖₂, one norm over each sample's channels, times and points (a scalar; not
+    neuraloperator's per-channel ratio, see the module docstring)."""
     return _one("rel_l2", pred, target, initial_step)

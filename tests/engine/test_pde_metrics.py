@@ -135,3 +135,27 @@ def test_shape_errors():
         rmse(torch.zeros(2, 4), torch.zeros(2, 4))
     with pytest.raises(ValueError, match="before any update"):
         PDEMetrics().compute()
+
+
+def test_3d_brmse_is_pdebench_over_root_channels_for_equal_channel_errors():
+    """The documented difference: PDEBench's 3D bRMSE sums the squared boundary errors over channels before the
+    root; with C channels of the same error it is √C times sciformer's channel mean (C = 3 here)."""
+    torch.manual_seed(0)
+    target = torch.randn(2, 1, 1, 4, 5, 6, dtype=F64)
+    delta = torch.randn(2, 1, 1, 4, 5, 6, dtype=F64)
+    pred3, target3 = (target + delta).expand(2, 1, 3, 4, 5, 6), target.expand(2, 1, 3, 4, 5, 6)
+    err = (pred3 - target3)[:, 0]  # [B, C, X, Y, Z]
+    faces = sum((f ** 2).flatten(1).sum(1) for f in (err[:, :, 0], err[:, :, -1], err[:, :, :, 0], err[:, :, :, -1],
+                                                       err[:, :, :, :, 0], err[:, :, :, :, -1]))
+    pdebench = torch.sqrt(faces / (2 * (4 * 5 + 5 * 6 + 6 * 4))).mean()  # channels summed inside the root
+    assert pdebench.item() == pytest.approx(math.sqrt(3) * brmse(pred3, target3).mean().item())
+
+
+def test_relative_l2_is_one_norm_per_sample_not_a_channel_average():
+    """Two channels of different scale: sciformer's relative L2 takes one norm over both, neuraloperator's LpLoss
+    would average the per-channel ratios (0.5·(1/1 + 1/100) here); they differ."""
+    target = torch.tensor([[[[1.0] * 4, [100.0] * 4]]], dtype=F64)  # [B=1, T=1, C=2, X=4]
+    pred = target + 1.0
+    ours = relative_l2(pred, target).item()
+    assert ours == pytest.approx(math.sqrt(8) / math.sqrt(4 + 4 * 100**2))
+    assert ours != pytest.approx(0.5 * (1 / 1 + 1 / 100))
