@@ -104,3 +104,20 @@ def storage_error(exc: OSError, path: str | os.PathLike) -> StorageError:
     if exc.errno in (errno.EACCES, errno.EPERM):
         return StorageError(f"cannot write '{path}': permission denied")
     return StorageError(f"cannot write '{path}': {exc.strerror or exc}")
+
+
+class RunInterrupted(BaseException):
+    """A run was ended by SIGTERM or SIGINT after saving a resumable state.
+
+    A ``BaseException`` (like ``KeyboardInterrupt``), so that no ``except Exception`` on the way swallows it.
+    ``signal`` is the signal's number; ``exit_code`` is what a shell reports for it (143 for SIGTERM, 130 for
+    SIGINT); the message is one line that names the command which continues the run.
+    """
+
+    def __init__(self, signum: int, run_dir: str | os.PathLike) -> None:
+        import signal as signals
+
+        self.signal, self.run_dir = signum, Path(run_dir)
+        self.exit_code = 128 + signum
+        name = signals.Signals(signum).name
+        super().__init__(f"interrupted by {name}; the run keeps a resumable state, continue it with: sciformer fit --resume {self.run_dir}")

@@ -4,7 +4,10 @@ A model checkpoint is a directory holding ``weights.safetensors`` and ``config.j
 everything needed to rebuild the model without the recipe file: registry name and full constructor arguments,
 the resolved recipe, sciformer's version, the scaler statistics, a fingerprint of the training data and the
 sha256 of each tensor file. Writing is atomic (a temporary sibling directory renamed into place), and loading
-never unpickles: a damaged file raises :class:`~sciformer.errors.CheckpointError` naming it.
+never unpickles: a damaged file raises :class:`~sciformer.errors.CheckpointError` naming it. A checkpoint is
+written only into a new or empty folder or over a checkpoint of sciformer's; anything else at the destination (a
+file, a folder of the user's) is refused with :class:`~sciformer.errors.StorageError` and left untouched, and so
+is a failed write (a full disk), which names the destination.
 
 The training state (:func:`save_training_state`) is everything a run needs to continue exactly where it stopped:
 weights, optimiser, RNG states, counters. It is a nested mapping of JSON values and tensors, stored as
@@ -27,11 +30,12 @@ import torch
 from torch import nn
 
 from sciformer import __version__
-from sciformer.errors import CheckpointError
+from sciformer.errors import CheckpointError, StorageError, describe_kind, storage_error, user_path
 
 WEIGHTS = "weights.safetensors"
 EXTRAS = "extras.safetensors"  # tensors beside the weights: conformal calibration scores, the last lookback rows
 CONFIG = "config.json"
+CHECKPOINT_FILES = frozenset({WEIGHTS, EXTRAS, CONFIG})
 FORMAT_VERSION = 1
 
 STATE_JSON = "state.json"
@@ -63,11 +67,17 @@ def _write_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> str:
 
 
 def write_json(path: Path, payload: Any, **dumps: Any) -> None:
-    """Write ``payload`` as JSON atomically: a crash leaves the old file or the new one, never a truncated one."""
+    """Write ``payload`` as JSON atomically: a crash leaves the old file or the new one, never a truncated one.
+
+    A failed write (no space left, read-only) raises :class:`StorageError` naming ``path`` and leaves the old file."""
     tmp = path.with_name(f".{path.name}.tmp")
-    _write_bytes(tmp, json.dumps(payload, **dumps).encode())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    try:
+        _write_bytes(tmp, json.dumps(payload, **dumps).encode())
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise storage_error(exc, path) from None
 
 
 def _fsync_dir(path: Path) -> None:
@@ -85,31 +95,91 @@ def save_checkpoint(
     directory: str | Path, model: nn.Module | Mapping[str, torch.Tensor], config: dict[str, Any], extras: dict[str, torch.Tensor] | None = None
 ) -> Path:
     """Write ``model``'s weights (a module or its state dict), ``config`` and optional ``extras`` tensors to
-    ``directory`` atomically."""
+    ``directory`` atomically (see :func:`check_checkpoint_destination` for where it may go)."""
     weights = dict(model.state_dict() if isinstance(model, nn.Module) else model)
-    directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.tmp"))
+    directory = user_path(directory)
+    check_checkpoint_destination(directory)
+    tmp: Path | None = None
     try:
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.tmp"))
         digests = {WEIGHTS: _write_tensors(tmp / WEIGHTS, weights)}
         if extras:
             digests[EXTRAS] = _write_tensors(tmp / EXTRAS, extras)
         payload = {"format": FORMAT_VERSION, "sciformer_version": __version__, **config, "sha256": digests}
         _write_bytes(tmp / CONFIG, json.dumps(payload, indent=2, default=str).encode())
         _fsync_dir(tmp)
-        if directory.exists():
-            # two renames: a crash between them leaves the previous checkpoint as .NAME.old (see find_checkpoint)
-            old = directory.with_name(f".{directory.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(directory, old)
-            os.replace(tmp, directory)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, directory)
+        _replace_checkpoint(tmp, directory)
         _fsync_dir(directory.parent)
+    except OSError as exc:
+        raise storage_error(exc, directory) from None
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
     return directory
+
+
+def _replace_checkpoint(new: Path, directory: Path) -> None:
+    """Rename the complete folder ``new`` to ``directory``, over an empty folder or an older checkpoint."""
+    if not directory.exists() or not any(directory.iterdir()):
+        os.replace(new, directory)  # rename(2) replaces an empty folder atomically
+        return
+    # two renames: a crash between them leaves the previous checkpoint as .NAME.old (see find_checkpoint)
+    old = directory.with_name(f".{directory.name}.old")
+    if old.exists():
+        if not is_checkpoint_dir(old):
+            raise StorageError(f"cannot replace the checkpoint '{directory}': '{old}' is in the way and was not written by sciformer")
+        shutil.rmtree(old)
+    os.replace(directory, old)
+    os.replace(new, directory)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def check_destination(path: Path, what: str) -> None:
+    """Refuse ``path`` as a folder to write ``what`` into when something other than a folder is there, or when a
+    component above it is not a folder (``file.txt/out``); a missing path or an existing folder passes."""
+    kind = describe_kind(path)
+    if kind == "a directory":
+        return
+    if kind != "missing" and not (kind or "").startswith("unreadable"):
+        raise StorageError(f"cannot write {what} into '{path}': it is {kind or 'a regular file'}; give a folder")
+    for parent in path.parents:
+        kind = describe_kind(parent)
+        if kind == "a directory":
+            return
+        if kind != "missing" and not (kind or "").startswith("unreadable"):
+            raise StorageError(f"cannot write {what} into '{path}': '{parent}' is {kind or 'a regular file'}, not a folder")
+
+
+def is_checkpoint_dir(path: Path) -> bool:
+    """Whether ``path`` is a folder holding a checkpoint of sciformer's and nothing else."""
+    try:
+        entries = {p.name for p in path.iterdir()}
+        config = json.loads((path / CONFIG).read_text()) if (path / CONFIG).stat().st_size < 2**24 else None
+    except (OSError, ValueError):
+        return False
+    marked = isinstance(config, dict) and {"format", "sciformer_version", "model"} <= config.keys()
+    return marked and entries <= CHECKPOINT_FILES
+
+
+def check_checkpoint_destination(directory: Path) -> None:
+    """A checkpoint goes into a new or empty folder, or over a checkpoint of sciformer's (replaced atomically);
+    anything else is refused with :class:`StorageError`, so that no file of the user's is ever removed."""
+    if directory.name in ("", ".", "..") or directory.resolve() == Path.cwd().resolve():
+        raise StorageError(f"cannot write a checkpoint into '{directory}': a checkpoint needs a folder of its own, e.g. '{directory / 'model'}'")
+    check_destination(directory, "a checkpoint")
+    if not directory.is_dir() or is_checkpoint_dir(directory):
+        return
+    try:
+        entries = sorted(p.name for p in directory.iterdir())
+    except OSError as exc:
+        raise storage_error(exc, directory) from None
+    if entries:
+        shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
+        raise StorageError(
+            f"cannot write a checkpoint into '{directory}': the folder holds files that are not a sciformer checkpoint "
+            f"({shown}); give a new or empty folder"
+        )
 
 
 def find_checkpoint(path: str | Path, name: str = "checkpoint") -> Path:
@@ -282,9 +352,16 @@ def save_training_state(directory: str | Path, name: str, state: dict[str, Any])
     fsync it, rename it to ``name``, atomically replace ``LATEST`` with ``name``, then delete older folders.
     """
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     tensors: dict[str, torch.Tensor] = {}
     skeleton = _encode(state, tensors, "state")
+    try:
+        return _save_state(directory, name, skeleton, tensors)
+    except OSError as exc:
+        raise storage_error(exc, directory) from None
+
+
+def _save_state(directory: Path, name: str, skeleton: Any, tensors: dict[str, torch.Tensor]) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=directory, prefix=f".{name}.tmp"))
     try:
         digest = _write_tensors(tmp / STATE_TENSORS, tensors)

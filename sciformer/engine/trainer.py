@@ -30,7 +30,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -41,10 +41,12 @@ from torch import nn
 
 from sciformer.config import TrainConfig
 from sciformer.engine.callbacks import CallbackList
+from sciformer.engine.background import BackgroundWriter, to_cpu
 from sciformer.engine.checkpoint import load_training_state, save_training_state
 from sciformer.engine.distributed import Distributed, batch_size_of, local_share, pick_device
+from sciformer.engine.interrupts import Interrupts
 from sciformer.engine.losses import make_loss, relative_l2, sample_loss
-from sciformer.errors import CheckpointError
+from sciformer.errors import CheckpointError, TrainingDivergedError
 
 __all__ = ["Trainer", "FitResult", "lr_factor", "seed_everything", "pick_device", "forecast_step", "operator_step"]
 
@@ -174,7 +176,8 @@ class Trainer:
 
     ``dist`` describes the torchrun process group (default: one process); ``state_dir`` enables resumable
     training states; ``on_best(weights)`` is called on rank 0 with a CPU copy of the weights whenever the
-    validation loss improves (the runner writes the run's model checkpoint there).
+    validation loss improves (the runner writes the run's model checkpoint there); ``interrupts`` (see
+    :mod:`sciformer.engine.interrupts`) lets a SIGTERM/SIGINT end training at a step boundary, resumable.
     """
 
     def __init__(
@@ -188,6 +191,7 @@ class Trainer:
         dist: Distributed | None = None,
         state_dir: str | Path | None = None,
         on_best: Callable[[dict[str, torch.Tensor]], None] | None = None,
+        interrupts: Interrupts | None = None,
     ) -> None:
         self.model = model.to(device)
         self.cfg = cfg
@@ -201,6 +205,7 @@ class Trainer:
         self._val_loss = sample_loss(cfg) if cfg.loss not in EVAL_METRICS else None
         self.state_dir = Path(state_dir) if state_dir is not None else None
         self.on_best = on_best
+        self.interrupts = interrupts
         self.use_graphs = self._graphs_possible()
         fused = fused_adam_possible(model, device) if cfg.fused_optimizer is None else cfg.fused_optimizer
         lr: float | torch.Tensor = cfg.lr
@@ -273,46 +278,26 @@ class Trainer:
         return self._optimise(batch, weight)
 
     def fit(self, data: BatchSource, resume: bool = False) -> FitResult:
-        """Train for ``train.epochs`` epochs (fewer with early stopping); ``resume`` continues from ``state_dir``."""
+        """Train for ``train.epochs`` epochs (fewer with early stopping); ``resume`` continues from ``state_dir``.
+
+        A NaN or infinite loss raises :class:`TrainingDivergedError` before anything of the diverged epoch is saved.
+        """
         cfg, ctx = self.cfg, self.dist
         generator = torch.Generator().manual_seed(self.seed)  # the data order: identical on every rank
-        n_batches = data.n_batches("train", cfg.batch_size)
         progress, best_state = Progress(), None
         if resume:
             best_state = self._restore(progress, generator)
         self._writer = BackgroundWriter() if self.state_dir is not None and ctx.is_main else None
-        started = time.perf_counter() - progress.seconds
-        lr = cfg.lr
+        self._started = time.perf_counter() - progress.seconds
         try:
             for epoch in range(progress.epoch, cfg.epochs):
                 if progress.done:
                     break
-                epoch_rng = generator.get_state()  # this epoch's shuffle, for a checkpoint taken mid-epoch
                 epoch_start = time.perf_counter()
-                self.train_model.train()
-                # each rank's step loss is weighted so that the ranks sum to world_size × the batch mean: rank 0
-                # resumes with the saved sum in those units, which also holds when the world size changed
-                resumed = progress.loss_sum * ctx.world_size if ctx.is_main else 0.0
-                loss_sum = torch.full((), resumed, device=self.device, dtype=torch.float64)
-                bar = _progress(n_batches, f"epoch {epoch + 1}/{cfg.epochs}", cfg.progress and ctx.is_main)
-                for i, batch in enumerate(data.batches("train", cfg.batch_size, shuffle=True, generator=generator)):
-                    if i < progress.step:
-                        continue  # trained before the interruption; the same order is redrawn from epoch_rng
-                    lr = cfg.lr * lr_factor(cfg.lr_schedule, epoch, cfg.epochs, i / n_batches)
-                    loss_sum += self.train_step(batch, lr)
-                    progress.step = i + 1
-                    if bar is not None and (progress.step % 16 == 0 or progress.step == n_batches):
-                        bar.update(progress.step - bar.n)
-                    if cfg.checkpoint_every and progress.step % cfg.checkpoint_every == 0 and progress.step < n_batches:
-                        # the sum over ranks so far, per global batch; on resume rank 0 starts from it, the others from 0
-                        progress.loss_sum = ctx.all_reduce_sum(loss_sum.clone()).item() / ctx.world_size
-                        progress.seconds = time.perf_counter() - started
-                        self._save(progress, best_state, epoch_rng)
-                if bar is not None:
-                    bar.close()
+                train_loss, lr = self._train_epoch(data, epoch, progress, best_state, generator)
                 train_seconds = time.perf_counter() - epoch_start
                 val = self.evaluate(data, "val")
-                train_loss = ctx.all_reduce_sum(loss_sum).item() / ctx.world_size / n_batches
+                _check_finite(val[cfg.loss], "validation loss", f"after epoch {epoch + 1}")
                 logs = {
                     "train_loss": train_loss,
                     "val_loss": val[cfg.loss],
@@ -333,23 +318,77 @@ class Trainer:
                     progress.best_loss, progress.best_epoch, progress.stale = logs["val_loss"], epoch + 1, 0
                     best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
                     if self.on_best is not None and ctx.is_main:
-                        self._background(self.on_best, _to_cpu(best_state))
+                        self._background(self.on_best, to_cpu(best_state))
                 else:
                     progress.stale += 1
                     if cfg.patience and progress.stale >= cfg.patience:
                         progress.done = True
                         self._print(f"early stopping: validation loss has not improved for {progress.stale} epochs")
                 progress.epoch, progress.step, progress.loss_sum = epoch + 1, 0, 0.0
-                progress.seconds = time.perf_counter() - started
+                progress.seconds = time.perf_counter() - self._started
                 self._save(progress, best_state, generator.get_state())
         finally:
             if self._writer is not None:  # every checkpoint is on disk before fit returns (or raises)
                 writer, self._writer = self._writer, None
                 writer.close(quiet=sys.exc_info()[0] is not None)  # a failed write never hides the error in flight
-        train_seconds = time.perf_counter() - started
+        train_seconds = time.perf_counter() - self._started
         if best_state is not None:
             self.model.load_state_dict(best_state)
         return FitResult(best_epoch=progress.best_epoch, epochs=len(progress.history), train_seconds=train_seconds, history=progress.history)
+
+    def _train_epoch(self, data: BatchSource, epoch: int, progress: Progress, best_state: dict[str, torch.Tensor] | None,
+                     generator: torch.Generator) -> tuple[float, float]:
+        """The optimiser steps of ``epoch`` from ``progress.step`` on; returns the epoch's mean loss and the last rate.
+
+        A SIGTERM/SIGINT that :attr:`interrupts` records here ends the epoch after the step in flight, with a
+        training state saved at that step (single process; under DDP the signal ends the run at once).
+        """
+        cfg, ctx = self.cfg, self.dist
+        n_batches = data.n_batches("train", cfg.batch_size)
+        epoch_rng = generator.get_state()  # this epoch's shuffle, for a checkpoint taken mid-epoch
+        self.train_model.train()
+        # each rank's step loss is weighted so that the ranks sum to world_size × the batch mean: rank 0
+        # resumes with the saved sum in those units, which also holds when the world size changed
+        resumed = progress.loss_sum * ctx.world_size if ctx.is_main else 0.0
+        loss_sum = torch.full((), resumed, device=self.device, dtype=torch.float64)
+        checked, lr = progress.step, cfg.lr  # the loss is known finite up to step `checked`
+
+        def save_here() -> None:  # a mid-epoch state: the sum over ranks so far, per global batch
+            nonlocal checked
+            progress.loss_sum = ctx.all_reduce_sum(loss_sum.clone()).item() / ctx.world_size
+            _check_finite(progress.loss_sum, "training loss", f"in epoch {epoch + 1}, steps {checked + 1}-{progress.step}")
+            progress.seconds = time.perf_counter() - self._started
+            self._save(progress, best_state, epoch_rng)
+            checked = progress.step
+
+        bar = _progress(n_batches, f"epoch {epoch + 1}/{cfg.epochs}", cfg.progress and ctx.is_main)
+        deferred = self.interrupts.deferred() if self.interrupts is not None and not ctx.enabled else nullcontext()
+        try:
+            with deferred:
+                for i, batch in enumerate(data.batches("train", cfg.batch_size, shuffle=True, generator=generator)):
+                    if i < progress.step:
+                        continue  # trained before the interruption; the same order is redrawn from epoch_rng
+                    lr = cfg.lr * lr_factor(cfg.lr_schedule, epoch, cfg.epochs, i / n_batches)
+                    loss_sum += self.train_step(batch, lr)
+                    progress.step = i + 1
+                    if bar is not None and (progress.step % 16 == 0 or progress.step == n_batches):
+                        bar.update(progress.step - bar.n)
+                    if self._interrupted() or (cfg.checkpoint_every and progress.step % cfg.checkpoint_every == 0 and progress.step < n_batches):
+                        save_here()
+                    if self._interrupted():
+                        raise self.interrupts.pending
+            if self._interrupted():  # the signal came after the last step's check
+                save_here()
+                raise self.interrupts.pending
+        finally:
+            if bar is not None:
+                bar.close()
+        train_loss = ctx.all_reduce_sum(loss_sum).item() / ctx.world_size / n_batches
+        _check_finite(train_loss, "training loss", f"in epoch {epoch + 1}, steps {checked + 1}-{n_batches}")
+        return train_loss, lr
+
+    def _interrupted(self) -> bool:
+        return self.interrupts is not None and self.interrupts.pending is not None
 
     def _print(self, text: str) -> None:
         if self.dist.is_main:
@@ -379,7 +418,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
         }
         name = f"epoch{progress.epoch:04d}-step{progress.step:06d}"
-        self._background(save_training_state, self.state_dir, name, _to_cpu(state))  # the copy is taken now
+        self._background(save_training_state, self.state_dir, name, to_cpu(state))  # the copy is taken now
 
     def _restore(self, progress: Progress, generator: torch.Generator) -> dict[str, torch.Tensor] | None:
         """Load the latest training state into model, optimiser, RNGs and ``progress``; returns the best weights."""
@@ -463,44 +502,13 @@ class Trainer:
         return metrics
 
 
-# ---------------------------------------------------------------------------------------- helpers
-def _to_cpu(value: Any) -> Any:
-    """A CPU copy of every tensor in a nested structure (dicts, lists, tuples)."""
-    if isinstance(value, torch.Tensor):
-        return value.detach().to("cpu", copy=True)
-    if isinstance(value, dict):
-        return {k: _to_cpu(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(_to_cpu(v) for v in value)
-    return value
-
-
-class BackgroundWriter:
-    """Runs checkpoint writes one at a time on a thread, so an epoch pays only for the device→host copy.
-
-    A write that fails re-raises in the training loop at the next submission or at :meth:`close`.
-    """
-
-    def __init__(self) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sciformer-checkpoint")
-        self._pending: list[Future] = []
-
-    def submit(self, fn: Callable[..., Any], *args: Any) -> None:
-        while self._pending and (self._pending[0].done() or len(self._pending) >= 2):  # at most two copies in memory
-            self._pending.pop(0).result()  # re-raises a failed write
-        self._pending.append(self._pool.submit(fn, *args))
-
-    def close(self, quiet: bool = False) -> None:
-        try:
-            for future in self._pending:
-                error = future.exception()
-                if error is not None and quiet:
-                    warnings.warn(f"a checkpoint write failed too ({type(error).__name__}: {error})", RuntimeWarning, stacklevel=2)
-                elif error is not None:
-                    raise error
-        finally:
-            self._pending = []
-            self._pool.shutdown(wait=True)
+def _check_finite(loss: float, what: str, where: str) -> None:
+    """Stop a diverged run before a NaN or infinite loss can reach a saved state or the best weights."""
+    if not math.isfinite(loss):
+        raise TrainingDivergedError(
+            f"training diverged: the {what} is {loss} {where}; the run keeps its last good checkpoint and state "
+            "(lower train.lr or set train.grad_clip, then start a new run)"
+        )
 
 
 def _signature(batch: Any) -> tuple:

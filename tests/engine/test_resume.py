@@ -16,7 +16,8 @@ from sciformer.cli import main
 from sciformer.config import load_recipe, recipe_from_dict
 from sciformer.engine import trainer as trainer_module
 from sciformer.engine.checkpoint import LATEST, load_model
-from sciformer.engine.runner import CHECKPOINT_DIR, RECIPE_FILE, RESUME_DIR, fit_recipe
+from sciformer.engine.rundir import CHECKPOINT_DIR, DATA_FILE, RECIPE_FILE, RESUME_DIR
+from sciformer.engine.runner import fit_recipe
 from sciformer.errors import CheckpointError, ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -247,5 +248,5 @@ def test_a_fresh_run_in_a_used_directory_leaves_nothing_of_the_old_run(tmp_path,
     with pytest.raises(Crash):
         fit_recipe(recipe_from_dict(raw), run)
     # the old model cannot be mistaken for the new run's, nor its MLflow run reopened by --resume
-    assert sorted(p.name for p in run.iterdir()) == sorted(["notes.txt", RECIPE_FILE])
+    assert sorted(p.name for p in run.iterdir()) == sorted(["notes.txt", RECIPE_FILE, DATA_FILE])
     assert not list(run.glob(".*.tmp"))
