@@ -17,28 +17,13 @@ from typing import Any
 from sciformer.config import TrackingConfig
 from sciformer.engine.callbacks import Callback
 from sciformer.engine.checkpoint import write_json
+from sciformer.engine.rundir import RUN_FILE, flatten
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 
 
 def tracking_uri(cfg: TrackingConfig) -> str:
     return cfg.uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
-
-
-def flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"train": {"lr": 1e-4}}`` → ``{"train.lr": 1e-4}`` (MLflow params are flat). An empty mapping stays a
-    value of its own, so that ``{"args": {}}`` and a missing ``args`` flatten differently."""
-    flat: dict[str, Any] = {}
-    for key, value in mapping.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            flat.update(flatten(value, f"{name}."))
-        else:
-            flat[name] = value
-    return flat
-
-
-RUN_FILE = "mlflow_run.json"  # in the run directory: which MLflow run a resumed fit continues
 
 
 def absolute_uri(uri: str) -> str:
