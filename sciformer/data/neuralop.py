@@ -24,10 +24,10 @@ import numpy as np
 import torch
 
 from sciformer.data.pde import PairDataset, PDEDataset
-from sciformer.data.sources.arrays import ArraySource, load_arrays
+from sciformer.data.sources.arrays import ArraySource, load_arrays, neuralop_source
 from sciformer.errors import DataError
 
-__all__ = ["NEURALOP_SMALL", "load_neuralop_small", "resolve_data_file"]
+__all__ = ["NEURALOP_SMALL", "load_neuralop_small", "neuralop_split_source", "resolve_data_file"]
 
 _SUBDIR = "neuralop_small"
 # name -> split -> resolution -> file stem
@@ -68,6 +68,27 @@ def resolve_data_file(names: list[str], data_dir: str | os.PathLike | None = Non
     )
 
 
+def _named_file(name: str, split: str, resolution: int, data_dir: str | os.PathLike | None, prefer: str) -> Path:
+    if name not in NEURALOP_SMALL:
+        from sciformer.errors import did_you_mean
+
+        raise DataError(f"unknown dataset {name!r}{did_you_mean(name, NEURALOP_SMALL)}; known: {sorted(NEURALOP_SMALL)}")
+    files = NEURALOP_SMALL[name]
+    if split not in files:
+        raise DataError(f"dataset {name!r}: split must be one of {sorted(files)}, got {split!r}")
+    if resolution not in files[split]:
+        raise DataError(f"dataset {name!r}: split {split!r} has resolutions {sorted(files[split])}, got {resolution}")
+    stem = files[split][resolution]
+    exts = [".npz", ".pt"] if prefer == "npz" else [".pt", ".npz"]
+    return resolve_data_file([stem + e for e in exts], data_dir, name)
+
+
+def neuralop_split_source(name: str, split: str, resolution: int = 16, data_dir: str | os.PathLike | None = None) -> ArraySource:
+    """The trajectory source of one file of a named set: ``burgers_small`` trajectories ``[N, 17, 1, 16]``, or
+    ``darcy_small`` coefficient → solution (coefficient ``x``, one frame ``y``)."""
+    return neuralop_source(_named_file(name, split, resolution, data_dir, "npz"))
+
+
 def load_neuralop_small(
     name: str,
     split: str = "train",
@@ -85,18 +106,7 @@ def load_neuralop_small(
     it (``initial_step``, ``mode="pairs"|"trajectory"`` as ``traj_mode``), with ``split="all"``
     because the files are already split.
     """
-    if name not in NEURALOP_SMALL:
-        from sciformer.errors import did_you_mean
-
-        raise DataError(f"unknown dataset {name!r}{did_you_mean(name, NEURALOP_SMALL)}; known: {sorted(NEURALOP_SMALL)}")
-    files = NEURALOP_SMALL[name]
-    if split not in files:
-        raise DataError(f"dataset {name!r}: split must be one of {sorted(files)}, got {split!r}")
-    if resolution not in files[split]:
-        raise DataError(f"dataset {name!r}: split {split!r} has resolutions {sorted(files[split])}, got {resolution}")
-    stem = files[split][resolution]
-    exts = [".npz", ".pt"] if prefer == "npz" else [".pt", ".npz"]
-    path = resolve_data_file([stem + e for e in exts], data_dir, name)
+    path = _named_file(name, split, resolution, data_dir, prefer)
     arr = load_arrays(path)
     for key in ("x", "y"):
         if key not in arr:

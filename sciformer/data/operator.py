@@ -1,9 +1,12 @@
 """Operator-learning data on the training device: steady pairs (Darcy) or trajectories (time-dependent PDEs).
 
-Sources: the neuraloperator small sets (``darcy_small``, ``burgers_small``), any PDEBench HDF5 file (either
-layout), and files that a recipe generates on first use (``data.generate``). Everything is read once
-through :mod:`sciformer.data.pde` / :mod:`sciformer.data.neuralop` into device tensors, and batches are
-gathered with index arithmetic, as for time series.
+Sources: the neuraloperator small sets (``darcy_small``, ``burgers_small``), and any file
+:func:`sciformer.data.sources.open_source` reads (PDEBench HDF5 in either layout, The Well, NetCDF, Zarr,
+neuraloperator ``.npz``/``.pt``), which ``fit`` may also simulate on first use (``data.generate``; ``evaluate``,
+``predict`` and ``rollout`` never do). ``data.in_memory`` decides per run whether the splits are read once into
+device tensors (``true``; ``auto`` when they take under a quarter of the memory this process may use, see
+:mod:`sciformer.data.sources.memory`) or streamed from the file in chunks (``false``, or ``auto`` for larger data;
+see :mod:`sciformer.data.sources.streaming`). Either way batches are gathered with index arithmetic.
 
 Training samples depend on ``mode``:
 
@@ -20,8 +23,8 @@ measured the same way; autoregressive rollouts are :mod:`sciformer.engine.rollou
 
 from __future__ import annotations
 
-import math
-import os
+import hashlib
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,8 +33,11 @@ from typing import NamedTuple
 import torch
 
 from sciformer.data import catalog
-from sciformer.data.pde import gather_windows, open_pdebench, windows_per_trajectory
-from sciformer.errors import DataError
+from sciformer.data.pde import PDEDataset, gather_windows, windows_per_trajectory
+from sciformer.data.sources import SUFFIXES, open_source
+from sciformer.data.sources.memory import fill, keep_in_memory
+from sciformer.data.sources.streaming import Piece, StreamSplit, local_sizes, plan, rank_range, stream
+from sciformer.errors import DataError, user_path
 
 MODES = ("one_step", "unroll", "all_to_all")
 # train.augment -> the symmetries of the square (indices of dihedral()) a training batch may be mapped by
@@ -40,6 +46,7 @@ AUGMENTS: dict[str, tuple[int, ...]] = {
     "dihedral": tuple(range(8)),  # all 8: for grids that contain both ends of each axis, or cell-centred grids
     "transpose": (0, 7),  # identity or x <-> y: for grids like [0, 1)² that one reflection x -> 1 - x would shift
 }
+VAL_FRACTION = 0.1  # the last 10% of the training samples validate
 
 
 class OperatorBatch(NamedTuple):
@@ -54,19 +61,24 @@ class OperatorBatch(NamedTuple):
 
 @dataclass
 class SplitTensors:
-    """Steady pairs (``inputs``/``targets``) or trajectories ``[N, T, C, *grid]`` of one split."""
+    """Steady pairs (``inputs``/``targets``) or trajectories ``[N, T, C, *grid]`` of one split, in memory."""
 
     inputs: torch.Tensor | None = None
     targets: torch.Tensor | None = None
     trajectories: torch.Tensor | None = None
 
-    def to(self, device) -> "SplitTensors":
+    def to(self, device) -> SplitTensors:
         move = lambda t: None if t is None else t.to(device)  # noqa: E731
         return SplitTensors(move(self.inputs), move(self.targets), move(self.trajectories))
 
 
 class OperatorData:
     """Splits ``train``/``val``/``test`` of an operator data set, batched on the device.
+
+    A split is either in memory (:class:`SplitTensors`, moved to the device whole) or streamed
+    (:class:`~sciformer.data.sources.streaming.StreamSplit`: chunks read by DataLoader workers, windows
+    gathered on the device; the file's fingerprint is checked at the start of every pass). Both give the
+    same batches where a streamed split is one chunk.
 
     ``in_channels`` = ``initial_step × C`` for trajectories, ``out_channels`` = C, ``n_dims`` = grid axes.
 
@@ -79,82 +91,105 @@ class OperatorData:
     reflection) and for anisotropic forcing (Kolmogorov flow).
     """
 
-    def __init__(self, splits: dict[str, SplitTensors], mode: str = "one_step", initial_step: int = 1, unroll_steps: int = 1,
-                 name: str = "data", augment: str = "none") -> None:
+    def __init__(self, splits: dict[str, SplitTensors | StreamSplit], mode: str = "one_step", initial_step: int = 1, unroll_steps: int = 1,
+                 name: str = "data", augment: str = "none", fingerprint: str | None = None) -> None:
         if mode not in MODES:
             raise DataError(f"{name}: training mode must be one of {MODES}, got {mode!r}")
         if augment not in AUGMENTS:
             raise DataError(f"{name}: train.augment must be one of {tuple(AUGMENTS)}, got {augment!r}")
-        self.splits, self.mode, self.name, self.augment = splits, mode, name, augment
-        first = splits["train"]
-        self.steady = first.trajectories is None
+        self.splits, self.mode, self.name, self.augment, self.fingerprint = splits, mode, name, augment, fingerprint
+        self._device = torch.device("cpu")
+        shape = _shape(splits["train"])  # [N, T, C, *grid], or [N, C_in, *grid] for steady pairs
+        self.steady = _is_steady(splits["train"])
         if self.steady and mode != "one_step":
             raise DataError(f"{name} is a steady problem (coefficient → solution); train.mode must be one_step, got {mode!r}")
         self.initial_step = 1 if (self.steady or mode == "all_to_all") else initial_step
         self.unroll_steps = unroll_steps if mode == "unroll" else 1
         if self.steady:
-            self.in_channels, self.out_channels = first.inputs.shape[1], first.targets.shape[1]
-            self.grid_shape = tuple(first.targets.shape[2:])
+            self.in_channels, self.out_channels = _pair_channels(splits["train"])
+            self.grid_shape = tuple(shape[2:])
         else:
-            n_frames, channels = first.trajectories.shape[1:3]
+            channels = shape[2]
             self.out_channels, self.in_channels = channels, self.initial_step * channels
-            self.grid_shape = tuple(first.trajectories.shape[3:])
+            self.grid_shape = tuple(shape[3:])
             need = self.initial_step + self.unroll_steps
-            for split, tensors in splits.items():
-                if tensors.trajectories.shape[1] < need:
+            for split, part in splits.items():
+                if _shape(part)[1] < need:
                     raise DataError(
-                        f"{name}: the {split} trajectories have {tensors.trajectories.shape[1]} frames; initial_step "
+                        f"{name}: the {split} trajectories have {_shape(part)[1]} frames; initial_step "
                         f"{self.initial_step} + unroll_steps {self.unroll_steps} need at least {need}"
                     )
         self.n_dims = len(self.grid_shape)
         if augment != "none" and (self.n_dims != 2 or self.grid_shape[0] != self.grid_shape[1]):
             raise DataError(f"{name}: train.augment={augment} needs a square 2D grid, got grid {self.grid_shape}")
 
-    def to(self, device) -> "OperatorData":
-        self.splits = {k: v.to(device) for k, v in self.splits.items()}
+    def to(self, device) -> OperatorData:
+        self._device = torch.device(device)
+        self.splits = {k: v.to(device) if isinstance(v, SplitTensors) else v for k, v in self.splits.items()}
         return self
 
     @property
     def device(self) -> torch.device:
-        s = self.splits["train"]
-        return (s.inputs if self.steady else s.trajectories).device
+        return self._device
+
+    @property
+    def streamed(self) -> bool:
+        """True when some split is read from its file while training (``data.in_memory``)."""
+        return any(isinstance(s, StreamSplit) for s in self.splits.values())
 
     def sizes(self) -> dict[str, int]:
         return {"in_channels": self.in_channels, "out_channels": self.out_channels, "n_dims": self.n_dims}
 
     # -------------------------------------------------------------------------------------- batching
-    def _count(self, split: str, training: bool) -> int:
-        s = self.splits[split]
+    def _per_sample(self, split: str, training: bool) -> int:
+        """Training pairs per trajectory: windows (``unroll``: ``unroll_steps`` ahead), or lead pairs."""
         if self.steady:
-            return s.inputs.shape[0]
-        n, n_frames = s.trajectories.shape[:2]
-        return n * windows_per_trajectory(n_frames, self.initial_step, self.unroll_steps if training else 1)
+            return 1
+        return windows_per_trajectory(_shape(self.splits[split])[1], self.initial_step, self.unroll_steps if training else 1)
+
+    def _count(self, split: str, training: bool) -> int:
+        return _shape(self.splits[split])[0] * self._per_sample(split, training)
 
     def n_batches(self, split: str, batch_size: int, world_size: int = 1) -> int:
         n = len(range(0, self._count(split, split == "train"), world_size))
         return -(-n // batch_size)
 
-    def batches(self, split: str, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None, rank: int = 0, world_size: int = 1) -> Iterator[OperatorBatch]:
+    def batches(self, split: str, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None, rank: int = 0,
+                world_size: int = 1) -> Iterator[OperatorBatch]:
+        if isinstance(self.splits[split], StreamSplit):
+            yield from self._streamed_batches(split, batch_size, shuffle, generator, rank, world_size)
+            return
         training = split == "train"
         count = self._count(split, training)
         order = torch.randperm(count, generator=generator) if shuffle else torch.arange(count)
         order = order[rank::world_size]
-        if self.mode == "all_to_all" and training:
-            pairs = self._random_lead_pairs(count, generator)
-        augment = training and shuffle and self.augment != "none"
-        if augment:  # one symmetry of the square per batch
-            allowed = AUGMENTS[self.augment]
-            symmetries = [allowed[k] for k in torch.randint(len(allowed), (-(-len(order) // batch_size),), generator=generator).tolist()]
+        lead = self.mode == "all_to_all" and training
+        s = self.splits[split]
+        if lead:
+            pairs = self._random_lead_pairs(_shape(s)[0], _shape(s)[1], count, generator)
+        symmetries = self._symmetries(training and shuffle, -(-len(order) // batch_size), generator)
         for n, i in enumerate(range(0, len(order), batch_size)):
             idx = order[i : i + batch_size]
-            if self.mode == "all_to_all" and training:
-                batch = self._lead_batch(split, *(p[idx].to(self.device) for p in pairs))
+            if lead:
+                batch = self._lead_batch(s.trajectories, *(p[idx].to(self.device) for p in pairs))
             else:
-                batch = self._window_batch(split, idx.to(self.device), self.unroll_steps if training else 1)
-            yield batch._replace(u=dihedral(batch.u, symmetries[n]), y=dihedral(batch.y, symmetries[n])) if augment else batch
+                batch = self._window_batch(s, idx.to(self.device), self.unroll_steps if training else 1)
+            yield self._augmented(batch, symmetries, n)
 
-    def _window_batch(self, split: str, idx: torch.Tensor, ahead: int) -> OperatorBatch:
-        s = self.splits[split]
+    def _symmetries(self, augment: bool, n_batches: int, generator: torch.Generator | None) -> list[int] | None:
+        """One symmetry of the square per batch, drawn after the epoch's order."""
+        if not augment or self.augment == "none":
+            return None
+        allowed = AUGMENTS[self.augment]
+        return [allowed[k] for k in torch.randint(len(allowed), (n_batches,), generator=generator).tolist()]
+
+    @staticmethod
+    def _augmented(batch: OperatorBatch, symmetries: list[int] | None, n: int) -> OperatorBatch:
+        if symmetries is None:
+            return batch
+        return batch._replace(u=dihedral(batch.u, symmetries[n]), y=dihedral(batch.y, symmetries[n]))
+
+    def _window_batch(self, s: SplitTensors, idx: torch.Tensor, ahead: int) -> OperatorBatch:
         if self.steady:
             return OperatorBatch(s.inputs[idx], s.targets[idx])
         traj = s.trajectories
@@ -162,26 +197,112 @@ class OperatorData:
         t = torch.full((len(idx),), 1.0 / (traj.shape[1] - 1), device=idx.device) if self.mode == "all_to_all" else None
         return OperatorBatch(u, y, t, ahead)
 
-    def _random_lead_pairs(self, count: int, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        n_samples, n_frames = self.splits["train"].trajectories.shape[:2]
+    @staticmethod
+    def _random_lead_pairs(n_samples: int, n_frames: int, count: int, generator: torch.Generator | None) -> tuple[torch.Tensor, ...]:
         n = torch.randint(n_samples, (count,), generator=generator)
         i = torch.randint(n_frames - 1, (count,), generator=generator)
         j = i + 1 + (torch.rand(count, generator=generator) * (n_frames - 1 - i)).long()  # uniform over i < j < T
         return n, i, j
 
-    def _lead_batch(self, split: str, n: torch.Tensor, i: torch.Tensor, j: torch.Tensor) -> OperatorBatch:
-        traj = self.splits[split].trajectories
+    @staticmethod
+    def _lead_batch(traj: torch.Tensor, n: torch.Tensor, i: torch.Tensor, j: torch.Tensor) -> OperatorBatch:
         return OperatorBatch(traj[n, i], traj[n, j], (j - i).float() / (traj.shape[1] - 1))
+
+    # ------------------------------------------------------------------------------ streamed splits
+    def _streamed_batches(self, split: str, batch_size: int, shuffle: bool, generator: torch.Generator | None, rank: int,
+                          world_size: int) -> Iterator[OperatorBatch]:
+        s: StreamSplit = self.splits[split]
+        s.check_unchanged()  # every pass (every epoch) starts on the file it started with
+        training = split == "train"
+        lead = self.mode == "all_to_all" and training
+        shared = training and world_size == 1 and _world()[1] > 1  # DDP training: every rank yields global batches
+        if shared:
+            rank, world_size = _world()
+        n_frames = _shape(s)[1]
+        draw = (lambda n, count, g: self._random_lead_pairs(n, n_frames, count, g)) if lead else None
+        chunks = plan(s, self._per_sample(split, training), shuffle, generator, draw)
+        total = sum(len(c.order) for c in chunks)
+        sizes = local_sizes(total, batch_size, rank, world_size, training=shared or world_size == 1)
+        symmetries = self._symmetries(training and shuffle, len(sizes), generator)
+        first, _ = rank_range(total, batch_size, rank, world_size, training=shared or world_size == 1)
+        ahead = self.unroll_steps if training else 1
+        for n, pieces in enumerate(stream(s, chunks, sizes, first, self.device)):
+            batch = self._assemble(pieces, ahead, lead)
+            if shared:  # this rank's rows where local_share will take them; the other ranks' rows stay zero
+                rows = min(batch_size, total - n * batch_size)
+                batch = _place(batch, rows, rank * rows // world_size)
+            yield self._augmented(batch, symmetries, n)
+
+    def _assemble(self, pieces: list[Piece], ahead: int, lead: bool) -> OperatorBatch:
+        parts = [self._piece_batch(p, ahead, lead) for p in pieces]
+        if not parts:  # a batch in which this rank owns no row
+            u = torch.zeros(0, self.in_channels, *self.grid_shape, device=self.device)
+            y = torch.zeros(0, self.out_channels, *self.grid_shape, device=self.device)
+            t = torch.zeros(0, device=self.device) if self.mode == "all_to_all" else None
+            return OperatorBatch(u, y, t, 1 if lead else ahead)
+        if len(parts) == 1:
+            return parts[0]
+        t = None if parts[0].t is None else torch.cat([p.t for p in parts])
+        return OperatorBatch(torch.cat([p.u for p in parts]), torch.cat([p.y for p in parts]), t, parts[0].steps)
+
+    def _piece_batch(self, piece: Piece, ahead: int, lead: bool) -> OperatorBatch:
+        block, ids = piece.block, piece.ids
+        if self.steady:  # [b, 2, 1, *grid]: coefficient, solution
+            return self._window_batch(SplitTensors(inputs=block[:, 0], targets=block[:, 1]), ids, 1)
+        if lead:
+            n, i, j = (p.to(ids.device)[ids] for p in piece.chunk.extra)
+            return self._lead_batch(block, n, i, j)
+        return self._window_batch(SplitTensors(trajectories=block), ids, ahead)
 
     def test_trajectories(self) -> torch.Tensor:
         """``[N, T, C, *grid]`` test trajectories (for rollouts)."""
-        traj = self.splits["test"].trajectories
-        if traj is None:
+        if self.steady:
             raise DataError(f"{self.name} is a steady problem: it has no trajectories to roll out")
-        return traj
+        return self.splits["test"].trajectories.to(self.device)
 
 
-# ---------------------------------------------------------------------------------------- building
+def _shape(part: SplitTensors | StreamSplit) -> tuple[int, ...]:
+    if isinstance(part, StreamSplit):
+        view = part.view
+        if view.is_darcy:
+            return (part.n_samples, 1, *view.spatial_shape)
+        return (part.n_samples, view.n_frames, view.n_channels, *view.spatial_shape)
+    return tuple((part.inputs if part.trajectories is None else part.trajectories).shape)
+
+
+def _is_steady(part: SplitTensors | StreamSplit) -> bool:
+    return part.view.is_darcy if isinstance(part, StreamSplit) else part.trajectories is None
+
+
+def _pair_channels(part: SplitTensors | StreamSplit) -> tuple[int, int]:
+    if isinstance(part, StreamSplit):
+        return 1, 1
+    return part.inputs.shape[1], part.targets.shape[1]
+
+
+def _world() -> tuple[int, int]:
+    """(rank, world size) of the initialised process group; (0, 1) without one. The trainer asks for training
+    batches without a rank: under DDP each rank yields global batches and trains on its share."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _place(batch: OperatorBatch, rows: int, offset: int) -> OperatorBatch:
+    """A global batch of ``rows`` rows holding ``batch`` at ``offset`` and zeros elsewhere."""
+
+    def spread(t: torch.Tensor | None) -> torch.Tensor | None:
+        if t is None:
+            return None
+        out = t.new_zeros((rows, *t.shape[1:]))
+        out[offset : offset + t.shape[0]] = t
+        return out
+
+    return OperatorBatch(spread(batch.u), spread(batch.y), spread(batch.t), batch.steps)
+
+
 def dihedral(field: torch.Tensor, symmetry: int) -> torch.Tensor:
     """Symmetry ``symmetry`` (0–7) of the square applied to the last two axes of ``field``: ``symmetry % 4``
     quarter turns, then a reflection of the last axis when ``symmetry >= 4``. 0 is the identity, 7 the transpose."""
@@ -189,100 +310,74 @@ def dihedral(field: torch.Tensor, symmetry: int) -> torch.Tensor:
     return turned.flip(-1) if symmetry >= 4 else turned
 
 
-def _stack_pairs(dataset) -> SplitTensors:
-    parts = list(dataset.iter_batches(4096))
-    return SplitTensors(inputs=torch.cat([p[0] for p in parts]), targets=torch.cat([p[1] for p in parts]))
 
-
-def _physical_memory() -> int | None:
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (AttributeError, ValueError, OSError):  # not a POSIX system
-        return None
-
-
-def read_split(dataset) -> torch.Tensor:
+# ---------------------------------------------------------------------------------------- building
+def read_split(dataset: PDEDataset) -> torch.Tensor:
     """Every trajectory of a lazy :class:`~sciformer.data.pde.PDEDataset` split in one tensor ``[N, T', C, *grid]``.
 
     The tensor is allocated once and filled chunk by chunk, so reading holds the split plus one chunk, not twice the
-    split (a list of chunks and their concatenation). A split larger than the machine's memory is refused up front."""
+    split. A split larger than the memory this process may use is refused up front."""
     shape = (dataset.n_samples, dataset.n_frames, dataset.n_channels, *dataset.spatial_shape)
-    size = math.prod(shape) * 4
-    memory = _physical_memory()
-    if memory is not None and size > memory:
-        raise DataError(
-            f"{dataset!r} needs {size / 2**30:.1f} GiB in memory, more than this machine's {memory / 2**30:.1f} GiB; "
-            "read fewer samples (data.num_samples) or a coarser grid (data.reduced_resolution, data.reduced_resolution_t)"
-        )
-    out = torch.empty(shape, dtype=torch.float32)
-    filled = 0
-    for block in dataset.iter_trajectories():
-        out[filled : filled + block.shape[0]] = block
-        filled += block.shape[0]
-    return out
+    return fill(shape, dataset.iter_trajectories(), repr(dataset))
 
 
-def _stack_trajectories(dataset) -> SplitTensors:
-    block = read_split(dataset)
-    if dataset.is_darcy:  # [N, 2, 1, *grid]: coefficient, solution
+def _in_memory(part: StreamSplit) -> SplitTensors:
+    """A split read whole, chunk by chunk; Darcy's ``[N, 2, 1, *grid]`` becomes coefficient → solution pairs."""
+    block = part.trajectories
+    if part.view.is_darcy:
         return SplitTensors(inputs=block[:, 0], targets=block[:, 1])
     return SplitTensors(trajectories=block)
 
 
-def _first(split: SplitTensors, n: int) -> SplitTensors:
-    take = lambda t: None if t is None else t[:n]  # noqa: E731
-    return SplitTensors(take(split.inputs), take(split.targets), take(split.trajectories))
+def _views(cfg, allow_generate: bool) -> tuple[PDEDataset, PDEDataset, int]:
+    """Trajectory views of the training and test samples, and how many training samples to use."""
+    from sciformer.data.neuralop import NEURALOP_SMALL, neuralop_split_source
+
+    if cfg.name in NEURALOP_SMALL:  # the files are already split; num_samples keeps the first training samples
+        train = PDEDataset(neuralop_split_source(cfg.name, "train", 16), "all", mode="trajectory")
+        resolution = (cfg.test_resolution or 16) if cfg.name == "darcy_small" else 16
+        test = PDEDataset(neuralop_split_source(cfg.name, "test", resolution), "all", mode="trajectory")
+        return train, test, min(train.n_samples, cfg.num_samples or train.n_samples)
+    path = user_path(cfg.name)
+    if not path.exists():
+        if cfg.generate is None:
+            raise DataError(f"PDE data file '{path}' does not exist; give data.generate to create it on first use")
+        if not allow_generate:
+            raise DataError(f"PDE data file '{path}' does not exist; only `sciformer fit` simulates data.generate, "
+                            "evaluate, predict and rollout read existing files only")
+        path = generate_missing(path, cfg.generate)
+    source = open_source(path)
+    options = {"reduced_resolution": cfg.reduced_resolution, "reduced_resolution_t": cfg.reduced_resolution_t, "mode": "trajectory"}
+    if cfg.num_samples:
+        options["num_samples_max"] = cfg.num_samples
+    train = PDEDataset(source, "train", **options)
+    return train, PDEDataset(source, "test", **options), train.n_samples
 
 
-def _holdout(train: SplitTensors, fraction: float) -> tuple[SplitTensors, SplitTensors]:
-    """The last ``fraction`` of the training samples as a validation split."""
-    tensors = train.inputs if train.trajectories is None else train.trajectories
-    n = tensors.shape[0]
-    n_val = max(1, int(round(n * fraction)))
+def _fingerprint(parts: dict[str, StreamSplit]) -> str:
+    """The files (path, size, modification time, shapes) and the samples each split takes: no data is read."""
+    facts = {name: {**p.stamp, "samples": [p.view._rows[p.start], p.view._rows[p.stop - 1]], "grid": list(p.view.spatial_shape),
+                    "frames": p.view.n_frames} for name, p in parts.items()}
+    return hashlib.sha256(json.dumps(facts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def load_operator_data(cfg, train_cfg, *, allow_generate: bool) -> OperatorData:
+    """Build :class:`OperatorData` from a recipe's ``data`` and ``train`` sections.
+
+    ``allow_generate``: whether a missing file may be simulated from ``data.generate`` (``fit`` only). The splits
+    are held in memory or streamed as ``data.in_memory`` says (``auto``: in memory under a quarter of the memory
+    this process may use)."""
+    train, test, n = _views(cfg, allow_generate)
+    n_val = max(1, round(n * VAL_FRACTION))
     if n - n_val < 1:
-        raise DataError(f"too few training samples ({n}) to hold out a validation split")
-    cut = lambda t: (None, None) if t is None else (t[: n - n_val], t[n - n_val :])  # noqa: E731
-    (a, b), (c, d), (e, f) = cut(train.inputs), cut(train.targets), cut(train.trajectories)
-    return SplitTensors(a, c, e), SplitTensors(b, d, f)
-
-
-def load_operator_data(cfg, train_cfg) -> OperatorData:
-    """Build :class:`OperatorData` from a recipe's ``data`` and ``train`` sections."""
-    from sciformer.data.neuralop import NEURALOP_SMALL, load_neuralop_small
-
-    name = cfg.name
-    if name in NEURALOP_SMALL:
-        if name == "darcy_small":
-            train = _stack_pairs(load_neuralop_small(name, "train", 16))
-            test = _stack_pairs(load_neuralop_small(name, "test", cfg.test_resolution or 16))
-        else:
-            train = _stack_trajectories(load_neuralop_small(name, "train", mode="trajectory", traj_mode="trajectory"))
-            test = _stack_trajectories(load_neuralop_small(name, "test", mode="trajectory", traj_mode="trajectory"))
-    else:
-        path = Path(name).expanduser()
-        if not path.is_file():
-            if cfg.generate is None:
-                raise DataError(f"PDE data file '{path}' does not exist; give data.generate to create it on first use")
-            path = generate_missing(path, cfg.generate)
-        options = {"reduced_resolution": cfg.reduced_resolution, "reduced_resolution_t": cfg.reduced_resolution_t, "mode": "trajectory"}
-        if cfg.num_samples:
-            options["num_samples_max"] = cfg.num_samples
-        if path.suffix.lower() == ".nc":  # NetCDF as to_xarray/write_netcdf lay it out
-            from sciformer.data.xarray_io import from_xarray, read_netcdf
-
-            xds = read_netcdf(path)
-            open_split = lambda split: from_xarray(xds, split, **options)  # noqa: E731
-        else:
-            open_split = lambda split: open_pdebench(path, split, **options)  # noqa: E731
-        with open_split("train") as ds:
-            train = _stack_trajectories(ds)
-        with open_split("test") as ds:
-            test = _stack_trajectories(ds)
-    if cfg.num_samples:  # neuralop sets: keep the first num_samples training samples (files are read whole above)
-        train = _first(train, cfg.num_samples)
-    train, val = _holdout(train, 0.1)
-    return OperatorData({"train": train, "val": val, "test": test}, train_cfg.mode, cfg.initial_step, train_cfg.unroll_steps,
-                        name=f"dataset '{name}'", augment=train_cfg.augment)
+        raise DataError(f"{train.source.path}: too few training samples ({n}) to hold out a validation split")
+    parts = {"train": StreamSplit(train, 0, n - n_val), "val": StreamSplit(train, n - n_val, n), "test": StreamSplit(test, 0, test.n_samples)}
+    name = f"dataset '{cfg.name}'"
+    total = sum(p.nbytes for p in parts.values())
+    setting = getattr(cfg, "in_memory", "auto")
+    splits = {k: _in_memory(p) for k, p in parts.items()} if keep_in_memory(setting, total, f"{name} ({train.source.path})") else parts
+    return OperatorData(splits, train_cfg.mode, cfg.initial_step, train_cfg.unroll_steps, name=name, augment=train_cfg.augment,
+                        fingerprint=_fingerprint(parts))
 
 
 def generate_missing(path: Path, spec: dict) -> Path:
@@ -300,8 +395,8 @@ def generate_missing(path: Path, spec: dict) -> Path:
 
 
 def is_operator_dataset(name: str) -> bool:
-    """True for PDE data sets (neuralop sets, HDF5/NetCDF files), False for time series."""
+    """True for PDE data sets (neuralop sets, files of a format :func:`~sciformer.data.sources.open_source` reads)."""
     manifest = catalog.manifests().get(name)
     if manifest is not None:
         return manifest.kind != "timeseries"
-    return Path(name).suffix.lower() in (".h5", ".hdf5", ".nc")
+    return Path(name).suffix.lower() in SUFFIXES

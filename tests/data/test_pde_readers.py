@@ -339,13 +339,14 @@ def test_missing_neuralop_set_is_downloaded_and_verified_like_the_time_series(ne
 
 def test_operator_splits_are_read_into_one_tensor_and_refused_when_larger_than_memory(tmp_path, monkeypatch):
     from sciformer.data import operator
+    from sciformer.data.sources import memory
 
     write_single(tmp_path / "traj.h5", n=30, t=6, space=(8, 8))
     with open_pdebench(tmp_path / "traj.h5", "train", mode="trajectory") as ds:
         whole = operator.read_split(ds)
         assert torch.equal(whole, torch.cat(list(ds.iter_trajectories(chunk_size=7))))  # same as chunks, in order
         assert whole.shape == (27, 6, 1, 8, 8)
-        monkeypatch.setattr(operator, "_physical_memory", lambda: 4096)  # the split is 41 kB
+        monkeypatch.setattr(memory, "available_memory", lambda: 4096)  # the split is 41 kB
         with pytest.raises(DataError, match=r"traj\.h5.*needs 0\.0 GiB in memory, more than .*data\.num_samples"):
             operator.read_split(ds)
 

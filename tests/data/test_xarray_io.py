@@ -97,7 +97,7 @@ def test_recipe_reads_a_netcdf_file_like_its_hdf5_original(tmp_path):
     loaded = {}
     for name in ("cfd.hdf5", "cfd.nc"):
         recipe = recipe_from_dict({"data": {"name": str(tmp_path / name)}, "model": {"name": "fno"}})
-        loaded[name] = load_operator_data(recipe.data, recipe.train)
+        loaded[name] = load_operator_data(recipe.data, recipe.train, allow_generate=False)
     for split in ("train", "val", "test"):
         torch.testing.assert_close(loaded["cfd.nc"].splits[split].trajectories, loaded["cfd.hdf5"].splits[split].trajectories,
                                    rtol=0, atol=0)

@@ -40,7 +40,7 @@ from sciformer.data.sources.hdf5 import PDEBenchGroup, PDEBenchSingle, open_h5, 
 from sciformer.data.sources.the_well import TheWellSource, is_the_well
 from sciformer.data.sources.xarray_files import SUFFIXES as XARRAY_SUFFIXES
 from sciformer.data.sources.xarray_files import XarraySource
-from sciformer.errors import DataError
+from sciformer.errors import DataError, describe_kind, user_path
 
 __all__ = [
     "SPACE_AXES",
@@ -82,11 +82,12 @@ def open_source(path: str | os.PathLike | Any) -> TrajectorySource:
     """
     if not isinstance(path, (str, os.PathLike)):
         return XarraySource(path)
-    path = Path(path)
-    if not path.exists():
+    path = user_path(path)
+    kind = describe_kind(path)
+    if kind == "missing":
         raise DataError(f"{path}: file not found (expected a PDE data file: {', '.join(SUFFIXES)})")
-    if path.is_dir() and path.suffix != ".zarr":
-        raise DataError(f"PDE data file '{path}' is a directory; expected a file ({', '.join(SUFFIXES)}) or a .zarr store")
+    if kind is not None and not (kind == "a directory" and path.suffix == ".zarr"):
+        raise DataError(f"PDE data file '{path}' is {kind}, not a regular file ({', '.join(SUFFIXES)}) or a .zarr store")
     suffix = path.suffix.lower()
     kind = (
         "hdf5"
