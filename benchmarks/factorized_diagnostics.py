@@ -64,14 +64,14 @@ def passes(device) -> None:
     import torch
 
     from sciformer.kernels._triton import cdiv, pow2
-    from sciformer.kernels.factorized_attention import triton as fa
+    from sciformer.kernels.factorized_attention import _kernels, _launch
 
     def apply(kernel, src, dst, axis, config):
-        n, R1, R2, _, strides = fa._axis_view(src, axis)
+        n, R1, R2, _, strides = _launch._axis_view(src, axis)
         bm, bn, cols, warps, stages = config
         block_r = max(1, cols // pow2(D, 1))
-        fa._apply_kernel[(cdiv(n, bm) * cdiv(R1 * R2, block_r), src.shape[0] * src.shape[1])](
-            kernel, src, dst, src.shape[1], n, R1, R2, D, 1.0, *kernel.stride(), *strides, *fa._axis_view(dst, axis)[4],
+        _kernels._apply_kernel[(cdiv(n, bm) * cdiv(R1 * R2, block_r), src.shape[0] * src.shape[1])](
+            kernel, src, dst, src.shape[1], n, R1, R2, D, 1.0, *kernel.stride(), *strides, *_launch._axis_view(dst, axis)[4],
             BLOCK_M=bm, BLOCK_N=bn, BLOCK_R=block_r, BLOCK_D=pow2(D, 1), UPCAST=False, PRECISION="tf32", num_warps=warps, num_stages=stages)
 
     for grid, B in SHAPES:
@@ -81,7 +81,7 @@ def passes(device) -> None:
         field_bytes = v.numel() * v.element_size()
         copy = cuda_ms(lambda: g.copy_(v), 20)
         print(f"== {grid}: field {field_bytes / 2**20:.0f} MiB; copy {copy:.3f} ms, {2 * field_bytes / copy / 1e9:.2f} TB/s")
-        products = [fa._matmul(q.detach(), k.detach().transpose(-1, -2), v.dtype) for q, k in zip(qs, ks)]
+        products = [_launch._matmul(q.detach(), k.detach().transpose(-1, -2), v.dtype) for q, k in zip(qs, ks)]
         last, n = len(grid) - 1, pow2(grid[0])
         kinds = {
             "axis 0, out of place": (products[0], v, torch.empty_like(v), 0),

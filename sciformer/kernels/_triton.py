@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import torch
 import triton
 import triton.language as tl
 
+from sciformer.kernels import register_cache
 from sciformer.kernels.dispatch import interpreting
 
 FLOAT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
@@ -55,6 +58,37 @@ def empty_like(x: torch.Tensor) -> torch.Tensor:
     return y.fill_(float("nan")) if interpreting() else y
 
 
+@lru_cache(maxsize=None)
+def _device_facts(index: int) -> tuple[int, int]:
+    """``(multiprocessors, shared memory per block in bytes)`` of CUDA device ``index``, as triton's driver reads them."""
+    props = triton.runtime.driver.active.utils.get_device_properties(index)
+    return props["multiprocessor_count"], props["max_shared_mem"]
+
+
+register_cache(_device_facts.cache_clear)
+
+
+def _cuda_index(where: torch.Tensor | torch.device) -> int | None:
+    device = where.device if isinstance(where, torch.Tensor) else torch.device(where)
+    if device.type != "cuda":
+        return None
+    return device.index if device.index is not None else torch.cuda.current_device()
+
+
+def sm_count(where: torch.Tensor | torch.device) -> int:
+    """Multiprocessors of the GPU of a tensor or device (4 under the interpreter): split reductions aim at a few
+    programs per multiprocessor."""
+    index = _cuda_index(where)
+    return 4 if index is None else _device_facts(index)[0]
+
+
+def shared_memory(where: torch.Tensor | torch.device) -> int:
+    """Shared memory per block of the GPU of a tensor or device, in bytes (the fits bound their staged tiles by it).
+    The interpreter has no such limit; it gets an H100's 227 KiB so that its tiles are ones a GPU could run."""
+    index = _cuda_index(where)
+    return 227 * 1024 if index is None else _device_facts(index)[1]
+
+
 def device_guard(tensor: torch.Tensor):
     """Launch on the tensor's device (several GPUs); a no-op where that is the current device already (entering a
     device context costs several µs of host time per launch) and on the CPU interpreter."""
@@ -72,7 +106,7 @@ class Replay:
     """One launch of a compiled kernel, kept to be repeated on new tensors.
 
     ``fn[grid](*args)`` binds and specialises every argument on every call (with our own Python around it, 0.07-0.1
-    ms of host time per launch on the H100 machine, session 9; the GPU waits that long at the start of a step).
+    ms of host time per launch on the H100 machine; the GPU waits that long at the start of a step).
     A replay launches the compiled kernel directly with the grid and integer arguments of its first launch; only the
     tensors and float scalars change, in the order they appear in the arguments. It is valid for the tensors'
     :func:`geometry` of that launch (which fixes the integers too), so it is cached under a key that holds them.

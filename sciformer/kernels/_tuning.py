@@ -5,6 +5,10 @@ CUDA events and remembers the fastest; later calls with the same key launch it d
 whole output (no accumulation into it) can be re-run safely, which is all this needs. Under the triton interpreter
 (CPU), and with ``SCIFORMER_KERNEL_TUNING=0`` (the GPU tests: one compilation per kernel instead of one per
 candidate), the first candidate is used, untimed.
+
+Why not ``triton.autotune``: here a candidate may change the launch grid and the number of partial sums the launch
+writes (so the shape of the output it allocates), and an in-place launch must be timed on a scratch field, not on
+the real one; ``triton.autotune`` times one fixed launch on the real arguments.
 """
 
 from __future__ import annotations
@@ -15,7 +19,10 @@ from typing import Any
 
 import torch
 
+from sciformer.kernels import register_cache
+
 _best: dict[Hashable, Any] = {}
+register_cache(_best.clear)
 
 
 def pick(
@@ -41,9 +48,9 @@ def pick(
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             # the GPU first sleeps while the timed launches are queued, so that the events time the kernels and not
             # the host between them (a trial launch costs about as much host time as its kernel takes on a fast
-            # GPU; timed without this, the choice between close candidates was random, H100, session 9)
+            # GPU; timed without this, the choice between close candidates was random on an H100)
             fastest = float("inf")
-            for _ in range(2):  # the faster of two rounds: one round's noise picked a 7% slower tile at times (session 11)
+            for _ in range(2):  # the faster of two rounds: one round's noise picked a 7% slower tile at times
                 _hold(device)
                 start.record()
                 for _ in range(3):

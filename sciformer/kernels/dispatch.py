@@ -23,12 +23,15 @@ import warnings
 from types import ModuleType
 from typing import Any
 
+from sciformer.kernels import register_cache
+
 BACKENDS = ("torch", "triton", "cupy")
 _PACKAGES = {"triton": "triton", "cupy": "cupy"}
 _EXTRAS = {"triton": "sciformer[triton]", "cupy": "sciformer[cuda12] or sciformer[cuda13]"}
 _warned: set[tuple[str, str]] = set()
 _importable: dict[str, str | None] = {}
 _found: dict[str, bool] = {}
+register_cache(_warned.clear)  # what a backend can import is a fact of the environment, kept
 
 
 def requested_backend() -> str | None:

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from kernel_checks import HAS_TRITON, cuda, device  # noqa: F401 (fixtures)
+from sciformer.kernels import reset_caches
 from sciformer.kernels import autocorrelation, dispatch, factorized_attention, linear_attention, spectral_multiply
 from sciformer.kernels.autocorrelation import reference as ac_ref
 from sciformer.kernels.factorized_attention import reference as fa_ref
@@ -43,7 +44,7 @@ def op_calls():
 
 @pytest.fixture(autouse=True)
 def fresh_dispatch(monkeypatch):
-    monkeypatch.setattr(dispatch, "_warned", set())
+    reset_caches()
     monkeypatch.delenv("SCIFORMER_BACKEND", raising=False)
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
 

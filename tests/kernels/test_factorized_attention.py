@@ -3,10 +3,13 @@ grids in 1D/2D/3D, float32 and bfloat16, in the channels-last layout the block u
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
 import torch
 
 from kernel_checks import as_leaves, check_against_reference, cuda, device, fast, reference  # noqa: F401 (fixtures)
+from sciformer.kernels import reset_caches
 
 OP = "factorized_attention"
 
@@ -48,6 +51,11 @@ def test_matches_reference(device, grid, dtype, recompute):
     assert out.movedim(1, -2).is_contiguous()
 
 
+def launches():
+    """The op's launch module (imported inside a test, after the fixture chose interpreter or GPU)."""
+    return importlib.import_module(f"sciformer.kernels.{OP}._launch")
+
+
 def fused_axes(grid, dtype, device) -> int:
     """Axes whose backward takes the fused pass: up to 128 points always; up to 256 points in 16-bit dtypes, where
     the kernel gradient is split over programs that all read the whole gradient. Under the interpreter only where the
@@ -68,9 +76,10 @@ def test_passes_over_the_field_with_and_without_recomputing(device, grid, dtype,
     d = len(grid)
     fused = fused_axes(grid, dtype, device)
     calls = []
-    for name in ("_application", "_contract", "_contract_apply"):
-        original = getattr(triton_fa, name)
-        monkeypatch.setattr(triton_fa, name, lambda *a, _name=name, _f=original, **kw: calls.append(_name) or _f(*a, **kw))
+    # applications are made by the launch module, contractions by the backward
+    for module, name in ((launches(), "_application"), (triton_fa, "_contract"), (triton_fa, "_contract_apply")):
+        original = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda *a, _name=name, _f=original, **kw: calls.append(_name) or _f(*a, **kw))
     for recompute in (False, True):
         calls.clear()
         qs, ks, v = as_leaves(make_inputs(grid, B=1, H=2, E=4, D=3, device=device), lambda t: t.to(dtype))
@@ -164,15 +173,13 @@ def test_matches_reference_on_gpu(cuda, grid, D, dtype):
 def test_in_place_tuning_trials_leave_the_field_alone(cuda, monkeypatch):
     """With tuning on, an in-place application times its candidates on a smaller field of the same layout and writes
     the real field once, with the winner."""
-    from sciformer.kernels import _tuning
-
     monkeypatch.setenv("SCIFORMER_KERNEL_TUNING", "1")
-    monkeypatch.setattr(_tuning, "_best", {})
+    reset_caches()
     triton_fa = fast(OP)
     g = torch.Generator(device=cuda).manual_seed(0)
     x = torch.randn(32, 256, 64, 4, 64, device=cuda, generator=g).movedim(-2, 1)  # [B, H, 256, 64, D], channels last
     kernel = torch.randn(32, 4, 64, 64, device=cuda, generator=g) / 64
-    trial = triton_fa._trial_field(x, 1)
+    trial = launches()._trial_field(x, 1)
     assert trial.shape[0] < x.shape[0] and trial.shape[1:4] == x.shape[1:4]  # fewer samples, the same heads and axis
     assert trial.movedim(1, -2).is_contiguous()  # x's memory layout
     expected = torch.einsum("bhij,bhxjd->bhxid", kernel, x)
@@ -237,8 +244,8 @@ def test_the_first_application_is_launched_before_autograd_s_bookkeeping(device,
     ``_FactorizedAttention.apply``, the other axes' inside it."""
     triton_fa = fast(OP)
     events = []
-    application, apply = triton_fa._application, triton_fa._FactorizedAttention.apply
-    monkeypatch.setattr(triton_fa, "_application", lambda *a, **kw: events.append("application") or application(*a, **kw))
+    application, apply = launches()._application, triton_fa._FactorizedAttention.apply
+    monkeypatch.setattr(launches(), "_application", lambda *a, **kw: events.append("application") or application(*a, **kw))
     monkeypatch.setattr(triton_fa._FactorizedAttention, "apply", lambda *a: events.append("autograd") or apply(*a))
     qs, ks, v = as_leaves(make_inputs((5, 9, 3), B=1, H=2, E=4, D=3, device=device), lambda t: t.float())
     triton_fa.factorized_attention(qs, ks, v)
@@ -249,14 +256,17 @@ def test_tiles_that_form_their_kernel_keep_its_rows_in_registers_and_shared_memo
     """:func:`_fit_rows` on the GPU: 16-bit fields only, the staged tiles within the H100's shared memory, and where
     the kernel's rows are formed (and so held in registers) at most 64 of them per thread, except for the whole-axis
     tile an in-place application needs."""
-    triton_fa = fast(OP)
-    assert triton_fa._fit_rows(256, 64, 128, 4, False, False) == ()  # float32
-    assert triton_fa._fit_rows(512, 64, 128, 2, False, False) == ()  # too long an axis
+    from sciformer.kernels._triton import pow2
+    from sciformer.kernels.factorized_attention._fits import _fit_rows
+
+    h100 = 227 * 1024  # shared memory per block
+    assert _fit_rows(256, 64, 128, 4, False, False, h100) == ()  # float32
+    assert _fit_rows(512, 64, 128, 2, False, False, h100) == ()  # too long an axis
     for n in (64, 100, 256):
-        m = triton_fa.pow2(n)
+        m = pow2(n)
         for E in (0, 128):
             for whole in (False, True):
-                fitted = triton_fa._fit_rows(n, 64, E, 2, whole, False)
+                fitted = _fit_rows(n, 64, E, 2, whole, False, h100)
                 assert fitted
                 for bm, cols, warps, stages, per_sm in fitted:
                     assert bm == m if whole else bm <= m
@@ -319,7 +329,7 @@ def test_repeated_calls_replay_the_first_launch(cuda, dtype, monkeypatch):
     """The second call with tensors of the same geometry goes through the launches recorded by the first, with the same
     result, forward and backward (in bfloat16, the 200-point axis takes the split pass over its own gradient)."""
     triton_fa = fast(OP)
-    monkeypatch.setattr(triton_fa, "_REPLAYS", {})
+    reset_caches()
     results = []
     for _ in range(2):
         qs, ks, v = as_leaves(make_inputs((200, 96), B=2, H=4, E=32, D=64, device=cuda), lambda t: t.to(dtype))
@@ -327,6 +337,6 @@ def test_repeated_calls_replay_the_first_launch(cuda, dtype, monkeypatch):
         out.backward(torch.ones_like(out))
         results.append([out.detach(), *(t.grad for t in (*qs, *ks, v))])
         unfused = {"contract"} if dtype == torch.float32 else set()  # the 200-point axis, in float32
-        assert {key[0] for key in triton_fa._REPLAYS} == {"apply", "fused", "matmul"} | unfused
+        assert {key[0] for key in launches()._REPLAYS} == {"apply", "fused", "matmul"} | unfused
     for a, b in zip(*results):
         torch.testing.assert_close(a, b, rtol=0, atol=0)

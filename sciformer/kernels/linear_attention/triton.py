@@ -22,7 +22,7 @@ import triton
 import triton.language as tl
 
 from sciformer.kernels import _tuning
-from sciformer.kernels._triton import FLOAT_DTYPES, cdiv, device_guard, empty, empty_like, mm, pow2, precision, upcast
+from sciformer.kernels._triton import FLOAT_DTYPES, cdiv, device_guard, empty, empty_like, mm, pow2, precision, sm_count, upcast
 from sciformer.kernels.linear_attention.reference import check_inputs
 
 __all__ = ["galerkin_attention", "unsupported"]
@@ -262,7 +262,7 @@ def _kv_backward_kernel(
 # (rows per step, warps, float32 dot precision) per kernel, operand dtype and tile width (channels per head rounded
 # up to a power of two): the largest row step that compiles for sm_90 without register spills or more than
 # 200 KiB of shared memory (checked with ptxas). "tf32x3" (three TF32 products) keeps float32 accuracy on tensor
-# cores; "ieee" (FMA) is exact float32. The float32 entries at width 64 were timed on an H100 (session 4, 256²,
+# cores; "ieee" (FMA) is exact float32. The float32 entries at width 64 were timed on an H100 (256²,
 # 64 heads: the step went from 20.0 to about 17.4 / 18.7 / 18.1 ms with each new entry alone).
 _CONFIGS = {
     "gram": {2: {32: (64, 4), 64: (64, 8), 128: (32, 8)}, 4: {32: (32, 4, "tf32x3"), 64: (64, 8, "ieee"), 128: (32, 8, "tf32x3")}},
@@ -293,8 +293,7 @@ _WAVES = (16, 4, 64)
 def _row_splits(n: int, heads: int, device: torch.device, block: int, waves: int) -> tuple[int, int]:
     """``(programs per head, rows per program)``: row splits of ``n`` rows (multiples of ``block``) so that all
     heads together have about ``waves`` programs per streaming multiprocessor."""
-    sm_count = torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 2
-    programs = max(1, min(cdiv(n, block), cdiv(waves * sm_count, heads)))
+    programs = max(1, min(cdiv(n, block), cdiv(waves * sm_count(device), heads)))
     rows = cdiv(cdiv(n, programs), block) * block
     return cdiv(n, rows), rows
 
