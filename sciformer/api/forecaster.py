@@ -110,9 +110,13 @@ class Forecaster:
 
     # ------------------------------------------------------------------------------------------- fit
     def fit(self, data: Any, target: str | None = None, time_col: str | None = None, freq: str | None = None, val_size: float | int = 0.2) -> "Forecaster":
-        """Train on ``data``; the last ``val_size`` (fraction or rows) of it validates and calibrates intervals."""
+        """Train on ``data``; the last ``val_size`` (fraction or rows) of it validates and calibrates intervals.
+
+        A recipe's ``data.time_col``, ``data.target`` and ``data.columns`` (see :meth:`from_recipe`) apply unless
+        ``time_col``/``target`` are given."""
         _check_val_size(val_size)
-        frame, self.layout = to_wide(data, time_col, target)
+        spec = self.recipe.data
+        frame, self.layout = to_wide(data, self._time_col(data, time_col), target or spec.target, spec.columns)
         n = len(frame)
         n_val = int(round(val_size * n)) if isinstance(val_size, float) else int(val_size)
         L, H = self.lookback, self.horizon

@@ -57,10 +57,12 @@ def read_frame(
     return _checked(_load(source, time_col), columns, target, check_time)
 
 
-def to_wide(data: Any, time_col: str | None = None, target: str | None = None) -> tuple[pd.DataFrame, Layout]:
+def to_wide(
+    data: Any, time_col: str | None = None, target: str | None = None, columns: list[str] | None = None
+) -> tuple[pd.DataFrame, Layout]:
     """A checked wide frame (as :func:`read_frame`) and the input's layout."""
     loaded = _load(data, time_col)
-    return _checked(loaded, None, target, True), loaded.layout
+    return _checked(loaded, columns, target, True), loaded.layout
 
 
 def _load(data: Any, time_col: str | None) -> _Loaded:
