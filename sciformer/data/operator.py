@@ -91,8 +91,16 @@ class OperatorData:
     reflection) and for anisotropic forcing (Kolmogorov flow).
     """
 
-    def __init__(self, splits: dict[str, SplitTensors | StreamSplit], mode: str = "one_step", initial_step: int = 1, unroll_steps: int = 1,
-                 name: str = "data", augment: str = "none", fingerprint: str | None = None) -> None:
+    def __init__(
+        self,
+        splits: dict[str, SplitTensors | StreamSplit],
+        mode: str = "one_step",
+        initial_step: int = 1,
+        unroll_steps: int = 1,
+        name: str = "data",
+        augment: str = "none",
+        fingerprint: str | None = None,
+    ) -> None:
         if mode not in MODES:
             raise DataError(f"{name}: training mode must be one of {MODES}, got {mode!r}")
         if augment not in AUGMENTS:
@@ -154,8 +162,9 @@ class OperatorData:
         n = len(range(0, self._count(split, split == "train"), world_size))
         return -(-n // batch_size)
 
-    def batches(self, split: str, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None, rank: int = 0,
-                world_size: int = 1) -> Iterator[OperatorBatch]:
+    def batches(
+        self, split: str, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None, rank: int = 0, world_size: int = 1
+    ) -> Iterator[OperatorBatch]:
         if isinstance(self.splits[split], StreamSplit):
             yield from self._streamed_batches(split, batch_size, shuffle, generator, rank, world_size)
             return
@@ -209,8 +218,9 @@ class OperatorData:
         return OperatorBatch(traj[n, i], traj[n, j], (j - i).float() / (traj.shape[1] - 1))
 
     # ------------------------------------------------------------------------------ streamed splits
-    def _streamed_batches(self, split: str, batch_size: int, shuffle: bool, generator: torch.Generator | None, rank: int,
-                          world_size: int) -> Iterator[OperatorBatch]:
+    def _streamed_batches(
+        self, split: str, batch_size: int, shuffle: bool, generator: torch.Generator | None, rank: int, world_size: int
+    ) -> Iterator[OperatorBatch]:
         s: StreamSplit = self.splits[split]
         s.check_unchanged()  # every pass (every epoch) starts on the file it started with
         training = split == "train"
@@ -310,7 +320,6 @@ def dihedral(field: torch.Tensor, symmetry: int) -> torch.Tensor:
     return turned.flip(-1) if symmetry >= 4 else turned
 
 
-
 # ---------------------------------------------------------------------------------------- building
 def read_split(dataset: PDEDataset) -> torch.Tensor:
     """Every trajectory of a lazy :class:`~sciformer.data.pde.PDEDataset` split in one tensor ``[N, T', C, *grid]``.
@@ -343,8 +352,9 @@ def _views(cfg, allow_generate: bool) -> tuple[PDEDataset, PDEDataset, int]:
         if cfg.generate is None:
             raise DataError(f"PDE data file '{path}' does not exist; give data.generate to create it on first use")
         if not allow_generate:
-            raise DataError(f"PDE data file '{path}' does not exist; only `sciformer fit` simulates data.generate, "
-                            "evaluate, predict and rollout read existing files only")
+            raise DataError(
+                f"PDE data file '{path}' does not exist; only `sciformer fit` simulates data.generate, evaluate, predict and rollout read existing files only"
+            )
         path = generate_missing(path, cfg.generate)
     source = open_source(path)
     options = {"reduced_resolution": cfg.reduced_resolution, "reduced_resolution_t": cfg.reduced_resolution_t, "mode": "trajectory"}
@@ -356,8 +366,10 @@ def _views(cfg, allow_generate: bool) -> tuple[PDEDataset, PDEDataset, int]:
 
 def _fingerprint(parts: dict[str, StreamSplit]) -> str:
     """The files (path, size, modification time, shapes) and the samples each split takes: no data is read."""
-    facts = {name: {**p.stamp, "samples": [p.view._rows[p.start], p.view._rows[p.stop - 1]], "grid": list(p.view.spatial_shape),
-                    "frames": p.view.n_frames} for name, p in parts.items()}
+    facts = {
+        name: {**p.stamp, "samples": [p.view._rows[p.start], p.view._rows[p.stop - 1]], "grid": list(p.view.spatial_shape), "frames": p.view.n_frames}
+        for name, p in parts.items()
+    }
     return hashlib.sha256(json.dumps(facts, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -376,8 +388,7 @@ def load_operator_data(cfg, train_cfg, *, allow_generate: bool) -> OperatorData:
     total = sum(p.nbytes for p in parts.values())
     setting = getattr(cfg, "in_memory", "auto")
     splits = {k: _in_memory(p) for k, p in parts.items()} if keep_in_memory(setting, total, f"{name} ({train.source.path})") else parts
-    return OperatorData(splits, train_cfg.mode, cfg.initial_step, train_cfg.unroll_steps, name=name, augment=train_cfg.augment,
-                        fingerprint=_fingerprint(parts))
+    return OperatorData(splits, train_cfg.mode, cfg.initial_step, train_cfg.unroll_steps, name=name, augment=train_cfg.augment, fingerprint=_fingerprint(parts))
 
 
 def generate_missing(path: Path, spec: dict) -> Path:

@@ -139,9 +139,19 @@ def name_list(value: Any) -> list[str]:
     return [v.decode() if isinstance(v, bytes) else str(v) for v in np.asarray(value).reshape(-1)]
 
 
-def describe_samples(sel: slice | np.ndarray, n: int) -> str:
-    ids = sample_ids(sel, n)
-    return f"sample {ids[0]}" if len(ids) == 1 else f"samples {ids[0]}..{ids[-1]}"
+def read_samples(path: Path, ds: Any, key: str, samples: slice | np.ndarray, rest: tuple, n: int) -> np.ndarray:
+    """``ds[samples, *rest]`` (samples on the first axis); a failed read is retried sample by sample, so the error
+    names the first sample that cannot be read."""
+    ids = sample_ids(samples, n)
+    where = f"sample {ids[0]}" if len(ids) == 1 else f"samples {ids[0]}..{ids[-1]}"
+    try:
+        return read_h5(path, ds, key, (samples, *rest), where)
+    except DataError:
+        if len(ids) == 1:
+            raise
+    for i in ids:  # the error path only
+        read_h5(path, ds, key, (slice(i, i + 1), *rest), f"sample {i}")
+    raise DataError(f"{path}: cannot read dataset '{key}' at {where}; the file may be truncated or corrupt")
 
 
 class HDF5Source(TrajectorySource):
@@ -224,13 +234,12 @@ class PDEBenchSingle(HDF5Source):
 
     def _read(self, f: Any, samples, frames: slice, stride: int) -> np.ndarray:
         space = (slice(None, None, stride),) * len(self.grid_shape)
-        where = describe_samples(samples, self.n_samples)
-        arrays = [read_h5(self.path, f[k], k, (samples, frames, *space), where) for k in self.fields]
+        arrays = [read_samples(self.path, f[k], k, samples, (frames, *space), self.n_samples) for k in self.fields]
         return np.stack(arrays, axis=2).astype(np.float32, copy=False)
 
     def _read_coefficient(self, f: Any, samples, stride: int) -> np.ndarray:
         space = (slice(None, None, stride),) * len(self.grid_shape)
-        a = read_h5(self.path, f[self.coefficient], self.coefficient, (samples, *space), describe_samples(samples, self.n_samples))
+        a = read_samples(self.path, f[self.coefficient], self.coefficient, samples, space, self.n_samples)
         return a[:, None].astype(np.float32, copy=False)
 
 

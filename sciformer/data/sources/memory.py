@@ -16,8 +16,10 @@ import torch
 
 from sciformer.errors import DataError
 
-CGROUP_FILES = (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
-                ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"))
+CGROUP_FILES = (
+    ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+    ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"),
+)
 IN_MEMORY_SHARE = 4  # auto: in memory when the data is under a quarter of the available memory
 
 
@@ -71,8 +73,10 @@ def keep_in_memory(setting: bool | str, nbytes: int, what: str) -> bool:
     available = available_memory()
     if setting is True:
         if available is not None and nbytes > available:
-            raise DataError(f"{what} needs {nbytes / 2**30:.1f} GiB in memory, more than the {available / 2**30:.1f} GiB this process "
-                            "may use; set data.in_memory=false (or auto) to stream it from disk")
+            raise DataError(
+                f"{what} needs {nbytes / 2**30:.1f} GiB in memory, more than the {available / 2**30:.1f} GiB this process "
+                "may use; set data.in_memory=false (or auto) to stream it from disk"
+            )
         return True
     return available is None or nbytes * IN_MEMORY_SHARE <= available
 
@@ -83,9 +87,11 @@ def fill(shape: tuple[int, ...], blocks, what: str) -> torch.Tensor:
     nbytes = 4 * int(torch.Size(shape).numel())
     available = available_memory()
     if available is not None and nbytes > available:
-        raise DataError(f"{what} needs {nbytes / 2**30:.1f} GiB in memory, more than the {available / 2**30:.1f} GiB this process may use; "
-                        "stream it (data.in_memory=false), or read fewer samples (data.num_samples) or a coarser grid "
-                        "(data.reduced_resolution, data.reduced_resolution_t)")
+        raise DataError(
+            f"{what} needs {nbytes / 2**30:.1f} GiB in memory, more than the {available / 2**30:.1f} GiB this process may use; "
+            "stream it (data.in_memory=false), or read fewer samples (data.num_samples) or a coarser grid "
+            "(data.reduced_resolution, data.reduced_resolution_t)"
+        )
     out = torch.empty(shape, dtype=torch.float32)
     filled = 0
     for block in blocks:

@@ -88,8 +88,13 @@ class Chunk:
     extra: Any = None  # all_to_all: the chunk's lead-time pairs
 
 
-def plan(split: StreamSplit, windows_per_sample: int, shuffle: bool, generator: torch.Generator | None,
-         draw: Callable[[int, int, torch.Generator | None], Any] | None = None) -> list[Chunk]:
+def plan(
+    split: StreamSplit,
+    windows_per_sample: int,
+    shuffle: bool,
+    generator: torch.Generator | None,
+    draw: Callable[[int, int, torch.Generator | None], Any] | None = None,
+) -> list[Chunk]:
     """The epoch's stream: chunks in (shuffled) order, each with its (shuffled) window order.
 
     ``draw(n_samples, n_windows, generator)`` draws a chunk's extra randomness right after its order.
@@ -146,8 +151,9 @@ def read_chunks(split: StreamSplit, ranges: list[tuple[int, int]], pin: bool) ->
     if workers == 0:
         items: Any = (reader[i] for i in range(len(reader)))
     else:
-        items = torch.utils.data.DataLoader(reader, batch_size=None, shuffle=False, num_workers=workers,
-                                            pin_memory=pin, prefetch_factor=2, persistent_workers=False)
+        items = torch.utils.data.DataLoader(
+            reader, batch_size=None, shuffle=False, num_workers=workers, pin_memory=pin, prefetch_factor=2, persistent_workers=False
+        )
     for item in items:
         if isinstance(item, SciformerError):
             raise item

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from sciformer.data.sources.base import sample_ids
-from sciformer.data.sources.hdf5 import HDF5Source, attributes, check_dataset, describe_samples, member, name_list, read_h5
+from sciformer.data.sources.hdf5 import HDF5Source, attributes, check_dataset, member, name_list, read_h5, read_samples
 from sciformer.errors import DataError
 
 GROUPS = ("t0_fields", "t1_fields", "t2_fields")
@@ -120,11 +120,13 @@ class TheWellSource(HDF5Source):
     def _read(self, f: Any, samples, frames: slice, stride: int) -> np.ndarray:
         n, t = len(sample_ids(samples, self.n_samples)), len(range(self.n_frames)[frames])
         space = (slice(None, None, stride),) * len(self.grid_shape)
-        where = describe_samples(samples, self.n_samples)
         parts = []
         for field in self.fields:
-            index = ((samples,) if field.samples else ()) + ((frames,) if field.frames else ()) + space
-            a = read_h5(self.path, f[field.key], field.key, index, where)
+            rest = ((frames,) if field.frames else ()) + space
+            if field.samples:
+                a = read_samples(self.path, f[field.key], field.key, samples, rest, self.n_samples)
+            else:
+                a = read_h5(self.path, f[field.key], field.key, rest, "every sample")
             if not field.samples:
                 a = a[None]
             if not field.frames:
