@@ -70,7 +70,10 @@ class Forecaster:
             elif key in accepted and key not in DATA_FILLED:
                 model_args[key] = value
             else:
-                raise ConfigError(f"Forecaster got an unknown argument '{key}': expected a '{model}' model argument or a train setting ({', '.join(sorted(_TRAIN_KEYS))})")
+                raise ConfigError(
+                    f"Forecaster got an unknown argument '{key}'{did_you_mean(key, [*accepted, *_TRAIN_KEYS])}: expected a "
+                    f"'{model}' model argument or a train setting ({', '.join(sorted(_TRAIN_KEYS))})"
+                )
         raw = {
             "data": {"lookback": lookback, "horizon": horizon, "label_len": label_len},
             "model": {"name": model, **model_args},
@@ -94,7 +97,7 @@ class Forecaster:
         self.device = pick_device(recipe.train.device)
 
     @classmethod
-    def from_recipe(cls, path: str | Path, overrides: list[str] | None = None) -> "Forecaster":
+    def from_recipe(cls, path: str | Path, overrides: list[str] | None = None) -> Forecaster:
         """A forecaster with a recipe's model and train settings (its ``data`` section gives lookback/horizon)."""
         forecaster = cls.__new__(cls)
         forecaster._init(load_recipe(path, overrides))
@@ -109,7 +112,7 @@ class Forecaster:
         return self.recipe.data.lookback
 
     # ------------------------------------------------------------------------------------------- fit
-    def fit(self, data: Any, target: str | None = None, time_col: str | None = None, freq: str | None = None, val_size: float | int = 0.2) -> "Forecaster":
+    def fit(self, data: Any, target: str | None = None, time_col: str | None = None, freq: str | None = None, val_size: float | int = 0.2) -> Forecaster:
         """Train on ``data``; the last ``val_size`` (fraction or rows) of it validates and calibrates intervals.
 
         A recipe's ``data.time_col``, ``data.target`` and ``data.columns`` (see :meth:`from_recipe`) apply unless
@@ -118,10 +121,13 @@ class Forecaster:
         spec = self.recipe.data
         frame, self.layout = to_wide(data, self._time_col(data, time_col), target or spec.target, spec.columns)
         n = len(frame)
-        n_val = int(round(val_size * n)) if isinstance(val_size, float) else int(val_size)
+        n_val = round(val_size * n) if isinstance(val_size, float) else int(val_size)
         L, H = self.lookback, self.horizon
         if n < L + 2 * H:
-            raise DataError(f"the training data has {n} row{'s' if n != 1 else ''}: too few rows for lookback {L} and horizon {H} (at least {L + 2 * H} needed)")
+            raise DataError(
+                f"the training data has {n} row{'s' if n != 1 else ''}: too few rows for lookback {L} and horizon {H} "
+                f"(at least {L + 2 * H} needed)"
+            )
         self.freq = regular_frequency(frame.index, freq, "the training data")
         if self.recipe.data.time_features is None:
             self.time_features = _feature_freq(self.freq)
@@ -317,7 +323,7 @@ class Forecaster:
         return save_checkpoint(user_path(directory), self.model, config, extras)
 
     @classmethod
-    def load(cls, directory: str | Path, device: str = "cpu") -> "Forecaster":
+    def load(cls, directory: str | Path, device: str = "cpu") -> Forecaster:
         """Restore a forecaster saved by :meth:`save` or a ``sciformer fit`` run's ``checkpoint/``."""
         directory = user_path(directory)
         if (directory / "checkpoint").is_dir():
@@ -364,7 +370,8 @@ class Forecaster:
             ax.plot(past.index, past[col], color="0.35", lw=1, label="history")
             ax.plot(forecast.index, forecast[col], color="C3", lw=1.3, label="forecast")
             for lvl in sorted(levels, reverse=True):
-                ax.fill_between(forecast.index, forecast[f"{col}-lo-{lvl:g}"], forecast[f"{col}-hi-{lvl:g}"], color="C3", alpha=0.15, lw=0, label=f"{lvl:g}% interval")
+                lower, upper = forecast[f"{col}-lo-{lvl:g}"], forecast[f"{col}-hi-{lvl:g}"]
+                ax.fill_between(forecast.index, lower, upper, color="C3", alpha=0.15, lw=0, label=f"{lvl:g}% interval")
             ax.set_ylabel(col)
         axes[0, 0].legend(loc="upper left", fontsize=8)
         fig.tight_layout()

@@ -31,24 +31,25 @@ def quote_columns(columns: list, limit: int = 80) -> str:
     for name in columns:
         quoted = excerpt(name, 30)
         if length + len(quoted) + 2 > limit:
-            return "[" + ", ".join(shown + ["..."]) + "]"
+            return "[" + ", ".join([*shown, "..."]) + "]"
         shown.append(quoted)
         length += len(quoted) + 2
     return "[" + ", ".join(shown) + "]"
 
 
 def numeric_columns(frame: pd.DataFrame, label: str) -> pd.DataFrame:
-    """``frame`` with every column as float64; refuses a missing or non-numeric value, naming column and row."""
+    """``frame`` with every column as float64 (text refused, naming column and row), checked by :func:`check_finite`."""
     out = {}
     for name in frame.columns:
         column = frame[name]
         numeric = pd.to_numeric(column, errors="coerce")
-        bad = numeric.isna().to_numpy()
-        if bad.any():
-            row = int(np.flatnonzero(bad)[0])
-            value = column.iloc[row]
-            what = "a missing value (NaN)" if pd.isna(value) else f"a non-numeric value {excerpt(value)}"
-            raise DataError(f"{label}: column {excerpt(name)} has {what} at {_where(frame.index, row)}; expected numbers only")
+        text = (numeric.isna() & column.notna()).to_numpy()
+        if text.any():
+            row = int(np.flatnonzero(text)[0])
+            raise DataError(
+                f"{label}: column {excerpt(name)} has a non-numeric value {excerpt(column.iloc[row])} at "
+                f"{_where(frame.index, row)}; expected numbers only"
+            )
         out[str(name)] = numeric.to_numpy(dtype=np.float64)
     result = pd.DataFrame(out, index=frame.index)
     check_finite(result.to_numpy(), list(result.columns), frame.index, label)

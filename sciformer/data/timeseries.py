@@ -8,8 +8,9 @@ The conventions are those of the long-term forecasting benchmark (TSLib ``data_p
   computed on the scaled values;
 * windows ``x = s[i : i+L]``, ``y = s[i+L : i+L+H]``, ``len(slice) - L - H + 1`` per split, none dropped.
 
-Reading and checking user data is :mod:`sciformer.data.frames`' job. The whole scaled series lives on the training device as one tensor; a batch is gathered with one index
-operation (no per-sample Python, no DataLoader workers).
+Reading and checking user data is the job of :mod:`sciformer.data.frames`. The whole scaled series lives on
+the training device as one tensor; a batch is gathered with one index operation (no per-sample Python, no
+DataLoader workers).
 """
 
 from __future__ import annotations
@@ -152,7 +153,7 @@ class TimeSeriesData:
 
     # -------------------------------------------------------------------------------- construction
     @classmethod
-    def from_config(cls, cfg, scaler: tuple[np.ndarray, np.ndarray] | None = None) -> "TimeSeriesData":
+    def from_config(cls, cfg, scaler: tuple[np.ndarray, np.ndarray] | None = None) -> TimeSeriesData:
         """Build from a recipe's ``data`` section (a :class:`sciformer.config.DataConfig`).
 
         ``scaler`` (mean, std) reuses a trained model's statistics instead of fitting them on this data.
@@ -191,7 +192,7 @@ class TimeSeriesData:
     def n_marks(self) -> int:
         return self.marks.shape[1]
 
-    def to(self, device: torch.device | str) -> "TimeSeriesData":
+    def to(self, device: torch.device | str) -> TimeSeriesData:
         self.values, self.marks = self.values.to(device), self.marks.to(device)
         return self
 

@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
 from conftest import write_csv
+
 from sciformer import Forecaster
 from sciformer.config import load_recipe
 from sciformer.errors import ConfigError, DataError
@@ -173,7 +173,8 @@ def test_cli_predict_from_a_run_directory(data_dir, tmp_path):
     subprocess.run([*env_cmd, "fit", str(REPO / "recipes/smoke/itransformer.yaml"), "--out", str(run)], check=True, capture_output=True, **run_in)
     recent = pd.read_csv(data_dir / "ETT-small" / "ETTh1.csv").iloc[1000:1100]
     recent.to_csv(tmp_path / "recent.csv", index=False)
-    proc = subprocess.run([*env_cmd, "predict", str(run), "--data", str(tmp_path / "recent.csv"), "--out", str(tmp_path / "f.csv"), "--level", "90"], capture_output=True, text=True, **run_in)
+    predict = [*env_cmd, "predict", str(run), "--data", str(tmp_path / "recent.csv"), "--out", str(tmp_path / "f.csv"), "--level", "90"]
+    proc = subprocess.run(predict, capture_output=True, text=True, **run_in)
     assert proc.returncode == 0, proc.stderr
     forecast = pd.read_csv(tmp_path / "f.csv", index_col=0, parse_dates=True)
     assert len(forecast) == 24 and forecast.index[0] == pd.Timestamp(recent["date"].iloc[-1]) + pd.Timedelta(hours=1)

@@ -58,7 +58,10 @@ def test_predict_refuses_a_gap_anywhere_in_the_history_as_fit_does(fitted):
         Forecaster("itransformer", horizon=4, lookback=16, **TINY).fit(gappy)
 
 
-@pytest.mark.parametrize("kwargs", [{"batch_size": 0}, {"batch_size": -1}, {"windows": 0}, {"stride": 0}, {"stride": 2.5}, {"windows": True}, {"batch_size": "8"}])
+INVALID = [{"batch_size": 0}, {"batch_size": -1}, {"windows": 0}, {"stride": 0}, {"stride": 2.5}, {"windows": True}, {"batch_size": "8"}]
+
+
+@pytest.mark.parametrize("kwargs", INVALID)
 def test_backtest_refuses_invalid_numbers(fitted, kwargs):
     with pytest.raises(ConfigError, match=r"backtest \w+ must be a positive integer") as err:
         fitted.backtest(frame(), **kwargs)

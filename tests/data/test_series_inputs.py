@@ -6,8 +6,8 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import write_csv
+
 from sciformer.config import DataConfig
 from sciformer.data.frames import read_frame, to_wide
 from sciformer.data.series_checks import MAX_ABS, check_finite
@@ -194,7 +194,7 @@ def test_xarray_time_axis_detection_and_refusals(tmp_path):
     obs = xr.Dataset({"OT": ("obs", frame["OT"].to_numpy())}, coords={"time": ("obs", frame.index)})
     assert to_wide(obs)[0].index.equals(frame.index.rename("time"))  # a non-index datetime coordinate
     two = obs.assign_coords(issued=("obs", frame.index - pd.Timedelta("1D")))
-    with pytest.raises(DataError, match="several datetime coordinates .* time_col="):
+    with pytest.raises(DataError, match=r"several datetime coordinates .* time_col="):
         to_wide(two.drop_vars("time").assign_coords(valid=("obs", frame.index)))
     assert to_wide(two, time_col="issued")[0].index[0] == frame.index[0] - pd.Timedelta("1D")
     with pytest.raises(DataError, match=r"no datetime coordinate 'isued' \(did you mean 'issued'\?\)"):

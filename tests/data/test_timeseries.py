@@ -5,8 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
 from conftest import write_csv
+
 from sciformer.config import DataConfig
 from sciformer.data import catalog
 from sciformer.data.timefeatures import time_features
@@ -190,7 +190,7 @@ def test_duplicated_and_unsorted_timestamps_in_user_data(tmp_path):
     dup.loc[5, "date"] = dup.loc[4, "date"]
     with pytest.raises(DataError, match="appears more than once"):
         read_frame(dup, time_col="date")
-    swapped = frame.iloc[[0, 2, 1] + list(range(3, 20))]
+    swapped = frame.iloc[[0, 2, 1, *list(range(3, 20))]]
     with pytest.raises(DataError, match=r"not sorted \(row 2"):
         read_frame(swapped, time_col="date")
 
