@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from sciformer.errors import storage_error
+
 
 def preload() -> threading.Thread:
     """Import matplotlib's figure and Agg modules (and load its font list) in a background thread, so that a run
@@ -64,8 +66,12 @@ def forecast_figure(history: np.ndarray, truth: np.ndarray, prediction: np.ndarr
 
 
 def save_figure(fig, path: str | Path) -> Path:
+    """Render ``fig`` as a PNG at ``path``; a failed write (a full disk) raises StorageError naming the path."""
     path = Path(path)
-    fig.savefig(path, dpi=110)
+    try:
+        fig.savefig(path, dpi=110)
+    except OSError as exc:
+        raise storage_error(exc, path) from None
     return path
 
 
