@@ -6,7 +6,7 @@ triton and cupy only where they are used.
 
 __version__ = "0.1.0"
 
-__all__ = ["Forecaster", "__version__"]
+__all__ = ["Forecaster", "Surrogate", "__version__"]
 
 
 def __getattr__(name: str):
@@ -15,4 +15,8 @@ def __getattr__(name: str):
         from sciformer.api.forecaster import Forecaster
 
         return Forecaster
+    if name == "Surrogate":
+        from sciformer.api.surrogate import Surrogate
+
+        return Surrogate
     raise AttributeError(f"module 'sciformer' has no attribute {name!r}")
