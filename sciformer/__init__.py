@@ -4,9 +4,18 @@ Importing the package stays light: torch is imported by the submodules that need
 triton and cupy only where they are used.
 """
 
+import os
+import sys
+
 __version__ = "0.1.0"
 
 __all__ = ["Forecaster", "Surrogate", "__version__"]
+
+# CPU threads: OpenMP's workers spin while they wait for work, which on a busy machine (more runnable threads
+# than cores) makes every small op wait for a descheduled spinner; passive waiting is never slower than one
+# thread (docs/benchmarks.md). Set before torch is imported, and only as a default: the user's environment wins.
+if "torch" not in sys.modules:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def __getattr__(name: str):

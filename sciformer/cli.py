@@ -1,46 +1,49 @@
 """The ``sciformer`` command: one entry point, one function per verb.
 
-User errors (bad recipe, missing data, corrupt checkpoint) print one line and exit with code 2;
-``--debug`` shows the traceback instead.
+Options and positionals may come in any order (``sciformer fit R --out D train.epochs=1``). User errors (bad
+recipe, missing data, corrupt checkpoint, unwritable output) print one line ``sciformer: error: ...`` and exit
+with code 2; ``--debug`` shows the traceback instead. A fit stopped by SIGTERM/SIGINT prints the command that
+continues it and exits 143/130. Warnings print as one line ``sciformer: warning: ...``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from sciformer.errors import ConfigError, SciformerError
+from sciformer import __version__
+from sciformer.errors import CheckpointError, ConfigError, RunInterrupted, SciformerError, StorageError, describe_kind, storage_error, user_path
 
 STARTED = time.perf_counter()  # wall time of a command is reported from here (the interpreter's own start is ~50 ms before)
 RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"
 
 
+# ------------------------------------------------------------------------------------------------- fit
 def cmd_fit(args: argparse.Namespace) -> int:
     from sciformer.engine.distributed import env_rank, launched_by_torchrun
 
+    recipe_path, overrides = _recipe_and_overrides(args)
+    if args.nproc is not None and args.nproc < 1:
+        raise ConfigError(f"--nproc {args.nproc}: expected a number of processes of at least 1")
     if args.nproc is not None and args.nproc > 1 and not launched_by_torchrun():
         return _launch_torchrun(args)
-    from sciformer.config import load_recipe
     from sciformer.engine.runner import fit_recipe
 
-    if args.resume is not None and args.out is not None and args.out != args.resume:
+    if args.resume is not None and args.out is not None and user_path(args.out) != user_path(args.resume):
         raise ConfigError(f"--out {args.out} and --resume {args.resume} name different run directories; give only --resume")
-    recipe = load_recipe(args.recipe, args.overrides)
-    run_dir = args.resume if args.resume is not None else args.out
+    recipe = _load_recipe(recipe_path, overrides, args.resume)
     callbacks = []
     if recipe.tracking.enabled and env_rank() == 0:  # rank 0 alone talks to MLflow
-        from sciformer.tracking.mlflow import MLflowTracker
-
-        callbacks.append(MLflowTracker(recipe.tracking, run_name=recipe.name))
-    try:
-        result = fit_recipe(recipe, run_dir, callbacks, resume=args.resume is not None)
-    except KeyboardInterrupt:
-        if env_rank() == 0:
-            print(f"sciformer: interrupted; continue with: sciformer fit {args.recipe} ... --resume RUN_DIR", file=sys.stderr)
-        raise
+        callbacks.append(_tracker(recipe, recipe_path))
+    run_dir = user_path(args.resume) if args.resume is not None else (user_path(args.out) if args.out is not None else None)
+    result = fit_recipe(recipe, run_dir, callbacks, resume=args.resume is not None)
     if result.rank != 0:
         return 0
     m = result.metrics
@@ -54,12 +57,52 @@ def cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _recipe_and_overrides(args: argparse.Namespace) -> tuple[str | None, list[str]]:
+    """The recipe file and the overrides: with ``--resume RUN`` the recipe may be left out, and then a first
+    ``key=value`` is an override, not a recipe."""
+    recipe, overrides = args.recipe, list(args.overrides)
+    if recipe is not None and "=" in recipe and not user_path(recipe).exists():
+        recipe, overrides = None, [recipe, *overrides]
+    if recipe is None and args.resume is None:
+        raise ConfigError("fit needs a recipe: sciformer fit RECIPE.yaml [key=value ...], or sciformer fit --resume RUN_DIR to continue a run")
+    return recipe, overrides
+
+
+def _load_recipe(recipe_path: str | None, overrides: list[str], resume: Path | None):
+    """The recipe file with its overrides, or (``--resume RUN`` alone) the resolved recipe the run was started with."""
+    from sciformer.config import load_recipe, recipe_from_dict
+
+    if recipe_path is not None:
+        return load_recipe(recipe_path, overrides)
+    from sciformer.engine.rundir import RECIPE_FILE
+
+    stored = _existing_dir(resume, "run directory", ConfigError, "cannot resume: ") / RECIPE_FILE
+    if not stored.is_file():
+        raise ConfigError(f"cannot resume '{resume}': it has no {RECIPE_FILE}; give the recipe it was started with: sciformer fit RECIPE --resume {resume}")
+    try:
+        raw = json.loads(stored.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot resume: '{stored}' is damaged ({type(exc).__name__}); give the recipe: sciformer fit RECIPE --resume {resume}") from None
+    return recipe_from_dict(raw, overrides)
+
+
+def _tracker(recipe, recipe_path: str | None):
+    """An MLflow tracker that also logs a forecaster's checkpoint as a pyfunc model. The run is named by the
+    recipe's own ``name`` where the file sets one (a name taken from the file's stem is not), else by model, data
+    and horizon."""
+    from sciformer.api.pyfunc import log_checkpoint
+    from sciformer.tracking.mlflow import MLflowTracker
+
+    named = recipe_path is not None and recipe.name != user_path(recipe_path).stem
+    return MLflowTracker(recipe.tracking, run_name=recipe.name if named else None, log_model=log_checkpoint)
+
+
 def torchrun_command(args: argparse.Namespace) -> list[str]:
     """``sciformer fit ... --nproc N`` as the equivalent single-node torchrun command."""
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(args.nproc), "-m", "sciformer"]
     if args.debug:
         command.append("--debug")
-    command += ["fit", str(args.recipe), *args.overrides]
+    command += ["fit", *([str(args.recipe)] if args.recipe is not None else []), *args.overrides]
     if args.out is not None:
         command += ["--out", str(args.out)]
     if args.resume is not None:
@@ -75,12 +118,26 @@ def _launch_torchrun(args: argparse.Namespace) -> int:
     return subprocess.call(command)
 
 
-def cmd_evaluate(args: argparse.Namespace) -> int:
-    from sciformer.engine.runner import METRICS_FILE, evaluate_run
+# ----------------------------------------------------------------------------------- evaluate, predict
+def _existing_dir(path: Path, what: str, error: type[SciformerError] = CheckpointError, prefix: str = "") -> Path:
+    """``path`` (``~`` expanded) if it is a folder; else ``error`` saying that it is missing or what it is instead."""
+    p = user_path(path)
+    kind = describe_kind(p)
+    if kind == "missing":
+        raise error(f"{prefix}{what} '{path}' does not exist")
+    if kind != "a directory":
+        raise error(f"{prefix}{what} '{path}' is {kind or 'a regular file'}, not a folder")
+    return p
 
-    metrics = evaluate_run(args.run_dir, device=args.device, overrides=args.overrides)
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    run_dir = _existing_dir(args.run_dir, "run directory")
+    from sciformer.engine.rundir import METRICS_FILE
+    from sciformer.engine.runner import evaluate_run
+
+    metrics = evaluate_run(run_dir, device=args.device, overrides=args.overrides)
     print(json.dumps(metrics, indent=2))
-    recorded = Path(args.run_dir) / METRICS_FILE
+    recorded = run_dir / METRICS_FILE
     if recorded.is_file() and not args.overrides:
         before = json.loads(recorded.read_text())
         shared = [k for k in metrics if k.startswith("test_") and k in before]
@@ -90,31 +147,57 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    run_dir = _existing_dir(args.run_dir, "run directory")
+    out = _new_file(args.out) if args.out is not None else None
     from sciformer.api.forecaster import Forecaster
 
-    forecaster = Forecaster.load(args.run_dir, device=args.device)
+    forecaster = Forecaster.load(run_dir, device=args.device)
     forecast = forecaster.predict(args.data, level=args.level or None)
-    if args.out:
-        forecast.to_csv(args.out)
-        print(f"forecast of {len(forecast)} steps written to {args.out}")
-    else:
+    if out is None:
         print(forecast.to_csv(), end="")
+        return 0
+    _write_text(out, forecast.to_csv())
+    print(f"forecast of {len(forecast)} steps written to {out}")
     return 0
 
 
+def _new_file(path: Path) -> Path:
+    """An output file that does not exist yet, in an existing folder (a user's file is never overwritten)."""
+    p = user_path(path)
+    kind = describe_kind(p)
+    if kind != "missing":
+        raise StorageError(f"cannot write '{path}': it exists ({kind or 'a regular file'}); give a new file name")
+    if describe_kind(p.parent) != "a directory":
+        raise StorageError(f"cannot write '{path}': its folder '{p.parent}' does not exist or is not a folder")
+    return p
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Write ``path`` whole or not at all: a failed write (no space, read-only) leaves no partial file."""
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        partial.write_text(text, encoding="utf-8")
+        os.replace(partial, path)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise storage_error(exc, path) from None
+
+
 def cmd_rollout(args: argparse.Namespace) -> int:
-    from sciformer.engine.rollout import run_rollout
+    run_dir = _existing_dir(args.run_dir, "run directory")
+    from sciformer.engine.rollout import rollout_run
 
     callbacks = []
     if not args.no_tracking:
         from sciformer.tracking.mlflow import RolloutTracker
 
-        callbacks.append(RolloutTracker(args.run_dir))
-    result = run_rollout(args.run_dir, args.data, args.steps, args.out, args.frames, args.split, args.device, callbacks)
+        callbacks.append(RolloutTracker(run_dir))
+    result = rollout_run(run_dir, args.data, args.split, args.steps, args.out, args.frames, args.device, callbacks)
     print(f"rollout of {result['steps']} steps written to {result['out_dir']}: nRMSE mean {result['nrmse_mean']:.4g}, last step {result['nrmse_last']:.4g}")
     return 0
 
 
+# ------------------------------------------------------------------------------- validate, ls, datasets
 def cmd_validate(args: argparse.Namespace) -> int:
     from sciformer.config import load_recipe
 
@@ -127,8 +210,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
     if args.what == "models":
         from sciformer.registry import get_model, list_models
 
-        for name in list_models():
-            print(f"{name:<24}{get_model(name).task}")
+        print_table(["MODEL", "TASK"], [[name, get_model(name).task] for name in list_models()])
     elif args.what == "datasets":
         _print_datasets()
     else:
@@ -137,12 +219,19 @@ def cmd_ls(args: argparse.Namespace) -> int:
     return 0
 
 
+def print_table(header: list[str], rows: list[list[str]]) -> None:
+    """Columns as wide as their widest cell, two spaces apart (the last column unpadded)."""
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        cells = [f"{cell!s:<{width}}" for cell, width in zip(row[:-1], widths)]
+        print("  ".join([*cells, str(row[-1])]))
+
+
 def _print_datasets() -> None:
     from sciformer.data.catalog import find_file, manifests
 
-    for name, manifest in sorted(manifests().items()):
-        where = find_file(manifest)
-        print(f"{name:<14}{manifest.freq or '':<8}{manifest.description:<80}{where or 'not downloaded'}")
+    rows = [[name, m.freq or "-", m.description, str(find_file(m) or "not downloaded")] for name, m in sorted(manifests().items())]
+    print_table(["NAME", "FREQ", "DESCRIPTION", "FILE"], rows)
 
 
 def cmd_datasets(args: argparse.Namespace) -> int:
@@ -166,17 +255,36 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------------------------ parser
+class Parser(argparse.ArgumentParser):
+    """Options and positionals in any order for every verb without sub-verbs: argparse's intermixed parsing
+    (``fit R --out D train.epochs=1`` as well as ``fit R train.epochs=1 --out D``)."""
+
+    _intermixing = False
+
+    def parse_known_args(self, args=None, namespace=None):
+        if self._intermixing or self._subparsers is not None:  # intermixed parsing cannot take sub-verbs
+            return super().parse_known_args(args, namespace)
+        self._intermixing = True  # the intermixed parse calls parse_known_args itself, twice
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._intermixing = False
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sciformer", description="Transformer surrogates for time series and PDEs.")
+    parser = Parser(prog="sciformer", description="Transformer surrogates for time series and PDEs.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of user errors")
+    parser.add_argument("--version", action="version", version=f"sciformer {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("fit", help="train, validate and test a recipe", description="Train, validate and test a recipe; write a run directory.")
-    p.add_argument("recipe", help="recipe YAML file")
+    p.add_argument("recipe", nargs="?", help="recipe YAML file (optional with --resume: the run's own recipe)")
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.epochs=3 data.horizon=192")
     p.add_argument("--out", type=Path, default=None, help="run directory (default: runs/<recipe>-<timestamp>/)")
     p.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR",
-                   help="continue an interrupted run from its last checkpoint (same recipe and overrides; same MLflow run)")
+                   help="continue an interrupted run from its last checkpoint, with the recipe it was started with "
+                        "(overrides may change only how it runs: tracking, device, progress...; same MLflow run)")
     p.add_argument("--nproc", type=int, default=None, metavar="N",
                    help="train on N processes (one per GPU) with DDP: shorthand for torchrun --standalone --nproc_per_node N -m sciformer fit ...")
     p.set_defaults(func=cmd_fit)
@@ -191,19 +299,20 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Forecast the next horizon steps after the last timestamp of --data (default: the end of the training data).")
     p.add_argument("run_dir", type=Path, help="a run directory (or a checkpoint directory / Forecaster.save folder)")
     p.add_argument("--data", type=Path, default=None, help="CSV with at least lookback rows of the training columns")
-    p.add_argument("--out", type=Path, default=None, help="write the forecast CSV here (default: print it)")
+    p.add_argument("--out", type=Path, default=None, help="write the forecast CSV to this new file (default: print it)")
     p.add_argument("--level", type=float, nargs="*", default=[], help="prediction-interval levels in percent, e.g. 90")
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("rollout", help="roll a PDE model out autoregressively and score every step",
-                       description="Roll a trained operator out on a PDEBench file's trajectories; write per-step metrics, plots, a GIF and NetCDF predictions.")
+                       description="Roll a trained operator out on trajectories (default: the run's own data and test split); "
+                                   "write per-step metrics, plots, a GIF and NetCDF predictions.")
     p.add_argument("run_dir", type=Path)
-    p.add_argument("--data", type=Path, required=True, help="PDEBench HDF5 file (either layout)")
-    p.add_argument("--steps", type=int, required=True, help="prediction steps after the initial history")
+    p.add_argument("--data", type=Path, default=None, help="another data file of the same PDE (default: the run's own data)")
+    p.add_argument("--steps", type=int, default=None, help="prediction steps after the initial history (default: every frame)")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: RUN_DIR/rollout)")
     p.add_argument("--frames", type=int, nargs="*", default=None, help="steps to draw as images (default: first, middle, last)")
-    p.add_argument("--split", default="test", choices=["test", "train", "all"], help="which samples of the file (PDEBench split)")
+    p.add_argument("--split", default="test", help="train, val, test or all: which trajectories, split as fit split them (default: test)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-tracking", action="store_true", help="do not log the rollout to MLflow")
     p.set_defaults(func=cmd_rollout)
@@ -239,16 +348,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+# -------------------------------------------------------------------------------------------------- main
+@contextmanager
+def one_line_warnings() -> Iterator[None]:
+    """Warnings as one line ``sciformer: warning: ...`` (not file:line plus the source line) while a command runs."""
+    default = warnings.formatwarning
+    warnings.formatwarning = lambda message, category, *rest, **kwargs: f"sciformer: warning: {' '.join(str(message).split())}\n"
     try:
-        return args.func(args)
+        yield
+    finally:
+        warnings.formatwarning = default
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        with one_line_warnings():
+            return args.func(args)
     except SciformerError as exc:
         if args.debug:
             raise
-        print(f"sciformer: error: {exc}", file=sys.stderr)
+        print(f"sciformer: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
+    except RunInterrupted as exc:  # SIGTERM/SIGINT during fit: a resumable state is on disk
+        print(f"sciformer: {exc}", file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
         print("sciformer: interrupted", file=sys.stderr)
         return 130

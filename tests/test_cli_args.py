@@ -1,0 +1,134 @@
+"""The ``sciformer`` command's arguments and refusals: nothing here trains (each test well under a second)."""
+
+from pathlib import Path
+
+import pytest
+
+import sciformer
+from sciformer import cli
+from sciformer.cli import build_parser, main
+from sciformer.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+SMOKE = REPO / "recipes" / "smoke" / "itransformer.yaml"
+
+
+def _error(capsys, argv) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("sciformer: error: ") and "Traceback" not in err
+    return err.strip()
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["fit", "R", "--out", "runs/mine", "train.epochs=1"], {"recipe": "R", "overrides": ["train.epochs=1"], "out": Path("runs/mine")}),
+        (["fit", "--out", "D", "R", "a=1", "--nproc", "2", "b=2"], {"recipe": "R", "overrides": ["a=1", "b=2"], "nproc": 2}),
+        (["fit", "--resume", "RUN", "tracking.enabled=false"], {"recipe": "tracking.enabled=false", "overrides": [], "resume": Path("RUN")}),
+        (["evaluate", "RUN", "--device", "cpu", "data.test_resolution=32"], {"run_dir": Path("RUN"), "overrides": ["data.test_resolution=32"]}),
+        (["validate", "R", "a=1", "b=2"], {"recipe": "R", "overrides": ["a=1", "b=2"]}),
+        (["predict", "--level", "80", "95", "--out", "f.csv", "RUN"], {"run_dir": Path("RUN"), "level": [80.0, 95.0]}),
+        (["rollout", "--steps", "3", "RUN", "--split", "all"], {"run_dir": Path("RUN"), "steps": 3, "data": None}),
+        (["datasets", "generate", "--n", "2", "burgers1d", "--res", "16", "--out", "b.h5"], {"generator": "burgers1d", "n": 2}),
+    ],
+    ids=["fit-overrides-after-out", "fit-options-between", "fit-resume-alone", "evaluate", "validate", "predict", "rollout", "generate"],
+)
+def test_options_and_positionals_in_any_order(argv, expected):
+    args = vars(build_parser().parse_args(argv))
+    assert {k: args[k] for k in expected} == expected
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out.strip() == f"sciformer {sciformer.__version__}"
+
+
+@pytest.mark.parametrize("verb", ["evaluate", "predict", "rollout"])
+def test_a_missing_run_directory_is_named_as_missing(tmp_path, capsys, verb):
+    assert _error(capsys, [verb, "runs/nope"]) == "sciformer: error: run directory 'runs/nope' does not exist"
+    (tmp_path / "notes.txt").write_text("mine")
+    assert _error(capsys, [verb, "notes.txt"]) == "sciformer: error: run directory 'notes.txt' is a regular file, not a folder"
+
+
+def test_ls_datasets_columns_are_aligned(capsys):
+    assert main(["ls", "datasets"]) == 0
+    header, *rows = capsys.readouterr().out.splitlines()
+    assert header.split() == ["NAME", "FREQ", "DESCRIPTION", "FILE"] and len(rows) >= 9
+    column = header.index("FILE")
+    for row in rows:
+        assert row[column - 2 : column] == "  " and row[column] != " ", row  # the description ends before the file column
+    assert any(r.startswith("ett_h1 ") for r in rows)
+
+
+@pytest.mark.parametrize("nproc", ["0", "-2"])
+def test_nproc_below_one_is_refused(capsys, nproc):
+    err = _error(capsys, ["fit", str(SMOKE), "--nproc", nproc])
+    assert f"--nproc {nproc}: expected a number of processes of at least 1" in err
+
+
+def test_fit_without_a_recipe_or_resume_is_refused(capsys):
+    assert "fit needs a recipe" in _error(capsys, ["fit"])
+    assert "fit needs a recipe" in _error(capsys, ["fit", "train.epochs=1"])
+
+
+def test_resume_alone_needs_a_run_with_its_recipe(tmp_path, capsys):
+    assert _error(capsys, ["fit", "--resume", "gone"]) == "sciformer: error: cannot resume: run directory 'gone' does not exist"
+    (tmp_path / "empty").mkdir()
+    err = _error(capsys, ["fit", "--resume", "empty", "train.epochs=2"])
+    assert "cannot resume 'empty': it has no recipe.json; give the recipe it was started with: sciformer fit RECIPE --resume empty" in err
+    (tmp_path / "empty" / "recipe.json").write_bytes(b"\xff\xfe{")
+    assert "cannot resume: 'empty/recipe.json' is damaged" in _error(capsys, ["fit", "--resume", "empty"])
+
+
+def test_rollout_steps_below_one_is_refused(tmp_path, capsys):
+    (tmp_path / "run").mkdir()
+    err = _error(capsys, ["rollout", "run", "--steps", "0", "--no-tracking"])
+    assert "steps" in err and "0" in err
+
+
+@pytest.mark.parametrize("out", ["a_file", "/dev/null", "/dev/null/run", "a_file/run"])
+def test_fit_out_that_cannot_be_a_run_directory_is_one_line(tmp_path, capsys, out):
+    (tmp_path / "a_file").write_text("the user's own file")
+    _error(capsys, ["fit", str(SMOKE), "--out", out, "tracking.enabled=false"])
+    assert (tmp_path / "a_file").read_text() == "the user's own file"
+
+
+def test_non_utf8_recipe_is_one_line(tmp_path, capsys):
+    (tmp_path / "r.yaml").write_bytes("train: {epochs: 1}\n".encode("utf-16"))
+    _error(capsys, ["validate", "r.yaml"])
+    _error(capsys, ["fit", "r.yaml", "--out", "run"])
+
+
+def test_every_user_error_is_one_line_and_debug_raises(monkeypatch, capsys):
+    def fails(args):
+        raise ConfigError("first part\nsecond part")
+
+    monkeypatch.setattr(cli, "cmd_validate", fails)
+    assert _error(capsys, ["validate", "x.yaml"]) == "sciformer: error: first part second part"
+    with pytest.raises(ConfigError):
+        main(["--debug", "validate", "x.yaml"])
+
+
+def test_run_interrupted_prints_its_line_and_exits_with_its_code(monkeypatch, capsys):
+    import signal
+
+    from sciformer.errors import RunInterrupted
+
+    def interrupted(args):
+        raise RunInterrupted(signal.SIGTERM, "runs/x")
+
+    monkeypatch.setattr(cli, "cmd_validate", interrupted)
+    assert main(["validate", "x.yaml"]) == 143
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "sciformer fit --resume runs/x" in err
+
+
+def test_warnings_are_one_line_while_a_command_runs():
+    import warnings
+
+    with cli.one_line_warnings():
+        inside = warnings.formatwarning("tracking failed (reason\nwith a second line); kept", RuntimeWarning, "x.py", 3)
+    assert inside == "sciformer: warning: tracking failed (reason with a second line); kept\n"
+    assert "x.py:3" in warnings.formatwarning("later", RuntimeWarning, "x.py", 3)  # given back afterwards
