@@ -25,7 +25,6 @@ its share of every global batch, evaluation sums are all-reduced, and only rank 
 from __future__ import annotations
 
 import math
-import random
 import sys
 import time
 import warnings
@@ -35,20 +34,21 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-import numpy as np
 import torch
 from torch import nn
 
 from sciformer.config import TrainConfig
-from sciformer.engine.callbacks import CallbackList
 from sciformer.engine.background import BackgroundWriter, to_cpu
+from sciformer.engine.callbacks import CallbackList
 from sciformer.engine.checkpoint import load_training_state, save_training_state
 from sciformer.engine.distributed import Distributed, batch_size_of, local_share, pick_device
 from sciformer.engine.interrupts import Interrupts
 from sciformer.engine.losses import make_loss, relative_l2, sample_loss
+from sciformer.engine.rng import rng_state, seed_everything, set_rng_state
+from sciformer.engine.schedules import lr_factor
 from sciformer.errors import CheckpointError, TrainingDivergedError
 
-__all__ = ["Trainer", "FitResult", "lr_factor", "seed_everything", "pick_device", "forecast_step", "operator_step"]
+__all__ = ["FitResult", "Trainer", "forecast_step", "lr_factor", "operator_step", "pick_device", "seed_everything"]
 
 
 class BatchSource(Protocol):
@@ -78,60 +78,6 @@ def operator_step(model: nn.Module, batch: Any) -> tuple[torch.Tensor, torch.Ten
 
 STEPS = {"forecast": forecast_step, "operator": operator_step}
 EVAL_METRICS = ("mse", "mae", "rel_l2")  # what evaluate() always reports
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def rng_state(device: torch.device) -> dict[str, Any]:
-    """Python's, NumPy's and torch's RNG states (and the CUDA generator's on a GPU), checkpoint-ready."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    state: dict[str, Any] = {
-        "python": random.getstate(),
-        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos), "has_gauss": int(has_gauss), "cached": float(cached)},
-        "torch": torch.get_rng_state(),
-    }
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
-    random.setstate(state["python"])
-    n = state["numpy"]
-    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
-    torch.set_rng_state(state["torch"])
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"], device)
-
-
-def lr_factor(schedule: str, epoch: int, epochs: int, progress: float = 0.0) -> float:
-    """Multiplier of the base learning rate during ``epoch`` (0-based), ``progress`` ∈ [0, 1) within it.
-
-    ``halve`` is TSLib's ``type1``: the factor is applied after each epoch starting with the first, which
-    leaves the first two epochs at the base rate (lr, lr, lr/2, lr/4, ...). ``cosine`` decays per step. ``type3`` is
-    the official PatchTST schedule (lr/25, lr, lr, lr, 0.9 lr, 0.81 lr, ...). ``onecycle`` is the Galerkin
-    Transformer's (PyTorch's OneCycleLR with its defaults there): a cosine rise from lr/1e4 to lr over the first
-    30% of the steps, then a cosine fall to lr/1e8, per step.
-    """
-    if schedule == "halve":
-        return 0.5 ** max(0, epoch - 1)
-    if schedule == "type3":
-        # PatchTST's official run: OneCycleLR's initial rate lr/25 in the first epoch (the scheduler is built but
-        # never stepped), then TSLib's type3 adjustment: lr for epochs 1-3, then x0.9 per epoch.
-        return 1 / 25 if epoch == 0 else 0.9 ** max(0, epoch - 3)
-    if schedule == "cosine":
-        return 0.5 * (1.0 + math.cos(math.pi * (epoch + progress) / epochs))
-    if schedule == "onecycle":
-        t, rise, start = (epoch + progress) / epochs, 0.3, 1e-4
-        if t < rise:
-            return start + (1.0 - start) * 0.5 * (1.0 - math.cos(math.pi * t / rise))
-        end = start * 1e-4
-        return end + (1.0 - end) * 0.5 * (1.0 + math.cos(math.pi * (t - rise) / (1.0 - rise)))
-    return 1.0
 
 
 @dataclass
@@ -220,12 +166,16 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------- set-up
     def _graphs_possible(self) -> bool:
-        # a GPU speed setting: a recipe that turns it on runs unchanged, and silently eager, on a CPU
-        if not self.cfg.cuda_graphs or self.device.type != "cuda":
+        # a GPU speed setting, on by default (None) on one GPU; a recipe runs unchanged, and silently eager, on a CPU
+        wanted = self.cfg.cuda_graphs
+        if wanted is False or self.device.type != "cuda":
             return False
+        if self.cfg.compile and self.cfg.compile_mode == "reduce-overhead":
+            return False  # torch.compile captures graphs of its own
         if self.dist.enabled:
-            warnings.warn("train.cuda_graphs is ignored: DDP runs several processes (graphs are single-process here); "
-                          "training runs eagerly", RuntimeWarning, stacklevel=3)
+            if wanted:
+                warnings.warn("train.cuda_graphs is ignored: DDP runs several processes (graphs are single-process here); "
+                              "training runs eagerly", RuntimeWarning, stacklevel=3)
             return False
         return True
 
