@@ -19,8 +19,8 @@ def preload() -> threading.Thread:
     pays for them while it trains rather than after. Safe: matplotlib shares no modules with torch that are not
     imported already, and a later import of the same modules simply waits for this one."""
     def load() -> None:
-        import matplotlib.backends.backend_agg  # noqa: F401
-        import matplotlib.figure  # noqa: F401
+        import matplotlib.backends.backend_agg
+        import matplotlib.figure
         import matplotlib.font_manager  # noqa: F401
 
     thread = threading.Thread(target=load, name="sciformer-preload-matplotlib", daemon=True)
@@ -92,7 +92,8 @@ def field_figure(truth, prediction, title: str = ""):
         fig = new_figure((11, 3.4))
         axes = fig.subplots(1, 3)
         vmin, vmax = truth.min(), truth.max()
-        for ax, img, name, kw in zip(axes, (truth, prediction, error), ("truth", "prediction", "error"), ({"vmin": vmin, "vmax": vmax},) * 2 + ({"cmap": "RdBu_r"},)):
+        styles = ({"vmin": vmin, "vmax": vmax},) * 2 + ({"cmap": "RdBu_r"},)
+        for ax, img, name, kw in zip(axes, (truth, prediction, error), ("truth", "prediction", "error"), styles):
             im = ax.imshow(img.T, origin="lower", **kw)
             ax.set_title(name, fontsize=9)
             ax.set_xticks([])

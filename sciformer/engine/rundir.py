@@ -12,12 +12,13 @@ import fcntl
 import json
 import os
 import shutil
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
 from sciformer.config import Recipe
 from sciformer.engine.checkpoint import check_destination, write_json
-from sciformer.errors import ConfigError, DataError, RunLockedError, StorageError, describe_kind, storage_error
+from sciformer.errors import ConfigError, DataError, RunLockedError, StorageError, storage_error
 
 CHECKPOINT_DIR = "checkpoint"  # the best model so far, then the final one
 RESUME_DIR = "resume"  # the resumable training state (removed when the run finishes)
@@ -59,7 +60,7 @@ def is_run_dir(path: Path) -> bool:
         stored = json.loads(recipe.read_text())
     except (OSError, ValueError):
         return False
-    return isinstance(stored, dict) and _RECIPE_SECTIONS <= stored.keys()
+    return isinstance(stored, dict) and stored.keys() >= _RECIPE_SECTIONS
 
 
 def check_run_destination(path: Path) -> None:
@@ -88,7 +89,7 @@ class RunLock:
         self.path = directory / LOCK_FILE
         self._fd: int | None = None
 
-    def acquire(self) -> "RunLock":
+    def acquire(self) -> RunLock:
         while True:
             try:
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
@@ -124,10 +125,8 @@ class RunLock:
     def release(self) -> None:
         if self._fd is None:
             return
-        try:
+        with suppress(OSError):  # a lock file that cannot be removed is harmless: the next run locks it again
             self.path.unlink(missing_ok=True)  # while still locked, so no other process holds this file
-        except OSError:
-            pass  # a lock file that cannot be removed is harmless: the next run locks it again
         os.close(self._fd)
         self._fd = None
 

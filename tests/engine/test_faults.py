@@ -11,9 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
-
 from conftest import write_csv
+
 from sciformer.cli import main
 from sciformer.config import recipe_from_dict
 from sciformer.engine import plots
@@ -96,7 +95,7 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, m
     with pytest.raises(TrainingDivergedError, match=r"the training loss is nan in epoch 2, steps 1-3; the run keeps its last good checkpoint"):
         fit_recipe(recipe_from_dict(_raw(tmp_path, epochs=3)), run)
     assert not (run / METRICS_FILE).exists()
-    _, config = load_model(run / CHECKPOINT_DIR)  # epoch 1's model
+    load_model(run / CHECKPOINT_DIR)  # epoch 1's model
     assert (run / RESUME_DIR / LATEST).read_text() == "epoch0001-step000000"
     calls.clear()
     assert main(["fit", str(_recipe_file(tmp_path, epochs=3)), "--out", str(tmp_path / "cli")]) == 2

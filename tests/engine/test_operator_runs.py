@@ -1,6 +1,7 @@
 """Operator training through the runner, rollout files, and the errors of rollout/evaluate."""
 
 import json
+import shutil
 from pathlib import Path
 
 import h5py
@@ -110,10 +111,22 @@ def test_forecasting_model_on_pde_data_is_rejected(tmp_path, burgers_run):
     root, _ = burgers_run
     from sciformer.errors import ConfigError
 
-    raw = _burgers_recipe(root / "burgers.h5")
-    raw["model"] = {"name": "itransformer"}
+    raw = {"data": {"name": str(root / "burgers.h5")}, "model": {"name": "itransformer"}, "tracking": {"enabled": False}}
     with pytest.raises(ConfigError, match="model 'itransformer' is a forecast model, but data .* is PDE"):
         fit_recipe(recipe_from_dict(raw), tmp_path / "run")
+
+
+def test_evaluate_never_generates_the_data_a_checkpoint_names(burgers_run, tmp_path, capsys):
+    _, result = burgers_run
+    run = tmp_path / "crafted"
+    shutil.copytree(result.run_dir, run)
+    config_path = run / "checkpoint" / "config.json"
+    config = json.loads(config_path.read_text())
+    elsewhere = tmp_path / "elsewhere" / "big.h5"
+    config["recipe"]["data"]["name"] = str(elsewhere)  # with data.generate still in the recipe
+    config_path.write_text(json.dumps(config))
+    assert "does not exist" in _error(capsys, ["evaluate", str(run)])
+    assert not elsewhere.exists() and not elsewhere.parent.exists()
 
 
 def test_darcy_galerkin_evaluates_at_an_unseen_resolution(data_dir, tmp_path, capsys):

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import write_csv
+
 from sciformer.cli import main
 from sciformer.config import recipe_from_dict
 from sciformer.engine import trainer as trainer_module
@@ -21,7 +21,8 @@ from sciformer.engine.runner import fit_recipe
 from sciformer.errors import DataError, RunLockedError, StorageError
 from sciformer.registry import build_model
 
-SPEC = {"model": {"name": "itransformer", "args": {"d_model": 8, "d_ff": 8, "n_heads": 2, "e_layers": 1}, "data_sizes": {"n_vars": 3, "n_marks": 4, "lookback": 12, "horizon": 6}}}
+SPEC = {"model": {"name": "itransformer", "args": {"d_model": 8, "d_ff": 8, "n_heads": 2, "e_layers": 1},
+                  "data_sizes": {"n_vars": 3, "n_marks": 4, "lookback": 12, "horizon": 6}}}
 THESIS = b"\\documentclass{article}\n\\begin{document}years of work\\end{document}\n"
 
 

@@ -37,7 +37,9 @@ class Task(ABC):
         """
 
     def check_model(self, model_args: dict[str, Any], data: Any, data_name: str) -> None:
-        """Refuse model settings that cannot work on ``data`` (raises :class:`~sciformer.errors.ConfigError`)."""
+        """Refuse model settings that cannot work on ``data`` (raises :class:`~sciformer.errors.ConfigError`);
+        every setting works unless the task says otherwise."""
+        return None
 
     @abstractmethod
     def data_sizes(self, data: Any, recipe: Recipe) -> dict[str, int]:
