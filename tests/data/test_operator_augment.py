@@ -55,7 +55,7 @@ def test_training_batches_are_transformed_pairwise_and_reproducibly():
 def test_transpose_draws_only_the_identity_and_the_axis_swap():
     data = OperatorData({s: _pairs(64) for s in ("train", "val", "test")}, augment="transpose")
     plain = OperatorData(data.splits)
-    generator = lambda: torch.Generator().manual_seed(5)  # noqa: E731
+    generator = lambda: torch.Generator().manual_seed(5)
     seen = set()
     for aug, ref in zip(data.batches("train", 4, shuffle=True, generator=generator()), plain.batches("train", 4, shuffle=True, generator=generator())):
         seen |= {s for s in range(8) if torch.equal(aug.u, dihedral(ref.u, s))}
@@ -65,7 +65,7 @@ def test_transpose_draws_only_the_identity_and_the_axis_swap():
 def test_dihedral_needs_a_square_2d_grid():
     with pytest.raises(DataError, match=r"augment=dihedral needs a square 2D grid, got grid \(4, 6\)"):
         OperatorData({s: _pairs(4, (4, 6)) for s in ("train", "val", "test")}, augment="dihedral")
-    with pytest.raises(DataError, match="train.augment must be one of"):
+    with pytest.raises(DataError, match=r"train\.augment must be one of"):
         OperatorData({s: _pairs(4) for s in ("train", "val", "test")}, augment="shift")
 
 

@@ -323,7 +323,7 @@ def test_missing_neuralop_set_is_downloaded_and_verified_like_the_time_series(ne
     from sciformer.data import catalog
 
     real = catalog.get_manifest("burgers_small")
-    local = lambda entry: {**entry, "url": (neuralop_dir / entry["file"]).as_uri()}  # noqa: E731
+    local = lambda entry: {**entry, "url": (neuralop_dir / entry["file"]).as_uri()}
     upstream = dataclasses.replace(real, url=(neuralop_dir / real.file).as_uri(), also=tuple(local(e) for e in real.also))
     monkeypatch.setattr(catalog, "manifests", lambda: {"burgers_small": upstream})
     monkeypatch.setenv("SCIFORMER_DATA_DIR", str(tmp_path / "cache"))

@@ -12,7 +12,7 @@ import torch
 
 from sciformer.config import recipe_from_dict
 from sciformer.data import operator
-from sciformer.data.operator import OperatorData, load_operator_data
+from sciformer.data.operator import load_operator_data
 from sciformer.data.sources import memory, streaming
 from sciformer.engine.distributed import Distributed, local_share
 from sciformer.errors import DataError

@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import h5py
@@ -80,13 +79,14 @@ def test_two_gloo_processes_over_a_streamed_file_score_the_test_split_as_one(tmp
     _big_file(tmp_path / "pde.h5", n=30, t=6, res=16)
     overrides = [f"data.name={tmp_path / 'pde.h5'}", "data.in_memory=false", "data.num_samples=null", "train.epochs=1", "train.batch_size=7",
                  "train.eval_batch_size=3"]
-    command = [sys.executable, "-m", "sciformer", "fit", str(REPO / "recipes" / "smoke" / "fno.yaml"), *overrides, "--nproc", "2", "--out", str(tmp_path / "ddp")]
+    recipe_file = REPO / "recipes" / "smoke" / "fno.yaml"
+    command = [sys.executable, "-m", "sciformer", "fit", str(recipe_file), *overrides, "--nproc", "2", "--out", str(tmp_path / "ddp")]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     proc = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     ddp = json.loads((tmp_path / "ddp" / "metrics.json").read_text())
     assert ddp["world_size"] == 2
-    recipe = load_recipe(REPO / "recipes" / "smoke" / "fno.yaml", overrides)
+    recipe = load_recipe(recipe_file, overrides)
     data = load_operator_data(recipe.data, recipe.train, allow_generate=False)
     assert data.streamed
     model, _ = load_model(tmp_path / "ddp" / "checkpoint", torch.device("cpu"))
