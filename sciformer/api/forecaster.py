@@ -121,7 +121,7 @@ class Forecaster:
         spec = self.recipe.data
         frame, self.layout = to_wide(data, self._time_col(data, time_col), target or spec.target, spec.columns)
         n = len(frame)
-        n_val = round(val_size * n) if isinstance(val_size, float) else int(val_size)
+        n_val = round(val_size * n) if isinstance(val_size, (float, np.floating)) else int(val_size)
         L, H = self.lookback, self.horizon
         if n < L + 2 * H:
             raise DataError(

@@ -1,6 +1,7 @@
 """Hostile and odd time-series inputs are refused at load time with one line naming what was found."""
 
 import os
+from pathlib import Path
 import time
 
 import numpy as np
@@ -222,3 +223,16 @@ def test_zarr_store_reads_or_names_the_missing_package(tmp_path):
         return
     ds.to_zarr(store)
     assert list(to_wide(str(store))[0].columns) == ["OT"]
+
+
+def test_reading_modules_never_import_the_windowing_module():
+    # one-way: timeseries builds on frames (reading, checks), never the reverse
+    import ast
+    import importlib
+
+    for name in ("frames", "series_checks", "series_files", "series_xarray"):
+        source = importlib.import_module(f"sciformer.data.{name}").__file__
+        tree = ast.parse(Path(source).read_text())
+        imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        assert "sciformer.data.timeseries" not in imported, name
