@@ -1,8 +1,8 @@
 """Hostile and odd time-series inputs are refused at load time with one line naming what was found."""
 
 import os
-from pathlib import Path
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
