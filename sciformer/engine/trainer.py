@@ -107,6 +107,24 @@ class Progress:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
+_PROGRESS_TYPES = {"epoch": int, "step": int, "loss_sum": float, "best_loss": float, "best_epoch": int, "stale": int,
+                   "done": bool, "seconds": float, "history": list}
+
+
+def _checked_progress(saved: Any) -> dict[str, Any]:
+    """A saved :class:`Progress` mapping, refused (TypeError/ValueError) when an entry is missing or of the wrong type."""
+    if not isinstance(saved, dict) or saved.keys() != _PROGRESS_TYPES.keys():
+        raise TypeError(f"its progress entries are {sorted(saved) if isinstance(saved, dict) else type(saved).__name__}, expected {sorted(_PROGRESS_TYPES)}")
+    for key, kind in _PROGRESS_TYPES.items():
+        value = saved[key]
+        numeric = kind is float and isinstance(value, int)
+        if not (isinstance(value, kind) or numeric) or (kind is not bool and isinstance(value, bool)):
+            raise TypeError(f"progress.{key} is {value!r}, expected {kind.__name__}")
+        if kind is int and value < 0:
+            raise ValueError(f"progress.{key} is {value}, expected a count >= 0")
+    return saved
+
+
 def real_parameters(model: nn.Module) -> bool:
     """Fused Adam takes real floating-point parameters only (FNO's spectral weights are complex)."""
     return all(p.is_floating_point() for p in model.parameters())
@@ -385,26 +403,26 @@ class Trainer:
         if loaded is None:
             warnings.warn(f"no complete training state in '{self.state_dir}' yet; training starts from the beginning", RuntimeWarning, stacklevel=3)
             return None
-        where = self.state_dir
         # how this run steps (fused, graph-captured, its lr object) may differ from the checkpointed run's
         engine = [{k: group[k] for k in ("lr", "fused", "foreach", "capturable")} for group in self.optimizer.param_groups]
         try:
             self.model.load_state_dict(loaded["model"])
             self.optimizer.load_state_dict(loaded["optimizer"])
-            progress.__dict__.update(loaded["progress"])
+            progress.__dict__.update(_checked_progress(loaded["progress"]))
             generator.set_state(loaded["data_rng"])
             rngs, best = loaded["rng"], loaded["best"]
-        except (KeyError, RuntimeError, ValueError, TypeError) as exc:
-            raise CheckpointError(f"the training state in '{where}' does not fit this recipe's model and optimiser: {exc}") from None
+            if len(rngs) == ctx.world_size:
+                set_rng_state(rngs[ctx.rank], self.device)
+            best = None if best is None else {k: v.to(self.device) for k, v in best.items()}
+        except (KeyError, IndexError, AttributeError, RuntimeError, ValueError, TypeError) as exc:
+            raise CheckpointError(f"the training state in '{self.state_dir}' does not fit this recipe's model and optimiser: {exc}") from None
         for group, flags in zip(self.optimizer.param_groups, engine):
             group.update(flags)
             for p in group["params"]:
                 state = self.optimizer.state.get(p, {})
                 if "step" in state:  # fused Adam counts steps on the device, the default one on the host
                     state["step"] = state["step"].to(dtype=torch.float32, device=p.device if flags["fused"] else "cpu")
-        if len(rngs) == ctx.world_size:
-            set_rng_state(rngs[ctx.rank], self.device)
-        else:
+        if len(rngs) != ctx.world_size:
             warnings.warn(
                 f"the run was checkpointed with {len(rngs)} process(es) and resumes with {ctx.world_size}: the data order is kept, "
                 "but random streams (dropout) are reseeded, so the result will differ from an uninterrupted run",
@@ -412,7 +430,7 @@ class Trainer:
                 stacklevel=3,
             )
             seed_everything(self.seed + 1000 * progress.epoch + progress.step + ctx.rank)
-        return None if best is None else {k: v.to(self.device) for k, v in best.items()}
+        return best
 
     # ----------------------------------------------------------------------------------- evaluation
     def _error_sums(self, batch: Any) -> tuple[torch.Tensor, int, int]:

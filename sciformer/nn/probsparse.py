@@ -8,6 +8,7 @@ Time-Series Forecasting", arXiv 2012.07436): ProbSparse self-attention and the s
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -16,6 +17,17 @@ from torch import nn
 # Key samples drawn in eval mode come from a generator seeded with this value, so that evaluating or
 # predicting twice with the same weights gives the same numbers (the reference code redraws them each call).
 EVAL_SAMPLING_SEED = 0
+
+
+@functools.lru_cache(maxsize=64)
+def _eval_sample(n_queries: int, n_keys: int, n_sample: int, device: torch.device) -> torch.Tensor:
+    """The fixed eval-mode key sample ``[n_queries, n_sample]``, made once per shape and device.
+
+    Drawn on the CPU, so the same seed gives the same sample on every device; kept on the device, so a
+    replayed CUDA graph reads it without a host-to-device copy.
+    """
+    generator = torch.Generator().manual_seed(EVAL_SAMPLING_SEED)
+    return torch.randint(n_keys, (n_queries, n_sample), generator=generator).to(device)
 
 
 def _log_budget(factor: int, length: int) -> int:
@@ -37,7 +49,8 @@ class ProbSparseAttention(nn.Module):
 
     ``u`` and ``U_part`` are clipped to the lengths, so a large ``factor`` makes this exact full attention.
     No dropout is applied to the attention weights: the reference code builds one but never uses it.
-    In training the key sample comes from torch's global generator; in eval from a fixed seed
+    In training the key sample comes from the device's generator (torch's global one on a CPU, the CUDA
+    generator on a GPU, so a captured CUDA graph redraws it at every replay); in eval from a fixed seed
     (:data:`EVAL_SAMPLING_SEED`), so inference is reproducible.
 
     ``q [B, L, H, E]``, ``k [B, S, H, E]``, ``v [B, S, H, D]`` → ``[B, L, H, D]``.
@@ -53,9 +66,11 @@ class ProbSparseAttention(nn.Module):
 
     def _sample_keys(self, n_queries: int, n_keys: int, n_sample: int, device: torch.device) -> torch.Tensor:
         """Indices ``[n_queries, n_sample]`` of the keys each query is scored against."""
-        generator = None if self.training else torch.Generator().manual_seed(EVAL_SAMPLING_SEED)
-        # drawn on the CPU (as the reference does) so the same seed gives the same sample on every device
-        return torch.randint(n_keys, (n_queries, n_sample), generator=generator).to(device)
+        if not self.training:
+            return _eval_sample(n_queries, n_keys, n_sample, torch.device(device))
+        # drawn by the device's own generator: no host work or copy per step, and a CUDA graph captures the
+        # draw and advances the generator at every replay (on a CPU: torch.randint's global generator)
+        return torch.randint(n_keys, (n_queries, n_sample), device=device)
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         B, L, H, E = q.shape

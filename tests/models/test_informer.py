@@ -7,7 +7,7 @@ import torch
 
 from sciformer.errors import ConfigError
 from sciformer.nn.attention import AttentionLayer, FullAttention
-from sciformer.nn.probsparse import DistillingLayer, ProbSparseAttention
+from sciformer.nn.probsparse import EVAL_SAMPLING_SEED, DistillingLayer, ProbSparseAttention
 from sciformer.registry import build_model
 
 ATOL = 1e-5
@@ -200,3 +200,41 @@ def test_model_errors_name_what_was_received():
         build(cross_attention="sparse")
     with pytest.raises(ConfigError, match="head_mixing must be one of"):
         build(head_mixing="all")
+
+
+# ------------------------------------------------------------------------------ graph-safe key sampling
+def _reference_sample_keys(self, n_queries, n_keys, n_sample, device):
+    """The key sample as the reference code draws it: on the CPU, by torch's global generator in training and
+    by a generator seeded with EVAL_SAMPLING_SEED in eval, then copied to the device at every call."""
+    generator = None if self.training else torch.Generator().manual_seed(EVAL_SAMPLING_SEED)
+    return torch.randint(n_keys, (n_queries, n_sample), generator=generator).to(device)
+
+
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+def test_device_side_key_sampling_gives_the_outputs_and_gradients_of_the_cpu_draw(monkeypatch, training):
+    # on a CPU the device's generator is torch's global one, so the same seed draws the same keys (and the
+    # same dropout masks, interleaved in the same order) as the reference's CPU draw
+    model = build(dropout=0.2, head_mixing="probsparse", cross_attention="probsparse").train(training)
+    inputs = batch()
+
+    def run():
+        model.zero_grad()
+        torch.manual_seed(7)
+        out = model(*inputs)
+        out.square().mean().backward()
+        return out.detach(), [p.grad.clone() for p in model.parameters()]
+
+    out, grads = run()
+    monkeypatch.setattr(ProbSparseAttention, "_sample_keys", _reference_sample_keys)
+    expected, expected_grads = run()
+    assert torch.equal(out, expected)
+    assert all(torch.equal(g, e) for g, e in zip(grads, expected_grads))
+
+
+def test_eval_key_sample_is_made_once_per_shape_and_kept():
+    # a replayed CUDA graph reads the sample from device memory: it must be the same tensor at every call
+    attn = ProbSparseAttention(factor=2).eval()
+    first = attn._sample_keys(12, 12, 6, torch.device("cpu"))
+    assert attn._sample_keys(12, 12, 6, torch.device("cpu")) is first
+    assert torch.equal(first, torch.randint(12, (12, 6), generator=torch.Generator().manual_seed(EVAL_SAMPLING_SEED)))
+    assert attn._sample_keys(10, 12, 6, torch.device("cpu")).shape == (10, 6)
