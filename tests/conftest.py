@@ -1,9 +1,11 @@
-"""Shared fixtures. Real data comes from $SCIFORMER_DATA_DIR (CI: ../shared/datasets); tests that need it skip
-with a reason when it is absent."""
+"""Shared fixtures. Unit tests read the small committed files of tests/fixtures/ (``ett_like_csv``, ``burgers_h5``,
+``darcy_h5``: copies in the test's own directory). Real data comes from $SCIFORMER_DATA_DIR (CI: ../shared/datasets);
+tests that need it (``data_dir``) skip with a reason when it is absent."""
 
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +13,7 @@ import pandas as pd
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+FIXTURES = Path(__file__).resolve().parent / "fixtures"  # written by tests/fixtures/make_fixtures.py
 _SHARED = REPO.parent / "shared" / "datasets"
 if "SCIFORMER_DATA_DIR" not in os.environ and _SHARED.is_dir():
     os.environ["SCIFORMER_DATA_DIR"] = str(_SHARED)
@@ -34,6 +37,32 @@ def data_dir() -> Path:
     if path is None:
         pytest.skip(NO_DATA)
     return path
+
+
+def _fixture_copy(name: str, tmp_path: Path) -> Path:
+    copy = tmp_path / "fixtures" / name
+    copy.parent.mkdir(exist_ok=True)
+    shutil.copyfile(FIXTURES / name, copy)
+    return copy
+
+
+@pytest.fixture
+def ett_like_csv(tmp_path) -> Path:
+    """200 hourly rows with ETTh1's columns (``date`` first, ``OT`` last); too short for the ETT split, so use it
+    as a custom CSV (``data.name: <path>``, 7:1:2 split) with a short lookback."""
+    return _fixture_copy("ett_like.csv", tmp_path)
+
+
+@pytest.fixture
+def burgers_h5(tmp_path) -> Path:
+    """10 Burgers trajectories ``tensor [10, 201, 16]`` in PDEBench's single-file layout (9 train, 1 test)."""
+    return _fixture_copy("burgers1d_tiny.h5", tmp_path)
+
+
+@pytest.fixture
+def darcy_h5(tmp_path) -> Path:
+    """10 Darcy samples on an 8² grid: ``nu [10, 8, 8]`` and ``tensor [10, 1, 8, 8]`` (9 train, 1 test)."""
+    return _fixture_copy("darcy2d_tiny.h5", tmp_path)
 
 
 @pytest.fixture(autouse=True)
