@@ -17,6 +17,7 @@ SMOKE = sorted((REPO / "recipes" / "smoke").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("recipe", SMOKE, ids=[p.stem for p in SMOKE])
+@pytest.mark.integration  # every smoke recipe trained end to end
 def test_smoke_recipes_fit_and_evaluate_reproduces_metrics(data_dir, recipe, tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["fit", str(recipe), "--out", str(out)]) == 0
@@ -39,6 +40,7 @@ def test_smoke_recipes_fit_and_evaluate_reproduces_metrics(data_dir, recipe, tmp
         assert (again["test_mse"], again["test_mae"]) == (metrics["test_mse"], metrics["test_mae"])
 
 
+@pytest.mark.integration  # a full fit
 def test_overrides_on_the_command_line(data_dir, tmp_path):
     out = tmp_path / "run"
     assert main(["fit", str(REPO / "recipes/smoke/itransformer.yaml"), "data.horizon=12", "model.d_model=8", "--out", str(out)]) == 0
@@ -108,6 +110,7 @@ def test_missing_data_file_offline_exit_2(tmp_path, capsys, monkeypatch):
     assert "'ETT-small/ETTh1.csv' not found in" in err and "failed" in err
 
 
+@pytest.mark.integration  # a full fit first
 def test_corrupt_checkpoint_exit_2(data_dir, tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["fit", str(REPO / "recipes/smoke/itransformer.yaml"), "--out", str(out)]) == 0
@@ -117,6 +120,7 @@ def test_corrupt_checkpoint_exit_2(data_dir, tmp_path, capsys):
     assert "corrupt or truncated" in _error(capsys, ["evaluate", str(out)])
 
 
+@pytest.mark.integration  # two fresh interpreters
 def test_debug_shows_traceback_and_plain_run_does_not(tmp_path):
     bad = _recipe(tmp_path, "train: {epoch: 3}\n")
     env = {**os.environ, "PYTHONPATH": str(REPO)}

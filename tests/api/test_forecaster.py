@@ -31,6 +31,7 @@ def fitted():
     return Forecaster("itransformer", horizon=12, lookback=24, **TINY).fit(frame())
 
 
+@pytest.mark.integration  # a fit over 11520 real rows
 def test_etth1_predict_continues_the_hourly_index_in_data_units(data_dir, tmp_path):
     df = pd.read_csv(data_dir / "ETT-small" / "ETTh1.csv")
     train = df.iloc[:11520]
@@ -166,6 +167,7 @@ def test_unknown_argument_and_unfitted():
         Forecaster("itransformer", horizon=12, lookback=24).predict()
 
 
+@pytest.mark.integration  # fit and predict in subprocesses
 def test_cli_predict_from_a_run_directory(data_dir, tmp_path):
     run = tmp_path / "run"
     env_cmd = [sys.executable, "-m", "sciformer"]

@@ -136,6 +136,7 @@ def _metrics(run_dir: Path) -> dict:
     return json.loads((run_dir / "metrics.json").read_text())
 
 
+@pytest.mark.integration  # torchrun
 def test_two_gloo_processes_give_the_metrics_of_one(data_dir, ddp_runs, tmp_path):
     root, output = ddp_runs
     assert output.count("run directory:") == 1  # rank 0 alone reports ...
@@ -152,6 +153,7 @@ def _train_losses(run_dir: Path) -> list[float]:
     return [row["train_loss"] for row in json.loads((run_dir / "history.json").read_text())]
 
 
+@pytest.mark.integration  # torchrun
 def test_ddp_run_killed_mid_epoch_resumes_to_the_same_metrics(data_dir, ddp_runs):
     root, _ = ddp_runs
     killed = root / "killed"

@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from sciformer.engine import plots
 
@@ -24,6 +25,7 @@ def test_figures_are_written_without_pyplot(tmp_path):
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.integration  # a fresh interpreter
 def test_drawing_a_run_figure_does_not_import_pyplot(tmp_path):
     code = (
         "import sys, numpy as np\n"

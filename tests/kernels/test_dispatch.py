@@ -108,6 +108,7 @@ def test_the_interpreter_counts_as_triton_on_cpu(device):
 
 
 @pytest.mark.parametrize("triton_importable", [False, True])
+@pytest.mark.integration  # a fresh interpreter
 def test_cpu_blocks_run_the_references_and_never_import_triton(triton_importable):
     # A fresh interpreter (in which `import triton` fails, or works): the blocks train on CPU through the
     # references, and triton is never imported.
