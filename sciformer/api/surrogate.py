@@ -101,17 +101,13 @@ class Surrogate:
         return int(self.config["data"]["initial_step"]) if self.config else self.recipe.data.initial_step
 
     # ------------------------------------------------------------------------------------------- fit
-    def fit(self, data: Any, split: str = "train") -> Surrogate:
-        """Train on ``data`` (a file path or an ``xarray.Dataset``): its PDEBench ``train`` split (or ``all``), the
-        last tenth of it validating."""
+    def fit(self, data: Any) -> Surrogate:
+        """Train on ``data`` (a file path or an ``xarray.Dataset``): its PDEBench ``train`` split, the last tenth of
+        it validating (in memory or streamed from the file, as ``data.in_memory`` says)."""
         with _as_path(data) as path:
             recipe = self._recipe_for(path)
             seed_everything(recipe.seed)
             operator_data = _TASK.load_data(recipe, allow_generate=False)
-            if split == "all":
-                operator_data.splits["train"] = _merged(operator_data.splits["train"], operator_data.splits["test"])
-            elif split != "train":
-                raise ConfigError(f"Surrogate.fit: split must be 'train' or 'all', got {split!r}")
             operator_data.to(self.device)
             hooks = CallbackList(self._callbacks())
             hooks.on_fit_start(recipe.to_dict(), {"data": str(path), "sizes": operator_data.sizes()})
@@ -122,8 +118,7 @@ class Surrogate:
                 raise
             self.model.eval()
             self.config = _TASK.checkpoint_config(recipe, operator_data)
-            n_frames = None if operator_data.steady else operator_data.splits["train"].trajectories.shape[1]
-            self._describe(recipe.data, n_frames, operator_data.grid_shape)
+            self._describe(recipe.data, _frames(operator_data), operator_data.grid_shape)
             hooks.on_fit_end({"best_epoch": self.fit_result.best_epoch, "epochs": self.fit_result.epochs}, Path("."))
         return self
 
@@ -274,8 +269,7 @@ class Surrogate:
             surrogate.channels, surrogate.steady = list(meta["channels"]), bool(meta["steady"])
         else:  # a run's checkpoint: what its data (read as fit read it) says
             operator_data = _TASK.load_data(dataclasses.replace(recipe, data=dataclasses.replace(recipe.data, generate=None)), allow_generate=False)
-            n_frames = None if operator_data.steady else operator_data.splits["train"].trajectories.shape[1]
-            surrogate._describe(recipe.data, n_frames, operator_data.grid_shape)
+            surrogate._describe(recipe.data, _frames(operator_data), operator_data.grid_shape)
         return surrogate
 
     def log_model(self, name: str = "surrogate", **kwargs: Any):
@@ -309,10 +303,12 @@ class _as_path:
             self.tmp.cleanup()
 
 
-def _merged(a, b):
-    """Two splits' tensors as one split (``fit(split="all")``)."""
-    join = lambda x, y: None if x is None else torch.cat([x, y.to(x.device)])  # noqa: E731
-    return type(a)(join(a.inputs, b.inputs), join(a.targets, b.targets), join(a.trajectories, b.trajectories))
+def _frames(data) -> int | None:
+    """Frames per trajectory of operator data (None for steady pairs), without reading a streamed split."""
+    if data.steady:
+        return None
+    train = data.splits["train"]
+    return train.view.n_frames if hasattr(train, "view") else train.trajectories.shape[1]
 
 
 @dataclasses.dataclass

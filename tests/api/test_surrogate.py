@@ -14,7 +14,7 @@ from sciformer import Surrogate
 from sciformer.data.generators import generate
 from sciformer.data.pde import open_pdebench
 from sciformer.data.xarray_io import to_xarray
-from sciformer.errors import ConfigError, DataError
+from sciformer.errors import ConfigError, DataError, StorageError
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "pde.md"
 TINY = dict(d_model=8, n_heads=2, n_layers=1, d_ff=8, modes=2, freq_dim=4, n_regressor_layers=1)
@@ -85,10 +85,12 @@ def test_save_load_gives_identical_numbers_and_runs_load_too(burgers, test_set, 
     assert {p.name for p in folder.iterdir()} == {"weights.safetensors", "config.json"}
     again = Surrogate.load(folder)
     np.testing.assert_array_equal(again.rollout(test_set, 2).values, sg.rollout(test_set, 2).values)
-    (tmp_path / "notes.txt").write_text("keep")
-    with pytest.raises(Exception, match="not a sciformer checkpoint"):
-        sg.save(tmp_path)  # a folder of the user's
-    assert (tmp_path / "notes.txt").read_text() == "keep"
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    with pytest.raises(StorageError, match="not a sciformer checkpoint"):
+        sg.save(mine)  # a folder of the user's
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"] and (mine / "notes.txt").read_text() == "keep"
 
 
 def test_fit_on_an_xarray_dataset_and_evaluate(burgers):
@@ -111,6 +113,7 @@ def test_arguments_are_checked():
         Surrogate("galerkin", **TINY).predict(np.zeros((1, 1, 16)))
 
 
+@pytest.mark.integration  # MLflow's model logging takes seconds
 def test_log_model_serves_a_rollout(burgers, test_set, tmp_path, monkeypatch):
     import mlflow
 
@@ -147,3 +150,16 @@ def test_pde_guide_surrogate_code_runs(tmp_path, monkeypatch):
     assert namespace["traj"].shape == (2, 5, 1, 32) and namespace["next_frame"].shape == (2, 1, 32)
     np.testing.assert_array_equal(namespace["same"].values, namespace["traj"].values)
     assert namespace["metrics"]["test_nrmse"] > 0
+
+
+def test_load_opens_a_fit_run_directory(burgers, test_set, tmp_path):
+    from sciformer.config import recipe_from_dict
+    from sciformer.engine.runner import fit_recipe
+
+    path, _ = burgers
+    recipe = {"data": {"name": str(path), "initial_step": 2}, "model": {"name": "galerkin", **TINY}, "seed": 0,
+              "train": {"epochs": 1, "batch_size": 16, "progress": False}, "tracking": {"enabled": False}}
+    run = fit_recipe(recipe_from_dict(recipe), tmp_path / "run").run_dir
+    sg = Surrogate.load(run)
+    traj = sg.rollout(test_set, steps=2)  # a whole trajectory: the rollout continues after its last frame (t = 0.1)
+    assert traj.dims == ("sample", "t", "channel", "x") and traj["t"].values == pytest.approx([0.12, 0.14])
