@@ -206,6 +206,8 @@ def read_config(directory: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint file '{path}' is corrupt: not valid JSON ({exc})") from None
     if not isinstance(config, dict) or "model" not in config:
         raise CheckpointError(f"checkpoint file '{path}' has no 'model' entry; it was not written by sciformer")
+    if not isinstance(config.get("format", 0), int):
+        raise CheckpointError(f"checkpoint file '{path}' is damaged: its format is {config['format']!r}, not a number")
     if config.get("format", 0) > FORMAT_VERSION:
         raise CheckpointError(
             f"checkpoint '{directory}' has format {config['format']}, newer than this sciformer ({__version__}) reads; upgrade sciformer"
@@ -388,9 +390,12 @@ def _save_state(directory: Path, name: str, skeleton: Any, tensors: dict[str, to
 
 def _latest_name(directory: Path) -> str | None:
     try:
-        return (directory / LATEST).read_text().strip() or None
+        name = (directory / LATEST).read_bytes().decode("utf-8", errors="replace").strip()
     except OSError:
         return None
+    if name and (len(name) > 255 or Path(name).name != name or name in (".", "..")):
+        raise CheckpointError(f"checkpoint file '{directory / LATEST}' is damaged: it must name a state folder beside it, got {name[:40]!r}")
+    return name or None
 
 
 def load_training_state(directory: str | Path) -> dict[str, Any] | None:
@@ -411,8 +416,10 @@ def load_training_state(directory: str | Path) -> dict[str, Any] | None:
         payload = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
         raise CheckpointError(f"checkpoint file '{path}' is corrupt: not valid JSON ({exc})") from None
-    if not isinstance(payload, dict) or "state" not in payload or "sha256" not in payload:
+    if not isinstance(payload, dict) or "state" not in payload or not isinstance(payload.get("sha256"), dict):
         raise CheckpointError(f"checkpoint file '{path}' has no training state; it was not written by sciformer")
+    if not isinstance(payload.get("format", 0), int):
+        raise CheckpointError(f"checkpoint file '{path}' is damaged: its format is {payload['format']!r}, not a number")
     if payload.get("format", 0) > STATE_FORMAT:
         raise CheckpointError(f"checkpoint '{folder}' has format {payload['format']}, newer than this sciformer ({__version__}) reads; upgrade sciformer")
     tensors_path = folder / STATE_TENSORS

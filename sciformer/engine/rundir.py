@@ -1,8 +1,8 @@
 """The run directory: its file names, who may write into it, its lock, and what a resume must find in it.
 
-A run writes only into a new or empty folder, or into a run directory of sciformer's (it holds ``recipe.json``
-as a run writes it, or the lock file of a run); a folder with anything else in it is refused, and nothing in it
-is touched. While a run or resume executes, it holds an exclusive lock (:func:`fcntl.flock`) on
+A run writes only into a new or empty folder, or into a run directory of sciformer's (it holds what only a run
+writes: ``recipe.json`` as a run writes it, a training state, a model checkpoint or the lock file); a folder with
+anything else in it is refused, and nothing in it is touched. While a run or resume executes, it holds an exclusive lock (:func:`fcntl.flock`) on
 ``RUN/.sciformer.lock``, which also records its PID for the message that refuses a second process.
 """
 
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from sciformer.config import Recipe
-from sciformer.engine.checkpoint import check_destination, write_json
+from sciformer.engine.checkpoint import LATEST, check_destination, is_checkpoint_dir, write_json
 from sciformer.errors import ConfigError, DataError, RunLockedError, StorageError, storage_error
 
 CHECKPOINT_DIR = "checkpoint"  # the best model so far, then the final one
@@ -50,8 +50,9 @@ def flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------------------ ownership
 def is_run_dir(path: Path) -> bool:
-    """Whether ``path`` is a run directory of sciformer's: it holds a run's recipe.json or a run's lock file."""
-    if (path / LOCK_FILE).is_file():
+    """Whether ``path`` is a run directory of sciformer's: it holds a run's lock file, training state, model
+    checkpoint or recipe.json."""
+    if (path / LOCK_FILE).is_file() or (path / RESUME_DIR / LATEST).is_file() or is_checkpoint_dir(path / CHECKPOINT_DIR):
         return True
     recipe = path / RECIPE_FILE
     try:

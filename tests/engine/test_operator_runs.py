@@ -78,7 +78,7 @@ def test_rollout_steps_beyond_the_file(burgers_run, capsys):
 
 def test_rollout_on_data_of_other_dimensionality(burgers_run, tmp_path, capsys):
     _, result = burgers_run
-    assert main(["datasets", "generate", "diffreact2d", "--n", "2", "--res", "8", "--out", str(tmp_path / "dr.h5")]) == 0
+    assert main(["datasets", "generate", "diffreact2d", "--n", "12", "--res", "8", "--out", str(tmp_path / "dr.h5")]) == 0
     err = _error(capsys, ["rollout", str(result.run_dir), "--data", str(tmp_path / "dr.h5"), "--steps", "2", "--split", "all", "--no-tracking"])
     assert "has 2 channel(s) on a 2D grid; the checkpoint" in err and "expects 1 channel(s) on a 1D grid" in err
 

@@ -60,6 +60,7 @@ def _history(run_dir: Path) -> list[tuple[float, float]]:
     return [(h["train_loss"], h["val_loss"]) for h in json.loads((run_dir / "history.json").read_text())]
 
 
+@pytest.mark.integration  # three fits in subprocesses
 def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run_exactly(data_dir, tmp_path):
     reference = subprocess.Popen(_fit_command("--out", str(tmp_path / "reference")), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     killed_dir = tmp_path / "killed"
@@ -250,3 +251,37 @@ def test_a_fresh_run_in_a_used_directory_leaves_nothing_of_the_old_run(tmp_path,
     # the old model cannot be mistaken for the new run's, nor its MLflow run reopened by --resume
     assert sorted(p.name for p in run.iterdir()) == sorted(["notes.txt", RECIPE_FILE, DATA_FILE])
     assert not list(run.glob(".*.tmp"))
+
+
+def test_tampered_resume_files_are_refused_with_one_line_each(tmp_path, crash_after):
+    raw = _csv_recipe(tmp_path, epochs=2)
+    crash_after(1, 0)
+    with pytest.raises(Crash):
+        fit_recipe(recipe_from_dict(raw), tmp_path / "run")
+    resume = tmp_path / "run" / RESUME_DIR
+    state_json = resume / (resume / LATEST).read_text() / "state.json"
+    original = {path: path.read_bytes() for path in (resume / LATEST, state_json, tmp_path / "run" / RECIPE_FILE, tmp_path / "run" / DATA_FILE)}
+    payload = json.loads(state_json.read_text())
+
+    def edited(**changes):
+        return json.dumps({**payload, **changes}).encode()
+
+    progress = payload["state"]["progress"]
+    cases = [
+        (resume / LATEST, b"../../../etc", CheckpointError, "must name a state folder beside it"),
+        (resume / LATEST, b"\xff\xfe garbage", CheckpointError, "does not exist"),
+        (state_json, edited(sha256="none"), CheckpointError, "has no training state"),
+        (state_json, edited(format="1"), CheckpointError, "its format is '1', not a number"),
+        (state_json, edited(state={**payload["state"], "progress": {**progress, "epoch": "one"}}), CheckpointError, "progress.epoch is 'one'"),
+        (state_json, edited(state={**payload["state"], "progress": {**progress, "step": -3}}), CheckpointError, "progress.step is -3"),
+        (state_json, edited(state={**payload["state"], "rng": 7}), CheckpointError, "does not fit"),
+        (tmp_path / "run" / RECIPE_FILE, b'{"model": ', ConfigError, "is damaged"),
+        (tmp_path / "run" / DATA_FILE, b"[]", ConfigError, "is damaged"),
+    ]
+    for path, content, error, message in cases:
+        path.write_bytes(content)
+        with pytest.raises(error, match=message) as caught:
+            fit_recipe(recipe_from_dict(raw), tmp_path / "run", resume=True)
+        assert "\n" not in str(caught.value)
+        path.write_bytes(original[path])
+    assert fit_recipe(recipe_from_dict(raw), tmp_path / "run", resume=True).metrics["epochs"] == 2
