@@ -80,7 +80,7 @@ def test_rollout_steps_must_be_positive(burgers, test_set):
 
 
 def test_save_load_gives_identical_numbers_and_runs_load_too(burgers, test_set, tmp_path):
-    path, sg = burgers
+    sg = burgers[1]
     folder = sg.save(tmp_path / "model")
     assert {p.name for p in folder.iterdir()} == {"weights.safetensors", "config.json"}
     again = Surrogate.load(folder)

@@ -92,7 +92,7 @@ def test_a_folder_of_the_users_is_refused_untouched(runs, tmp_path):
     out = tmp_path / "mine"
     out.mkdir()
     (out / "thesis.tex").write_text("chapter 1")
-    with pytest.raises(StorageError, match="holds files a rollout did not write \\(thesis.tex\\)"):
+    with pytest.raises(StorageError, match=r"holds files a rollout did not write \(thesis.tex\)"):
         rollout_run(runs["single"], steps=1, out=out)
     assert [p.name for p in out.iterdir()] == ["thesis.tex"] and (out / "thesis.tex").read_text() == "chapter 1"
 
