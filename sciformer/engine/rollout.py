@@ -80,14 +80,16 @@ def check_steps(steps: Any, n_frames: int | None = None, initial_step: int = 1) 
 
 # ---------------------------------------------------------------------------------------------- the command
 def rollout_run(run_dir: str | os.PathLike, data: str | os.PathLike | None = None, split: str = "test", steps: int | None = None,
-                out: str | os.PathLike | None = None, frames: list[int] | None = None, device: str = "cpu", callbacks=()) -> dict[str, Any]:
+                out: str | os.PathLike | None = None, frames: list[int] | None = None, device: str = "cpu", callbacks=(),
+                figures: bool = True) -> dict[str, Any]:
     """Roll a trained operator out on trajectories of a split and score every step (``sciformer rollout``).
 
     ``data=None``: the run's own data source and its ``split`` (``train``/``val``/``test`` exactly as ``fit`` split
     it, or ``all`` of them); a path overrides the source, split the same way. ``steps`` (≥ 1; default: every frame after the history).
     Writes into ``out`` (default ``<run_dir>/rollout``; a new or empty folder, or an earlier rollout's): per-step
     ``metrics.csv`` / ``metrics.json``, ``error_vs_step.png``, ``step_<k>.png`` (truth, prediction, error of sample
-    0), ``rollout.gif`` and ``predictions.nc`` (predictions and truth with grid and time coordinates).
+    0), ``rollout.gif`` and ``predictions.nc`` (predictions and truth with grid and time coordinates);
+    ``figures=False`` leaves out the images and the GIF (they take most of a small rollout's time).
     """
     from sciformer.config import recipe_from_dict
     from sciformer.engine.checkpoint import find_checkpoint, load_model, read_run_config
@@ -114,7 +116,7 @@ def rollout_run(run_dir: str | os.PathLike, data: str | os.PathLike | None = Non
     pred = rollout(model, traj, initial_step, steps, time_conditioned=config["data"]["mode"] == "all_to_all")
     truth = traj[:, initial_step : initial_step + steps]
     per_step = rollout_metrics(pred, truth)
-    write_rollout(out_dir, pred.cpu(), truth.cpu(), per_step, coords, initial_step, frames)
+    write_rollout(out_dir, pred.cpu(), truth.cpu(), per_step, coords, initial_step, frames if figures else [])
     for callback in callbacks:
         try:
             callback.log_rollout(out_dir, per_step)
@@ -181,7 +183,8 @@ def check_output_dir(out: Path) -> None:
 
 def write_rollout(out: Path, pred: torch.Tensor, truth: torch.Tensor, per_step: dict[str, list[float]], coords: dict[str, Any],
                   initial_step: int, frames: list[int] | None) -> None:
-    """Metrics, figures and predictions of one rollout into ``out`` (see :func:`rollout_run`)."""
+    """Metrics, figures and predictions of one rollout into ``out`` (see :func:`rollout_run`); ``frames=[]``: no
+    figures."""
     import pandas as pd
 
     from sciformer.data.xarray_io import to_xarray, write_netcdf
@@ -198,6 +201,8 @@ def write_rollout(out: Path, pred: torch.Tensor, truth: torch.Tensor, per_step: 
         dataset = to_xarray(pred, coords=at, channels=[f"pred_{c}" for c in range(channels)])
         dataset = dataset.merge(to_xarray(truth, coords=at, channels=[f"true_{c}" for c in range(channels)]))
         write_netcdf(dataset, out / "predictions.nc")
+        if frames == []:
+            return
         save_figure(step_error_figure(per_step["nrmse"]), out / "error_vs_step.png")
         for k in sorted({min(max(f, 1), steps) for f in (frames or [1, max(1, steps // 2), steps])}):
             save_figure(field_figure(truth[0, k - 1], pred[0, k - 1], title=f"step {k}"), out / f"step_{k}.png")

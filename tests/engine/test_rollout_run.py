@@ -48,13 +48,15 @@ def runs(files, tmp_path_factory):
 
 @pytest.mark.parametrize("kind", ["single", "group", "netcdf"])
 def test_rollout_reads_the_runs_own_source_and_split(runs, kind):
-    result = rollout_run(runs[kind], steps=3)
+    result = rollout_run(runs[kind], steps=3, figures=kind == "single")
     out = runs[kind] / "rollout"
     assert result["out_dir"] == str(out) and result["steps"] == 3
     assert result["samples"] == 1  # PDEBench's test split: a tenth of 10 samples
     per_step = json.loads((out / "metrics.json").read_text())["per_step"]
     assert len(per_step["nrmse"]) == 3 and all(v > 0 for v in per_step["nrmse"])
-    assert {"metrics.csv", "error_vs_step.png", "rollout.gif", "predictions.nc"} <= {p.name for p in out.iterdir()}
+    names = {p.name for p in out.iterdir()}
+    assert {"metrics.csv", "predictions.nc"} <= names
+    assert ({"error_vs_step.png", "step_3.png", "rollout.gif"} <= names) == (kind == "single")
 
 
 def test_all_sources_give_the_same_rollout_of_one_model(runs, files, tmp_path):
@@ -62,7 +64,7 @@ def test_all_sources_give_the_same_rollout_of_one_model(runs, files, tmp_path):
     put the test samples at different ends), and the file's coordinates."""
     import xarray as xr
 
-    scores = [rollout_run(runs["single"], data=files[kind], split="all", steps=4, out=tmp_path / kind)["nrmse_mean"]
+    scores = [rollout_run(runs["single"], data=files[kind], split="all", steps=4, out=tmp_path / kind, figures=False)["nrmse_mean"]
               for kind in files]
     assert scores == pytest.approx([scores[0]] * 3, rel=1e-5)
     with xr.open_dataset(tmp_path / "netcdf" / "predictions.nc") as ds:
@@ -72,7 +74,7 @@ def test_all_sources_give_the_same_rollout_of_one_model(runs, files, tmp_path):
 
 
 def test_default_steps_cover_the_trajectory_and_splits(runs):
-    result = rollout_run(runs["single"], split="train", out=runs["single"] / "train_rollout")
+    result = rollout_run(runs["single"], split="train", out=runs["single"] / "train_rollout", figures=False)
     assert result["steps"] == 6 - 2 and result["samples"] == 8  # 9 training samples, the last one validates
 
 
@@ -93,7 +95,7 @@ def test_a_folder_of_the_users_is_refused_untouched(runs, tmp_path):
     out.mkdir()
     (out / "thesis.tex").write_text("chapter 1")
     with pytest.raises(StorageError, match=r"holds files a rollout did not write \(thesis.tex\)"):
-        rollout_run(runs["single"], steps=1, out=out)
+        rollout_run(runs["single"], steps=1, out=out, figures=False)
     assert [p.name for p in out.iterdir()] == ["thesis.tex"] and (out / "thesis.tex").read_text() == "chapter 1"
 
 
