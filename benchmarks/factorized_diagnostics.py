@@ -7,7 +7,7 @@
     python benchmarks/factorized_diagnostics.py host       # event-timed vs back-to-back steps, host enqueue time
 
 ``passes`` also times a plain copy of the field (the bandwidth ceiling of one pass). Findings:
-docs/benchmarks.md, "Session 8".
+docs/dev/2026-11-24-factorised-attention-kernels.md.
 """
 
 from __future__ import annotations

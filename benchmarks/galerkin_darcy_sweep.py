@@ -18,8 +18,8 @@ from runs import REPO, fit, run_pool  # noqa: E402
 sys.path.insert(0, str(REPO))
 
 # name -> (recipe, overrides). The recipes have changed since these sweeps ran, so every variant spells out the
-# recipe it started from: session 2's (4 attention layers, the paper's 2 regressor layers, no augmentation; "gal_wd0"
-# also drops the weight decay) and session 5's (the same with the transpose augmentation).
+# recipe it started from: the first sweep's (4 attention layers, the paper's 2 regressor layers, no augmentation;
+# "gal_wd0" also drops the weight decay) and the second's (the same with the transpose augmentation).
 _S2_FNO = ["train.augment=none"]
 _S2 = ["model.n_layers=4", "model.n_regressor_layers=2", "train.augment=none"]
 VARIANTS: dict[str, tuple[str, list[str]]] = {
@@ -36,7 +36,7 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "gal_wd0_pointwise": ("darcy_galerkin", _S2 + ["train.weight_decay=0", "model.decoder=pointwise"]),
     "gal_wd0_modes6": ("darcy_galerkin", _S2 + ["train.weight_decay=0", "model.modes=6"]),
 }
-# session 5: the transpose augmentation (the grid's exact symmetry) on both models
+# the second sweep: the transpose augmentation (the grid's exact symmetry) on both models
 _AUG_FNO = ["train.augment=transpose"]
 _AUG = ["model.n_layers=4", "model.n_regressor_layers=2", "train.augment=transpose"]
 VARIANTS |= {

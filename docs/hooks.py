@@ -1,0 +1,140 @@
+"""mkdocs hook: the recipe reference page, generated at build time from the schema in ``sciformer/config.py``.
+
+Every recipe key is typed once, in its dataclass annotation (``Literal`` choices, ``Annotated`` bounds), with its
+meaning in the comment beside it; this page renders exactly those, so it cannot disagree with what ``sciformer
+validate`` accepts. Model keys come from each registered model's constructor signature, the schema the recipe
+loader checks them against.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import io
+import tokenize
+import types
+import typing
+from typing import Annotated, Any, Literal
+
+from mkdocs.structure.files import File
+
+PAGE = "reference/recipes.md"
+
+
+def on_files(files, config):
+    files.append(File.generated(config, PAGE, content=recipe_reference()))
+    return files
+
+
+def recipe_reference() -> str:
+    from sciformer import config
+
+    lines = [
+        "# Recipe reference",
+        "",
+        "Generated from `sciformer/config.py` and the registered models' constructors when the docs are built. "
+        "A key marked *forecast* or *operator* belongs to recipes of that task only; the other task's recipes refuse it. "
+        "Sizes that come from the data (`" + "`, `".join(config.DATA_FILLED) + "`) are never typed in a recipe.",
+        "",
+    ]
+    for section in dataclasses.fields(config.Recipe):
+        cls = section.type if isinstance(section.type, type) else _hints(config.Recipe)[section.name]
+        if section.name == "model":
+            lines += _model_section()
+        elif dataclasses.is_dataclass(cls):
+            lines += [f"## `{section.name}`", "", *_doc(cls), *_key_table(cls, prefix=f"{section.name}.")]
+    lines += ["## Top-level keys", "", *_key_table(config.Recipe, prefix="", sections=False)]
+    return "\n".join(lines) + "\n"
+
+
+def _key_table(cls: type, prefix: str, sections: bool = True) -> list[str]:
+    hints, comments = _hints(cls), _field_comments(cls)
+    rows = ["| key | type | default | task | meaning |", "|---|---|---|---|---|"]
+    for f in dataclasses.fields(cls):
+        if not sections and dataclasses.is_dataclass(hints[f.name]):
+            continue
+        rows.append(f"| `{prefix}{f.name}` | {describe(hints[f.name])} | {_default(f)} | {f.metadata.get('task', 'all')} | "
+                    f"{_cell(comments.get(f.name, ''))} |")
+    return [*rows, ""]
+
+
+def _model_section() -> list[str]:
+    from sciformer.config import model_arguments
+    from sciformer.registry import get_model, list_models
+
+    lines = ["## `model`", "", "`model.name` picks a registered model or size preset; every other key is an argument of its constructor.", ""]
+    for name in list_models():
+        cls = get_model(name)
+        lines += [f"### `{name}` ({cls.task})", ""]
+        if "preset" in vars(cls):
+            lines += [_cell(cls.__doc__ or ""), ""]
+            continue
+        keys, hints = model_arguments(cls)
+        parameters = inspect.signature(cls.__init__).parameters
+        lines += ["| key | type | default |", "|---|---|---|"]
+        for key in keys:
+            default = parameters[key].default if key in parameters else False
+            shown = "required" if default is inspect.Parameter.empty else f"`{default!r}`"
+            lines.append(f"| `model.{key}` | {describe(hints.get(key, Any))} | {shown} |")
+        lines.append("")
+    return lines
+
+
+def describe(tp: Any) -> str:
+    """A type annotation as a reader of a recipe needs it: choices, bounds, ``null`` for None."""
+    origin = typing.get_origin(tp)
+    if origin is Annotated:
+        base, *extras = typing.get_args(tp)
+        return describe(base) + "".join(_bounds(e) for e in extras if hasattr(e, "low"))
+    if origin is Literal:
+        return " \\| ".join(f"`{c!r}`" if isinstance(c, str) else f"`{c}`" for c in typing.get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join("null" if a is type(None) else describe(a) for a in typing.get_args(tp))
+    if origin in (list, tuple):
+        args = [a for a in typing.get_args(tp) if a is not Ellipsis]
+        return f"list of {describe(args[0])}" if args else "list"
+    if origin is dict or tp is dict:
+        return "mapping"
+    if tp is Any or tp is inspect.Parameter.empty:
+        return "any"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _bounds(b: Any) -> str:
+    low = None if b.low is None else f"{'>' if b.low_open else '≥'} {b.low:g}"
+    high = None if b.high is None else f"{'<' if b.high_open else '≤'} {b.high:g}"
+    return " (" + ", ".join(x for x in (low, high) if x) + ")" if low or high else ""
+
+
+def _default(f: dataclasses.Field) -> str:
+    if f.default is not dataclasses.MISSING:
+        return "null" if f.default is None else f"`{f.default!r}`"
+    if f.default_factory is not dataclasses.MISSING:
+        return f"`{f.default_factory()!r}`"
+    return "required"
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls, include_extras=True)
+
+
+def _field_comments(cls: type) -> dict[str, str]:
+    """The comment on each field's line in the class body (the schema's documentation)."""
+    comments: dict[str, str] = {}
+    field_on_line: dict[int, str] = {}
+    for token in tokenize.generate_tokens(io.StringIO(inspect.getsource(cls)).readline):
+        if token.type == tokenize.NAME and token.start[1] == 4 and token.line.strip().startswith(f"{token.string}:"):
+            field_on_line[token.start[0]] = token.string
+        elif token.type == tokenize.COMMENT and token.start[0] in field_on_line:
+            comments[field_on_line[token.start[0]]] = token.string.lstrip("# ").strip()
+    return comments
+
+
+def _doc(cls: type) -> list[str]:
+    doc = inspect.getdoc(cls)
+    own = doc and not doc.startswith(f"{cls.__name__}(")  # dataclasses invent a signature docstring
+    return [" ".join(doc.split()), ""] if own else []
+
+
+def _cell(text: str) -> str:
+    return " ".join(text.split()).replace("|", "\\|")
