@@ -24,6 +24,7 @@ DEFAULT_URI = "sqlite:///mlflow.db"
 SQLITE = "sqlite:///"
 # loggers that print a traceback (or migration chatter) for every failed or first store access
 QUIET_LOGGERS = ("mlflow.store", "mlflow.tracking", "alembic", "sqlalchemy")
+SQLALCHEMY_NOISE = ("[SQL:", "[parameters:", "(Background on this error", "(raised as a result of")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -53,10 +54,14 @@ def store_lock(uri: str) -> Iterator[None]:
     """Serialise opening a SQLite store across processes (a lock file beside the .db): two first fits on one new
     store would otherwise both run MLflow's schema migration, and one would lose its tracking."""
     path = sqlite_path(uri)
-    if path is None or not path.parent.is_dir():
-        yield  # a server serialises itself; a missing folder fails on its own, with its own message
+    try:
+        lock = open(path.with_name(path.name + ".lock"), "a") if path is not None else None
+    except OSError:  # a read-only or missing folder: the store fails (or is only read) on its own, with its own message
+        lock = None
+    if lock is None:  # a server serialises itself
+        yield
         return
-    with open(path.with_name(path.name + ".lock"), "a") as lock:
+    with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
@@ -82,9 +87,11 @@ def quiet_store_logs() -> Iterator[None]:
 
 
 def one_line(exc: BaseException, limit: int = 300) -> str:
-    """The first line of an exception's message (SQLAlchemy appends the SQL statement and a link)."""
-    text = str(getattr(exc, "message", None) or exc).strip()
-    line = text.splitlines()[0] if text else type(exc).__name__
+    """An exception's message as one line, without what SQLAlchemy appends (the statement, its parameters, a link,
+    an autoflush hint)."""
+    text = str(getattr(exc, "message", None) or exc)
+    kept = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith(SQLALCHEMY_NOISE)]
+    line = " ".join(kept) or type(exc).__name__
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
