@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 
+import h5py
+import numpy as np
 import pytest
 import torch
 
@@ -31,13 +33,16 @@ def _fit(data, run_dir, generate_spec=None):
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
-    """The same 10 Burgers trajectories as PDEBench HDF5 (single and group layouts) and NetCDF."""
+    """The same 10 Burgers trajectories as PDEBench HDF5 (single and group layouts), NetCDF and neuraloperator .npz."""
     root = tmp_path_factory.mktemp("sources")
     single = generate("burgers1d", root / "single.h5", 10, 16, seed=1, **BURGERS)
     group = generate("burgers1d", root / "group.hdf5", 10, 16, seed=1, layout="group", **BURGERS)
     with open_pdebench(single, "all", mode="trajectory") as ds:
         write_netcdf(to_xarray(ds), root / "burgers.nc")
-    return {"single": single, "group": group, "netcdf": root / "burgers.nc"}
+    with h5py.File(single) as f:
+        u = f["tensor"][:]  # [N, T, X]
+    np.savez(root / "burgers.npz", x=u[:, 0], y=u)
+    return {"single": single, "group": group, "netcdf": root / "burgers.nc", "npz": root / "burgers.npz"}
 
 
 @pytest.fixture(scope="module")
@@ -46,12 +51,12 @@ def runs(files, tmp_path_factory):
     return {kind: _fit(path, root / kind) for kind, path in files.items()}
 
 
-@pytest.mark.parametrize("kind", ["single", "group", "netcdf"])
+@pytest.mark.parametrize("kind", ["single", "group", "netcdf", "npz"])
 def test_rollout_reads_the_runs_own_source_and_split(runs, kind):
     result = rollout_run(runs[kind], steps=3, figures=kind == "single")
     out = runs[kind] / "rollout"
     assert result["out_dir"] == str(out) and result["steps"] == 3
-    assert result["samples"] == 1  # PDEBench's test split: a tenth of 10 samples
+    assert result["samples"] == 1  # the test split: a tenth of 10 samples
     per_step = json.loads((out / "metrics.json").read_text())["per_step"]
     assert len(per_step["nrmse"]) == 3 and all(v > 0 for v in per_step["nrmse"])
     names = {p.name for p in out.iterdir()}
@@ -66,7 +71,7 @@ def test_all_sources_give_the_same_rollout_of_one_model(runs, files, tmp_path):
 
     scores = [rollout_run(runs["single"], data=files[kind], split="all", steps=4, out=tmp_path / kind, figures=False)["nrmse_mean"]
               for kind in files]
-    assert scores == pytest.approx([scores[0]] * 3, rel=1e-5)
+    assert scores == pytest.approx([scores[0]] * len(files), rel=1e-5)
     with xr.open_dataset(tmp_path / "netcdf" / "predictions.nc") as ds:
         assert ds["pred_0"].shape == (10, 4, 16)
         assert ds["t"].values == pytest.approx([0.04, 0.06, 0.08, 0.1])
