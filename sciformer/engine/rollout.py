@@ -210,7 +210,3 @@ def write_rollout(out: Path, pred: torch.Tensor, truth: torch.Tensor, per_step: 
     except OSError as exc:
         raise storage_error(exc, out) from None
 
-
-def run_rollout(run_dir, data_file, steps, out_dir=None, frames=None, split="test", device="cpu", callbacks=()) -> dict[str, Any]:
-    """The positional form ``sciformer rollout`` called before :func:`rollout_run` (same arguments, same results)."""
-    return rollout_run(run_dir, data_file, split, steps, out_dir, frames, device, callbacks)
