@@ -19,6 +19,7 @@ overrides (``--overrides train.precision=bf16``) apply to both runs. Tracking is
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import subprocess
@@ -44,7 +45,7 @@ def worker(args: argparse.Namespace) -> dict:
         seed_everything(recipe.seed)
         world = ctx.world_size
         global_batch = args.batch_size * (world if args.per_gpu_batch else 1)
-        recipe.train.batch_size = global_batch
+        recipe = dataclasses.replace(recipe, train=dataclasses.replace(recipe.train, batch_size=global_batch))
         channels, history = 1, recipe.data.initial_step
         # random trajectories [N, T, C, res, res]: one_step windows = N * (T - history)
         n_frames = history + 1

@@ -30,7 +30,7 @@ from runs import REPO, fit, mean_std, run_pool  # noqa: E402
 sys.path.insert(0, str(REPO))
 
 # data set -> [(label, recipe, overrides of that entry)]; each transformer's verdict against FNO follows the table
-PDE_T_MATCHED = ("model.size=custom", "model.hidden_size=32", "model.n_heads=4", "model.depths=[2,5,8,5,2]")  # 3.9 M parameters
+PDE_T_MATCHED = ("model.name=pde_transformer", "model.hidden_size=32", "model.n_heads=4", "model.depths=[2,5,8,5,2]")  # 3.9 M parameters
 SETS: dict[str, list[tuple[str, str, tuple[str, ...]]]] = {
     "darcy": [("Galerkin Transformer", "darcy_galerkin", ()), ("FNO", "darcy2d_fno", ())],
     "burgers": [("Galerkin Transformer", "burgers_galerkin", ()), ("FNO", "burgers_fno", ())],

@@ -1,10 +1,16 @@
-"""Typed recipe schema: YAML → dataclasses, dotted overrides, strict validation.
+"""Typed recipe schema: YAML → frozen dataclasses, dotted overrides, strict validation.
 
 A recipe has five sections (``data``, ``model``, ``train``, ``tracking``, ``seed``). Everything is checked
-before any work starts: unknown keys, wrong types and unknown model or dataset names raise
+before any work starts: unknown keys, wrong types, values out of range and unknown model or dataset names raise
 :class:`~sciformer.errors.ConfigError` naming the key, the expected type and the closest valid key.
-The ``model`` section is checked against the registered model's constructor signature (torchtune-style),
-minus the sizes that come from the data (``n_vars``, ``n_marks``, ``lookback``, ``horizon``...).
+
+Each key is typed once, in its annotation, and checked from it: ``Literal`` choices, ``Annotated`` bounds
+(:class:`~sciformer.registry.Bounds`: ``PositiveInt``, ``Dropout``...), finiteness of every float. The ``model``
+section is checked against the registered model's constructor signature (torchtune-style), minus the sizes that
+come from the data (``n_vars``, ``n_marks``, ``lookback``, ``horizon``...), and the model is then built on the
+``meta`` device (no memory) so that its own argument checks (``d_model`` divisible by ``n_heads``...) fail here too.
+Keys that only one task reads (``data.lookback`` for forecasting, ``data.initial_step`` for operators) are refused
+in a recipe of the other task. YAML is read by a bounded safe loader (:mod:`sciformer.recipe_yaml`).
 """
 
 from __future__ import annotations
@@ -17,73 +23,96 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
-import yaml
-
-from sciformer.errors import ConfigError, did_you_mean
-from sciformer.registry import RESIDUAL, get_model
+from sciformer.errors import ConfigError, check_input_file, did_you_mean
+from sciformer.registry import (
+    RESIDUAL,
+    Bounds,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    get_model,
+)
 
 # Constructor arguments that the data module fills in; never typed in YAML.
 DATA_FILLED = ("n_vars", "n_marks", "lookback", "horizon", "label_len", "in_channels", "out_channels", "n_dims")
 
+LrSchedule = Literal["halve", "cosine", "constant", "type3", "onecycle"]
+Precision = Literal["fp32", "bf16"]
+LossName = Literal["mse", "mae", "rel_l2", "rel_l2_h1"]
+TrainMode = Literal["one_step", "unroll", "all_to_all"]
+Augment = Literal["none", "dihedral", "transpose"]
+CompileMode = Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
+Fraction = Annotated[float, Bounds(low=0, high=1, low_open=True, high_open=True)]
+Seed = Annotated[int, Bounds(low=0, high=2**32 - 1)]  # numpy's seed range
 
-@dataclass
+
+# field metadata of keys that only models of one task read: a recipe of the other task may not set them
+FORECAST_ONLY, OPERATOR_ONLY = {"task": "forecast"}, {"task": "operator"}
+
+
+@dataclass(frozen=True)
 class DataConfig:
-    """Where the series comes from and how it is windowed.
+    """Where the data comes from and how it is windowed.
 
-    ``name`` is a registered dataset (``ett_h1``, ``weather``...) or a path to a CSV file.
+    ``name`` is a registered dataset (``ett_h1``, ``darcy_small``...) or a path to a data file.
     """
 
     name: str = "ett_h1"
-    lookback: int = 96
-    horizon: int = 96
-    label_len: int | None = None  # decoder's known steps (enc-dec models); default min(48, lookback // 2)
-    time_col: str | None = None  # default: the manifest's, else "date"
-    columns: list[str] | None = None  # default: every numeric column (target last)
-    target: str | None = None  # moved to the last column, as TSLib does
-    time_features: str | None = None  # frequency code of the time features ('h', 't', 'd'...); default: manifest's
-    split: list[float] | None = None  # train/val/test fractions for custom CSVs; default 0.7/0.1/0.2
-    # PDE (operator) data; ignored for time series
-    initial_step: int = 1  # frames of history fed to the model
-    reduced_resolution: int = 1  # spatial stride (PDEBench)
-    reduced_resolution_t: int = 1  # temporal stride (PDEBench)
-    num_samples: int | None = None  # cap on samples read from the file
-    test_resolution: int | None = None  # darcy_small: evaluate at 16 or 32
-    generate: dict[str, Any] | None = None  # simulate data.name on first use: {generator, n, res, ...}
+    # time series (forecasting models)
+    lookback: PositiveInt = field(default=96, metadata=FORECAST_ONLY)
+    horizon: PositiveInt = field(default=96, metadata=FORECAST_ONLY)
+    label_len: NonNegativeInt | None = field(default=None, metadata=FORECAST_ONLY)  # decoder's known steps (enc-dec); default min(48, lookback // 2)
+    time_col: str | None = field(default=None, metadata=FORECAST_ONLY)  # default: the manifest's, else "date"
+    columns: list[str] | None = field(default=None, metadata=FORECAST_ONLY)  # default: every numeric column (target last)
+    target: str | None = field(default=None, metadata=FORECAST_ONLY)  # moved to the last column, as TSLib does
+    time_features: str | None = field(default=None, metadata=FORECAST_ONLY)  # frequency code of the time features ('h', 't', 'd'...); default: manifest's
+    split: list[Fraction] | None = field(default=None, metadata=FORECAST_ONLY)  # train/val/test fractions for custom CSVs; default 0.7/0.1/0.2
+    # PDE fields (operator models)
+    initial_step: PositiveInt = field(default=1, metadata=OPERATOR_ONLY)  # frames of history fed to the model
+    reduced_resolution: PositiveInt = field(default=1, metadata=OPERATOR_ONLY)  # spatial stride (PDEBench)
+    reduced_resolution_t: PositiveInt = field(default=1, metadata=OPERATOR_ONLY)  # temporal stride (PDEBench)
+    num_samples: PositiveInt | None = field(default=None, metadata=OPERATOR_ONLY)  # cap on samples read from the file
+    test_resolution: PositiveInt | None = field(default=None, metadata=OPERATOR_ONLY)  # darcy_small: evaluate at 16 or 32
+    generate: dict[str, Any] | None = field(default=None, metadata=OPERATOR_ONLY)  # simulate data.name on first use: {generator, n, res, ...}
+    # auto: in memory when under 1/4 of the memory this process may use; false: streamed from the file
+    in_memory: bool | Literal["auto"] = field(default="auto", metadata=OPERATOR_ONLY)
 
 
-@dataclass
+@dataclass(frozen=True)
 class ModelConfig:
-    """``name`` picks a registered model; every other key is a constructor argument."""
+    """``name`` picks a registered model (or a size preset such as ``pde_transformer_s``); every other key is a
+    constructor argument."""
 
     name: str = "itransformer"
     args: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 10
-    batch_size: int = 32
-    eval_batch_size: int | None = None  # default: batch_size
-    lr: float = 1e-4
-    weight_decay: float = 0.0
-    lr_schedule: str = "halve"  # halve (TSLib 'type1') | cosine | constant | type3 (official PatchTST) | onecycle
-    patience: int = 3  # early stopping on validation loss; 0 disables
-    grad_clip: float | None = None  # max global grad norm
-    precision: str = "fp32"  # fp32 | bf16 (autocast)
-    loss: str = "mse"  # mse | mae | rel_l2 | rel_l2_h1 (operators)
-    h1_weight: float = 0.1  # rel_l2_h1: weight of the relative H1 seminorm (Galerkin Transformer, arXiv 2105.14995)
-    mode: str = "one_step"  # operators: one_step | unroll (pushforward) | all_to_all (lead-time pairs)
-    unroll_steps: int = 1  # operators, mode unroll: model applications per training sample
-    augment: str = "none"  # operators, square 2D grids: none | dihedral | transpose (random symmetry per training batch)
+    epochs: PositiveInt = 10
+    batch_size: PositiveInt = 32
+    eval_batch_size: PositiveInt | None = None  # default: batch_size
+    lr: PositiveFloat = 1e-4
+    weight_decay: NonNegativeFloat = 0.0
+    lr_schedule: LrSchedule = "halve"  # halve (TSLib 'type1'), type3 (official PatchTST), onecycle (Galerkin)
+    patience: NonNegativeInt = 3  # early stopping on validation loss; 0 disables
+    grad_clip: PositiveFloat | None = None  # max global grad norm
+    precision: Precision = "fp32"  # bf16: autocast
+    loss: LossName = "mse"  # rel_l2_h1: operators only
+    h1_weight: NonNegativeFloat = 0.1  # rel_l2_h1: weight of the relative H1 seminorm (Galerkin Transformer, arXiv 2105.14995)
+    mode: TrainMode = field(default="one_step", metadata=OPERATOR_ONLY)  # unroll (pushforward) | all_to_all (lead-time pairs)
+    unroll_steps: PositiveInt = field(default=1, metadata=OPERATOR_ONLY)  # mode unroll: model applications per training sample
+    augment: Augment = field(default="none", metadata=OPERATOR_ONLY)  # square 2D grids: a random symmetry per training batch
     device: str = "auto"  # auto | cpu | cuda | cuda:N (under torchrun: cuda:LOCAL_RANK)
     progress: bool = True
-    checkpoint_every: int = 0  # also save the resumable training state every K optimiser steps (0: at epoch ends only)
+    checkpoint_every: NonNegativeInt = 0  # also save the resumable training state every K optimiser steps (0: at epoch ends only)
     fused_optimizer: bool | None = None  # fused Adam; default: on CUDA
     cuda_graphs: bool = False  # replay each fixed-shape train/eval step from one CUDA graph (single GPU)
     compile: bool = False  # torch.compile the model
-    compile_mode: str = "default"  # default | reduce-overhead | max-autotune | max-autotune-no-cudagraphs
+    compile_mode: CompileMode = "default"
 
     @property
     def eval_rows(self) -> int:
@@ -91,7 +120,7 @@ class TrainConfig:
         return self.eval_batch_size or self.batch_size
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrackingConfig:
     enabled: bool = True
     uri: str | None = None  # default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db
@@ -99,13 +128,13 @@ class TrackingConfig:
     run_name: str | None = None
 
 
-@dataclass
+@dataclass(frozen=True)
 class Recipe:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
-    seed: int = 2021
+    seed: Seed = 2021
     name: str | None = None  # used for the run directory; default: the recipe file's stem
 
     def to_dict(self) -> dict[str, Any]:
@@ -114,32 +143,34 @@ class Recipe:
         return out
 
 
-_CHOICES = {
-    "train.lr_schedule": ("halve", "cosine", "constant", "type3", "onecycle"),
-    "train.precision": ("fp32", "bf16"),
-    "train.loss": ("mse", "mae", "rel_l2", "rel_l2_h1"),
-    "train.mode": ("one_step", "unroll", "all_to_all"),
-    "train.augment": ("none", "dihedral", "transpose"),
-    "train.compile_mode": ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
-}
-
-
 # ----------------------------------------------------------------------------------------------- types
 _SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+_INT64 = 2**63  # what torch and numpy take; a larger integer would overflow deep inside them
 
 
 def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) is Annotated:
+        return _type_name(typing.get_args(tp)[0])
     if isinstance(tp, type):
         return tp.__name__
     return str(tp).replace("typing.", "")
 
 
 def _coerce(value: Any, tp: Any, key: str) -> Any:
-    """Check ``value`` against the annotation ``tp``; ints are accepted where floats are expected."""
+    """Check ``value`` against the annotation ``tp`` (choices, bounds, finiteness); ints are accepted where floats
+    are expected."""
     origin = typing.get_origin(tp)
     if tp is Any or tp is inspect.Parameter.empty:
         return value
-    if origin is typing.Literal:
+    if origin is Annotated:
+        base, *extras = typing.get_args(tp)
+        # finiteness of an annotated float is its Bounds' to decide (and to word, with the range)
+        value = _coerce_scalar(value, base, key, finite=False) if base in (int, float) else _coerce(value, base, key)
+        for bounds in (e for e in extras if isinstance(e, Bounds)):
+            if (problem := bounds.violation(value)) is not None:
+                raise ConfigError(f"recipe key '{key}': {problem}, got {value!r}")
+        return value
+    if origin is Literal:
         choices = typing.get_args(tp)
         if value not in choices:
             raise ConfigError(
@@ -147,17 +178,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             )
         return value
     if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(tp)
-        if value is None and type(None) in options:
-            return None
-        for option in options:
-            if option is type(None):
-                continue
-            try:
-                return _coerce(value, option, key)
-            except ConfigError:
-                continue
-        raise ConfigError(f"recipe key '{key}': expected {_type_name(tp)}, got {type(value).__name__} ({value!r})")
+        return _coerce_union(value, tp, key)
     if origin in (list, tuple):
         (item_tp, *_) = typing.get_args(tp) or (Any,)
         if not isinstance(value, (list, tuple)):
@@ -167,40 +188,67 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"recipe key '{key}': expected a mapping, got {type(value).__name__} ({value!r})")
         return dict(value)
-    if tp is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if tp is float and isinstance(value, str) and _SCIENTIFIC.fullmatch(value.strip()):
-        return float(value)  # YAML 1.1 reads "1e-4" (no dot) as a string
     if tp in (int, float, str, bool):
-        if isinstance(value, bool) and tp is not bool:
-            raise ConfigError(f"recipe key '{key}': expected {tp.__name__}, got bool ({value!r})")
-        if not isinstance(value, tp):
-            raise ConfigError(f"recipe key '{key}': expected {tp.__name__}, got {type(value).__name__} ({value!r})")
-        return value
+        return _coerce_scalar(value, tp, key)
     return value
 
 
-def _build_section(cls: type, values: Any, prefix: str) -> Any:
+def _coerce_union(value: Any, tp: Any, key: str) -> Any:
+    options = typing.get_args(tp)
+    if value is None and type(None) in options:
+        return None
+    errors = []
+    for option in (o for o in options if o is not type(None)):
+        try:
+            return _coerce(value, option, key)
+        except ConfigError as exc:
+            errors.append(exc)
+    if len(errors) == 1:  # X | None: X's own message says more (a bound, a choice) than the union's
+        raise errors[0]
+    raise ConfigError(f"recipe key '{key}': expected {_type_name(tp)}, got {type(value).__name__} ({value!r})")
+
+
+def _coerce_scalar(value: Any, tp: type, key: str, finite: bool = True) -> Any:
+    if tp is float and isinstance(value, str) and _SCIENTIFIC.fullmatch(value.strip()):
+        value = float(value)  # YAML 1.1 reads "1e-4" (no dot) as a string
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value) if abs(value) < _INT64 else value  # a 300-digit "float" is refused below, not rounded
+    if isinstance(value, bool) and tp is not bool:
+        raise ConfigError(f"recipe key '{key}': expected {tp.__name__}, got bool ({value!r})")
+    if not isinstance(value, tp):
+        raise ConfigError(f"recipe key '{key}': expected {tp.__name__}, got {type(value).__name__} ({value!r})")
+    if tp is int and not -_INT64 <= value < _INT64:
+        raise ConfigError(f"recipe key '{key}': expected an integer of at most 64 bits, got one of {len(str(abs(value)))} digits")
+    if tp is float and finite and not math.isfinite(value):
+        raise ConfigError(f"recipe key '{key}': expected a finite number, got {value!r}")
+    return value
+
+
+# ----------------------------------------------------------------------------------------------- sections
+def _build_section(cls: type, values: Any, prefix: str, task: str, model: str) -> Any:
     if values is None:
         values = {}
     if not isinstance(values, dict):
         raise ConfigError(f"recipe key '{prefix}': expected a mapping, got {type(values).__name__} ({values!r})")
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
+    hints = typing.get_type_hints(cls, include_extras=True)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs = {}
     for key, value in values.items():
-        if key not in names:
+        if key not in fields:
             raise ConfigError(
-                f"unknown recipe key '{prefix}.{key}'{did_you_mean(key, names)}; valid keys in '{prefix}': {', '.join(names)}"
+                f"unknown recipe key '{prefix}.{key}'{did_you_mean(key, fields)}; valid keys in '{prefix}': {', '.join(fields)}"
             )
-        full = f"{prefix}.{key}"
-        value = _coerce(value, hints[key], full)
-        if full in _CHOICES and value not in _CHOICES[full]:
+        only = fields[key].metadata.get("task")
+        if only is not None and only != task:
             raise ConfigError(
-                f"recipe key '{full}': expected one of {', '.join(_CHOICES[full])}, got {value!r}{did_you_mean(value, _CHOICES[full])}"
+                f"recipe key '{prefix}.{key}' applies to {only} models, but '{model}' is {_a(task)} model; remove it"
             )
-        kwargs[key] = value
+        kwargs[key] = _coerce(value, hints[key], f"{prefix}.{key}")
     return cls(**kwargs)
+
+
+def _a(task: str) -> str:
+    return f"{'an' if task[0] in 'aeiou' else 'a'} {task}"
 
 
 def _build_model(values: Any) -> ModelConfig:
@@ -211,18 +259,16 @@ def _build_model(values: Any) -> ModelConfig:
     if not isinstance(name, str):
         raise ConfigError(f"recipe key 'model.name': expected str, got {type(name).__name__} ({name!r})")
     cls = get_model(name)
-    signature = inspect.signature(cls.__init__)
-    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    params = [p for p, v in signature.parameters.items() if p != "self" and v.kind in kinds]
-    allowed = [p for p in params if p not in DATA_FILLED]
-    hints = typing.get_type_hints(cls.__init__)
-    if cls.task == "operator":
-        allowed.append(RESIDUAL)
-        hints[RESIDUAL] = bool
+    allowed, hints = model_arguments(cls)
     args = {}
     for key, value in values.items():
         if key in DATA_FILLED:
             raise ConfigError(f"recipe key 'model.{key}' comes from the data and must not be set in the recipe")
+        if key in getattr(cls, "preset", {}):
+            raise ConfigError(
+                f"recipe key 'model.{key}' is fixed by the size preset '{name}' ({cls.preset[key]!r}); "
+                f"to change it, use model '{get_model_base(cls)}'"
+            )
         if key not in allowed:
             raise ConfigError(
                 f"unknown recipe key 'model.{key}' for model '{name}'{did_you_mean(key, allowed)}; "
@@ -232,60 +278,84 @@ def _build_model(values: Any) -> ModelConfig:
     return ModelConfig(name=name, args=args)
 
 
-def _validate(recipe: Recipe, check_data: bool = True) -> None:
+def model_arguments(cls: type) -> tuple[list[str], dict[str, Any]]:
+    """The recipe keys of a model class (constructor arguments minus data sizes, plus ``residual`` for operators)
+    and their annotations."""
+    signature = inspect.signature(cls.__init__)
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    allowed = [p for p, v in signature.parameters.items() if p != "self" and v.kind in kinds and p not in DATA_FILLED]
+    hints = typing.get_type_hints(cls.__init__, include_extras=True)
+    if cls.task == "operator":
+        allowed.append(RESIDUAL)
+        hints[RESIDUAL] = bool
+    return allowed, hints
+
+
+def get_model_base(cls: type) -> str:
+    """The registry name of the model a preset class fixes the size of (its own name for a plain model)."""
+    base = next(c for c in cls.__mro__ if "preset" not in vars(c))
+    return base.registry_name
+
+
+# ------------------------------------------------------------------------------------------- validation
+def _validate(recipe: Recipe, task: str, check_data: bool = True) -> None:
+    """Checks across keys; each key's own type and range were checked when it was read."""
     from sciformer.data.catalog import check_dataset_name
 
     if check_data and recipe.data.generate is None:  # a generated file may not exist yet
         check_dataset_name(recipe.data.name)
     d, t = recipe.data, recipe.train
-    if d.label_len is None:
-        d.label_len = min(48, d.lookback // 2)  # TSLib's 48 at lookback 96
-    for key, value in (("data.lookback", d.lookback), ("data.horizon", d.horizon), ("train.epochs", t.epochs), ("train.batch_size", t.batch_size)):
-        if value < 1:
-            raise ConfigError(f"recipe key '{key}': expected a positive integer, got {value}")
-    if d.label_len < 0 or d.label_len > d.lookback:
+    if d.label_len is not None and d.label_len > d.lookback:
         raise ConfigError(f"recipe key 'data.label_len': expected 0 <= label_len <= lookback ({d.lookback}), got {d.label_len}")
-    if t.checkpoint_every < 0:
-        raise ConfigError(f"recipe key 'train.checkpoint_every': expected a number of steps >= 0 (0: epoch ends only), got {t.checkpoint_every}")
+    if d.split is not None and (len(d.split) != 3 or abs(sum(d.split) - 1) > 1e-6):
+        raise ConfigError(f"recipe key 'data.split': expected three positive fractions summing to 1, got {d.split}")
     if t.cuda_graphs and t.compile and t.compile_mode == "reduce-overhead":
         raise ConfigError(
             "recipe keys 'train.cuda_graphs' and 'train.compile_mode=reduce-overhead' both capture CUDA graphs; use one of them"
         )
-    # a negative grad_clip would flip the gradients, and NaN passes every `<=` check: both are refused here
-    for key, value, positive in (("train.lr", t.lr, True), ("train.grad_clip", t.grad_clip, True),
-                                 ("train.weight_decay", t.weight_decay, False), ("train.h1_weight", t.h1_weight, False)):
-        if value is not None and (not math.isfinite(value) or (value <= 0 if positive else value < 0)):
-            raise ConfigError(f"recipe key '{key}': expected a finite number {'> 0' if positive else '>= 0'}, got {value}")
-    for key, value, least in (("train.patience", t.patience, 0), ("train.unroll_steps", t.unroll_steps, 1),
-                              ("train.eval_batch_size", t.eval_batch_size, 1), ("data.num_samples", d.num_samples, 1),
-                              ("data.initial_step", d.initial_step, 1), ("data.reduced_resolution", d.reduced_resolution, 1),
-                              ("data.reduced_resolution_t", d.reduced_resolution_t, 1)):
-        if value is not None and value < least:
-            raise ConfigError(f"recipe key '{key}': expected an integer >= {least}, got {value}")
     if t.device not in ("auto", "cpu", "cuda") and re.fullmatch(r"cuda:\d+", t.device) is None:
         raise ConfigError(f"recipe key 'train.device': expected auto, cpu, cuda or cuda:N, got {t.device!r}")
-    task = get_model(recipe.model.name).task
     if t.loss == "rel_l2_h1" and task != "operator":
         raise ConfigError(
             f"recipe key 'train.loss': rel_l2_h1 differentiates the fields [B, C, *grid] of operator models, "
-            f"but '{recipe.model.name}' is a {task} model; use mse, mae or rel_l2"
+            f"but '{recipe.model.name}' is {_a(task)} model; use mse, mae or rel_l2"
         )
-    if d.split is not None and (len(d.split) != 3 or abs(sum(d.split) - 1) > 1e-6 or min(d.split) <= 0):
-        raise ConfigError(f"recipe key 'data.split': expected three positive fractions summing to 1, got {d.split}")
+    _check_model_builds(recipe, task)
+
+
+def _check_model_builds(recipe: Recipe, task: str) -> None:
+    """Build the model on the ``meta`` device (shapes only, no memory), so its constructor's own checks (heads that
+    divide the width, matching stage lists...) run now. Data sizes the recipe does not know are stand-ins that every
+    model accepts (one variable or channel, a 2D grid); the real ones are checked when the data is loaded."""
+    import torch
+
+    from sciformer.registry import build_model
+
+    if task == "forecast":
+        d = recipe.data
+        sizes = {"n_vars": 1, "n_marks": 1, "lookback": d.lookback, "horizon": d.horizon, "label_len": d.label_len}
+    else:
+        sizes = {"in_channels": recipe.data.initial_step, "out_channels": 1, "n_dims": 2}
+    try:
+        with torch.device("meta"):
+            build_model(recipe.model.name, recipe.model.args, **sizes)
+    except ImportError:
+        return  # an optional dependency (neuralop for fno): fit names the extra to install when it builds the model
+    except ConfigError as exc:
+        raise ConfigError(f"recipe section 'model' ({recipe.model.name}): {exc.__cause__ or exc}") from None
 
 
 # ------------------------------------------------------------------------------------------ overrides
 def parse_override(text: str) -> tuple[list[str], Any]:
-    """``"train.epochs=3"`` → ``(["train", "epochs"], 3)``; the value is read as YAML (safely)."""
+    """``"train.epochs=3"`` → ``(["train", "epochs"], 3)``; the value is read as YAML (safely, bounded)."""
+    from sciformer.recipe_yaml import read_yaml
+
     if "=" not in text:
         raise ConfigError(f"override {text!r}: expected KEY=VALUE, e.g. train.epochs=3")
     key, raw = text.split("=", 1)
     if not key or any(not part for part in key.split(".")):
         raise ConfigError(f"override {text!r}: expected a dotted key such as train.epochs")
-    try:
-        value = yaml.safe_load(raw) if raw != "" else None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"override {text!r}: the value is not valid YAML ({exc})") from None
+    value = read_yaml(raw, f"override {text!r}") if raw != "" else None
     return key.split("."), value
 
 
@@ -311,7 +381,7 @@ _TOP_LEVEL = ("data", "model", "train", "tracking", "seed", "name")
 
 
 def recipe_from_dict(raw: dict[str, Any], overrides: list[str] | None = None, check_data: bool = True) -> Recipe:
-    """Validate a raw mapping (plus dotted overrides) into a :class:`Recipe`.
+    """Validate a raw mapping (plus dotted overrides) into a :class:`Recipe`; ``raw`` is left as it was.
 
     ``check_data=False`` skips the dataset-name check, for data handed over in Python (``Forecaster.fit(df)``).
     """
@@ -321,30 +391,29 @@ def recipe_from_dict(raw: dict[str, Any], overrides: list[str] | None = None, ch
     for key in raw:
         if key not in _TOP_LEVEL:
             raise ConfigError(f"unknown recipe key '{key}'{did_you_mean(key, _TOP_LEVEL)}; valid sections: {', '.join(_TOP_LEVEL)}")
-    sections = {key: _build_section(cls, raw.get(key), key) for key, cls in _SECTIONS.items()}
+    model = _build_model(raw.get("model", {"name": ModelConfig.name}))
+    task = get_model(model.name).task
+    sections = {key: _build_section(cls, raw.get(key), key, task, model.name) for key, cls in _SECTIONS.items()}
+    data = sections["data"]
+    if data.label_len is None:
+        sections["data"] = dataclasses.replace(data, label_len=min(48, data.lookback // 2))  # TSLib's 48 at lookback 96
     recipe = Recipe(
         **sections,
-        model=_build_model(raw.get("model", {"name": ModelConfig.name})),
-        seed=_coerce(raw.get("seed", 2021), int, "seed"),
+        model=model,
+        seed=_coerce(raw.get("seed", Recipe.seed), Seed, "seed"),
         name=_coerce(raw.get("name"), str | None, "name"),
     )
-    _validate(recipe, check_data)
+    _validate(recipe, task, check_data)
     return recipe
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
-    """Read a YAML recipe with ``yaml.safe_load`` and validate it."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"recipe file '{path}' does not exist")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"recipe file '{path}' is not valid YAML: {exc}") from None
-    recipe = recipe_from_dict(raw, overrides)
-    if recipe.name is None:
-        recipe.name = path.stem
-    return recipe
+    """Read a YAML recipe file (``~`` expanded) with the bounded safe loader and validate it."""
+    from sciformer.recipe_yaml import read_recipe_file
+
+    path = check_input_file(path, "recipe", ConfigError)
+    recipe = recipe_from_dict(read_recipe_file(path), overrides)
+    return recipe if recipe.name is not None else dataclasses.replace(recipe, name=path.stem)
 
 
 def _deepcopy(raw: Any) -> Any:

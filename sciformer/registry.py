@@ -1,14 +1,22 @@
-"""Name → class registries for models (and anything else looked up by name from a recipe).
+"""Name → class registries for models, and the argument types through which a model's constructor tells recipes
+what it accepts.
 
 Adding a model is one file with ``@register_model("name")`` plus one import line in
-``sciformer/models/__init__.py``; look-ups by an unknown name fail with a "did you mean" hint.
+``sciformer/models/__init__.py``; look-ups by an unknown name fail with a "did you mean" hint. A named size of a
+model (timm style: ``pde_transformer_s``) is :func:`register_preset`. Constructor annotations are the schema of a
+recipe's ``model`` section: ``PositiveInt``, ``Dropout``, ``Literal[...]`` choices and the like are checked by
+:mod:`sciformer.config` before anything is built.
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
+import math
+import typing
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
 
 from sciformer.errors import ConfigError, did_you_mean
 
@@ -19,8 +27,58 @@ _MODELS: dict[str, type] = {}
 # as a forward hook so the weights, their names and the model's attributes stay those of the model itself.
 RESIDUAL = "residual"
 
+Task = Literal["forecast", "operator"]
 
-def register_model(name: str, task: str = "forecast") -> Callable[[type], type]:
+
+# ------------------------------------------------------------------------------------------ argument types
+@dataclass(frozen=True)
+class Bounds:
+    """Range of a numeric recipe value, attached with ``Annotated[int, Bounds(low=1)]``.
+
+    Floats must be finite unless ``finite=False``; ``low_open``/``high_open`` exclude the end points."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    finite: bool = True
+
+    def violation(self, value: float) -> str | None:
+        """What was expected, when ``value`` lies outside the bounds; None when it is inside."""
+        kind = "an integer" if isinstance(value, int) else "a finite number" if self.finite else "a number"
+        if isinstance(value, float) and self.finite and not math.isfinite(value):
+            return f"expected {kind}{self._range()}"
+        too_low = self.low is not None and (value <= self.low if self.low_open else value < self.low)
+        too_high = self.high is not None and (value >= self.high if self.high_open else value > self.high)
+        return f"expected {kind}{self._range()}" if too_low or too_high else None
+
+    def _range(self) -> str:
+        low, high = _number(self.low), _number(self.high)
+        if self.low is not None and self.high is not None:
+            return f" in {'(' if self.low_open else '['}{low}, {high}{')' if self.high_open else ']'}"
+        if self.low is not None:
+            return f" {'>' if self.low_open else '>='} {low}"
+        if self.high is not None:
+            return f" {'<' if self.high_open else '<='} {high}"
+        return ""
+
+
+def _number(x: float | None) -> str:
+    if x is None:
+        return ""
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
+PositiveInt = Annotated[int, Bounds(low=1)]  # widths, heads, layers, patch and window sizes
+NonNegativeInt = Annotated[int, Bounds(low=0)]
+PositiveFloat = Annotated[float, Bounds(low=0, low_open=True)]
+NonNegativeFloat = Annotated[float, Bounds(low=0)]
+Dropout = Annotated[float, Bounds(low=0, high=1, high_open=True)]  # a probability that keeps some units
+Activation = Literal["gelu", "relu", "sigmoid"]  # the feed-forward activations of sciformer.nn.encoder
+
+
+# ------------------------------------------------------------------------------------------------- models
+def register_model(name: str, task: Task = "forecast") -> Callable[[type], type]:
     """Class decorator: make a model reachable from recipes under ``name``.
 
     ``task`` is ``"forecast"`` (batch ``x [B, L, N]`` → ``[B, H, N]``) or ``"operator"``
@@ -36,6 +94,38 @@ def register_model(name: str, task: str = "forecast") -> Callable[[type], type]:
         return cls
 
     return decorator
+
+
+def register_preset(name: str, base: type, fixed: dict[str, Any], defaults: dict[str, Any] | None = None) -> type:
+    """Register a named size of the model class ``base`` (timm style: ``pde_transformer_s``).
+
+    The preset is a subclass whose constructor sets the arguments in ``fixed`` (a recipe cannot set them) and
+    starts the arguments in ``defaults`` at new values (a recipe may change them); weights and their names are the
+    base model's. Its constructor signature, and so the recipe schema, shows only what a recipe may set.
+    """
+    defaults = dict(defaults or {})
+    signature = inspect.signature(base.__init__)
+    unknown = (set(fixed) | set(defaults)) - set(signature.parameters)
+    if unknown:
+        raise ValueError(f"preset {name!r}: {sorted(unknown)} are not arguments of {base.__name__}")
+    hints = typing.get_type_hints(base.__init__, include_extras=True)
+    params = [
+        p.replace(default=defaults.get(p.name, p.default))
+        for p in signature.parameters.values()
+        if p.name not in fixed
+    ]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if given := sorted(set(kwargs) & set(fixed)):
+            raise ValueError(f"{', '.join(given)} fixed by preset '{name}'; use model '{base.registry_name}' to set them")
+        base.__init__(self, *args, **{**defaults, **kwargs, **fixed})
+
+    __init__.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+    __init__.__annotations__ = {k: v for k, v in hints.items() if k not in fixed}
+    doc = f"{base.__name__} with {', '.join(f'{k}={v!r}' for k, v in fixed.items())} (preset '{name}')."
+    namespace = {"__init__": __init__, "__doc__": doc, "__module__": base.__module__, "preset": dict(fixed)}
+    cls = type(f"{base.__name__}_{name}", (base,), namespace)
+    return register_model(name, task=base.task)(cls)
 
 
 def _load_builtin_models() -> None:
@@ -55,7 +145,7 @@ def get_model(name: str) -> type:
 
 
 def list_models(task: str | None = None) -> list[str]:
-    """Registered model names, optionally only those of one task."""
+    """Registered model names (presets included), optionally only those of one task."""
     _load_builtin_models()
     return sorted(n for n, cls in _MODELS.items() if task is None or cls.task == task)
 
@@ -65,12 +155,12 @@ def build_model(name: str, args: dict[str, Any] | None = None, **data_sizes: Any
 
     Only the data sizes the constructor accepts are passed (a model that has no ``n_marks`` never sees it).
     """
-    import inspect
-
     cls = get_model(name)
     args = dict(args or {})
     residual = args.pop(RESIDUAL, False)
     accepted = inspect.signature(cls.__init__).parameters
+    if unknown := sorted(set(args) - set(accepted)):
+        raise ConfigError(f"model '{name}' has no argument(s) {', '.join(unknown)}; its arguments: {', '.join(p for p in accepted if p != 'self')}")
     sizes = {k: v for k, v in data_sizes.items() if k in accepted}
     if not residual:
         return _construct(cls, name, sizes, args)

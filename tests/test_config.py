@@ -1,10 +1,20 @@
+import copy
+import dataclasses
+import math
+import os
+import re
+import time
+import typing
 from pathlib import Path
+from typing import Annotated
 
 import pytest
 import torch
 
+from sciformer import config
 from sciformer.config import DataConfig, load_recipe, parse_override, recipe_from_dict
 from sciformer.errors import ConfigError
+from sciformer.registry import Activation, get_model, list_models
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = sorted((REPO / "recipes").rglob("*.yaml"))
@@ -93,29 +103,29 @@ def test_dotted_overrides_are_parsed_as_yaml_and_validated():
     assert (recipe.train.epochs, recipe.data.name, recipe.data.horizon, recipe.model.args["d_model"]) == (3, "ett_m1", 336, 64)
     with pytest.raises(ConfigError, match="expected KEY=VALUE"):
         recipe_from_dict({}, ["train.epochs"])
-    with pytest.raises(ConfigError, match="unknown recipe key 'train.epoks'"):
+    with pytest.raises(ConfigError, match=r"unknown recipe key 'train\.epoks'"):
         recipe_from_dict({}, ["train.epoks=3"])
 
 
 def test_value_ranges():
-    with pytest.raises(ConfigError, match="'data.label_len'"):
+    with pytest.raises(ConfigError, match=r"'data\.label_len'"):
         recipe_from_dict({"data": {"lookback": 24, "label_len": 48}})
-    with pytest.raises(ConfigError, match="'train.epochs': expected a positive integer"):
+    with pytest.raises(ConfigError, match=r"'train.epochs': expected an integer >= 1, got 0"):
         recipe_from_dict({"train": {"epochs": 0}})
     # numbers the optimiser would reject deep inside torch, or silently misuse (a negative clip flips the gradients)
     for override, message in [
-        ("train.grad_clip=-1", r"'train.grad_clip': expected a finite number > 0, got -1"),
+        ("train.grad_clip=-1", r"'train.grad_clip': expected a finite number > 0, got -1.0"),
         ("train.lr=.nan", r"'train.lr': expected a finite number > 0, got nan"),
         ("train.weight_decay=-1", r"'train.weight_decay': expected a finite number >= 0"),
         ("train.eval_batch_size=0", r"'train.eval_batch_size': expected an integer >= 1, got 0"),
         ("train.patience=-2", r"'train.patience': expected an integer >= 0"),
-        ("data.num_samples=0", r"'data.num_samples': expected an integer >= 1"),
-        ("data.reduced_resolution=0", r"'data.reduced_resolution': expected an integer >= 1"),
+        ("model.name=galerkin data.num_samples=0", r"'data.num_samples': expected an integer >= 1"),
+        ("model.name=galerkin data.reduced_resolution=0", r"'data.reduced_resolution': expected an integer >= 1"),
         ("train.device=tpu", r"'train.device': expected auto, cpu, cuda or cuda:N, got 'tpu'"),
         ("train.device=cuda:abc", r"'train.device': expected auto, cpu, cuda or cuda:N"),
     ]:
         with pytest.raises(ConfigError, match=message):
-            recipe_from_dict({}, [override])
+            recipe_from_dict({}, override.split(), check_data=False)
     assert recipe_from_dict({}, ["train.grad_clip=1.0", "train.device=cuda:1", "train.patience=0"]).train.grad_clip == 1.0
 
 
@@ -138,18 +148,219 @@ def test_yaml_is_read_safely(tmp_path):
 
 
 def test_literal_choices_of_model_arguments():
-    with pytest.raises(ConfigError, match=r"'model.activation': expected one of gelu, relu, got 'gelo'.*did you mean 'gelu'"):
+    with pytest.raises(ConfigError, match=r"'model.activation': expected one of gelu, relu, sigmoid, got 'gelo'.*did you mean 'gelu'"):
         recipe_from_dict({"model": {"name": "itransformer", "activation": "gelo"}})
 
 
 def test_engine_settings_for_scale_and_resume():
-    recipe = recipe_from_dict({"train": {"checkpoint_every": 500, "cuda_graphs": True, "fused_optimizer": False, "compile": True, "compile_mode": "max-autotune"}})
+    train = {"checkpoint_every": 500, "cuda_graphs": True, "fused_optimizer": False, "compile": True, "compile_mode": "max-autotune"}
+    recipe = recipe_from_dict({"train": train})
     t = recipe.train
     assert (t.checkpoint_every, t.cuda_graphs, t.fused_optimizer, t.compile, t.compile_mode) == (500, True, False, True, "max-autotune")
     assert recipe_from_dict({}).train.fused_optimizer is None  # fused on CUDA, not on CPU
-    with pytest.raises(ConfigError, match=r"'train.checkpoint_every': expected a number of steps >= 0"):
+    with pytest.raises(ConfigError, match=r"'train.checkpoint_every': expected an integer >= 0, got -5"):
         recipe_from_dict({"train": {"checkpoint_every": -5}})
     with pytest.raises(ConfigError, match=r"'train.compile_mode': expected one of .*did you mean 'reduce-overhead'"):
         recipe_from_dict({"train": {"compile_mode": "reduce_overhead"}})
     with pytest.raises(ConfigError, match="both capture CUDA graphs"):
         recipe_from_dict({"train": {"cuda_graphs": True, "compile": True, "compile_mode": "reduce-overhead"}})
+
+
+# ------------------------------------------------------------------------------------- hostile recipe files
+def refused(path_or_text, tmp_path=None, match: str | None = None) -> str:
+    """Load a recipe (a path, or text written to a file) and return its ConfigError message, asserting one line."""
+    path = path_or_text
+    if isinstance(path_or_text, (str, bytes)):
+        path = tmp_path / "r.yaml"
+        path.write_bytes(path_or_text.encode() if isinstance(path_or_text, str) else path_or_text)
+    with pytest.raises(ConfigError, match=match) as info:
+        load_recipe(path)
+    message = str(info.value)
+    assert "\n" not in message, f"a message is one line: {message!r}"
+    return message
+
+
+def test_oversized_recipe_is_refused_before_parsing(tmp_path):
+    refused("# padding\n" * 120_000, tmp_path, match=r"is larger than 1 MiB")
+
+
+def test_billion_laughs_fails_fast(tmp_path):
+    levels = ['a0: &a0 "lol"'] + [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 10)]
+    started = time.perf_counter()
+    refused("\n".join(levels) + "\n", tmp_path, match=r"aliases expand to more than 100000 values")
+    assert time.perf_counter() - started < 1.0
+
+
+def test_recursive_alias_and_deep_nesting_are_refused(tmp_path):
+    refused("data: &a [*a]\n", tmp_path, match=r"refers to a node that contains it \(a recursive alias\)")
+    refused("data: " + "[" * 5000 + "]" * 5000 + "\n", tmp_path, match=r"nested deeper than 50 levels \(line 1\)")
+    chain = ["a0: &a0 [1]"] + [f"a{i}: &a{i} [*a{i - 1}]" for i in range(1, 60)]
+    refused("\n".join(chain) + "\n", tmp_path, match=r"nested deeper than 50 levels once aliases are expanded")
+
+
+def test_duplicate_keys_are_refused_with_their_lines(tmp_path):
+    refused("train:\n  epochs: 1\n  lr: 0.1\n  epochs: 2\n", tmp_path, match=r"duplicate key 'epochs' on line 4 \(first on line 2\)")
+    refused("train: {epochs: 1, epochs: 2}\n", tmp_path, match=r"duplicate key 'epochs' on line 1")
+    path = tmp_path / "merge.yaml"  # a merge key's values may be overridden: that is what merging is for
+    path.write_text("train:\n  <<: {epochs: 1, lr: 0.5}\n  epochs: 2\n")
+    assert (load_recipe(path).train.epochs, load_recipe(path).train.lr) == (2, 0.5)
+
+
+def test_encodings_other_than_utf8_are_named(tmp_path):
+    refused("train:\n  epochs: 1\n".encode("utf-16"), tmp_path, match=r"is UTF-16/UTF-32 text or binary")
+    refused("train:\n  epochs: 1\n".encode("utf-16-le"), tmp_path, match=r"holds NUL bytes")
+    refused(b"data:\n  name: caf\xe9.csv\n", tmp_path, match=r"is not UTF-8 text \(byte 0xe9 on line 2\); save it as UTF-8")
+    path = tmp_path / "bom.yaml"
+    path.write_bytes("\ufefftrain:\n  epochs: 2\n".encode())  # a UTF-8 byte-order mark is UTF-8
+    assert load_recipe(path).train.epochs == 2
+
+
+def test_huge_integers_are_refused_in_one_line(tmp_path):
+    refused("seed: " + "9" * 5000 + "\n", tmp_path, match=r"an integer of 5000 digits on line 1; recipes take integers of at most 100 digits")
+    refused("seed: " + "9" * 30 + "\n", tmp_path, match=r"'seed': expected an integer of at most 64 bits")
+    refused("seed: -1\n", tmp_path, match=r"'seed': expected an integer in \[0, 4294967295\], got -1")
+    with pytest.raises(ConfigError, match=r"override 'seed=9{5000}': an integer of 5000 digits"):
+        recipe_from_dict({}, ["seed=" + "9" * 5000])
+
+
+def test_empty_and_non_mapping_recipes_are_refused(tmp_path):
+    for text in ("", "# only a comment\n\n", "{}\n"):
+        refused(text, tmp_path, match=r"is empty \(only comments or blank lines\)")
+    refused("- data\n- model\n", tmp_path, match=r"expected a mapping of sections \(data, model, .*\), got a list")
+    refused("just words\n", tmp_path, match=r"got a str")
+    refused("train: [unclosed\n", tmp_path, match=r"is not valid YAML: ")
+
+
+def test_recipe_path_says_what_it_is(tmp_path):
+    assert "is a directory, not a regular file" in refused(tmp_path)
+    assert "is a character device, not a regular file" in refused(Path("/dev/null"))
+    fifo = tmp_path / "pipe.yaml"
+    os.mkfifo(fifo)
+    assert "is a FIFO (named pipe), not a regular file" in refused(fifo)  # refused without opening it (no hang)
+    assert "does not exist" in refused(tmp_path / "missing.yaml")
+
+
+def test_tilde_in_recipe_and_data_paths_is_expanded(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "series.csv").write_text("date,y\n2020-01-01,1\n")
+    (tmp_path / "r.yaml").write_text("data:\n  name: ~/series.csv\n")
+    recipe = load_recipe("~/r.yaml")
+    assert (recipe.name, recipe.data.name) == ("r", "~/series.csv")  # the reader expands it with the same user_path
+
+
+# ------------------------------------------------------------------------------------------- value checks
+def test_non_finite_and_non_positive_floats_are_refused():
+    for raw, message in [
+        ({"data": {"split": [float("nan"), 0.5, 0.5]}}, r"'data.split\[0\]': expected a finite number in \(0, 1\), got nan"),
+        ({"data": {"split": [0.0, 0.5, 0.5]}}, r"'data.split\[0\]': expected a finite number in \(0, 1\), got 0.0"),
+        ({"data": {"split": [0.8, 0.3, -0.1]}}, r"'data.split\[2\]': expected a finite number in \(0, 1\)"),
+        ({"data": {"split": [0.5, 0.25, 0.2]}}, r"'data.split': expected three positive fractions summing to 1"),
+        ({"train": {"lr": "1e999"}}, r"'train.lr': expected a finite number > 0, got inf"),
+        ({"train": {"h1_weight": float("inf")}}, r"'train.h1_weight': expected a finite number >= 0, got inf"),
+        ({"model": {"name": "patchtst", "head_dropout": float("nan")}}, r"'model.head_dropout': expected a finite number in \[0, 1\)"),
+        ({"model": {"name": "galerkin", "xavier_init": float("-inf")}, "data": {"name": "darcy_small"}}, r"'model.xavier_init': expected a finite number > 0"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            recipe_from_dict(raw, check_data=False)
+    assert recipe_from_dict({"data": {"split": [0.6, 0.2, 0.2]}}, check_data=False).data.split == [0.6, 0.2, 0.2]
+
+
+def test_non_finite_plain_floats_are_refused():
+    from sciformer.config import _coerce
+    from sciformer.registry import Bounds
+
+    with pytest.raises(ConfigError, match=r"'x': expected a finite number, got nan"):
+        _coerce(float("nan"), float, "x")
+    assert math.isinf(_coerce(float("inf"), Annotated[float, Bounds(finite=False)], "x"))  # a key may allow it
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    ({"d_model": 0}, r"'model.d_model': expected an integer >= 1, got 0"),
+    ({"n_heads": 0}, r"'model.n_heads': expected an integer >= 1, got 0"),
+    ({"e_layers": -1}, r"'model.e_layers': expected an integer >= 1, got -1"),
+    ({"dropout": 1.0}, r"'model.dropout': expected a finite number in \[0, 1\), got 1.0"),
+    ({"dropout": -0.1}, r"'model.dropout': expected a finite number in \[0, 1\), got -0.1"),
+    ({"d_model": 16, "n_heads": 3}, r"recipe section 'model' \(itransformer\): d_model \(16\) must be divisible by n_heads \(3\)"),
+])
+def test_model_sizes_are_checked_at_validate(args, message):
+    with pytest.raises(ConfigError, match=message):
+        recipe_from_dict({"model": {"name": "itransformer", **args}})
+
+
+def test_cross_argument_checks_of_operator_models_run_at_validate():
+    with pytest.raises(ConfigError, match=r"\(pde_transformer\): hidden_size \(18\) must be even and divisible by n_heads \(4\)"):
+        recipe_from_dict({"data": {"name": "darcy_small"}, "model": {"name": "pde_transformer", "hidden_size": 18}}, check_data=False)
+    with pytest.raises(ConfigError, match=r"\(poseidon\): depths, n_heads and skip_blocks must have one entry per stage"):
+        recipe_from_dict({"data": {"name": "darcy_small"}, "model": {"name": "poseidon", "depths": [1, 1]}}, check_data=False)
+
+
+# ---------------------------------------------------------------------------------- choices, typed once
+def test_every_choice_is_read_from_its_annotation():
+    from sciformer.config import TrainConfig
+
+    hints = typing.get_type_hints(TrainConfig)
+    for key in ("lr_schedule", "precision", "loss", "mode", "augment", "compile_mode"):
+        choices = typing.get_args(hints[key])
+        assert choices, f"train.{key} is not a Literal"
+        with pytest.raises(ConfigError, match=rf"'train.{key}': expected one of {re.escape(', '.join(choices))}, got 'nope'"):
+            recipe_from_dict({"model": {"name": "galerkin"}, "train": {key: "nope"}}, check_data=False)
+    assert not hasattr(config, "_CHOICES")
+
+
+def test_model_choices_are_literals_shared_by_every_model():
+    from sciformer.nn.encoder import ACTIVATIONS
+
+    assert set(typing.get_args(Activation)) == set(ACTIVATIONS)
+    for name in list_models():
+        hints = typing.get_type_hints(get_model(name).__init__)
+        for arg, hint in hints.items():
+            assert hint is not str or arg in ("device",), f"{name}.{arg} is a bare str: type its choices with Literal"
+        if "activation" in hints:
+            assert hints["activation"] == Activation, f"{name}.activation"
+    with pytest.raises(ConfigError, match=r"'model.norm': expected one of batch, layer, got 'group'"):
+        recipe_from_dict({"model": {"name": "patchtst", "norm": "group"}})
+    with pytest.raises(ConfigError, match=r"'model.cross_attention': expected one of full, probsparse"):
+        recipe_from_dict({"model": {"name": "informer", "cross_attention": "sparse"}})
+
+
+# --------------------------------------------------------------------------------- frozen, not mutated
+def test_recipes_are_frozen_and_validation_leaves_its_input_alone():
+    raw = {"data": {"lookback": 48}, "model": {"name": "itransformer", "d_model": 32}, "train": {"epochs": 2}}
+    before = copy.deepcopy(raw)
+    recipe = recipe_from_dict(raw, ["train.epochs=3", "model.n_heads=4"])
+    assert raw == before and recipe.data.label_len == 24 and recipe.train.epochs == 3
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        recipe.train.epochs = 5
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        recipe.data = None
+
+
+# -------------------------------------------------------------------------------- task-specific keys
+@pytest.mark.parametrize(("raw", "message"), [
+    ({"model": {"name": "galerkin"}, "data": {"name": "darcy_small", "lookback": 96}},
+     r"recipe key 'data.lookback' applies to forecast models, but 'galerkin' is an operator model; remove it"),
+    ({"model": {"name": "pde_transformer"}, "data": {"name": "darcy_small", "target": "u"}}, r"'data.target' applies to forecast models"),
+    ({"model": {"name": "poseidon"}, "data": {"name": "darcy_small", "split": [0.7, 0.1, 0.2]}}, r"'data.split' applies to forecast models"),
+    ({"model": {"name": "itransformer"}, "data": {"initial_step": 2}}, r"'data.initial_step' applies to operator models, but 'itransformer'"),
+    ({"model": {"name": "patchtst"}, "data": {"generate": {"generator": "burgers1d"}}}, r"'data.generate' applies to operator models"),
+    ({"model": {"name": "patchtst"}, "train": {"augment": "dihedral"}}, r"'train.augment' applies to operator models"),
+])
+def test_keys_of_the_other_task_are_refused(raw, message):
+    with pytest.raises(ConfigError, match=message):
+        recipe_from_dict(raw, check_data=False)
+
+
+# ------------------------------------------------------------------------------------------ size presets
+def test_size_presets_are_models_of_their_own_name(capsys):
+    from sciformer.cli import main
+
+    recipe = recipe_from_dict({"data": {"name": "darcy_small"}, "model": {"name": "pde_transformer_b", "periodic": True}}, check_data=False)
+    assert recipe.model.args == {"periodic": True}
+    fixed = r"'model.hidden_size' is fixed by the size preset 'pde_transformer_s' \(96\); to change it, use model 'pde_transformer'"
+    with pytest.raises(ConfigError, match=fixed):
+        recipe_from_dict({"data": {"name": "darcy_small"}, "model": {"name": "pde_transformer_s", "hidden_size": 32}}, check_data=False)
+    with pytest.raises(ConfigError, match=r"unknown recipe key 'model.size' for model 'poseidon'"):
+        recipe_from_dict({"data": {"name": "darcy_small"}, "model": {"name": "poseidon", "size": "T"}}, check_data=False)
+    assert main(["ls", "models"]) == 0
+    listed = capsys.readouterr().out
+    assert all(name in listed for name in ("pde_transformer_s", "pde_transformer_b", "pde_transformer_l", "poseidon_t", "poseidon_b", "poseidon_l"))

@@ -10,20 +10,18 @@
 from __future__ import annotations
 
 import functools
+import typing
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
+from sciformer.config import LossName, TrainConfig
 from sciformer.errors import ConfigError
-
-if TYPE_CHECKING:
-    from sciformer.config import TrainConfig
 
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
-LOSS_NAMES = ("mse", "mae", "rel_l2", "rel_l2_h1")
+LOSS_NAMES = typing.get_args(LossName)
 ELEMENTWISE: dict[str, Loss] = {"mse": F.mse_loss, "mae": F.l1_loss}
 
 

@@ -24,7 +24,7 @@ from sciformer.nn.autocorrelation import AutoCorrelation, DecompDecoder, DecompD
 from sciformer.nn.decomposition import SeasonalLayerNorm, SeriesDecomposition
 from sciformer.nn.embedding import DataEmbedding
 from sciformer.nn.encoder import Encoder
-from sciformer.registry import register_model
+from sciformer.registry import Activation, Dropout, PositiveFloat, PositiveInt, register_model
 
 
 @register_model("autoformer")
@@ -42,15 +42,15 @@ class Autoformer(nn.Module):
         lookback: int,
         horizon: int,
         label_len: int,
-        d_model: int = 512,
-        n_heads: int = 8,
-        d_ff: int = 2048,
-        e_layers: int = 2,
-        d_layers: int = 1,
-        factor: float = 3.0,
-        moving_avg: int = 25,
-        dropout: float = 0.1,
-        activation: str = "gelu",
+        d_model: PositiveInt = 512,
+        n_heads: PositiveInt = 8,
+        d_ff: PositiveInt = 2048,
+        e_layers: PositiveInt = 2,
+        d_layers: PositiveInt = 1,
+        factor: PositiveFloat = 3.0,
+        moving_avg: PositiveInt = 25,
+        dropout: Dropout = 0.1,
+        activation: Activation = "gelu",
     ) -> None:
         super().__init__()
         if not 0 <= label_len <= lookback:

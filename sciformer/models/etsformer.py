@@ -21,7 +21,7 @@ from torch import nn
 
 from sciformer.nn.embedding import DataEmbedding
 from sciformer.nn.exponential_smoothing import ETSDecoderLayer, ETSEncoderLayer, FrequencyAttention
-from sciformer.registry import register_model
+from sciformer.registry import Activation, Dropout, NonNegativeFloat, PositiveInt, register_model
 
 
 @torch.no_grad()
@@ -52,15 +52,15 @@ class ETSformer(nn.Module):
         n_marks: int,
         lookback: int,
         horizon: int,
-        d_model: int = 512,
-        n_heads: int = 8,
-        d_ff: int = 2048,
-        e_layers: int = 2,
-        d_layers: int = 2,
-        top_k: int = 5,
-        dropout: float = 0.1,
-        activation: str = "gelu",
-        augment_sigma: float = 0.2,
+        d_model: PositiveInt = 512,
+        n_heads: PositiveInt = 8,
+        d_ff: PositiveInt = 2048,
+        e_layers: PositiveInt = 2,
+        d_layers: PositiveInt = 2,
+        top_k: PositiveInt = 5,
+        dropout: Dropout = 0.1,
+        activation: Activation = "gelu",
+        augment_sigma: NonNegativeFloat = 0.2,
     ) -> None:
         super().__init__()
         if e_layers != d_layers:

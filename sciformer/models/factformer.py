@@ -22,7 +22,7 @@ from torch import nn
 
 from sciformer.nn.embedding import grid_coordinates
 from sciformer.nn.factorized_attention import FactorizedAttention, GaussianFourierFeatures
-from sciformer.registry import register_model
+from sciformer.registry import PositiveFloat, PositiveInt, register_model
 
 
 @register_model("factformer", task="operator")
@@ -39,13 +39,13 @@ class FactFormer(nn.Module):
         in_channels: int,
         out_channels: int,
         n_dims: int,
-        dim: int = 128,
-        depth: int = 4,
-        n_heads: int = 8,
-        dim_head: int = 64,
-        kernel_multiplier: int = 2,
+        dim: PositiveInt = 128,
+        depth: PositiveInt = 4,
+        n_heads: PositiveInt = 8,
+        dim_head: PositiveInt = 64,
+        kernel_multiplier: PositiveInt = 2,
         rope: bool = True,
-        fourier_scale: float = 8.0,
+        fourier_scale: PositiveFloat = 8.0,
         recompute_attention: bool = True,
     ) -> None:
         super().__init__()

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from sciformer.nn.embedding import grid_coordinates
-from sciformer.registry import register_model
+from sciformer.registry import PositiveInt, register_model
 
 
 @register_model("fno", task="operator")
@@ -26,7 +26,7 @@ class FNO(nn.Module):
     Darcy model (12 modes, width 32, 4 layers).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, n_dims: int, modes: int = 12, width: int = 32, n_layers: int = 4) -> None:
+    def __init__(self, in_channels: int, out_channels: int, n_dims: int, modes: PositiveInt = 12, width: PositiveInt = 32, n_layers: PositiveInt = 4) -> None:
         super().__init__()
         try:
             from neuralop.models import FNO as NeuralopFNO

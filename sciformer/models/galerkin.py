@@ -31,7 +31,7 @@ from sciformer.nn.encoder import FeedForward
 from sciformer.nn.embedding import grid_coordinates
 from sciformer.nn.linear_attention import SoftmaxFreeAttention
 from sciformer.nn.spectral import SpectralConv
-from sciformer.registry import register_model
+from sciformer.registry import Dropout, NonNegativeFloat, PositiveFloat, PositiveInt, register_model
 
 
 class GalerkinEncoderLayer(nn.Module):
@@ -94,19 +94,19 @@ class GalerkinTransformer(nn.Module):
         in_channels: int,
         out_channels: int,
         n_dims: int,
-        d_model: int = 128,
-        n_heads: int = 4,
-        n_layers: int = 6,
-        d_ff: int = 256,
+        d_model: PositiveInt = 128,
+        n_heads: PositiveInt = 4,
+        n_layers: PositiveInt = 6,
+        d_ff: PositiveInt = 256,
         attention: Literal["galerkin", "fourier"] = "galerkin",
-        dropout: float = 0.05,
-        norm_eps: float = 1e-7,
-        xavier_init: float = 1e-2,
-        diagonal_weight: float = 1e-2,
+        dropout: Dropout = 0.05,
+        norm_eps: PositiveFloat = 1e-7,
+        xavier_init: PositiveFloat = 1e-2,
+        diagonal_weight: NonNegativeFloat = 1e-2,
         decoder: Literal["spectral", "pointwise"] = "spectral",
-        modes: int = 12,
-        freq_dim: int = 32,
-        n_regressor_layers: int = 2,
+        modes: PositiveInt = 12,
+        freq_dim: PositiveInt = 32,
+        n_regressor_layers: PositiveInt = 2,
         zero_boundary: bool = False,
     ) -> None:
         super().__init__()

@@ -11,6 +11,9 @@ forward pass — no step-by-step decoding. A linear head maps ``d_model`` to the
 
 from __future__ import annotations
 
+import typing
+from typing import Literal
+
 import torch
 from torch import nn
 
@@ -18,10 +21,11 @@ from sciformer.nn.attention import AttentionLayer, FullAttention
 from sciformer.nn.embedding import DataEmbedding
 from sciformer.nn.encoder import Decoder, DecoderLayer, Encoder, EncoderLayer
 from sciformer.nn.probsparse import DistillingLayer, ProbSparseAttention
-from sciformer.registry import register_model
+from sciformer.registry import Activation, Dropout, PositiveInt, register_model
 
-CROSS_ATTENTIONS = ("full", "probsparse")
-HEAD_MIXING = ("none", "decoder", "probsparse")
+CrossAttention = Literal["full", "probsparse"]
+HeadMixing = Literal["none", "decoder", "probsparse"]
+CROSS_ATTENTIONS, HEAD_MIXING = typing.get_args(CrossAttention), typing.get_args(HeadMixing)
 
 
 @register_model("informer")
@@ -42,17 +46,17 @@ class Informer(nn.Module):
         n_marks: int,
         horizon: int,
         label_len: int,
-        d_model: int = 512,
-        n_heads: int = 8,
-        d_ff: int = 2048,
-        e_layers: int = 2,
-        d_layers: int = 1,
-        factor: int = 5,
-        dropout: float = 0.1,
-        activation: str = "gelu",
+        d_model: PositiveInt = 512,
+        n_heads: PositiveInt = 8,
+        d_ff: PositiveInt = 2048,
+        e_layers: PositiveInt = 2,
+        d_layers: PositiveInt = 1,
+        factor: PositiveInt = 5,
+        dropout: Dropout = 0.1,
+        activation: Activation = "gelu",
         distil: bool = True,
-        cross_attention: str = "full",
-        head_mixing: str = "none",
+        cross_attention: CrossAttention = "full",
+        head_mixing: HeadMixing = "none",
     ) -> None:
         super().__init__()
         if label_len < 0:

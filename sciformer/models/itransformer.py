@@ -8,8 +8,6 @@ Time features join as extra tokens; a linear head maps each variate token to the
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 from torch import nn
 
@@ -17,7 +15,7 @@ from sciformer.nn.attention import AttentionLayer, FullAttention
 from sciformer.nn.embedding import InvertedEmbedding
 from sciformer.nn.encoder import Encoder, EncoderLayer
 from sciformer.nn.normalization import RevIN
-from sciformer.registry import register_model
+from sciformer.registry import Activation, Dropout, PositiveInt, register_model
 
 
 @register_model("itransformer")
@@ -30,12 +28,12 @@ class ITransformer(nn.Module):
         n_marks: int,
         lookback: int,
         horizon: int,
-        d_model: int = 512,
-        n_heads: int = 8,
-        d_ff: int = 2048,
-        e_layers: int = 2,
-        dropout: float = 0.1,
-        activation: Literal["gelu", "relu"] = "gelu",
+        d_model: PositiveInt = 512,
+        n_heads: PositiveInt = 8,
+        d_ff: PositiveInt = 2048,
+        e_layers: PositiveInt = 2,
+        dropout: Dropout = 0.1,
+        activation: Activation = "gelu",
         use_norm: bool = True,
     ) -> None:
         super().__init__()

@@ -27,6 +27,9 @@ d_model 128, d_ff 256); small datasets such as ETTh1 use 4 heads, d_model 16, d_
 
 from __future__ import annotations
 
+import typing
+from typing import Literal
+
 import torch
 from torch import nn
 
@@ -34,9 +37,10 @@ from sciformer.nn.attention import AttentionLayer, FullAttention
 from sciformer.nn.encoder import Encoder, EncoderLayer
 from sciformer.nn.normalization import RevIN
 from sciformer.nn.patching import FlattenHead, PatchEmbedding, TSTEncoder, TSTEncoderLayer, token_norm
-from sciformer.registry import register_model
+from sciformer.registry import Activation, Dropout, PositiveInt, register_model
 
-ENCODERS = ("official", "tslib")
+EncoderKind = Literal["official", "tslib"]
+ENCODERS = typing.get_args(EncoderKind)
 
 
 @register_model("patchtst")
@@ -52,18 +56,18 @@ class PatchTST(nn.Module):
         n_vars: int,
         lookback: int,
         horizon: int,
-        patch_len: int = 16,
-        stride: int = 8,
-        d_model: int = 128,
-        n_heads: int = 16,
-        d_ff: int = 256,
-        e_layers: int = 3,
-        dropout: float = 0.2,
-        head_dropout: float | None = 0.0,
-        activation: str = "gelu",
-        encoder: str = "official",
-        norm: str = "batch",
-        positional: str = "learned",
+        patch_len: PositiveInt = 16,
+        stride: PositiveInt = 8,
+        d_model: PositiveInt = 128,
+        n_heads: PositiveInt = 16,
+        d_ff: PositiveInt = 256,
+        e_layers: PositiveInt = 3,
+        dropout: Dropout = 0.2,
+        head_dropout: Dropout | None = 0.0,
+        activation: Activation = "gelu",
+        encoder: EncoderKind = "official",
+        norm: Literal["batch", "layer"] = "batch",
+        positional: Literal["learned", "sincos"] = "learned",
         patch_bias: bool = True,
         revin: bool = True,
         affine: bool = False,

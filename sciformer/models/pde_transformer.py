@@ -23,8 +23,10 @@ A multiscale diffusion-transformer (DiT) backbone on patch tokens:
   ``C_out == C_in`` stream ``c`` predicts channel ``c`` (the paper's SC readout); otherwise each stream predicts all
   ``C_out`` channels and the streams are averaged.
 
-Sizes from the paper / official configs (``PDE_S``, ``PDE_B``): S = width 96, 4 heads; B = width 192, 8 heads;
-both ``depths = [2, 5, 8, 5, 2]``, MLP ratio 4, patch 4, window 8.
+Sizes from the paper / official configs (``PDE_S``, ``PDE_B``, ``PDE_L``), registered as the models
+``pde_transformer_s`` (width 96, 4 heads), ``pde_transformer_b`` (width 192, 8 heads) and ``pde_transformer_l``
+(width 384, 16 heads), all with ``depths = [2, 5, 8, 5, 2]`` and MLP ratio 4; patch 4 and window 8 by default.
+``pde_transformer`` starts at size S and lets a recipe set every width and depth.
 
 Differences from the official code (tum-pbs/pde-transformer ``core/separate_channels``), deliberate: the residual
 branches are gated by ``gate`` (DiT's adaLN-Zero, identity at initialisation) where the official blocks multiply by
@@ -36,8 +38,6 @@ PDE-parameter/``dt`` embedders (only the lead time and one PDE label).
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 from torch import nn
 
@@ -45,12 +45,8 @@ from sciformer.nn.attention import AttentionLayer, FullAttention
 from sciformer.nn.conditioning import AdaLNZero, TimestepEmbedding, modulate
 from sciformer.nn.encoder import FeedForward
 from sciformer.nn.windowed import WindowAttention
-from sciformer.registry import register_model
+from sciformer.registry import PositiveFloat, PositiveInt, register_model, register_preset
 
-SIZES: dict[str, tuple[int, int, tuple[int, ...]]] = {  # size -> (hidden width, heads, stage depths)
-    "S": (96, 4, (2, 5, 8, 5, 2)),
-    "B": (192, 8, (2, 5, 8, 5, 2)),
-}
 TIME_SCALE = 1000.0  # PDE-Transformer/DiT stretch a time in [0, 1] by 1000 before the sinusoids
 
 
@@ -150,29 +146,19 @@ class PDETransformer(nn.Module):
         in_channels: int,
         out_channels: int,
         n_dims: int,
-        size: Literal["S", "B", "custom"] = "S",
-        hidden_size: int | None = None,
-        n_heads: int | None = None,
-        depths: list[int] | None = None,
-        mlp_ratio: float = 4.0,
-        patch_size: int = 4,
-        window_size: int = 8,
+        hidden_size: PositiveInt = 96,
+        n_heads: PositiveInt = 4,
+        depths: tuple[PositiveInt, ...] = (2, 5, 8, 5, 2),
+        mlp_ratio: PositiveFloat = 4.0,
+        patch_size: PositiveInt = 4,
+        window_size: PositiveInt = 8,
         periodic: bool = False,
-        n_pde_types: int = 1,
+        n_pde_types: PositiveInt = 1,
     ) -> None:
         super().__init__()
         if n_dims != 2:
             raise ValueError(f"PDE-Transformer supports 2D grids only (n_dims=2), got n_dims={n_dims}")
-        if size not in SIZES and size != "custom":
-            raise ValueError(f"size must be one of S, B, custom, got {size!r}")
-        if size != "custom":
-            given = [k for k, v in (("hidden_size", hidden_size), ("n_heads", n_heads), ("depths", depths)) if v is not None]
-            if given:
-                raise ValueError(f"{', '.join(given)} can only be set with size='custom' (size={size!r} fixes them)")
-        default_hidden, default_heads, default_depths = SIZES["S" if size == "custom" else size]
-        hidden = hidden_size if hidden_size is not None else default_hidden
-        heads = n_heads if n_heads is not None else default_heads
-        depths = list(depths if depths is not None else default_depths)
+        hidden, heads, depths = hidden_size, n_heads, list(depths)
         if len(depths) % 2 != 1 or len(depths) < 3 or min(depths) < 1:
             raise ValueError(f"depths must list 2n + 1 >= 3 positive stage depths (encoder, latent, decoder), got {depths}")
         if hidden % 2 or hidden % heads:
@@ -298,3 +284,10 @@ class PDETransformer(nn.Module):
         if self.out_channels == self.in_channels:
             return x[:, :, 0]  # stream c → channel c
         return x.mean(dim=1)  # [B, C_out, H, W]
+
+
+# The paper's sizes (official ``PDE_S``, ``PDE_B``, ``PDE_L``): width and heads grow, the stage depths stay.
+_PAPER = dict(depths=(2, 5, 8, 5, 2), mlp_ratio=4.0)
+register_preset("pde_transformer_s", PDETransformer, fixed=dict(hidden_size=96, n_heads=4, **_PAPER))
+register_preset("pde_transformer_b", PDETransformer, fixed=dict(hidden_size=192, n_heads=8, **_PAPER))
+register_preset("pde_transformer_l", PDETransformer, fixed=dict(hidden_size=384, n_heads=16, **_PAPER))

@@ -17,10 +17,11 @@ one model maps ``u(t_i)`` to ``u(t_i + t)`` for any lead time (trained on all (t
   ``LN(x) · (1 + a(t)) + b(t)`` with ``a, b`` affine in the scalar lead time (``Linear(1 → D)``); ``t=None`` means
   lead time 0. PDE parameters (``params``) are not used, as in scOT.
 
-Sizes (``scOT/train.py``'s ``MODEL_MAP``): T = width 48, depths [4, 4, 4, 4] (20.78M parameters here with 4 → 4
-channels; the Poseidon-T card says 20.8M); B = width 96, depths [8, 8, 8, 8] (157.8M; paper ≈ 158M); both heads
-[3, 6, 12, 24], patch 4, window 16, MLP ratio 4, skip blocks [2, 2, 2, 0]. ``size="custom"`` (the default) is a
-small 3-stage model (1.23M parameters with 1 → 1 channels) that trains on 64×64 grids in minutes on a CPU.
+Sizes (``scOT/train.py``'s ``MODEL_MAP``), registered as models: ``poseidon_t`` = width 48, depths [4, 4, 4, 4]
+(20.78M parameters here with 4 → 4 channels; the Poseidon-T card says 20.8M); ``poseidon_b`` = width 96, depths
+[8, 8, 8, 8] (157.8M; paper ≈ 158M); ``poseidon_l`` = width 192, depths [8, 8, 8, 8]; all with heads [3, 6, 12, 24],
+MLP ratio 4, skip blocks [2, 2, 2, 0], patch 4 and window 16. ``poseidon`` itself defaults to a small 3-stage model
+(1.23M parameters with 1 → 1 channels) that trains on 64×64 grids in minutes on a CPU.
 
 Differences from the official code (camlab-ethz/poseidon ``scOT/model.py``), deliberate: the conditioned norms
 start as plain LayerNorms (official: all their linears drawn from N(0, 0.02), so the scale starts near 0); the
@@ -33,8 +34,6 @@ frame), and the relative-L1 loss lives in the engine, not the model.
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 from torch import nn
 
@@ -46,14 +45,7 @@ from sciformer.nn.multiscale import (
     SwinStage,
     TimeConditionedLayerNorm,
 )
-from sciformer.registry import register_model
-
-# size -> (embed_dim, depths, heads, skip_blocks, patch_size, window_size, mlp_ratio)
-SIZES: dict[str, tuple[int, tuple[int, ...], tuple[int, ...], tuple[int, ...], int, int, float]] = {
-    "T": (48, (4, 4, 4, 4), (3, 6, 12, 24), (2, 2, 2, 0), 4, 16, 4.0),
-    "B": (96, (8, 8, 8, 8), (3, 6, 12, 24), (2, 2, 2, 0), 4, 16, 4.0),
-    "custom": (32, (2, 2, 2), (2, 4, 8), (1, 1, 0), 4, 4, 4.0),  # defaults of size="custom": ≈1M parameters
-}
+from sciformer.registry import NonNegativeInt, PositiveFloat, PositiveInt, register_model, register_preset
 
 
 @register_model("poseidon", task="operator")
@@ -65,9 +57,9 @@ class Poseidon(nn.Module):
     multiples of ``patch_size · window_size · 2^(n_stages − 1)`` always work (64 for the default, 64×64 → 16×16, 8×8,
     4×4 tokens). The same weights run on any such grid.
 
-    ``size`` picks the paper's T or B architecture (then ``embed_dim``, ``depths``, ``n_heads``, ``skip_blocks`` and
-    ``mlp_ratio`` are fixed) or ``custom``, where each of them defaults to the small configuration in :data:`SIZES`.
-    ``patch_size`` and ``window_size`` default to the size's values and may be changed with any size.
+    The defaults are a small 3-stage model; the paper's sizes are the models ``poseidon_t``, ``poseidon_b`` and
+    ``poseidon_l``, which fix ``embed_dim``, ``depths``, ``n_heads``, ``skip_blocks`` and ``mlp_ratio`` and start
+    ``patch_size`` and ``window_size`` at the paper's 4 and 16.
     """
 
     def __init__(
@@ -75,32 +67,19 @@ class Poseidon(nn.Module):
         in_channels: int,
         out_channels: int,
         n_dims: int,
-        size: Literal["T", "B", "custom"] = "custom",
-        embed_dim: int | None = None,
-        depths: list[int] | None = None,
-        n_heads: list[int] | None = None,
-        skip_blocks: list[int] | None = None,
-        mlp_ratio: float | None = None,
-        patch_size: int | None = None,
-        window_size: int | None = None,
+        embed_dim: PositiveInt = 32,
+        depths: tuple[PositiveInt, ...] = (2, 2, 2),
+        n_heads: tuple[PositiveInt, ...] = (2, 4, 8),
+        skip_blocks: tuple[NonNegativeInt, ...] = (1, 1, 0),
+        mlp_ratio: PositiveFloat = 4.0,
+        patch_size: PositiveInt = 4,
+        window_size: PositiveInt = 4,
         periodic: bool = False,
     ) -> None:
         super().__init__()
         if n_dims != 2:
             raise ValueError(f"Poseidon (scOT) supports 2D grids only (n_dims=2), got n_dims={n_dims}")
-        if size not in SIZES:
-            raise ValueError(f"size must be one of {', '.join(SIZES)}, got {size!r}")
-        fixed = {"embed_dim": embed_dim, "depths": depths, "n_heads": n_heads, "skip_blocks": skip_blocks, "mlp_ratio": mlp_ratio}
-        if size != "custom" and (given := [k for k, v in fixed.items() if v is not None]):
-            raise ValueError(f"{', '.join(given)} can only be set with size='custom' (size={size!r} fixes them)")
-        d_embed, d_depths, d_heads, d_skips, d_patch, d_window, d_mlp = SIZES[size]
-        embed_dim = embed_dim if embed_dim is not None else d_embed
-        depths = list(depths if depths is not None else d_depths)
-        n_heads = list(n_heads if n_heads is not None else d_heads)
-        skip_blocks = list(skip_blocks if skip_blocks is not None else d_skips)
-        mlp_ratio = mlp_ratio if mlp_ratio is not None else d_mlp
-        patch_size = patch_size if patch_size is not None else d_patch
-        window_size = window_size if window_size is not None else d_window
+        depths, n_heads, skip_blocks = list(depths), list(n_heads), list(skip_blocks)
 
         n = len(depths)
         if n < 1 or min(depths) < 1:
@@ -197,3 +176,11 @@ class Poseidon(nn.Module):
             if level > 0:
                 x = self.expands[level - 1](x, t)  # [B, 2·h_l, 2·w_l, D·2^(l−1)]
         return self.recovery(x)  # [B, C_out, H, W]
+
+
+# The paper's sizes (scOT ``MODEL_MAP``): patch 4 and window 16 are where the paper starts, not part of the size.
+_PAPER = dict(n_heads=(3, 6, 12, 24), skip_blocks=(2, 2, 2, 0), mlp_ratio=4.0)
+_PATCHES = dict(patch_size=4, window_size=16)
+register_preset("poseidon_t", Poseidon, fixed=dict(embed_dim=48, depths=(4, 4, 4, 4), **_PAPER), defaults=_PATCHES)
+register_preset("poseidon_b", Poseidon, fixed=dict(embed_dim=96, depths=(8, 8, 8, 8), **_PAPER), defaults=_PATCHES)
+register_preset("poseidon_l", Poseidon, fixed=dict(embed_dim=192, depths=(8, 8, 8, 8), **_PAPER), defaults=_PATCHES)

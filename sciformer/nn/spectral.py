@@ -11,6 +11,7 @@ The mode layout (corner blocks of weights, truncation on coarse grids) is docume
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -38,7 +39,7 @@ class SpectralConv(nn.Module):
         if len(modes) != n_dims or min(modes) < 1:
             raise ValueError(f"expected {n_dims} positive mode counts, got {modes}")
         self.modes, self.n_dims, self.norm = modes, n_dims, norm
-        std = 1.0 / (in_channels * out_channels * float(torch.tensor(modes).prod()) ** 0.5)
+        std = 1.0 / (in_channels * out_channels * math.prod(modes) ** 0.5)
         self.weight = nn.Parameter(std * torch.randn(2 ** (n_dims - 1), in_channels, out_channels, *modes, 2))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

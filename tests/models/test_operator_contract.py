@@ -1,16 +1,23 @@
-"""Contract tests over every registered operator model, built from its smoke recipe's model arguments."""
+"""Contract tests over every registered operator model, built from its smoke recipe's model arguments.
+
+Weights are perturbed before the checks (small noise on every parameter): adaLN-Zero gates and zero output layers
+would otherwise make the model the identity or zero at initialisation, so the checks would say nothing about its
+wiring. Size presets (``pde_transformer_s``...) are the base model with fixed arguments; they are built on the
+``meta`` device (shapes only) and checked against the base model built with the same arguments.
+"""
 
 from pathlib import Path
 
 import pytest
 import torch
 
-from sciformer.config import load_recipe
+from sciformer.config import get_model_base, load_recipe
 from sciformer.engine.checkpoint import load_model, save_checkpoint
-from sciformer.registry import build_model, list_models
+from sciformer.registry import build_model, get_model, list_models
 
 REPO = Path(__file__).resolve().parents[2]
-OPERATORS = list_models(task="operator")
+OPERATORS = [name for name in list_models(task="operator") if not hasattr(get_model(name), "preset")]
+PRESETS = [name for name in list_models(task="operator") if hasattr(get_model(name), "preset")]
 
 
 def build(name: str, n_dims: int = 2, channels: tuple[int, int] = (2, 1)) -> torch.nn.Module:
@@ -20,8 +27,29 @@ def build(name: str, n_dims: int = 2, channels: tuple[int, int] = (2, 1)) -> tor
     return build_model(name, args, in_channels=channels[0], out_channels=channels[1], n_dims=n_dims)
 
 
-def test_the_operator_models_are_registered():
-    assert {"galerkin", "factformer", "pde_transformer"} <= set(OPERATORS)
+def perturb(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Add noise of 1% of each parameter's scale (at least 1e-2) to every parameter, as a few optimiser steps would."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            scale = max(p.abs().mean().item(), 1.0) * 1e-2
+            p.add_(scale * torch.randn(p.shape, generator=g, dtype=p.dtype))
+    return model
+
+
+def test_the_operator_models_and_their_size_presets_are_registered():
+    assert OPERATORS == ["factformer", "fno", "galerkin", "pde_transformer", "poseidon"]
+    assert PRESETS == ["pde_transformer_b", "pde_transformer_l", "pde_transformer_s", "poseidon_b", "poseidon_l", "poseidon_t"]
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_a_size_preset_is_its_base_model_with_fixed_arguments(name):
+    cls, base = get_model(name), get_model_base(get_model(name))
+    sizes = {"in_channels": 2, "out_channels": 1, "n_dims": 2}
+    with torch.device("meta"):
+        preset, plain = build_model(name, {}, **sizes), build_model(base, cls.preset, **sizes)
+    assert isinstance(preset, get_model(base)) and cls.task == "operator"
+    assert {k: v.shape for k, v in preset.state_dict().items()} == {k: v.shape for k, v in plain.state_dict().items()}
 
 
 @pytest.fixture(params=OPERATORS)
@@ -34,22 +62,20 @@ def model_name(request):
 def test_output_shape_finite_and_gradients(model_name):
     torch.manual_seed(0)
     model = build(model_name)
-    u = torch.randn(2, 2, 32, 32)
-    out = model(u, torch.tensor([0.1, 0.5]))  # non-zero lead times: t-conditioned weights see a gradient
+    perturb(model)
+    u, t = torch.randn(2, 2, 32, 32), torch.tensor([0.1, 0.5])  # non-zero lead times: t-conditioned weights see a gradient
+    out = model(u, t)
     assert out.shape == (2, 1, 32, 32) and torch.isfinite(out).all()
-    # adaLN-Zero style models start with zero gates: nudge all-zero tensors the way the first optimiser steps would
     with torch.no_grad():
-        for p in model.parameters():
-            if not p.any():
-                p.add_(1e-3 * torch.randn_like(p))
-    model(u, torch.tensor([0.1, 0.5])).square().mean().backward()
+        assert not torch.allclose(out, model(u + torch.randn_like(u), t)), "the output does not change when the input does"
+    out.square().mean().backward()
     dead = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.any()]
     assert not dead, f"parameters without gradient: {dead}"
 
 
 def test_checkpoint_round_trip(model_name, tmp_path):
     torch.manual_seed(0)
-    model = build(model_name).eval()
+    model = perturb(build(model_name)).eval()
     u = torch.randn(2, 2, 32, 32)
     spec = {"model": {"name": model_name, "args": load_recipe(REPO / "recipes" / "smoke" / f"{model_name}.yaml").model.args,
                       "data_sizes": {"in_channels": 2, "out_channels": 1, "n_dims": 2}}}
@@ -68,7 +94,7 @@ def test_wrong_input_rank_is_a_clear_error(model_name):
 def test_residual_adds_the_latest_input_frame(model_name, tmp_path):
     """``model.residual``: the same weights (same names), plus the last ``C_out`` input channels, kept by checkpoints."""
     torch.manual_seed(0)
-    plain = build(model_name, channels=(4, 2)).eval()  # two frames of two channels, stacked time-major
+    plain = perturb(build(model_name, channels=(4, 2))).eval()  # two frames of two channels, stacked time-major
     args = {**load_recipe(REPO / "recipes" / "smoke" / f"{model_name}.yaml").model.args, "residual": True}
     sizes = {"in_channels": 4, "out_channels": 2, "n_dims": 2}
     residual = build_model(model_name, args, **sizes).eval()

@@ -11,13 +11,13 @@ import yaml
 
 from sciformer.config import recipe_from_dict
 from sciformer.engine.checkpoint import load_model, save_checkpoint
-from sciformer.models.pde_transformer import SIZES, PDETransformer, PDETransformerBlock
+from sciformer.models.pde_transformer import PDETransformer, PDETransformerBlock
 from sciformer.nn.conditioning import AdaLNZero, TimestepEmbedding, modulate, timestep_embedding
 from sciformer.nn.windowed import WindowAttention, shifted_window_mask, window_partition, window_reverse
-from sciformer.registry import build_model
+from sciformer.registry import build_model, get_model
 
 REPO = Path(__file__).resolve().parents[2]
-TINY = dict(size="custom", hidden_size=16, n_heads=2, depths=[1, 2, 1], patch_size=2, window_size=4)
+TINY = dict(hidden_size=16, n_heads=2, depths=[1, 2, 1], patch_size=2, window_size=4)
 
 
 def perturb_zero_parameters(model: torch.nn.Module, std: float = 0.05) -> None:
@@ -156,9 +156,12 @@ def test_timestep_embedding_is_the_dit_sinusoid():
 
 
 # ---------------------------------------------------------------------------------------- the model
-def test_sizes_follow_the_paper():
-    assert SIZES["S"] == (96, 4, (2, 5, 8, 5, 2))
-    assert SIZES["B"] == (192, 8, (2, 5, 8, 5, 2))
+def test_size_presets_follow_the_paper():
+    paper = dict(depths=(2, 5, 8, 5, 2), mlp_ratio=4.0)
+    assert get_model("pde_transformer_s").preset == dict(hidden_size=96, n_heads=4, **paper)
+    assert get_model("pde_transformer_b").preset == dict(hidden_size=192, n_heads=8, **paper)
+    assert get_model("pde_transformer_l").preset == dict(hidden_size=384, n_heads=16, **paper)
+    assert isinstance(get_model("pde_transformer_s")(1, 1, 2, patch_size=8), PDETransformer)
 
 
 @pytest.mark.parametrize("grid", [(16, 16), (32, 32), (16, 32)])
@@ -220,8 +223,8 @@ def test_checkpoint_round_trip_reproduces_outputs(tmp_path):
 def test_wrong_inputs_are_rejected_with_shapes():
     with pytest.raises(ValueError, match="2D grids only"):
         PDETransformer(1, 1, 3)
-    with pytest.raises(ValueError, match="hidden_size can only be set with size='custom'"):
-        PDETransformer(1, 1, 2, size="S", hidden_size=32)
+    with pytest.raises(ValueError, match="hidden_size fixed by preset 'pde_transformer_s'; use model 'pde_transformer'"):
+        get_model("pde_transformer_s")(1, 1, 2, hidden_size=32)
     model = PDETransformer(3, 1, 2, **TINY)
     with pytest.raises(ValueError, match=r"expected u of shape \[B, C_in, \*grid\] with C_in=3 and 2 grid axes, got \(4, 3, 64\)"):
         model(torch.randn(4, 3, 64))

@@ -2,6 +2,7 @@
 expansion against hand-written references, the shift pattern of the Swin stages, the operator contract at two grid
 sizes, the paper's T size, clear errors, and a tiny learning test of a lead-time-dependent shift."""
 
+import inspect
 from pathlib import Path
 
 import pytest
@@ -11,12 +12,12 @@ import yaml
 
 from sciformer.config import recipe_from_dict
 from sciformer.engine.checkpoint import load_model, save_checkpoint
-from sciformer.models.poseidon import SIZES, Poseidon
+from sciformer.models.poseidon import Poseidon
 from sciformer.nn.multiscale import ConvNeXtBlock, PatchExpanding, PatchMerging, SwinStage, TimeConditionedLayerNorm
-from sciformer.registry import build_model
+from sciformer.registry import build_model, get_model
 
 REPO = Path(__file__).resolve().parents[2]
-TINY = dict(size="custom", embed_dim=16, depths=[1, 2], n_heads=[2, 4], skip_blocks=[1, 1], patch_size=2, window_size=4)
+TINY = dict(embed_dim=16, depths=[1, 2], n_heads=[2, 4], skip_blocks=[1, 1], patch_size=2, window_size=4)
 
 
 def perturb_norms(model: torch.nn.Module, std: float = 0.3) -> None:
@@ -115,14 +116,18 @@ def test_convnext_block_keeps_shape_and_starts_near_identity():
 
 
 # ---------------------------------------------------------------------------------------- the model
-def test_sizes_follow_the_official_model_map():
-    assert SIZES["T"] == (48, (4, 4, 4, 4), (3, 6, 12, 24), (2, 2, 2, 0), 4, 16, 4.0)
-    assert SIZES["B"] == (96, (8, 8, 8, 8), (3, 6, 12, 24), (2, 2, 2, 0), 4, 16, 4.0)
+def test_size_presets_follow_the_official_model_map():
+    paper = dict(n_heads=(3, 6, 12, 24), skip_blocks=(2, 2, 2, 0), mlp_ratio=4.0)
+    assert get_model("poseidon_t").preset == dict(embed_dim=48, depths=(4, 4, 4, 4), **paper)
+    assert get_model("poseidon_b").preset == dict(embed_dim=96, depths=(8, 8, 8, 8), **paper)
+    assert get_model("poseidon_l").preset == dict(embed_dim=192, depths=(8, 8, 8, 8), **paper)
+    defaults = inspect.signature(get_model("poseidon_b").__init__).parameters
+    assert (defaults["patch_size"].default, defaults["window_size"].default) == (4, 16)  # the paper's, still settable
 
 
 def test_size_t_has_the_papers_parameter_count_and_runs_at_128():
     torch.manual_seed(0)
-    model = Poseidon(4, 4, 2, size="T")
+    model = get_model("poseidon_t")(4, 4, 2)
     n_params = sum(p.numel() for p in model.parameters())
     assert abs(n_params - 20.8e6) / 20.8e6 < 0.01, n_params  # Poseidon-T model card: 20.8M
     with torch.no_grad():  # 32×32 tokens → windows 16, 16 (one window), 8, 4: Swin's shrinking windows
@@ -188,8 +193,8 @@ def test_checkpoint_round_trip_reproduces_outputs(tmp_path):
 def test_wrong_inputs_are_rejected_with_sizes():
     with pytest.raises(ValueError, match="2D grids only"):
         Poseidon(1, 1, 3)
-    with pytest.raises(ValueError, match="embed_dim, depths can only be set with size='custom'"):
-        Poseidon(1, 1, 2, size="T", embed_dim=32, depths=[1, 1])
+    with pytest.raises(ValueError, match="depths, embed_dim fixed by preset 'poseidon_t'; use model 'poseidon'"):
+        get_model("poseidon_t")(1, 1, 2, embed_dim=32, depths=[1, 1])
     with pytest.raises(ValueError, match="one entry per stage"):
         Poseidon(1, 1, 2, depths=[1, 1], n_heads=[2])
     with pytest.raises(ValueError, match=r"stage 1 width 32 .* divisible by n_heads\[1\] = 3"):
@@ -218,7 +223,7 @@ def test_learns_a_lead_time_dependent_shift():
     targets = torch.stack([torch.roll(u, s, dims=-1) for s in shifts])  # [3, n, 1, g, g]
     blind_floor = (targets - targets.mean(0)).square().mean().item()
 
-    model = Poseidon(1, 1, 2, size="custom", embed_dim=16, depths=[1, 1], n_heads=[2, 4], skip_blocks=[0, 0], patch_size=2, window_size=4, periodic=True)
+    model = Poseidon(1, 1, 2, embed_dim=16, depths=[1, 1], n_heads=[2, 4], skip_blocks=[0, 0], patch_size=2, window_size=4, periodic=True)
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     gen = torch.Generator().manual_seed(0)
     for _ in range(200):
