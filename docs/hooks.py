@@ -1,4 +1,5 @@
-"""mkdocs hook: the recipe reference page, generated at build time from the schema in ``sciformer/config.py``.
+"""mkdocs hooks: the recipe reference page, generated at build time from the schema in ``sciformer/config.py``, and
+the measured results of each model card, quoted from the recorded results (``benchmarks/results/*.json``).
 
 Every recipe key is typed once, in its dataclass annotation (``Literal`` choices, ``Annotated`` bounds), with its
 meaning in the comment beside it; this page renders exactly those, so it cannot disagree with what ``sciformer
@@ -9,21 +10,40 @@ loader checks them against.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import inspect
 import io
+import re
 import tokenize
 import types
 import typing
 from typing import Annotated, Any, Literal
 
+from pathlib import Path
+
 from mkdocs.structure.files import File
 
 PAGE = "reference/recipes.md"
+REPO = Path(__file__).resolve().parents[1]
+RESULTS_MARKER = re.compile(r"<!-- results: (\w+) -->")
 
 
 def on_files(files, config):
     files.append(File.generated(config, PAGE, content=recipe_reference()))
     return files
+
+
+def on_page_markdown(markdown, page, config, files):
+    """A model card's ``<!-- results: NAME -->`` becomes every recorded table row about model NAME."""
+    return RESULTS_MARKER.sub(lambda m: _model_results(m.group(1)), markdown)
+
+
+def _model_results(model: str) -> str:
+    spec = importlib.util.spec_from_file_location("results_page", REPO / "benchmarks" / "results_page.py")
+    results_page = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(results_page)
+    lines = results_page.rows_for_model(results_page.load_results(), model)
+    return "\n".join(lines) if lines else "No recorded results yet: see the [results page](../benchmarks.md)."
 
 
 def recipe_reference() -> str:
@@ -133,7 +153,7 @@ def _field_comments(cls: type) -> dict[str, str]:
 def _doc(cls: type) -> list[str]:
     doc = inspect.getdoc(cls)
     own = doc and not doc.startswith(f"{cls.__name__}(")  # dataclasses invent a signature docstring
-    return [" ".join(doc.split()), ""] if own else []
+    return [" ".join(doc.split()).replace("``", "`"), ""] if own else []
 
 
 def _cell(text: str) -> str:
