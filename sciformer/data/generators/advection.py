@@ -11,13 +11,15 @@ The exact solution of the PDEBench test set, ``sin(2π(x − βt))``, is :func:`
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterator
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
-from sciformer.data.generators.common import FilePlan, PDEGenerator, cell_centers, choice, courant, finite, init_multi, mc_slope, positive, save_times
+from sciformer.data.generators.common import FilePlan, PDEGenerator, Rule, cell_centers, choice, courant, finite, init_multi, mc_slope, positive, save_times
 
 __all__ = ["Advection1D", "advection_exact", "advection_exact_cell_average", "advection_fv"]
 
@@ -40,7 +42,7 @@ def advection_fv(u0: torch.Tensor, beta: float, dx: float, t_save: np.ndarray,
     u = u0
     yield u
     dt_max = cfl * dx / max(abs(beta), 1e-12)
-    for t0, t1 in zip(t_save[:-1], t_save[1:]):
+    for t0, t1 in itertools.pairwise(t_save):
         m = max(1, math.ceil((t1 - t0) / dt_max - 1e-9))
         dt = (t1 - t0) / m
         for _ in range(m):
@@ -67,8 +69,8 @@ class Advection1D(PDEGenerator):
     ``init_multi``) or ``"sine"`` (the exact-solution test set)."""
 
     name = "advection1d"
-    defaults = dict(beta=1.0, t_end=2.0, dt_save=0.01, cfl=0.4, x_left=0.0, x_right=1.0, ic="random")
-    rules = dict(beta=finite, t_end=positive, dt_save=positive, cfl=courant, x_left=finite, x_right=finite,
+    defaults: ClassVar[dict[str, Any]] = dict(beta=1.0, t_end=2.0, dt_save=0.01, cfl=0.4, x_left=0.0, x_right=1.0, ic="random")
+    rules: ClassVar[dict[str, Rule]] = dict(beta=finite, t_end=positive, dt_save=positive, cfl=courant, x_left=finite, x_right=finite,
                  ic=choice("random", "sine"))
 
     def min_steps(self, res, p):

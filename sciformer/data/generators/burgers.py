@@ -12,11 +12,24 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
-from sciformer.data.generators.common import FilePlan, PDEGenerator, cell_centers, courant, finite, init_multi, mc_slope, nonnegative, positive, save_times
+from sciformer.data.generators.common import (
+    FilePlan,
+    PDEGenerator,
+    Rule,
+    cell_centers,
+    courant,
+    finite,
+    init_multi,
+    mc_slope,
+    nonnegative,
+    positive,
+    save_times,
+)
 
 __all__ = ["Burgers1D", "burgers_fv"]
 
@@ -64,8 +77,8 @@ class Burgers1D(PDEGenerator):
     """``burgers1d``: ``tensor [N, T, X]``, attribute ``Nu``; PDEBench's ``init_multi`` initial data."""
 
     name = "burgers1d"
-    defaults = dict(nu=0.01, t_end=2.0, dt_save=0.01, cfl=0.25, x_left=0.0, x_right=1.0)
-    rules = dict(nu=nonnegative, t_end=positive, dt_save=positive, cfl=courant, x_left=finite, x_right=finite)
+    defaults: ClassVar[dict[str, Any]] = dict(nu=0.01, t_end=2.0, dt_save=0.01, cfl=0.25, x_left=0.0, x_right=1.0)
+    rules: ClassVar[dict[str, Rule]] = dict(nu=nonnegative, t_end=positive, dt_save=positive, cfl=courant, x_left=finite, x_right=finite)
 
     def min_steps(self, res, p):  # the viscous bound dt <= cfl·dx²/(2ν/π); the CFL bound depends on the data
         dx = (p["x_right"] - p["x_left"]) / res

@@ -17,7 +17,7 @@ import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from numbers import Integral, Real
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -88,8 +88,8 @@ class PDEGenerator:
     ``plan`` and ``simulate``; ``min_steps`` bounds the work of a parameter choice from below."""
 
     name = ""
-    defaults: dict[str, Any] = {}
-    rules: dict[str, Rule] = {}
+    defaults: ClassVar[dict[str, Any]] = {}
+    rules: ClassVar[dict[str, Rule]] = {}
     single_only = False  # True: the group layout does not apply (Darcy has no trajectory)
 
     def params(self, **overrides) -> dict[str, Any]:
@@ -199,4 +199,4 @@ def cell_centers(res: int, p: dict) -> tuple[np.ndarray, float]:
 
 def save_times(t_end: float, dt_save: float) -> np.ndarray:
     """Saved times 0, dt_save, ..., t_end (inclusive, rounded to the nearest whole number of saves)."""
-    return np.arange(int(round(t_end / dt_save)) + 1, dtype=np.float64) * dt_save
+    return np.arange(round(t_end / dt_save) + 1, dtype=np.float64) * dt_save

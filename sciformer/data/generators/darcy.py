@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import importlib
 import inspect
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sciformer.data.generators.common import FilePlan, PDEGenerator, finite, positive, rand64, whole
+from sciformer.data.generators.common import FilePlan, PDEGenerator, Rule, finite, positive, rand64, whole
 
 __all__ = ["Darcy2D", "darcy_coefficient", "darcy_matrix", "darcy_operator", "darcy_solve"]
 
@@ -140,8 +141,8 @@ class Darcy2D(PDEGenerator):
 
     name = "darcy2d"
     single_only = True
-    defaults = dict(beta=1.0, n_gauss=5, a_high=1.0, a_low=0.1, length=1.0)
-    rules = dict(beta=finite, n_gauss=whole(1), a_high=positive, a_low=positive, length=positive)
+    defaults: ClassVar[dict[str, Any]] = dict(beta=1.0, n_gauss=5, a_high=1.0, a_low=0.1, length=1.0)
+    rules: ClassVar[dict[str, Rule]] = dict(beta=finite, n_gauss=whole(1), a_high=positive, a_low=positive, length=positive)
 
     def plan(self, res: int, **p) -> FilePlan:
         h = p["length"] / res

@@ -12,13 +12,15 @@ Written as two fields ``u`` and ``v`` (channels in that order) of shape ``[N, T,
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterator
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
-from sciformer.data.generators.common import FilePlan, PDEGenerator, cell_centers, finite, nonnegative, positive, randn64, save_times
+from sciformer.data.generators.common import FilePlan, PDEGenerator, Rule, cell_centers, finite, nonnegative, positive, randn64, save_times
 
 __all__ = ["DiffusionReaction2D", "fhn_rhs", "fhn_solve", "neumann_laplacian"]
 
@@ -51,7 +53,7 @@ def fhn_solve(z0: torch.Tensor, t_save: np.ndarray, h: float, du: float, dv: flo
     """
     z = z0
     yield z
-    for t0, t1 in zip(t_save[:-1], t_save[1:]):
+    for t0, t1 in itertools.pairwise(t_save):
         umax2 = float((z[:, 0] ** 2).max())
         dt = min(dt_max, safety * 2.78 / (8 * max(du, dv) / (h * h) + 3 * umax2 + 1))
         m = max(1, math.ceil((t1 - t0) / dt - 1e-9))
@@ -69,8 +71,8 @@ class DiffusionReaction2D(PDEGenerator):
     """``diffreact2d``: fields ``u``, ``v`` ``[N, T, X, Y]``; attributes ``Du``, ``Dv``, ``k``."""
 
     name = "diffreact2d"
-    defaults = dict(du=1e-3, dv=5e-3, k=5e-3, t_end=5.0, dt_save=0.05, x_left=-1.0, x_right=1.0, dt_max=0.01)
-    rules = dict(du=nonnegative, dv=nonnegative, k=finite, t_end=positive, dt_save=positive, x_left=finite,
+    defaults: ClassVar[dict[str, Any]] = dict(du=1e-3, dv=5e-3, k=5e-3, t_end=5.0, dt_save=0.05, x_left=-1.0, x_right=1.0, dt_max=0.01)
+    rules: ClassVar[dict[str, Rule]] = dict(du=nonnegative, dv=nonnegative, k=finite, t_end=positive, dt_save=positive, x_left=finite,
                  x_right=finite, dt_max=positive)
 
     def min_steps(self, res, p):  # RK4's diffusive stability bound (see fhn_solve), and dt_max

@@ -20,13 +20,15 @@ writes the single-file layout with the vorticity as ``tensor [N, T, X, Y]``.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterator
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
-from sciformer.data.generators.common import FilePlan, PDEGenerator, choice, courant, nonnegative, optional, positive, randn64, save_times, whole
+from sciformer.data.generators.common import FilePlan, PDEGenerator, Rule, choice, courant, nonnegative, optional, positive, randn64, save_times, whole
 
 __all__ = ["NavierStokes2D", "grf_vorticity", "ns_energy", "ns_enstrophy", "ns_vorticity_solve",
            "spectral_grid", "velocity_from_vorticity"]
@@ -92,7 +94,7 @@ def ns_vorticity_solve(w0: torch.Tensor, t_save: np.ndarray, *, nu: float, lengt
     ``forcing [X, Y]`` (or None). The step is ``min(dt_max, cfl·dx/max|u|)``, set once per save
     interval from the batch's current velocity and shortened to land on the save time.
     """
-    b, res, _ = w0.shape
+    _b, res, _ = w0.shape
     kx, ky, k2, dealias = spectral_grid(res, length, w0.device, w0.dtype)
     k2_safe = torch.where(k2 == 0, 1.0, k2)
     lin = -nu * k2 - drag  # linear operator (diagonal in Fourier space)
@@ -110,7 +112,7 @@ def ns_vorticity_solve(w0: torch.Tensor, t_save: np.ndarray, *, nu: float, lengt
     w_h = torch.fft.rfft2(w0)
     yield w0
     dx = length / res
-    for t0, t1 in zip(t_save[:-1], t_save[1:]):
+    for t0, t1 in itertools.pairwise(t_save):
         u, v = velocity_from_vorticity(torch.fft.irfft2(w_h, s=s), length)
         umax = float(torch.sqrt(u * u + v * v).max())
         dt = min(dt_max or (t1 - t0), cfl * dx / max(umax, 1e-12))
@@ -129,9 +131,9 @@ class NavierStokes2D(PDEGenerator):
     """``ns2d``: vorticity ``tensor [N, T, X, Y]``; attributes ``nu``, ``forcing``, ``drag``, ``length``."""
 
     name = "ns2d"
-    defaults = dict(nu=1e-3, forcing="fno", t_end=20.0, dt_save=1.0, drag=None, length=None, kf=4,
+    defaults: ClassVar[dict[str, Any]] = dict(nu=1e-3, forcing="fno", t_end=20.0, dt_save=1.0, drag=None, length=None, kf=4,
                     cfl=0.5, dt_max=0.01, ic_alpha=2.5, ic_tau=7.0)
-    rules = dict(nu=positive, forcing=choice("fno", "kolmogorov", "none"), t_end=positive, dt_save=positive,
+    rules: ClassVar[dict[str, Rule]] = dict(nu=positive, forcing=choice("fno", "kolmogorov", "none"), t_end=positive, dt_save=positive,
                  drag=optional(nonnegative), length=optional(positive), kf=whole(1), cfl=courant,
                  dt_max=optional(positive), ic_alpha=positive, ic_tau=positive)
     # dt_max: the CFL bound alone allows dt ≈ dt_save while the flow is still weak (|u| ~ 0.05 at

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -134,7 +135,6 @@ def run_generator(gen_obj: PDEGenerator, out: str | os.PathLike, n: int, res: in
     An interrupted run leaves ``out.partial`` (when at least one batch was complete); the same call
     resumes it (see the module docstring).
     """
-    import h5py
     from tqdm.auto import tqdm
 
     _check_arguments(gen_obj, n, res, seed, batch_size, layout, compression)
@@ -177,17 +177,27 @@ def run_generator(gen_obj: PDEGenerator, out: str | os.PathLike, n: int, res: in
     except OSError as exc:
         raise storage_error(exc, tmp) from None
     except BaseException:
-        if not tmp.exists() or done > 0:
-            raise
-        try:
-            with h5py.File(tmp, "r") as f:
-                useless = int(f.attrs.get(_DONE, 0)) == 0
-        except OSError:  # interrupted while the file was being laid out
-            useless = True
-        if useless:  # nothing worth resuming: leave no file behind
-            tmp.unlink()
+        _keep_or_drop(tmp, n_batches, progress)
         raise
     return out
+
+
+def _keep_or_drop(tmp: Path, n_batches: int, progress: bool) -> None:
+    """After an interruption: keep a partial file with complete batches (and say how to continue), drop one with none."""
+    import h5py
+
+    if not tmp.exists():
+        return
+    try:
+        with h5py.File(tmp, "r") as f:
+            done = int(f.attrs.get(_DONE, 0))
+    except OSError:  # interrupted while the file was being laid out
+        done = 0
+    if done == 0:
+        tmp.unlink()
+    elif progress:
+        print(f"generation stopped after {done} of {n_batches} batches; '{tmp}' keeps them, and the same command "
+              "continues from there", file=sys.stderr)
 
 
 def _write_batch(gen_obj, writer, plan: FilePlan, bi: int, bs: int, n: int, res: int, seed: int, device, dtype, p, bar) -> None:
