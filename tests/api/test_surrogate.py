@@ -163,3 +163,22 @@ def test_load_opens_a_fit_run_directory(burgers, test_set, tmp_path):
     sg = Surrogate.load(run)
     traj = sg.rollout(test_set, steps=2)  # a whole trajectory: the rollout continues after its last frame (t = 0.1)
     assert traj.dims == ("sample", "t", "channel", "x") and traj["t"].values == pytest.approx([0.12, 0.14])
+
+
+def test_steady_darcy_maps_a_coefficient_to_a_solution(tmp_path):
+    path = generate("darcy2d", tmp_path / "d.h5", 10, 8, progress=False)
+    sg = Surrogate("galerkin", **TINY, epochs=1, batch_size=16, progress=False).fit(path)
+    with open_pdebench(path, "test", mode="trajectory") as ds:
+        block = ds.trajectory_block(0, ds.n_samples)  # [n, 2, 1, X, Y]: coefficient, solution
+    field = sg.predict(block[:, 0])
+    assert field.shape == (1, 1, 8, 8) and sg.steady
+    with pytest.raises(DataError, match="no time to roll out"):
+        sg.rollout(block[:, 0], 2)
+    again = Surrogate.load(sg.save(tmp_path / "model"))
+    np.testing.assert_array_equal(again.predict(block[:, 0]), field)
+
+
+def test_from_recipe_takes_the_recipes_model_and_settings():
+    recipe = Path(__file__).resolve().parents[2] / "recipes" / "smoke" / "galerkin.yaml"
+    sg = Surrogate.from_recipe(recipe, ["train.epochs=3"])
+    assert sg.recipe.model.name == "galerkin" and sg.recipe.train.epochs == 3 and sg.model is None
