@@ -380,7 +380,7 @@ class Forecaster:
     def log_model(self, name: str = "forecaster", **kwargs: Any):
         """Log this forecaster to the active (or a new) MLflow run as a pyfunc model:
         ``mlflow.pyfunc.load_model(uri).predict(history_df)`` returns the forecast DataFrame."""
-        from sciformer.tracking.pyfunc import log_forecaster
+        from sciformer.api.pyfunc import log_forecaster
 
         return log_forecaster(self, name, **kwargs)
 
