@@ -140,7 +140,7 @@ def _metrics(run_dir: Path) -> dict:
 def test_two_gloo_processes_give_the_metrics_of_one(data_dir, ddp_runs, tmp_path):
     root, output = ddp_runs
     assert output.count("run directory:") == 1  # rank 0 alone reports ...
-    assert sorted(p.name for p in (root / "ddp").iterdir()) == ["checkpoint", "forecast.png", "history.json", "metrics.json", "recipe.json"]
+    assert sorted(p.name for p in (root / "ddp").iterdir()) == ["checkpoint", "data.json", "forecast.png", "history.json", "metrics.json", "recipe.json"]
     ddp = _metrics(root / "ddp")
     assert ddp["world_size"] == 2
     single = fit_recipe(load_recipe(SMOKE, ARGS), tmp_path / "single").metrics
