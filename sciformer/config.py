@@ -138,8 +138,15 @@ class Recipe:
     name: str | None = None  # used for the run directory; default: the recipe file's stem
 
     def to_dict(self) -> dict[str, Any]:
+        """The resolved recipe as plain data; keys that the model's task does not read are null, so the result reads
+        back through :func:`recipe_from_dict` as the same recipe."""
         out = dataclasses.asdict(self)
         out["model"] = {"name": self.model.name, **self.model.args}
+        task = get_model(self.model.name).task
+        for section in ("data", "train"):
+            for f in dataclasses.fields(getattr(self, section)):
+                if f.metadata.get("task", task) != task:
+                    out[section][f.name] = None
         return out
 
 
@@ -239,10 +246,10 @@ def _build_section(cls: type, values: Any, prefix: str, task: str, model: str) -
                 f"unknown recipe key '{prefix}.{key}'{did_you_mean(key, fields)}; valid keys in '{prefix}': {', '.join(fields)}"
             )
         only = fields[key].metadata.get("task")
-        if only is not None and only != task:
-            raise ConfigError(
-                f"recipe key '{prefix}.{key}' applies to {only} models, but '{model}' is {_a(task)} model; remove it"
-            )
+        if only not in (None, task):
+            if value is not None:  # null is "not set", as to_dict writes it
+                raise ConfigError(f"recipe key '{prefix}.{key}' applies to {only} models, but '{model}' is {_a(task)} model; remove it")
+            continue
         kwargs[key] = _coerce(value, hints[key], f"{prefix}.{key}")
     return cls(**kwargs)
 
@@ -395,7 +402,7 @@ def recipe_from_dict(raw: dict[str, Any], overrides: list[str] | None = None, ch
     task = get_model(model.name).task
     sections = {key: _build_section(cls, raw.get(key), key, task, model.name) for key, cls in _SECTIONS.items()}
     data = sections["data"]
-    if data.label_len is None:
+    if data.label_len is None and task == "forecast":
         sections["data"] = dataclasses.replace(data, label_len=min(48, data.lookback // 2))  # TSLib's 48 at lookback 96
     recipe = Recipe(
         **sections,
@@ -405,6 +412,23 @@ def recipe_from_dict(raw: dict[str, Any], overrides: list[str] | None = None, ch
     )
     _validate(recipe, task, check_data)
     return recipe
+
+
+def stored_recipe(raw: dict[str, Any], overrides: list[str] | None = None) -> Recipe:
+    """The recipe a run or checkpoint stored (``recipe.json``, a checkpoint's ``config.json``), plus overrides.
+
+    A stored recipe may hold every key of both tasks at their defaults; the keys its model's task does not read are
+    dropped before it is validated like any recipe (without the dataset-name check: the run already read its data).
+    """
+    if not isinstance(raw, dict) or not isinstance(raw.get("model", {}), dict):
+        raise ConfigError(f"a stored recipe must be a mapping of sections ({', '.join(_TOP_LEVEL)}), got {type(raw).__name__}")
+    task = get_model(raw.get("model", {}).get("name", ModelConfig.name)).task
+    raw = _deepcopy(raw)
+    for section, cls in (("data", DataConfig), ("train", TrainConfig)):
+        for f in dataclasses.fields(cls):
+            if isinstance(raw.get(section), dict) and f.metadata.get("task", task) != task:
+                raw[section].pop(f.name, None)
+    return recipe_from_dict(raw, overrides, check_data=False)
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:

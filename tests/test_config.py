@@ -1,5 +1,6 @@
 import copy
 import dataclasses
+import json
 import math
 import os
 import re
@@ -12,7 +13,7 @@ import pytest
 import torch
 
 from sciformer import config
-from sciformer.config import DataConfig, load_recipe, parse_override, recipe_from_dict
+from sciformer.config import DataConfig, load_recipe, parse_override, recipe_from_dict, stored_recipe
 from sciformer.errors import ConfigError
 from sciformer.registry import Activation, get_model, list_models
 
@@ -364,3 +365,18 @@ def test_size_presets_are_models_of_their_own_name(capsys):
     assert main(["ls", "models"]) == 0
     listed = capsys.readouterr().out
     assert all(name in listed for name in ("pde_transformer_s", "pde_transformer_b", "pde_transformer_l", "poseidon_t", "poseidon_b", "poseidon_l"))
+
+
+def test_a_resolved_recipe_reads_back_as_itself():
+    for raw in ({"model": {"name": "galerkin", "n_layers": 2}, "data": {"name": "darcy_small", "initial_step": 1}},
+                {"model": {"name": "patchtst"}, "data": {"lookback": 336, "split": [0.7, 0.1, 0.2]}}):
+        recipe = recipe_from_dict(raw, check_data=False)
+        stored = json.loads(json.dumps(recipe.to_dict()))
+        assert recipe_from_dict(stored, check_data=False) == recipe
+        other = "lookback" if recipe.model.name == "galerkin" else "initial_step"
+        assert stored["data"][other] is None  # keys of the other task are null: not set
+    old = recipe.to_dict()  # patchtst's, as a run stores it, plus operator keys at their defaults
+    old["data"] |= {"initial_step": 1, "reduced_resolution": 1, "in_memory": "auto"}
+    with pytest.raises(ConfigError, match=r"'data.initial_step' applies to operator models"):
+        recipe_from_dict(old, check_data=False)
+    assert stored_recipe(old) == recipe  # a stored recipe may list every key of both tasks at their defaults
