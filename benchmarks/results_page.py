@@ -2,6 +2,8 @@
 
     python benchmarks/results_page.py            # rewrite docs/benchmarks.md
     python benchmarks/results_page.py --check    # exit 1 when docs/benchmarks.md is not what the results give
+    python benchmarks/results_page.py --matrix runs.json --table "Other horizons and data sets, seed 2021" \
+        --machine "H100 shared by 6 runs"        # record forecast_matrix.py --json output, then rewrite the page
 
 One JSON file per topic: ``{"title", "order", "about", "tables": [...]}``. Each table records what was measured and
 how: ``caption``, ``command``, ``machine``, ``date``, ``columns``, ``rows`` and optional ``notes``. A row's first
@@ -14,13 +16,24 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 PAGE = REPO / "docs" / "benchmarks.md"
 MAX_LINES = 250  # a results page, not a diary
+DATASETS = {
+    "ett_h1": "ETTh1",
+    "ett_h2": "ETTh2",
+    "ett_m1": "ETTm1",
+    "ett_m2": "ETTm2",
+    "weather": "weather",
+    "traffic": "traffic",
+    "electricity": "electricity",
+}
 
 HEADER = """# Results
 
@@ -78,6 +91,46 @@ def rows_for_model(topics: list[dict], model: str) -> list[str]:
     return lines
 
 
+def record_matrix(runs: list[dict], caption: str, machine: str, folder: Path = RESULTS) -> Path:
+    """Put the runs of ``forecast_matrix.py --json`` into the forecasting table ``caption``: one row per (model,
+    data set, horizon), mean ± std over its seeds, replacing the row of the same cell; the table's date and
+    machine say which rows were re-run where. Returns the results file it rewrote."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from forecast_matrix import PUBLISHED
+    from runs import mean_std
+
+    path = folder / "forecasting.json"
+    topic = json.loads(path.read_text())
+    table = next((t for t in topic["tables"] if t["caption"] == caption), None)
+    if table is None:
+        raise SystemExit(f"no table {caption!r} in {path.name}; tables: {', '.join(t['caption'] for t in topic['tables'])}")
+    cells: dict[tuple[str, str, int], list[dict]] = {}
+    for run in (r for r in runs if not r.get("failed")):
+        cells.setdefault((run["model"], run["dataset"], run["horizon"]), []).append(run)
+    rows = {(row[0], row[1], row[2]): row for row in table["rows"]}
+    for (model, dataset, horizon), group in cells.items():
+        published = PUBLISHED.get((model, dataset, horizon))
+        rows[(model, DATASETS.get(dataset, dataset), horizon)] = [
+            model,
+            DATASETS.get(dataset, dataset),
+            horizon,
+            len(group),
+            mean_std([r["test_mse"] for r in group]),
+            mean_std([r["test_mae"] for r in group]),
+            f"{published[0]:.3f} / {published[1]:.3f}" if published else "not known",
+            f"{statistics.mean(r['seconds_per_epoch'] for r in group):.2f}",
+            round(statistics.mean(r["epochs"] for r in group), 1),
+            round(max(r.get("peak_memory_mb", 0) for r in group)),
+        ]
+    table["rows"] = [rows[key] for key in sorted(rows, key=lambda k: (k[0], k[1], k[2]))]
+    if len(cells) == len(rows):  # every row re-measured: the table is of this run alone
+        table.update(date=time.strftime("%Y-%m-%d"), machine=machine)
+    else:
+        table["date"] += f"; {len(cells)} row(s) re-run {time.strftime('%Y-%m-%d')} on {machine}"
+    path.write_text(json.dumps(topic, indent=1, ensure_ascii=False) + "\n")
+    return path
+
+
 def _row(cells: list) -> str:
     return "| " + " | ".join(str(c) for c in cells) + " |"
 
@@ -85,7 +138,12 @@ def _row(cells: list) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="only compare docs/benchmarks.md with the results")
+    parser.add_argument("--matrix", type=Path, help="a forecast_matrix.py --json file to record first")
+    parser.add_argument("--table", default="Other horizons and data sets, seed 2021", help="--matrix: the forecasting table to update")
+    parser.add_argument("--machine", default="H100", help="--matrix: the machine the runs shared")
     args = parser.parse_args()
+    if args.matrix:
+        print(f"recorded {args.matrix} in {record_matrix(json.loads(args.matrix.read_text()), args.table, args.machine).name}")
     text = render_page(load_results())
     if args.check:
         if PAGE.read_text() != text:

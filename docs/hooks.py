@@ -17,9 +17,8 @@ import re
 import tokenize
 import types
 import typing
-from typing import Annotated, Any, Literal
-
 from pathlib import Path
+from typing import Annotated, Any, Literal
 
 from mkdocs.structure.files import File
 
@@ -73,8 +72,7 @@ def _key_table(cls: type, prefix: str, sections: bool = True) -> list[str]:
     for f in dataclasses.fields(cls):
         if not sections and dataclasses.is_dataclass(hints[f.name]):
             continue
-        rows.append(f"| `{prefix}{f.name}` | {describe(hints[f.name])} | {_default(f)} | {f.metadata.get('task', 'all')} | "
-                    f"{_cell(comments.get(f.name, ''))} |")
+        rows.append(f"| `{prefix}{f.name}` | {describe(hints[f.name])} | {_default(f)} | {f.metadata.get('task', 'all')} | {_cell(comments.get(f.name, ''))} |")
     return [*rows, ""]
 
 
