@@ -128,12 +128,13 @@ class Surrogate:
     def _describe(self, data_cfg: DataConfig, n_frames: int | None, grid: tuple[int, ...]) -> None:
         """Coordinates (``t`` for time-dependent data: ``n_frames`` given, grid axes) and channel names of the
         training data, kept in the checkpoint's ``surrogate`` entry."""
-        coords = data_coordinates(data_cfg, n_frames or 1, grid)
+        coords, channels = data_coordinates(data_cfg, n_frames or 1, grid)
         if n_frames is None:
             coords.pop("t")
         self.steady = n_frames is None
         self.coords = {k: np.asarray(v, dtype=np.float64) for k, v in coords.items()}
-        self.channels = [f"u{c}" for c in range(self.config["model"]["data_sizes"]["out_channels"])]
+        n_out = self.config["model"]["data_sizes"]["out_channels"]
+        self.channels = channels if channels and len(channels) == n_out else [f"u{c}" for c in range(n_out)]
         self.config["surrogate"] = {"coords": {k: v.tolist() for k, v in self.coords.items()}, "channels": self.channels,
                                     "steady": self.steady}
 

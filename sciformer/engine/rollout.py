@@ -145,28 +145,29 @@ def load_trajectories(recipe, split: str, sizes: dict[str, int], owner: str) -> 
     else:
         parts = ("train", "val", "test") if split == "all" else (split,)
         traj = torch.cat([data.splits[part].trajectories for part in parts])
-    return traj, data_coordinates(recipe.data, traj.shape[1], traj.shape[3:])
+    return traj, data_coordinates(recipe.data, traj.shape[1], traj.shape[3:])[0]
 
 
-def data_coordinates(cfg, n_frames: int, grid: tuple[int, ...]) -> dict[str, Any]:
-    """Time and grid coordinates of a data file as the recipe reads it (strided); frame and cell indices for data
-    that carries none (the neuraloperator sets)."""
+def data_coordinates(cfg, n_frames: int, grid: tuple[int, ...]) -> tuple[dict[str, Any], list[str] | None]:
+    """Time and grid coordinates of a data file as the recipe reads it (strided), and its channel names; frame and
+    cell indices (and no names) for data that carries none (the neuraloperator sets)."""
     import numpy as np
 
     coords: dict[str, Any] = {"t": np.arange(n_frames, dtype=np.float32)}
     coords |= {ax: np.arange(n, dtype=np.float32) for ax, n in zip("xyz", grid)}
     path = user_path(cfg.name)
     if not path.exists():
-        return coords
+        return coords, None
     from sciformer.data.pde import open_pdebench
 
     try:
         with open_pdebench(path, "all", mode="trajectory", reduced_resolution=cfg.reduced_resolution,
                            reduced_resolution_t=cfg.reduced_resolution_t) as ds:
-            known = {k: v.numpy() for k, v in ds.grid.items()}
+            known, channels = {k: v.numpy() for k, v in ds.grid.items()}, list(ds.channels)
     except DataError:  # a layout the PDEBench reader does not describe: keep the indices
-        return coords
-    return coords | {k: v[: len(coords[k])] for k, v in known.items() if k in coords and len(v) >= len(coords[k])}
+        return coords, None
+    known = {k: v[: len(coords[k])] for k, v in known.items() if k in coords and len(v) >= len(coords[k])}
+    return coords | known, channels
 
 
 def check_output_dir(out: Path) -> None:

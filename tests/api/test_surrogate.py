@@ -182,3 +182,11 @@ def test_from_recipe_takes_the_recipes_model_and_settings():
     recipe = Path(__file__).resolve().parents[2] / "recipes" / "smoke" / "galerkin.yaml"
     sg = Surrogate.from_recipe(recipe, ["train.epochs=3"])
     assert sg.recipe.model.name == "galerkin" and sg.recipe.train.epochs == 3 and sg.model is None
+
+
+def test_two_channels_on_a_2d_grid_keep_the_files_names_and_coordinates(tmp_path):
+    path = generate("diffreact2d", tmp_path / "dr.h5", 10, 8, t_end=0.1, progress=False)
+    sg = Surrogate("galerkin", **TINY, epochs=1, progress=False).fit(path)
+    traj = sg.rollout(np.zeros((1, 1, 2, 8, 8), np.float32), 2)
+    assert traj.dims == ("sample", "t", "channel", "x", "y") and list(traj["channel"].values) == ["u", "v"]
+    assert traj["x"].values[0] == pytest.approx(-0.875) and traj["t"].values == pytest.approx([0.05, 0.1])
