@@ -85,8 +85,8 @@ def rollout_run(run_dir: str | os.PathLike, data: str | os.PathLike | None = Non
     """Roll a trained operator out on trajectories of a split and score every step (``sciformer rollout``).
 
     ``data=None``: the run's own data source and its ``split`` (``train``/``val``/``test`` exactly as ``fit`` split
-    it, or ``all`` of them); a path overrides the source, split the same way. ``steps`` (≥ 1; default: every frame after the history).
-    Writes into ``out`` (default ``<run_dir>/rollout``; a new or empty folder, or an earlier rollout's): per-step
+    it, or ``all`` of them); a path overrides the source, split the same way. ``steps``: at least 1; default every
+    frame after the history. Writes into ``out`` (default ``<run_dir>/rollout``; a new or empty folder, or an earlier rollout's): per-step
     ``metrics.csv`` / ``metrics.json``, ``error_vs_step.png``, ``step_<k>.png`` (truth, prediction, error of sample
     0), ``rollout.gif`` and ``predictions.nc`` (predictions and truth with grid and time coordinates);
     ``figures=False`` leaves out the images and the GIF (they take most of a small rollout's time).
