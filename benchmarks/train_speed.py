@@ -18,7 +18,8 @@ Two measurements per recipe and setting, one after the other on the same machine
 Settings (``--settings``; each is a list of recipe overrides): ``eager`` (no graphs, fused Adam: the eager loop),
 ``unfused`` (no graphs, foreach Adam), ``graphs`` (``train.cuda_graphs=true``: each fixed-shape training and
 evaluation step replayed from one CUDA graph), ``compile`` (``torch.compile``, eager loop), ``graphs_compile``
-(both), ``graphs_bf16``. ``--before-src DIR`` adds a ``before`` fit of the recipe's own settings with
+(both), ``graphs_bf16`` (bf16 autocast), ``graphs_tf32`` (float32 matrix products on TF32 tensor cores, through
+``TORCH_ALLOW_TF32_CUBLAS_OVERRIDE=1``: no recipe key sets it). ``--before-src DIR`` adds a ``before`` fit of the recipe's own settings with
 ``PYTHONPATH=DIR``.
 
 Results: ``OUT/train_speed.json`` and ``OUT/train_speed.md`` (the table, then every profile); run folders and logs
@@ -48,12 +49,15 @@ SETTINGS: dict[str, list[str]] = {
     "compile": ["train.cuda_graphs=false", "train.compile=true"],
     "graphs_compile": ["train.cuda_graphs=true", "train.compile=true"],
     "graphs_bf16": ["train.cuda_graphs=true", "train.precision=bf16"],
+    "graphs_tf32": ["train.cuda_graphs=true"],
 }
+# float32 matrix products on TF32 tensor cores: PyTorch's own switch for a whole process (no recipe key sets it)
+ENVIRONMENTS: dict[str, dict[str, str]] = {"graphs_tf32": {"TORCH_ALLOW_TF32_CUBLAS_OVERRIDE": "1"}}
 
 
-def run_fit(recipe: Path, overrides: list[str], out: Path, python_path: str | None = None) -> dict:
+def run_fit(recipe: Path, overrides: list[str], out: Path, python_path: str | None = None, extra_env: dict[str, str] | None = None) -> dict:
     """One ``sciformer fit`` in a fresh process; wall time and the run's metrics."""
-    env = {**os.environ, "PYTHONPATH": python_path or str(REPO)}
+    env = {**os.environ, **(extra_env or {}), "PYTHONPATH": python_path or str(REPO)}
     if env.get("SCIFORMER_DATA_DIR"):  # the fit runs in the run's parent folder
         env["SCIFORMER_DATA_DIR"] = str(Path(env["SCIFORMER_DATA_DIR"]).resolve())
     command = [sys.executable, "-m", "sciformer", "fit", str(recipe), "tracking.enabled=false", "train.progress=false", *overrides, "--out", str(out)]
@@ -80,9 +84,11 @@ def run_fit(recipe: Path, overrides: list[str], out: Path, python_path: str | No
     }
 
 
-def profile(recipe_path: Path, overrides: list[str], steps: int, warmup: int, rows: int) -> dict:
+def profile(recipe_path: Path, overrides: list[str], steps: int, warmup: int, rows: int, tf32: bool = False) -> dict:
     """ms per training step (CUDA events), one validation pass, and the profiler's top operators."""
     import torch
+
+    torch.backends.cuda.matmul.allow_tf32 = tf32
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
 
@@ -132,7 +138,7 @@ def profile(recipe_path: Path, overrides: list[str], steps: int, warmup: int, ro
     eval_s = time.perf_counter() - eval_start
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
-    profiled = min(steps, 30)
+    profiled = min(steps, 20)
     with torch_profile(activities=activities) as prof:
         for _ in range(profiled):
             trainer.train_step(next(source), cfg.lr)
@@ -195,6 +201,7 @@ def main() -> None:
     parser.add_argument("--before-src", type=Path, default=None, help="a checkout of the code before the change")
     parser.add_argument("--no-fit", action="store_true", help="skip the whole-command runs")
     parser.add_argument("--profile", action=argparse.BooleanOptionalAction, default=True, help="profile training steps in-process")
+    parser.add_argument("--profile-settings", nargs="+", default=None, help="the settings to profile (default: every one)")
     parser.add_argument("--steps", type=int, default=100, help="timed training steps per profiled setting")
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--rows", type=int, default=12, help="operators in each profile table")
@@ -214,11 +221,12 @@ def main() -> None:
             entry: dict = {"overrides": [*args.overrides, *overrides]}
             if not args.no_fit:
                 print(f"[{recipe.stem} {name}] sciformer fit ...", file=sys.stderr, flush=True)
-                entry["fit"] = run_fit(recipe, entry["overrides"], work / f"{recipe.stem}-{name}", src)
+                entry["fit"] = run_fit(recipe, entry["overrides"], work / f"{recipe.stem}-{name}", src, ENVIRONMENTS.get(name))
                 print(f"[{recipe.stem} {name}] {json.dumps(entry['fit'])}", file=sys.stderr, flush=True)
-            if args.profile and src is None:
+            if args.profile and src is None and (args.profile_settings is None or name in args.profile_settings):
                 print(f"[{recipe.stem} {name}] profiling {args.steps} steps ...", file=sys.stderr, flush=True)
-                entry["profile"] = profile(recipe, entry["overrides"], args.steps, args.warmup, args.rows)
+                tf32 = ENVIRONMENTS.get(name, {}).get("TORCH_ALLOW_TF32_CUBLAS_OVERRIDE") == "1"
+                entry["profile"] = profile(recipe, entry["overrides"], args.steps, args.warmup, args.rows, tf32)
                 summary = {k: v for k, v in entry["profile"].items() if k != "top_ops"}
                 print(f"[{recipe.stem} {name}] {json.dumps(summary)}", file=sys.stderr, flush=True)
             entries[name] = entry
