@@ -194,6 +194,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if origin is dict or tp is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"recipe key '{key}': expected a mapping, got {type(value).__name__} ({value!r})")
+        _check_finite(value, key)
         return dict(value)
     if tp in (int, float, str, bool):
         return _coerce_scalar(value, tp, key)
@@ -229,6 +230,15 @@ def _coerce_scalar(value: Any, tp: type, key: str, finite: bool = True) -> Any:
     if tp is float and finite and not math.isfinite(value):
         raise ConfigError(f"recipe key '{key}': expected a finite number, got {value!r}")
     return value
+
+
+def _check_finite(value: Any, key: str) -> None:
+    """No NaN or infinity anywhere in a free-form mapping (``data.generate``): its reader checks the rest."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"recipe key '{key}': expected a finite number, got {value!r}")
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for k, v in items:
+        _check_finite(v, f"{key}.{k}" if isinstance(value, dict) else f"{key}[{k}]")
 
 
 # ----------------------------------------------------------------------------------------------- sections

@@ -266,6 +266,12 @@ def test_non_finite_and_non_positive_floats_are_refused():
     assert recipe_from_dict({"data": {"split": [0.6, 0.2, 0.2]}}, check_data=False).data.split == [0.6, 0.2, 0.2]
 
 
+def test_non_finite_values_inside_a_mapping_are_refused():
+    generate = {"generator": "burgers1d", "n": 8, "nu": [0.01, float("nan")]}
+    with pytest.raises(ConfigError, match=r"'data.generate.nu\[1\]': expected a finite number, got nan"):
+        recipe_from_dict({"model": {"name": "fno"}, "data": {"name": "b.h5", "generate": generate}}, check_data=False)
+
+
 def test_non_finite_plain_floats_are_refused():
     from sciformer.config import _coerce
     from sciformer.registry import Bounds
@@ -306,6 +312,17 @@ def test_every_choice_is_read_from_its_annotation():
         with pytest.raises(ConfigError, match=rf"'train.{key}': expected one of {re.escape(', '.join(choices))}, got 'nope'"):
             recipe_from_dict({"model": {"name": "galerkin"}, "train": {key: "nope"}}, check_data=False)
     assert not hasattr(config, "_CHOICES")
+
+
+def test_runtime_choice_lists_agree_with_the_annotations():
+    """Layers below config check these choices again at run time; their lists must be the annotation's."""
+    from sciformer.config import Augment, TrainMode
+    from sciformer.data.operator import AUGMENTS, MODES
+    from sciformer.nn.patching import NORMS, POSITIONAL
+
+    assert (tuple(MODES), tuple(AUGMENTS)) == (typing.get_args(TrainMode), typing.get_args(Augment))
+    patchtst = typing.get_type_hints(get_model("patchtst").__init__)
+    assert (typing.get_args(patchtst["norm"]), typing.get_args(patchtst["positional"])) == (tuple(NORMS), tuple(POSITIONAL))
 
 
 def test_model_choices_are_literals_shared_by_every_model():
