@@ -30,7 +30,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterable
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -44,8 +44,10 @@ from sciformer.engine.checkpoint import load_training_state, save_training_state
 from sciformer.engine.distributed import Distributed, batch_size_of, local_share, pick_device
 from sciformer.engine.interrupts import Interrupts
 from sciformer.engine.losses import make_loss, relative_l2, sample_loss
+from sciformer.engine.progress import FitResult, Progress, checked_progress, progress_bar
 from sciformer.engine.rng import rng_state, seed_everything, set_rng_state
 from sciformer.engine.schedules import lr_factor
+from sciformer.engine.steps import STEPS, forecast_step, operator_step
 from sciformer.errors import CheckpointError, TrainingDivergedError
 
 __all__ = ["FitResult", "Trainer", "forecast_step", "lr_factor", "operator_step", "pick_device", "seed_everything"]
@@ -57,72 +59,7 @@ class BatchSource(Protocol):
     def n_batches(self, split: str, batch_size: int) -> int: ...
 
 
-def forecast_step(model: nn.Module, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    """Prediction and target of a forecasting batch (``x, x_mark, y, y_mark`` → ``[B, H, N]`` twice)."""
-    return model(batch.x, batch.x_mark, batch.y_mark), batch.y
-
-
-def operator_step(model: nn.Module, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    """Prediction and target of an operator batch (``u [B, C_in, *grid]`` → ``[B, C_out, *grid]``).
-
-    With ``batch.steps > 1`` the model is applied autoregressively (the newest prediction replaces the oldest
-    history frame) and only the last application carries gradients: the pushforward trick.
-    """
-    u = batch.u
-    if batch.steps > 1:
-        with torch.no_grad():
-            for _ in range(batch.steps - 1):
-                u = torch.cat([u[:, batch.y.shape[1] :], model(u, batch.t).to(u.dtype)], dim=1)
-    return model(u, batch.t), batch.y
-
-
-STEPS = {"forecast": forecast_step, "operator": operator_step}
 EVAL_METRICS = ("mse", "mae", "rel_l2")  # what evaluate() always reports
-
-
-@dataclass
-class FitResult:
-    best_epoch: int
-    epochs: int
-    train_seconds: float
-    history: list[dict[str, float]] = field(default_factory=list)
-
-    @property
-    def seconds_per_epoch(self) -> float:
-        return self.train_seconds / max(self.epochs, 1)
-
-
-@dataclass
-class Progress:
-    """Where training stands: everything besides tensors that a resumed run needs."""
-
-    epoch: int = 0  # epochs completed
-    step: int = 0  # optimiser steps completed in the current epoch
-    loss_sum: float = 0.0  # sum of this epoch's global-batch mean losses so far (independent of the world size)
-    best_loss: float = math.inf
-    best_epoch: int = 0
-    stale: int = 0  # epochs without improvement
-    done: bool = False  # early stopping has ended training
-    seconds: float = 0.0  # training time so far, over every attempt
-    history: list[dict[str, float]] = field(default_factory=list)
-
-
-_PROGRESS_TYPES = {"epoch": int, "step": int, "loss_sum": float, "best_loss": float, "best_epoch": int, "stale": int,
-                   "done": bool, "seconds": float, "history": list}
-
-
-def _checked_progress(saved: Any) -> dict[str, Any]:
-    """A saved :class:`Progress` mapping, refused (TypeError/ValueError) when an entry is missing or of the wrong type."""
-    if not isinstance(saved, dict) or saved.keys() != _PROGRESS_TYPES.keys():
-        raise TypeError(f"its progress entries are {sorted(saved) if isinstance(saved, dict) else type(saved).__name__}, expected {sorted(_PROGRESS_TYPES)}")
-    for key, kind in _PROGRESS_TYPES.items():
-        value = saved[key]
-        numeric = kind is float and isinstance(value, int)
-        if not (isinstance(value, kind) or numeric) or (kind is not bool and isinstance(value, bool)):
-            raise TypeError(f"progress.{key} is {value!r}, expected {kind.__name__}")
-        if kind is int and value < 0:
-            raise ValueError(f"progress.{key} is {value}, expected a count >= 0")
-    return saved
 
 
 def real_parameters(model: nn.Module) -> bool:
@@ -329,7 +266,7 @@ class Trainer:
             self._save(progress, best_state, epoch_rng)
             checked = progress.step
 
-        bar = _progress(n_batches, f"epoch {epoch + 1}/{cfg.epochs}", cfg.progress and ctx.is_main)
+        bar = progress_bar(n_batches, f"epoch {epoch + 1}/{cfg.epochs}", cfg.progress and ctx.is_main)
         deferred = self.interrupts.deferred() if self.interrupts is not None and not ctx.enabled else nullcontext()
         try:
             with deferred:
@@ -408,7 +345,7 @@ class Trainer:
         try:
             self.model.load_state_dict(loaded["model"])
             self.optimizer.load_state_dict(loaded["optimizer"])
-            progress.__dict__.update(_checked_progress(loaded["progress"]))
+            progress.__dict__.update(checked_progress(loaded["progress"]))
             generator.set_state(loaded["data_rng"])
             rngs, best = loaded["rng"], loaded["best"]
             if len(rngs) == ctx.world_size:
@@ -559,11 +496,3 @@ class CudaGraphStep:
         finally:
             for group in groups:
                 group["capturable"] = False
-
-
-def _progress(total: int, desc: str, enabled: bool):
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True, file=sys.stderr)
