@@ -37,6 +37,7 @@ def main() -> None:
     ap.add_argument("--scale", type=int, default=1, help="multiply every n")
     ap.add_argument("--res", action="append", default=[], help="name=res override (repeatable)")
     ap.add_argument("--dtype", default="float32")
+    ap.add_argument("--compression", default="gzip", help="gzip (the default of generate) or none")
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     ap.add_argument("--darcy-solvers", type=int, metavar="RES", default=None,
                     help="time Darcy's sparse solve per sample at RES², scipy (CPU) against CuPy (GPU), and compare them")
@@ -56,7 +57,7 @@ def main() -> None:
     res_over = dict(kv.split("=") for kv in args.res)
     names = args.only or list(CASES)
     print(f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-          f"threads {torch.get_num_threads()}, device {args.device}, dtype {args.dtype}")
+          f"threads {torch.get_num_threads()}, device {args.device}, dtype {args.dtype}, compression {args.compression}")
     print("| generator | n | res | frames | params | seconds | samples/s | MB written |")
     print("|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory(prefix="sciformer_genbench_") as tmp:
@@ -67,7 +68,8 @@ def main() -> None:
             if args.device.startswith("cuda"):
                 torch.cuda.synchronize()
             t0 = time.perf_counter()
-            generate(name, path, n, res, seed=0, device=args.device, dtype=args.dtype, progress=False, **params)
+            generate(name, path, n, res, seed=0, device=args.device, dtype=args.dtype, progress=False,
+                     compression=args.compression, **params)
             dt = time.perf_counter() - t0
             plan = GENERATORS[name].plan(res, **GENERATORS[name].params(**params))
             print(f"| {name} | {n} | {res} | {plan.n_t} | {params or 'defaults'} | {dt:.1f} | "
