@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import warnings
 from typing import Any, ClassVar
 
 import numpy as np
@@ -95,10 +96,12 @@ def darcy_solve(a: torch.Tensor, beta: float, h: float, rtol: float = 1e-10) -> 
 
 
 def _cupy():
-    """The ``cupy`` module, or None when it is not installed (the CPU solve is then used)."""
+    """The ``cupy`` module, or None when it is not installed (the CPU solve is then used, with one warning)."""
     try:
         return importlib.import_module("cupy")
     except ImportError:
+        warnings.warn("darcy2d on a GPU solves on the CPU: CuPy is not installed (pip install 'sciformer[cuda12]' or "
+                      "'sciformer[cuda13]' for the GPU solver)", RuntimeWarning, stacklevel=3)
         return None
 
 
