@@ -1,23 +1,25 @@
-"""Stream a large generated 2D PDEBench file through the reader and report peak resident memory.
+"""Streamed operator training: one epoch over a file larger than memory, and streamed vs in-memory throughput.
 
-    python benchmarks/pde_streaming.py --size-gb 4.2                 # ≥ 4 GB file in a temp dir
-    python benchmarks/pde_streaming.py --size-gb 0.2 --keep out.h5   # quick run, keep the file
+    # 1. a >16 GB PDEBench file: a few simulated 2D Navier-Stokes trajectories, repeated as periodic translations
+    python benchmarks/pde_streaming.py generate /data/ns2d_big.h5 --size-gb 16.5
+    # 2. one epoch (train + validation) of a small operator, streamed; peak memory as the OS counts it
+    /usr/bin/time -v python benchmarks/pde_streaming.py epoch /data/ns2d_big.h5
+    # 3. on a GPU: samples/s of a recipe's training, in memory and streamed, and both loss curves
+    python benchmarks/pde_streaming.py throughput recipes/ns2d_fno.yaml recipes/ns2d_galerkin.yaml --epochs 2
 
-The file is generated in a separate (spawned) process, so this process's peak RSS
-(``resource.getrusage(RUSAGE_SELF).ru_maxrss``) measures the reader alone: opening the file,
-``iter_batches`` over every ``initial_step`` window of the train split. The file's pages are dropped
-from the OS cache (``posix_fadvise(DONTNEED)``) before streaming, so the read is from disk where the
-OS honours it. The claim to hold: peak RSS stays under 1.5 GB whatever the file size.
+``generate`` simulates ``--seeds`` trajectories with sciformer's ``ns2d`` solver (periodic box, FNO forcing) and
+writes copy ``k`` of seed ``s`` shifted by ``k`` cells along both axes: a translate of a periodic solution is a
+solution too, so every sample is a valid (if not independent) trajectory. The file is PDEBench's single-file
+layout, chunked one trajectory per chunk, uncompressed. ``epoch`` prints one JSON line (file size, samples, seconds,
+samples/s, this process's peak RSS); ``throughput`` prints one JSON line per recipe and mode.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
-import multiprocessing as mp
-import os
 import resource
-import shutil
 import sys
 import tempfile
 import time
@@ -26,127 +28,146 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def _drop_cache(path: Path) -> None:
-    """Evict our own file from the OS page cache so the pass reads from disk (advisory)."""
-    fd = os.open(path, os.O_RDONLY)
-    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    os.close(fd)
+def generate(args: argparse.Namespace) -> None:
+    import h5py
+    import numpy as np
+
+    from sciformer.data.generators import generate as simulate
+
+    out = Path(args.out)
+    if out.exists():
+        raise SystemExit(f"{out} exists; choose a new path")
+    with tempfile.TemporaryDirectory() as tmp:
+        seeds = Path(tmp) / "seeds.h5"
+        started = time.perf_counter()
+        simulate("ns2d", seeds, n=args.seeds, res=args.res, t_end=float(args.frames - 1), dt_save=1.0, device=args.device, progress=False)
+        with h5py.File(seeds, "r") as f:
+            base = np.asarray(f["tensor"], dtype=np.float32)  # [seeds, T, X, Y]
+            coords = {k: np.asarray(f[k]) for k in ("x-coordinate", "y-coordinate", "t-coordinate") if k in f}
+        simulated = time.perf_counter() - started
+    per_sample = base[0].nbytes
+    n = math.ceil(args.size_gb * 1e9 / per_sample)
+    started = time.perf_counter()
+    with h5py.File(out, "w") as f:
+        ds = f.create_dataset("tensor", shape=(n, *base.shape[1:]), dtype="f4", chunks=(1, *base.shape[1:]))
+        for i in range(n):
+            shift = i // len(base)
+            ds[i] = np.roll(base[i % len(base)], (shift, shift), axis=(-2, -1))
+        for k, v in coords.items():
+            f[k] = v
+        f.attrs["origin"] = f"{len(base)} ns2d trajectories repeated as periodic translations (benchmarks/pde_streaming.py)"
+    print(json.dumps({"file": str(out), "gb": out.stat().st_size / 1e9, "samples": n, "frames": base.shape[1], "res": args.res,
+                      "simulate_seconds": round(simulated, 1), "write_seconds": round(time.perf_counter() - started, 1)}))
 
 
-def _parse_params(items: list[str]) -> dict:
-    out = {}
-    for it in items:
-        k, v = it.split("=", 1)
-        try:
-            out[k] = float(v) if any(c in v for c in ".e") else int(v)
-        except ValueError:
-            out[k] = v
-    return out
+def _load(name: str, in_memory: bool | str, overrides: list[str]):
+    from sciformer.config import load_recipe, recipe_from_dict
+    from sciformer.data.operator import load_operator_data
+
+    if name.endswith(".yaml"):
+        recipe = load_recipe(name, [f"data.in_memory={str(in_memory).lower()}", *overrides])
+    else:
+        raw = {"data": {"name": name, "in_memory": in_memory}, "model": {"name": "fno", "modes": 8, "width": 8, "n_layers": 2},
+               "train": {"batch_size": 32, "epochs": 1, "progress": False, "patience": 0}}
+        recipe = recipe_from_dict(raw, overrides)
+    return recipe, load_operator_data(recipe.data, recipe.train, allow_generate=True)
 
 
-def _generate(name, path, n, res, device, params, threads):
+def _tiny_cnn(in_channels: int, out_channels: int, width: int = 8):
+    """Two 3x3 convolutions: the cheapest operator that still trains, so that an epoch over 16 GB measures the
+    data path on two CPU cores rather than the model."""
+    import torch
+    from torch import nn
+
+    class TinyCNN(nn.Module):
+        task = "operator"
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = nn.Sequential(nn.Conv2d(in_channels, width, 3, padding=1, padding_mode="circular"), nn.GELU(),
+                                     nn.Conv2d(width, out_channels, 3, padding=1, padding_mode="circular"))
+
+        def forward(self, u: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
+            return self.net(u)
+
+    return TinyCNN()
+
+
+def _fit(recipe, data, device, model=None):
     import torch
 
-    from sciformer.data.generators import generate
+    from sciformer.engine.trainer import Trainer, seed_everything
+    from sciformer.registry import build_model
 
-    if threads:
-        torch.set_num_threads(threads)
+    seed_everything(recipe.seed)
+    model = model or build_model(recipe.model.name, recipe.model.args, **data.sizes())
+    trainer = Trainer(model, recipe.train, torch.device(device), seed=recipe.seed)
+    return trainer.fit(data.to(device))
 
-    generate(name, path, n, res, seed=0, device=device, **params)
+
+def epoch(args: argparse.Namespace) -> None:
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    recipe, data = _load(args.file, False, [f"data.reduced_resolution={args.stride}", *args.override])
+    windows = data._count("train", True)
+    model = _tiny_cnn(data.in_channels, data.out_channels) if args.model == "cnn" else None
+    fit = _fit(recipe, data, "cpu", model)
+    row = fit.history[-1]
+    print(json.dumps({"file": args.file, "gb": Path(args.file).stat().st_size / 1e9, "streamed": data.streamed, "model": args.model,
+                      "grid": list(data.grid_shape), "train_windows": windows,
+                      "epoch_train_seconds": round(row["epoch_train_seconds"], 1), "epoch_seconds": round(row["epoch_seconds"], 1),
+                      "samples_per_s": round(windows / row["epoch_train_seconds"], 1), "train_loss": row["train_loss"], "val_mse": row["val_mse"],
+                      "peak_rss_mb": round(_peak_rss_mb()), "torch": torch.__version__}))
+
+
+def throughput(args: argparse.Namespace) -> None:
+    import torch
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    machine = torch.cuda.get_device_name() if device == "cuda" else "cpu"
+    for name in args.recipes:
+        curves = {}
+        for in_memory in (True, False):
+            recipe, data = _load(name, in_memory, [f"train.epochs={args.epochs}", "tracking.enabled=false", "train.progress=false", *args.override])
+            fit = _fit(recipe, data, device)
+            windows = data._count("train", True)
+            last = fit.history[-1]["epoch_train_seconds"]
+            curves[in_memory] = [(h["train_loss"], h["val_mse"]) for h in fit.history]
+            print(json.dumps({"recipe": name, "in_memory": in_memory, "streamed": data.streamed, "device": machine,
+                              "train_windows": windows, "last_epoch_train_seconds": round(last, 2), "samples_per_s": round(windows / last, 1),
+                              "history": curves[in_memory]}), flush=True)
+        diff = max(abs(a - b) / max(abs(a), 1e-12) for x, y in zip(curves[True], curves[False]) for a, b in zip(x, y))
+        print(json.dumps({"recipe": name, "max_relative_difference_of_the_curves": diff}), flush=True)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--size-gb", type=float, default=4.2, help="target file size in GB (10^9 bytes)")
-    ap.add_argument("--generator", default="diffreact2d")
-    ap.add_argument("--res", type=int, default=64)
-    ap.add_argument("--param", action="append", default=["t_end=1.0", "dt_save=0.01"],
-                    help="generator parameter k=v (repeatable); default t_end=1.0 dt_save=0.01 (101 frames)")
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--batch-size", type=int, default=64, help="pairs per batch")
-    ap.add_argument("--chunk-size", type=int, default=None, help="samples per read (default ~64 MB)")
-    ap.add_argument("--initial-step", type=int, default=10)
-    ap.add_argument("--threads", type=int, default=None,
-                    help="torch threads in both processes (1 avoids OpenMP stalls on a busy machine)")
-    ap.add_argument("--tmpdir", default=None)
-    ap.add_argument("--keep", default=None, help="move the generated file here instead of deleting it")
+    sub = ap.add_subparsers(dest="command", required=True)
+    g = sub.add_parser("generate", help="write a large ns2d file of translated trajectories")
+    g.add_argument("out")
+    g.add_argument("--size-gb", type=float, default=16.5, help="file size in GB (10^9 bytes)")
+    g.add_argument("--res", type=int, default=256)
+    g.add_argument("--frames", type=int, default=3, help="frames per trajectory (dt = 1)")
+    g.add_argument("--seeds", type=int, default=4, help="trajectories actually simulated")
+    g.add_argument("--device", default="cpu")
+    e = sub.add_parser("epoch", help="one streamed epoch of a small operator over FILE")
+    e.add_argument("file")
+    e.add_argument("--model", choices=("cnn", "fno"), default="cnn", help="a two-layer CNN, or a small FNO (modes 8, width 8, 2 layers)")
+    e.add_argument("--stride", type=int, default=4, help="data.reduced_resolution: every k-th grid point (the whole file is still read)")
+    e.add_argument("--threads", type=int, default=None)
+    e.add_argument("--override", action="append", default=[], help="recipe override KEY=VALUE (repeatable)")
+    t = sub.add_parser("throughput", help="samples/s of recipes in memory and streamed")
+    t.add_argument("recipes", nargs="+")
+    t.add_argument("--epochs", type=int, default=2)
+    t.add_argument("--override", action="append", default=[], help="recipe override KEY=VALUE (repeatable)")
     args = ap.parse_args()
-
-    from sciformer.data.generators import GENERATORS
-
-    gen = GENERATORS[args.generator]
-    params = _parse_params(args.param)
-    plan = gen.plan(args.res, **gen.params(**params))
-    per_sample = len(plan.fields) * plan.n_t * math.prod(plan.space) * 4
-    n = math.ceil(args.size_gb * 1e9 / per_sample)
-    tmp = Path(tempfile.mkdtemp(prefix="sciformer_stream_", dir=args.tmpdir))
-    path = tmp / f"{args.generator}_{args.res}.h5"
-    print(f"generating {n} samples of {args.generator} at {args.res}^2 ({plan.n_t} frames, "
-          f"{per_sample / 2**20:.2f} MiB/sample) into {path}", flush=True)
-    try:
-        t0 = time.perf_counter()
-        proc = mp.get_context("spawn").Process(target=_generate,
-                                               args=(args.generator, path, n, args.res, args.device, params,
-                                                     args.threads))
-        proc.start()
-        proc.join()
-        if proc.exitcode != 0:
-            raise SystemExit(f"generation failed (exit code {proc.exitcode})")
-        t_gen = time.perf_counter() - t0
-        size = path.stat().st_size
-        print(f"generated {size / 1e9:.2f} GB in {t_gen:.0f} s ({n / t_gen:.1f} samples/s)", flush=True)
-
-        import torch
-
-        from sciformer.data.pde import open_pdebench
-
-        if args.threads:
-            torch.set_num_threads(args.threads)
-        rss0, peak0 = _rss_mb(), _peak_rss_mb()
-        ds = open_pdebench(path, "train", initial_step=args.initial_step)
-        raw = ds.n_samples * ds.n_frames * ds.n_channels * math.prod(ds.spatial_shape) * 4
-
-        # pass 1: whole trajectories [b, T, C, X, Y], one read per block
-        _drop_cache(path)
-        t0 = time.perf_counter()
-        n_traj = sum(traj.shape[0] for traj in ds.iter_trajectories(args.chunk_size))
-        t_traj = time.perf_counter() - t0
-        assert n_traj == ds.n_samples
-        print(f"pass 1, iter_trajectories: {n_traj} trajectories in {t_traj:.1f} s = "
-              f"{raw / 2**20 / t_traj:.0f} MiB/s; peak RSS so far {_peak_rss_mb():.0f} MiB", flush=True)
-
-        # pass 2: every initial_step window as (u_in, u_out) batches
-        _drop_cache(path)
-        t0 = time.perf_counter()
-        n_pairs, checksum, n_bytes = 0, 0.0, 0
-        for u_in, u_out in ds.iter_batches(args.batch_size, args.chunk_size):
-            n_pairs += u_in.shape[0]
-            checksum += float(u_out.double().sum())  # touch the data
-            n_bytes += u_out.numel() * 4
-        t_read = time.perf_counter() - t0
-        print(f"pass 2, iter_batches: train split: {ds.n_samples} samples, {n_pairs} pairs "
-              f"(u_in {tuple(u_in.shape[1:])}, u_out {tuple(u_out.shape[1:])}) in {t_read:.1f} s "
-              f"= {raw / 2**20 / t_read:.0f} MiB/s of file data, {n_pairs / t_read:.0f} pairs/s "
-              f"(u_out checksum {checksum:.6g})")
-        assert n_pairs == len(ds)
-        print(f"RSS before open: {rss0:.0f} MiB (peak so far {peak0:.0f} MiB, torch imported)")
-        print(f"peak RSS (ru_maxrss) after streaming {size / 1e9:.2f} GB: {_peak_rss_mb():.0f} MiB; "
-              f"current {_rss_mb():.0f} MiB; torch {torch.__version__}")
-        print("PASS: peak RSS < 1.5 GB" if _peak_rss_mb() < 1.5e9 / 2**20 else "FAIL: peak RSS >= 1.5 GB")
-        ds.close()
-        if args.keep:
-            shutil.move(str(path), args.keep)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    {"generate": generate, "epoch": epoch, "throughput": throughput}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 from collections.abc import Sequence
@@ -100,8 +99,10 @@ class TrajectorySource:
         self.close()
 
     def __del__(self) -> None:
-        with contextlib.suppress(Exception):  # interpreter shutdown: h5py may already be gone
+        try:  # noqa: SIM105  (contextlib itself may be gone at interpreter shutdown)
             self.close()
+        except Exception:  # interpreter shutdown: h5py may already be gone
+            pass
 
     # ---- description ----
     @property
