@@ -171,7 +171,7 @@ class Forecaster:
 
     def _input_frame(self, data: Any, time_col: str | None, label: str) -> tuple[pd.DataFrame, Layout]:
         """``data`` as a frame of the training columns, checked as ``fit`` checks its data (no gap anywhere)."""
-        frame, layout = to_wide(data, self._time_col(data, time_col))
+        frame, layout = to_wide(data, self._time_col(data, time_col), columns=self.recipe.data.columns)
         missing = [c for c in self.columns if c not in frame.columns]
         extra = [c for c in frame.columns if c not in self.columns]
         if missing or (extra and self.recipe.data.columns is None):
