@@ -10,11 +10,12 @@ section is checked against the registered model's constructor signature (torchtu
 come from the data (``n_vars``, ``n_marks``, ``lookback``, ``horizon``...), and the model is then built on the
 ``meta`` device (no memory) so that its own argument checks (``d_model`` divisible by ``n_heads``...) fail here too.
 Keys that only one task reads (``data.lookback`` for forecasting, ``data.initial_step`` for operators) are refused
-in a recipe of the other task. YAML is read by a bounded safe loader (:mod:`sciformer.recipe_yaml`).
+in a recipe of the other task, unless null (:meth:`Recipe.to_dict` writes them so). YAML is read by a bounded safe loader (:mod:`sciformer.recipe_yaml`).
 """
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import inspect
 import math
@@ -29,6 +30,7 @@ from sciformer.errors import ConfigError, check_input_file, did_you_mean
 from sciformer.registry import (
     RESIDUAL,
     Bounds,
+    ModelClass,
     NonNegativeFloat,
     NonNegativeInt,
     PositiveFloat,
@@ -186,7 +188,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         return value
     if origin in (typing.Union, types.UnionType):
         return _coerce_union(value, tp, key)
-    if origin in (list, tuple):
+    if origin in (list, tuple, collections.abc.Sequence):
         (item_tp, *_) = typing.get_args(tp) or (Any,)
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"recipe key '{key}': expected a list, got {type(value).__name__} ({value!r})")
@@ -225,9 +227,9 @@ def _coerce_scalar(value: Any, tp: type, key: str, finite: bool = True) -> Any:
         raise ConfigError(f"recipe key '{key}': expected {tp.__name__}, got bool ({value!r})")
     if not isinstance(value, tp):
         raise ConfigError(f"recipe key '{key}': expected {tp.__name__}, got {type(value).__name__} ({value!r})")
-    if tp is int and not -_INT64 <= value < _INT64:
+    if isinstance(value, int) and not -_INT64 <= value < _INT64:
         raise ConfigError(f"recipe key '{key}': expected an integer of at most 64 bits, got one of {len(str(abs(value)))} digits")
-    if tp is float and finite and not math.isfinite(value):
+    if isinstance(value, float) and finite and not math.isfinite(value):
         raise ConfigError(f"recipe key '{key}': expected a finite number, got {value!r}")
     return value
 
@@ -284,7 +286,7 @@ def _build_model(values: Any) -> ModelConfig:
         if key in getattr(cls, "preset", {}):
             raise ConfigError(
                 f"recipe key 'model.{key}' is fixed by the size preset '{name}' ({cls.preset[key]!r}); "
-                f"to change it, use model '{get_model_base(cls)}'"
+                f"to change it, use model '{cls.preset_of}'"
             )
         if key not in allowed:
             raise ConfigError(
@@ -295,7 +297,7 @@ def _build_model(values: Any) -> ModelConfig:
     return ModelConfig(name=name, args=args)
 
 
-def model_arguments(cls: type) -> tuple[list[str], dict[str, Any]]:
+def model_arguments(cls: ModelClass) -> tuple[list[str], dict[str, Any]]:
     """The recipe keys of a model class (constructor arguments minus data sizes, plus ``residual`` for operators)
     and their annotations."""
     signature = inspect.signature(cls.__init__)
@@ -306,12 +308,6 @@ def model_arguments(cls: type) -> tuple[list[str], dict[str, Any]]:
         allowed.append(RESIDUAL)
         hints[RESIDUAL] = bool
     return allowed, hints
-
-
-def get_model_base(cls: type) -> str:
-    """The registry name of the model a preset class fixes the size of (its own name for a plain model)."""
-    base = next(c for c in cls.__mro__ if "preset" not in vars(c))
-    return base.registry_name
 
 
 # ------------------------------------------------------------------------------------------- validation

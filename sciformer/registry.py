@@ -20,7 +20,9 @@ from typing import Annotated, Any, Literal
 
 from sciformer.errors import ConfigError, did_you_mean
 
-_MODELS: dict[str, type] = {}
+# A registered model class: an nn.Module subclass with the attributes registry_name and task (set by register_model).
+ModelClass = Any
+_MODELS: dict[str, ModelClass] = {}
 
 # Operator models of time-dependent data may predict the increment over their latest input frame
 # (``u_next = u_last + net(u)``, scOT's ``learn_residual``): a recipe key of every operator model, applied here
@@ -78,14 +80,14 @@ Activation = Literal["gelu", "relu", "sigmoid"]  # the feed-forward activations 
 
 
 # ------------------------------------------------------------------------------------------------- models
-def register_model(name: str, task: Task = "forecast") -> Callable[[type], type]:
+def register_model(name: str, task: Task = "forecast") -> Callable[[ModelClass], ModelClass]:
     """Class decorator: make a model reachable from recipes under ``name``.
 
     ``task`` is ``"forecast"`` (batch ``x [B, L, N]`` → ``[B, H, N]``) or ``"operator"``
     (``u [B, C_in, *grid]`` → ``[B, C_out, *grid]``); the trainer picks the matching step from it.
     """
 
-    def decorator(cls: type) -> type:
+    def decorator(cls: ModelClass) -> ModelClass:
         if name in _MODELS and _MODELS[name] is not cls:
             raise ValueError(f"model name {name!r} is registered twice ({_MODELS[name]} and {cls})")
         cls.registry_name = name
@@ -96,12 +98,13 @@ def register_model(name: str, task: Task = "forecast") -> Callable[[type], type]
     return decorator
 
 
-def register_preset(name: str, base: type, fixed: dict[str, Any], defaults: dict[str, Any] | None = None) -> type:
+def register_preset(name: str, base: ModelClass, fixed: dict[str, Any], defaults: dict[str, Any] | None = None) -> ModelClass:
     """Register a named size of the model class ``base`` (timm style: ``pde_transformer_s``).
 
     The preset is a subclass whose constructor sets the arguments in ``fixed`` (a recipe cannot set them) and
     starts the arguments in ``defaults`` at new values (a recipe may change them); weights and their names are the
-    base model's. Its constructor signature, and so the recipe schema, shows only what a recipe may set.
+    base model's. Its constructor signature, and so the recipe schema, shows only what a recipe may set. The class
+    keeps ``preset`` (the fixed arguments) and ``preset_of`` (the base model's registry name).
     """
     defaults = dict(defaults or {})
     signature = inspect.signature(base.__init__)
@@ -123,7 +126,7 @@ def register_preset(name: str, base: type, fixed: dict[str, Any], defaults: dict
     __init__.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
     __init__.__annotations__ = {k: v for k, v in hints.items() if k not in fixed}
     doc = f"{base.__name__} with {', '.join(f'{k}={v!r}' for k, v in fixed.items())} (preset '{name}')."
-    namespace = {"__init__": __init__, "__doc__": doc, "__module__": base.__module__, "preset": dict(fixed)}
+    namespace = {"__init__": __init__, "__doc__": doc, "__module__": base.__module__, "preset": dict(fixed), "preset_of": base.registry_name}
     cls = type(f"{base.__name__}_{name}", (base,), namespace)
     return register_model(name, task=base.task)(cls)
 
@@ -132,7 +135,7 @@ def _load_builtin_models() -> None:
     import sciformer.models  # noqa: F401  (registers every built-in model)
 
 
-def get_model(name: str) -> type:
+def get_model(name: str) -> ModelClass:
     """The model class registered as ``name``."""
     _load_builtin_models()
     try:
@@ -177,7 +180,7 @@ def build_model(name: str, args: dict[str, Any] | None = None, **data_sizes: Any
     return model
 
 
-def _construct(cls, name: str, sizes: dict[str, Any], args: dict[str, Any]):
+def _construct(cls: ModelClass, name: str, sizes: dict[str, Any], args: dict[str, Any]) -> Any:
     """``cls(**sizes, **args)``; a constructor's own argument check (a ValueError such as "d_model must be divisible
     by n_heads") is a recipe problem, so it becomes a ConfigError that the CLI reports in one line."""
     try:

@@ -38,6 +38,8 @@ PDE-parameter/``dt`` embedders (only the lead time and one PDE label).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
@@ -148,7 +150,7 @@ class PDETransformer(nn.Module):
         n_dims: int,
         hidden_size: PositiveInt = 96,
         n_heads: PositiveInt = 4,
-        depths: tuple[PositiveInt, ...] = (2, 5, 8, 5, 2),
+        depths: Sequence[PositiveInt] = (2, 5, 8, 5, 2),
         mlp_ratio: PositiveFloat = 4.0,
         patch_size: PositiveInt = 4,
         window_size: PositiveInt = 8,

@@ -34,6 +34,8 @@ frame), and the relative-L1 loss lives in the engine, not the model.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
@@ -68,9 +70,9 @@ class Poseidon(nn.Module):
         out_channels: int,
         n_dims: int,
         embed_dim: PositiveInt = 32,
-        depths: tuple[PositiveInt, ...] = (2, 2, 2),
-        n_heads: tuple[PositiveInt, ...] = (2, 4, 8),
-        skip_blocks: tuple[NonNegativeInt, ...] = (1, 1, 0),
+        depths: Sequence[PositiveInt] = (2, 2, 2),
+        n_heads: Sequence[PositiveInt] = (2, 4, 8),
+        skip_blocks: Sequence[NonNegativeInt] = (1, 1, 0),
         mlp_ratio: PositiveFloat = 4.0,
         patch_size: PositiveInt = 4,
         window_size: PositiveInt = 4,

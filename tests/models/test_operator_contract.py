@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from sciformer.config import get_model_base, load_recipe
+from sciformer.config import load_recipe
 from sciformer.engine.checkpoint import load_model, save_checkpoint
 from sciformer.registry import build_model, get_model, list_models
 
@@ -44,7 +44,8 @@ def test_the_operator_models_and_their_size_presets_are_registered():
 
 @pytest.mark.parametrize("name", PRESETS)
 def test_a_size_preset_is_its_base_model_with_fixed_arguments(name):
-    cls, base = get_model(name), get_model_base(get_model(name))
+    cls = get_model(name)
+    base = cls.preset_of
     sizes = {"in_channels": 2, "out_channels": 1, "n_dims": 2}
     with torch.device("meta"):
         preset, plain = build_model(name, {}, **sizes), build_model(base, cls.preset, **sizes)
