@@ -230,12 +230,10 @@ class Surrogate:
         return last + dt * np.arange(1, steps + 1)
 
     # ------------------------------------------------------------------------------------- evaluate
-    def evaluate(self, data: Any, split: str = "test") -> dict[str, float]:
+    def evaluate(self, data: Any) -> dict[str, float]:
         """PDEBench metrics (``test_nrmse``, ``test_rel_l2``, ``test_rmse``, ...; rollout nRMSE at 10 and 50 steps
         where the trajectories are long enough) on the ``test`` split of ``data`` (a file path or a Dataset)."""
         self._require_fitted()
-        if split != "test":
-            raise ConfigError(f"Surrogate.evaluate scores the test split; got split={split!r}")
         with _as_path(data) as path:
             operator_data = _TASK.load_data(self._recipe_for(path), allow_generate=False)
             expected = self.config["model"]["data_sizes"]
