@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from sciformer.errors import ConfigError, check_input_file, did_you_mean
+from sciformer.recipe_yaml import MAX_DEPTH, read_recipe_file, read_yaml
 from sciformer.registry import (
     RESIDUAL,
     Bounds,
@@ -361,13 +362,13 @@ def _check_model_builds(recipe: Recipe, task: str) -> None:
 # ------------------------------------------------------------------------------------------ overrides
 def parse_override(text: str) -> tuple[list[str], Any]:
     """``"train.epochs=3"`` → ``(["train", "epochs"], 3)``; the value is read as YAML (safely, bounded)."""
-    from sciformer.recipe_yaml import read_yaml
-
     if "=" not in text:
         raise ConfigError(f"override {text!r}: expected KEY=VALUE, e.g. train.epochs=3")
     key, raw = text.split("=", 1)
     if not key or any(not part for part in key.split(".")):
         raise ConfigError(f"override {text!r}: expected a dotted key such as train.epochs")
+    if key.count(".") >= MAX_DEPTH:
+        raise ConfigError(f"override key {key[:40]!r}...: more than {MAX_DEPTH} levels; recipe keys are a few levels deep")
     value = read_yaml(raw, f"override {text!r}") if raw != "" else None
     return key.split("."), value
 
@@ -439,16 +440,18 @@ def stored_recipe(raw: dict[str, Any], overrides: list[str] | None = None) -> Re
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     """Read a YAML recipe file (``~`` expanded) with the bounded safe loader and validate it."""
-    from sciformer.recipe_yaml import read_recipe_file
-
     path = check_input_file(path, "recipe", ConfigError)
     recipe = recipe_from_dict(read_recipe_file(path), overrides)
     return recipe if recipe.name is not None else dataclasses.replace(recipe, name=path.stem)
 
 
-def _deepcopy(raw: Any) -> Any:
+def _deepcopy(raw: Any, depth: int = 1) -> Any:
+    """A copy of a raw recipe's dicts and lists (validation leaves its input alone); one nested deeper than
+    MAX_DEPTH, or one that contains itself, is refused."""
+    if depth > MAX_DEPTH:
+        raise ConfigError(f"a recipe is nested deeper than {MAX_DEPTH} levels (or contains itself)")
     if isinstance(raw, dict):
-        return {k: _deepcopy(v) for k, v in raw.items()}
+        return {k: _deepcopy(v, depth + 1) for k, v in raw.items()}
     if isinstance(raw, list):
-        return [_deepcopy(v) for v in raw]
+        return [_deepcopy(v, depth + 1) for v in raw]
     return raw

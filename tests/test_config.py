@@ -199,6 +199,20 @@ def test_recursive_alias_and_deep_nesting_are_refused(tmp_path):
     refused("\n".join(chain) + "\n", tmp_path, match=r"nested deeper than 50 levels once aliases are expanded")
 
 
+def test_deep_or_self_containing_mappings_from_python_and_overrides_are_refused():
+    deep: dict = {}
+    node = deep
+    for _ in range(100):
+        node["x"] = node = {}
+    looped: dict = {"train": {}}
+    looped["train"]["self"] = looped
+    for raw in ({"data": {"generate": deep}}, looped):
+        with pytest.raises(ConfigError, match=r"a recipe is nested deeper than 50 levels \(or contains itself\)"):
+            recipe_from_dict(raw, check_data=False)
+    with pytest.raises(ConfigError, match=r"more than 50 levels"):
+        recipe_from_dict({}, ["data.generate." + ".".join(["x"] * 5000) + "=1"])
+
+
 def test_duplicate_keys_are_refused_with_their_lines(tmp_path):
     refused("train:\n  epochs: 1\n  lr: 0.1\n  epochs: 2\n", tmp_path, match=r"duplicate key 'epochs' on line 4 \(first on line 2\)")
     refused("train: {epochs: 1, epochs: 2}\n", tmp_path, match=r"duplicate key 'epochs' on line 1")
