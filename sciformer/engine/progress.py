@@ -7,6 +7,8 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
+from sciformer.errors import TrainingDivergedError
+
 
 @dataclass
 class FitResult:
@@ -51,6 +53,15 @@ def checked_progress(saved: Any) -> dict[str, Any]:
         if kind is int and value < 0:
             raise ValueError(f"progress.{key} is {value}, expected a count >= 0")
     return saved
+
+
+def check_finite(loss: float, what: str, where: str) -> None:
+    """Stop a diverged run before a NaN or infinite loss can reach a saved state or the best weights."""
+    if not math.isfinite(loss):
+        raise TrainingDivergedError(
+            f"training diverged: the {what} is {loss} {where}; the run keeps its last good checkpoint and state "
+            "(lower train.lr or set train.grad_clip, then start a new run)"
+        )
 
 
 def progress_bar(total: int, desc: str, enabled: bool):

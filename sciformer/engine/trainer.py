@@ -24,7 +24,6 @@ its share of every global batch, evaluation sums are all-reduced, and only rank 
 
 from __future__ import annotations
 
-import math
 import sys
 import time
 import warnings
@@ -44,11 +43,11 @@ from sciformer.engine.checkpoint import load_training_state, save_training_state
 from sciformer.engine.distributed import Distributed, batch_size_of, local_share, pick_device
 from sciformer.engine.interrupts import Interrupts
 from sciformer.engine.losses import make_loss, relative_l2, sample_loss
-from sciformer.engine.progress import FitResult, Progress, checked_progress, progress_bar
+from sciformer.engine.progress import FitResult, Progress, check_finite, checked_progress, progress_bar
 from sciformer.engine.rng import rng_state, seed_everything, set_rng_state
 from sciformer.engine.schedules import lr_factor
 from sciformer.engine.steps import STEPS, forecast_step, operator_step
-from sciformer.errors import CheckpointError, TrainingDivergedError
+from sciformer.errors import CheckpointError, SciformerError
 
 __all__ = ["FitResult", "Trainer", "forecast_step", "lr_factor", "operator_step", "pick_device", "seed_everything"]
 
@@ -202,7 +201,7 @@ class Trainer:
                 train_loss, lr = self._train_epoch(data, epoch, progress, best_state, generator)
                 train_seconds = time.perf_counter() - epoch_start
                 val = self.evaluate(data, "val")
-                _check_finite(val[cfg.loss], "validation loss", f"after epoch {epoch + 1}")
+                check_finite(val[cfg.loss], "validation loss", f"after epoch {epoch + 1}")
                 logs = {
                     "train_loss": train_loss,
                     "val_loss": val[cfg.loss],
@@ -261,7 +260,7 @@ class Trainer:
         def save_here() -> None:  # a mid-epoch state: the sum over ranks so far, per global batch
             nonlocal checked
             progress.loss_sum = ctx.all_reduce_sum(loss_sum.clone()).item() / ctx.world_size
-            _check_finite(progress.loss_sum, "training loss", f"in epoch {epoch + 1}, steps {checked + 1}-{progress.step}")
+            check_finite(progress.loss_sum, "training loss", f"in epoch {epoch + 1}, steps {checked + 1}-{progress.step}")
             progress.seconds = time.perf_counter() - self._started
             self._save(progress, best_state, epoch_rng)
             checked = progress.step
@@ -285,11 +284,15 @@ class Trainer:
             if self._interrupted():  # the signal came after the last step's check
                 save_here()
                 raise self.interrupts.pending
+        except Exception as exc:
+            if self._interrupted() and not isinstance(exc, SciformerError):  # e.g. Ctrl-C also ended the data workers
+                raise self.interrupts.pending from None
+            raise
         finally:
             if bar is not None:
                 bar.close()
         train_loss = ctx.all_reduce_sum(loss_sum).item() / ctx.world_size / n_batches
-        _check_finite(train_loss, "training loss", f"in epoch {epoch + 1}, steps {checked + 1}-{n_batches}")
+        check_finite(train_loss, "training loss", f"in epoch {epoch + 1}, steps {checked + 1}-{n_batches}")
         return train_loss, lr
 
     def _interrupted(self) -> bool:
@@ -405,15 +408,6 @@ class Trainer:
         if loss:
             metrics[self.cfg.loss] = loss[0] / samples
         return metrics
-
-
-def _check_finite(loss: float, what: str, where: str) -> None:
-    """Stop a diverged run before a NaN or infinite loss can reach a saved state or the best weights."""
-    if not math.isfinite(loss):
-        raise TrainingDivergedError(
-            f"training diverged: the {what} is {loss} {where}; the run keeps its last good checkpoint and state "
-            "(lower train.lr or set train.grad_clip, then start a new run)"
-        )
 
 
 def _signature(batch: Any) -> tuple:

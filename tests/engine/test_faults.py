@@ -142,6 +142,17 @@ def test_a_signal_in_the_training_loop_stops_at_the_next_step_with_a_state_there
     assert metrics["epochs"] == 2
 
 
+def test_a_failure_the_signal_caused_reports_the_interruption(tmp_path, monkeypatch):
+    def ctrl_c_ends_the_data_workers_too(self, batch, lr):
+        os.kill(os.getpid(), signal.SIGINT)
+        raise RuntimeError("DataLoader worker (pid 4242) exited unexpectedly")
+
+    monkeypatch.setattr(trainer_module.Trainer, "train_step", ctrl_c_ends_the_data_workers_too)
+    with pytest.raises(RunInterrupted) as caught:
+        fit_recipe(recipe_from_dict(_raw(tmp_path)), tmp_path / "run")
+    assert caught.value.exit_code == 130
+
+
 class Recorder(Callback):
     def __init__(self):
         self.failures = []
