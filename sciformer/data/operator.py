@@ -138,6 +138,10 @@ class OperatorData:
 
     @property
     def device(self) -> torch.device:
+        """Where batches are gathered: the in-memory tensors' device, else the one given to :meth:`to`."""
+        for part in self.splits.values():
+            if isinstance(part, SplitTensors):
+                return (part.inputs if part.trajectories is None else part.trajectories).device
         return self._device
 
     @property
