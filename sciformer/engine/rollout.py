@@ -1,10 +1,10 @@
 """Autoregressive (or lead-time) rollouts of operator models, their per-step PDEBench metrics, and
 :func:`rollout_run`, the one entry point of ``sciformer rollout``.
 
-``rollout_run`` reads its trajectories through the same path as ``fit`` and ``evaluate`` (the operator task's
-data loader): by default the run's own data and split as its checkpoint records them, or any data file ``fit``
-accepts (PDEBench HDF5 in either layout, The Well, NetCDF, Zarr, neuraloperator ``.npz``). It never generates
-data and writes nothing outside its output folder.
+``rollout_run`` reads its trajectories through the same path as ``fit`` and ``evaluate``
+(:func:`~sciformer.data.operator.load_operator_data`, the operator task's loader): by default the run's own data
+and split as its checkpoint records them, or any data file ``fit`` accepts (PDEBench HDF5 in either layout, The
+Well, NetCDF, Zarr, neuraloperator ``.npz``). It never generates data and writes nothing outside its output folder.
 """
 
 from __future__ import annotations
@@ -131,9 +131,9 @@ def rollout_run(run_dir: str | os.PathLike, data: str | os.PathLike | None = Non
 def load_trajectories(recipe, split: str, sizes: dict[str, int], owner: str) -> tuple[torch.Tensor, dict[str, Any]]:
     """Trajectories ``[N, T, C, *grid]`` of ``split`` of the recipe's data, read as ``fit`` reads them (never
     generated), checked against the model's ``sizes``; with their coordinates (``t`` and grid axes)."""
-    from sciformer.engine.tasks.operator import OperatorTask
+    from sciformer.data.operator import load_operator_data
 
-    data = OperatorTask().load_data(recipe, allow_generate=False)
+    data = load_operator_data(recipe.data, recipe.train, allow_generate=False)  # the operator task's loader
     name = recipe.data.name
     if data.steady:
         raise DataError(f"'{name}' holds a steady problem (coefficient → solution): there is no trajectory to roll out")
