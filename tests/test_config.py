@@ -255,6 +255,13 @@ def test_recipe_path_says_what_it_is(tmp_path):
     assert "does not exist" in refused(tmp_path / "missing.yaml")
 
 
+def test_data_path_says_what_it_is(tmp_path):
+    with pytest.raises(ConfigError, match=r"recipe key 'data.name': data file '.*' is a directory, not a regular file"):
+        recipe_from_dict({"data": {"name": f"{tmp_path}/"}})
+    with pytest.raises(ConfigError, match=r"recipe key 'data.name': data file '/dev/null' is a character device"):
+        recipe_from_dict({"data": {"name": "/dev/null"}})
+
+
 def test_tilde_in_recipe_and_data_paths_is_expanded(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
     (tmp_path / "series.csv").write_text("date,y\n2020-01-01,1\n")
