@@ -33,7 +33,7 @@ import torch
 from sciformer.config import DATA_FILLED, DataConfig, Recipe, TrainConfig, load_recipe, recipe_from_dict
 from sciformer.engine.callbacks import CallbackList
 from sciformer.engine.checkpoint import find_checkpoint, load_model, read_config, save_checkpoint
-from sciformer.engine.rollout import data_coordinates, rollout
+from sciformer.engine.rollout import check_steps, data_coordinates, rollout
 from sciformer.engine.tasks import train
 from sciformer.engine.tasks.operator import OperatorTask, operator_test_metrics
 from sciformer.engine.trainer import pick_device, seed_everything
@@ -168,8 +168,6 @@ class Surrogate:
         """Roll ``steps`` frames out after the history ``u0`` (its last ``initial_step`` frames are read): an
         ``xarray.DataArray`` ``[sample, t, channel, *grid]`` (no ``sample`` for one unbatched history) whose ``t``
         continues the history's times (an ``xarray`` input's own, else the training data's spacing)."""
-        from sciformer.engine.rollout import check_steps
-
         self._require_fitted()
         if self.steady:
             raise DataError("this Surrogate maps a coefficient field to a steady solution: there is no time to roll out")
