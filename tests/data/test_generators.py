@@ -326,6 +326,7 @@ def test_interrupted_generation_resumes_to_the_uninterrupted_file(tmp_path, monk
     for key in a:
         if key != "attrs":
             np.testing.assert_array_equal(a[key], b[key])
+    assert whole.read_bytes() == resumed.read_bytes()  # byte for byte the same file
     if layout == "single":
         assert a["filters"]["u"][0] == "gzip" and a["filters"]["u"][1][0] == 1  # one sample per chunk
 
