@@ -109,9 +109,17 @@ def read_yaml(text: str, where: str) -> Any:
     try:
         return yaml.load(text, Loader=functools.partial(RecipeLoader, where=where))  # RecipeLoader is a yaml.SafeLoader
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{where} is not valid YAML: {' '.join(str(exc).split())}") from None
+        raise ConfigError(f"{where} is not valid YAML: {_problem(exc)}") from None
     except ValueError as exc:  # a value YAML recognised but Python cannot build, e.g. the date 2024-13-45
         raise ConfigError(f"{where}: cannot read a value: {exc}") from None
+
+
+def _problem(exc: yaml.YAMLError) -> str:
+    """PyYAML's multi-line report as one line: what is wrong and where."""
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        mark = exc.problem_mark
+        return f"{exc.context + ', ' if exc.context else ''}{exc.problem} (line {mark.line + 1}, column {mark.column + 1})"
+    return " ".join(str(exc).split())
 
 
 def read_recipe_file(path: Path) -> dict[str, Any]:
@@ -129,8 +137,9 @@ def read_recipe_file(path: Path) -> dict[str, Any]:
     if raw is None or raw == {}:
         raise ConfigError(f"{where} is empty (only comments or blank lines); a recipe sets at least its data and model")
     if not isinstance(raw, dict):
+        kind = type(raw).__name__
         raise ConfigError(
-            f"{where}: expected a mapping of sections (data, model, train, tracking, seed, name), got a {type(raw).__name__}"
+            f"{where}: expected a mapping of sections (data, model, train, tracking, seed, name), got {'an' if kind[0] in 'aeiou' else 'a'} {kind}"
         )
     return raw
 
