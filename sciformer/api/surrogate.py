@@ -264,8 +264,10 @@ class Surrogate:
         if meta:
             surrogate.coords = {k: np.asarray(v, dtype=np.float64) for k, v in meta["coords"].items()}
             surrogate.channels, surrogate.steady = list(meta["channels"]), bool(meta["steady"])
-        else:  # a run's checkpoint: what its data (read as fit read it) says
-            operator_data = _TASK.load_data(dataclasses.replace(recipe, data=dataclasses.replace(recipe.data, generate=None)), allow_generate=False)
+        elif "n_frames" in config["data"]:  # a run's checkpoint that says how long its trajectories are (None: steady)
+            surrogate._describe(recipe.data, config["data"]["n_frames"], tuple(config["data"]["grid"]))
+        else:  # an older run's checkpoint: what its data, read as fit read it, says
+            operator_data = _TASK.load_data(surrogate._recipe_for(Path(recipe.data.name)), allow_generate=False)
             surrogate._describe(recipe.data, _frames(operator_data), operator_data.grid_shape)
         return surrogate
 
