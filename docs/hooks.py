@@ -13,10 +13,12 @@ import dataclasses
 import importlib.util
 import inspect
 import io
+import json
 import re
 import tokenize
 import types
 import typing
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -85,14 +87,15 @@ def _model_section() -> list[str]:
         cls = get_model(name)
         lines += [f"### `{name}` ({cls.task})", ""]
         if "preset" in vars(cls):
-            lines += [_cell(cls.__doc__ or ""), ""]
+            base = cls.preset_of
+            lines += [f"{_cell(cls.__doc__ or '')} Its other keys are those of [`{base}`](#{base}-{cls.task}).", ""]
             continue
         keys, hints = model_arguments(cls)
         parameters = inspect.signature(cls.__init__).parameters
         lines += ["| key | type | default |", "|---|---|---|"]
         for key in keys:
             default = parameters[key].default if key in parameters else False
-            shown = "required" if default is inspect.Parameter.empty else f"`{default!r}`"
+            shown = "required" if default is inspect.Parameter.empty else _yaml(default)
             lines.append(f"| `model.{key}` | {describe(hints.get(key, Any))} | {shown} |")
         lines.append("")
     return lines
@@ -108,7 +111,7 @@ def describe(tp: Any) -> str:
         return " \\| ".join(f"`{c!r}`" if isinstance(c, str) else f"`{c}`" for c in typing.get_args(tp))
     if origin in (typing.Union, types.UnionType):
         return " or ".join("null" if a is type(None) else describe(a) for a in typing.get_args(tp))
-    if origin in (list, tuple):
+    if origin in (list, tuple, Sequence):
         args = [a for a in typing.get_args(tp) if a is not Ellipsis]
         return f"list of {describe(args[0])}" if args else "list"
     if origin is dict or tp is dict:
@@ -119,17 +122,29 @@ def describe(tp: Any) -> str:
 
 
 def _bounds(b: Any) -> str:
-    low = None if b.low is None else f"{'>' if b.low_open else '≥'} {b.low:g}"
-    high = None if b.high is None else f"{'<' if b.high_open else '≤'} {b.high:g}"
+    low = None if b.low is None else f"{'>' if b.low_open else '≥'} {_number(b.low)}"
+    high = None if b.high is None else f"{'<' if b.high_open else '≤'} {_number(b.high)}"
     return " (" + ", ".join(x for x in (low, high) if x) + ")" if low or high else ""
+
+
+def _number(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
 
 
 def _default(f: dataclasses.Field) -> str:
     if f.default is not dataclasses.MISSING:
-        return "null" if f.default is None else f"`{f.default!r}`"
+        return _yaml(f.default)
     if f.default_factory is not dataclasses.MISSING:
-        return f"`{f.default_factory()!r}`"
+        return _yaml(f.default_factory())
     return "required"
+
+
+def _yaml(value: Any) -> str:
+    """A default as it would be written in a recipe (``true``, ``null``, ``[2, 2]``)."""
+    try:
+        return f"`{json.dumps(value)}`"
+    except TypeError:
+        return f"`{value!r}`"
 
 
 def _hints(cls: type) -> dict[str, Any]:
