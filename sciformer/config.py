@@ -319,6 +319,13 @@ def _validate(recipe: Recipe, task: str, check_data: bool = True) -> None:
     if check_data and recipe.data.generate is None:  # a generated file may not exist yet
         check_dataset_name(recipe.data.name)
     d, t = recipe.data, recipe.train
+    if d.time_features is not None:
+        from sciformer.data.timefeatures import feature_code
+
+        try:
+            feature_code(d.time_features)
+        except ConfigError as exc:
+            raise ConfigError(f"recipe key 'data.time_features': {exc}") from None
     if d.label_len is not None and d.label_len > d.lookback:
         raise ConfigError(f"recipe key 'data.label_len': expected 0 <= label_len <= lookback ({d.lookback}), got {d.label_len}")
     if d.split is not None and (len(d.split) != 3 or abs(sum(d.split) - 1) > 1e-6):

@@ -495,6 +495,7 @@ HOSTILE_RECIPES = {
     "data-directory": "data: {name: ./}\n",
     "data-missing": "data: {name: nowhere/x.csv}\n",
     "dataset-unknown": "data: {name: ett_h3}\n",
+    "time-features-unknown": "data: {time_features: fortnight}\n",
 }
 
 
