@@ -1,7 +1,7 @@
 """Streamed splits: trajectories read chunk by chunk in DataLoader workers, windows drawn on the fly.
 
 A :class:`StreamSplit` is a contiguous range of samples of a lazy :class:`~sciformer.data.pde.PDEDataset`
-view, cut into chunks of about ``CHUNK_BYTES``. One epoch (:func:`plan`) orders the chunks (shuffled) and
+view, cut into chunks of about ``CHUNK_BYTES`` (16 MB). One epoch (:func:`plan`) orders the chunks (shuffled) and
 the windows inside each chunk (shuffled: the shuffle buffer is the chunk), all drawn from the caller's
 ``torch.Generator``, so the order is a function of (seed, epoch) and a resumed run redraws it exactly. With
 one chunk the order is ``torch.randperm(windows)``: the in-memory order, batch for batch.
@@ -30,7 +30,7 @@ import torch
 from sciformer.data.sources.memory import fill
 from sciformer.errors import SciformerError
 
-CHUNK_BYTES = 64 * 2**20  # default chunk: ~64 MB of float32 trajectories per read
+CHUNK_BYTES = 16 * 2**20  # default chunk: ~16 MB of float32 trajectories per read (the first arrives soon)
 
 
 @dataclass
