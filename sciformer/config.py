@@ -20,6 +20,7 @@ import dataclasses
 import inspect
 import math
 import re
+import reprlib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -158,6 +159,11 @@ _SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 _INT64 = 2**63  # what torch and numpy take; a larger integer would overflow deep inside them
 
 
+def _show(value: Any) -> str:
+    """``repr`` cut to a readable length: a message quotes what it got, not a megabyte of it."""
+    return reprlib.repr(value)
+
+
 def _type_name(tp: Any) -> str:
     if typing.get_origin(tp) is Annotated:
         return _type_name(typing.get_args(tp)[0])
@@ -178,13 +184,13 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         value = _coerce_scalar(value, base, key, finite=False) if base in (int, float) else _coerce(value, base, key)
         for bounds in (e for e in extras if isinstance(e, Bounds)):
             if (problem := bounds.violation(value)) is not None:
-                raise ConfigError(f"recipe key '{key}': {problem}, got {value!r}")
+                raise ConfigError(f"recipe key '{key}': {problem}, got {_show(value)}")
         return value
     if origin is Literal:
         choices = typing.get_args(tp)
         if value not in choices:
             raise ConfigError(
-                f"recipe key '{key}': expected one of {', '.join(map(str, choices))}, got {value!r}{did_you_mean(value, choices)}"
+                f"recipe key '{key}': expected one of {', '.join(map(str, choices))}, got {_show(value)}{did_you_mean(value, choices)}"
             )
         return value
     if origin in (typing.Union, types.UnionType):
@@ -192,11 +198,11 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if origin in (list, tuple, collections.abc.Sequence):
         (item_tp, *_) = typing.get_args(tp) or (Any,)
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"recipe key '{key}': expected a list, got {type(value).__name__} ({value!r})")
+            raise ConfigError(f"recipe key '{key}': expected a list, got {type(value).__name__} ({_show(value)})")
         return [_coerce(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
     if origin is dict or tp is dict:
         if not isinstance(value, dict):
-            raise ConfigError(f"recipe key '{key}': expected a mapping, got {type(value).__name__} ({value!r})")
+            raise ConfigError(f"recipe key '{key}': expected a mapping, got {type(value).__name__} ({_show(value)})")
         _check_finite(value, key)
         return dict(value)
     if tp in (int, float, str, bool):
@@ -216,7 +222,7 @@ def _coerce_union(value: Any, tp: Any, key: str) -> Any:
             errors.append(exc)
     if len(errors) == 1:  # X | None: X's own message says more (a bound, a choice) than the union's
         raise errors[0]
-    raise ConfigError(f"recipe key '{key}': expected {_type_name(tp)}, got {type(value).__name__} ({value!r})")
+    raise ConfigError(f"recipe key '{key}': expected {_type_name(tp)}, got {type(value).__name__} ({_show(value)})")
 
 
 def _coerce_scalar(value: Any, tp: type, key: str, finite: bool = True) -> Any:
@@ -225,20 +231,20 @@ def _coerce_scalar(value: Any, tp: type, key: str, finite: bool = True) -> Any:
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value) if abs(value) < _INT64 else value  # a 300-digit "float" is refused below, not rounded
     if isinstance(value, bool) and tp is not bool:
-        raise ConfigError(f"recipe key '{key}': expected {tp.__name__}, got bool ({value!r})")
+        raise ConfigError(f"recipe key '{key}': expected {tp.__name__}, got bool ({_show(value)})")
     if not isinstance(value, tp):
-        raise ConfigError(f"recipe key '{key}': expected {tp.__name__}, got {type(value).__name__} ({value!r})")
+        raise ConfigError(f"recipe key '{key}': expected {tp.__name__}, got {type(value).__name__} ({_show(value)})")
     if isinstance(value, int) and not -_INT64 <= value < _INT64:
         raise ConfigError(f"recipe key '{key}': expected an integer of at most 64 bits, got one of {len(str(abs(value)))} digits")
     if isinstance(value, float) and finite and not math.isfinite(value):
-        raise ConfigError(f"recipe key '{key}': expected a finite number, got {value!r}")
+        raise ConfigError(f"recipe key '{key}': expected a finite number, got {_show(value)}")
     return value
 
 
 def _check_finite(value: Any, key: str) -> None:
     """No NaN or infinity anywhere in a free-form mapping (``data.generate``): its reader checks the rest."""
     if isinstance(value, float) and not math.isfinite(value):
-        raise ConfigError(f"recipe key '{key}': expected a finite number, got {value!r}")
+        raise ConfigError(f"recipe key '{key}': expected a finite number, got {_show(value)}")
     items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
     for k, v in items:
         _check_finite(v, f"{key}.{k}" if isinstance(value, dict) else f"{key}[{k}]")
@@ -249,7 +255,7 @@ def _build_section(cls: type, values: Any, prefix: str, task: str, model: str) -
     if values is None:
         values = {}
     if not isinstance(values, dict):
-        raise ConfigError(f"recipe key '{prefix}': expected a mapping, got {type(values).__name__} ({values!r})")
+        raise ConfigError(f"recipe key '{prefix}': expected a mapping, got {type(values).__name__} ({_show(values)})")
     hints = typing.get_type_hints(cls, include_extras=True)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs = {}
@@ -273,7 +279,7 @@ def _a(task: str) -> str:
 
 def _build_model(values: Any) -> ModelConfig:
     if not isinstance(values, dict):
-        raise ConfigError(f"recipe key 'model': expected a mapping with a 'name', got {values!r}")
+        raise ConfigError(f"recipe key 'model': expected a mapping with a 'name', got {_show(values)}")
     values = dict(values)
     name = values.pop("name", ModelConfig.name)
     if not isinstance(name, str):
