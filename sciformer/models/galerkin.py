@@ -29,7 +29,7 @@ from torch import nn
 
 from sciformer.nn.encoder import FeedForward
 from sciformer.nn.embedding import grid_coordinates
-from sciformer.nn.linear_attention import SoftmaxFreeAttention
+from sciformer.nn.linear_attention import AttentionType, SoftmaxFreeAttention
 from sciformer.nn.spectral import SpectralConv
 from sciformer.registry import Dropout, NonNegativeFloat, PositiveFloat, PositiveInt, register_model
 
@@ -98,7 +98,7 @@ class GalerkinTransformer(nn.Module):
         n_heads: PositiveInt = 4,
         n_layers: PositiveInt = 6,
         d_ff: PositiveInt = 256,
-        attention: Literal["galerkin", "fourier"] = "galerkin",
+        attention: AttentionType = "galerkin",
         dropout: Dropout = 0.05,
         norm_eps: PositiveFloat = 1e-7,
         xavier_init: PositiveFloat = 1e-2,
