@@ -386,8 +386,8 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return key.split("."), value
 
 
-def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Set dotted keys in a raw recipe mapping (before validation, so overrides are validated too)."""
+def _apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Set dotted keys in ``raw`` (a copy of the caller's mapping), before validation so overrides are validated too."""
     for text in overrides:
         path, value = parse_override(text)
         node = raw
@@ -414,7 +414,7 @@ def recipe_from_dict(raw: dict[str, Any], overrides: list[str] | None = None, ch
     """
     if not isinstance(raw, dict):
         raise ConfigError(f"a recipe must be a mapping of sections ({', '.join(_TOP_LEVEL)}), got {type(raw).__name__}")
-    raw = apply_overrides(_deepcopy(raw), overrides or [])
+    raw = _apply_overrides(_deepcopy(raw), overrides or [])
     for key in raw:
         if key not in _TOP_LEVEL:
             raise ConfigError(f"unknown recipe key '{key}'{did_you_mean(key, _TOP_LEVEL)}; valid sections: {', '.join(_TOP_LEVEL)}")
