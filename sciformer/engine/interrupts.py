@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from sciformer.errors import RunInterrupted
 
@@ -28,7 +29,7 @@ class Interrupts:
         self.run_dir = run_dir
         self.pending: RunInterrupted | None = None
         self._deferring = False
-        self._previous: dict[int, object] = {}
+        self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> Interrupts:
         if threading.current_thread() is threading.main_thread():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -17,7 +17,7 @@ def seed_everything(seed: int) -> None:
 
 def rng_state(device: torch.device) -> dict[str, Any]:
     """Python's, NumPy's and torch's RNG states (and the CUDA generator's on a GPU), checkpoint-ready."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state()  # noqa: NPY002 - exact resume needs it
+    kind, keys, pos, has_gauss, cached = cast(tuple, np.random.get_state())  # noqa: NPY002 - exact resume needs it
     state: dict[str, Any] = {
         "python": random.getstate(),
         "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos), "has_gauss": int(has_gauss), "cached": float(cached)},

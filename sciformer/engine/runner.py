@@ -185,8 +185,8 @@ def _fit(recipe: Recipe, run_dir: Path, callbacks: list[Callback] | tuple[Callba
         with phases("test"):
             test = trainer.evaluate(data, "test")
             val = trainer.evaluate(data, "val")
-        metrics = {f"test_{k}": v for k, v in test.items()} | {f"val_{k}": v for k, v in val.items()}
-        metrics |= {
+        metrics.update({f"test_{k}": v for k, v in test.items()} | {f"val_{k}": v for k, v in val.items()})
+        metrics.update({
             "best_epoch": fit.best_epoch,
             "epochs": fit.epochs,
             "train_seconds": fit.train_seconds,
@@ -195,7 +195,7 @@ def _fit(recipe: Recipe, run_dir: Path, callbacks: list[Callback] | tuple[Callba
             "peak_memory_mb": peak_memory_mb(device),
             "device": str(device),
             "world_size": dist.world_size,
-        }
+        })
         if dist.is_main:
             _finish(recipe, task, model, data, run_dir, config, fit.history, metrics, phases)
         dist.barrier()

@@ -47,13 +47,14 @@ from sciformer.engine.progress import FitResult, Progress, check_finite, checked
 from sciformer.engine.rng import rng_state, seed_everything, set_rng_state
 from sciformer.engine.schedules import lr_factor
 from sciformer.engine.steps import STEPS, forecast_step, operator_step
-from sciformer.errors import CheckpointError, SciformerError
+from sciformer.errors import CheckpointError, RunInterrupted, SciformerError
 
 __all__ = ["FitResult", "Trainer", "forecast_step", "lr_factor", "operator_step", "pick_device", "seed_everything"]
 
 
 class BatchSource(Protocol):
-    def batches(self, split: str, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None) -> Iterable[Any]: ...
+    def batches(self, split: str, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None,
+                rank: int = 0, world_size: int = 1) -> Iterable[Any]: ...
 
     def n_batches(self, split: str, batch_size: int) -> int: ...
 
@@ -111,7 +112,7 @@ class Trainer:
         lr: float | torch.Tensor = cfg.lr
         if self.use_graphs:
             fused, lr = real_parameters(model), torch.tensor(cfg.lr, device=device)  # a graph reads the rate from device memory
-        self.optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=cfg.weight_decay, **({"fused": True} if fused else {}))
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=cfg.weight_decay, fused=True if fused else None)
         self.train_model, self.eval_model = self._wrap(self.model)
         eval_rows = cfg.eval_rows
         self._train_graph = CudaGraphStep(lambda batch: self._optimise(batch, 1.0), cfg.batch_size, device, self.optimizer) if self.use_graphs else None
@@ -135,7 +136,8 @@ class Trainer:
 
     def _wrap(self, model: nn.Module) -> tuple[nn.Module, nn.Module]:
         """(training module, evaluation module): DDP and torch.compile as configured."""
-        train_model = eval_model = model
+        train_model: Any = model  # a module, or what torch.compile makes of it
+        eval_model: Any = model
         if self.dist.enabled:
             from torch.nn.parallel import DistributedDataParallel
 
@@ -277,16 +279,16 @@ class Trainer:
                     progress.step = i + 1
                     if bar is not None and (progress.step % 16 == 0 or progress.step == n_batches):
                         bar.update(progress.step - bar.n)
-                    if self._interrupted() or (cfg.checkpoint_every and progress.step % cfg.checkpoint_every == 0 and progress.step < n_batches):
+                    if self._interrupted() is not None or (cfg.checkpoint_every and progress.step % cfg.checkpoint_every == 0 and progress.step < n_batches):
                         save_here()
-                    if self._interrupted():
-                        raise self.interrupts.pending
-            if self._interrupted():  # the signal came after the last step's check
+                    if (signal := self._interrupted()) is not None:
+                        raise signal
+            if (signal := self._interrupted()) is not None:  # the signal came after the last step's check
                 save_here()
-                raise self.interrupts.pending
+                raise signal
         except Exception as exc:
-            if self._interrupted() and not isinstance(exc, SciformerError):  # e.g. Ctrl-C also ended the data workers
-                raise self.interrupts.pending from None
+            if (signal := self._interrupted()) is not None and not isinstance(exc, SciformerError):  # e.g. Ctrl-C also ended the data workers
+                raise signal from None
             raise
         finally:
             if bar is not None:
@@ -295,8 +297,9 @@ class Trainer:
         check_finite(train_loss, "training loss", f"in epoch {epoch + 1}, steps {checked + 1}-{n_batches}")
         return train_loss, lr
 
-    def _interrupted(self) -> bool:
-        return self.interrupts is not None and self.interrupts.pending is not None
+    def _interrupted(self) -> RunInterrupted | None:
+        """The SIGTERM/SIGINT recorded during this epoch's steps, if any."""
+        return None if self.interrupts is None else self.interrupts.pending
 
     def _print(self, text: str) -> None:
         if self.dist.is_main:
@@ -395,10 +398,9 @@ class Trainer:
         """
         self.eval_model.eval()
         batch_size = self.cfg.eval_rows
-        shard = {"rank": self.dist.rank, "world_size": self.dist.world_size} if self.dist.enabled else {}
         totals = torch.zeros(len(EVAL_METRICS) + (self._val_loss is not None), device=self.device, dtype=torch.float64)
         count = samples = 0
-        for batch in data.batches(split, batch_size, **shard):
+        for batch in data.batches(split, batch_size, rank=self.dist.rank, world_size=self.dist.world_size):
             sums, n_elements, n_samples = (self._eval_graph or self._error_sums)(batch)
             totals += sums
             count, samples = count + n_elements, samples + n_samples

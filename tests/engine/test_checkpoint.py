@@ -17,7 +17,8 @@ from sciformer.engine.checkpoint import (
 from sciformer.errors import CheckpointError
 from sciformer.registry import build_model
 
-SPEC = {"model": {"name": "itransformer", "args": {"d_model": 8, "d_ff": 8, "n_heads": 2, "e_layers": 1}, "data_sizes": {"n_vars": 3, "n_marks": 4, "lookback": 12, "horizon": 6}}}
+SPEC = {"model": {"name": "itransformer", "args": {"d_model": 8, "d_ff": 8, "n_heads": 2, "e_layers": 1},
+                  "data_sizes": {"n_vars": 3, "n_marks": 4, "lookback": 12, "horizon": 6}}}
 
 
 def _model():
@@ -45,19 +46,19 @@ def test_truncated_weights_raise_checkpoint_error(tmp_path):
     save_checkpoint(tmp_path / "ckpt", _model(), SPEC)
     weights = tmp_path / "ckpt" / "weights.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])
-    with pytest.raises(CheckpointError, match="weights.safetensors' is corrupt or truncated"):
+    with pytest.raises(CheckpointError, match=r"weights.safetensors' is corrupt or truncated"):
         load_model(tmp_path / "ckpt")
 
 
 def test_corrupt_config_raises_checkpoint_error(tmp_path):
     save_checkpoint(tmp_path / "ckpt", _model(), SPEC)
     (tmp_path / "ckpt" / "config.json").write_text("{not json")
-    with pytest.raises(CheckpointError, match="config.json' is corrupt: not valid JSON"):
+    with pytest.raises(CheckpointError, match=r"config.json' is corrupt: not valid JSON"):
         load_model(tmp_path / "ckpt")
 
 
 def test_missing_files_and_mismatched_weights(tmp_path):
-    with pytest.raises(CheckpointError, match="has no config.json"):
+    with pytest.raises(CheckpointError, match=r"has no config.json"):
         load_model(tmp_path)
     save_checkpoint(tmp_path / "ckpt", _model(), SPEC)
     bigger = json.loads((tmp_path / "ckpt" / "config.json").read_text())
@@ -135,7 +136,7 @@ def test_altered_weights_fail_their_recorded_sha256(tmp_path):
     data = bytearray(weights.read_bytes())
     data[-1] ^= 0x01  # still a well-formed file: only the checksum can tell
     weights.write_bytes(bytes(data))
-    with pytest.raises(CheckpointError, match="weights.safetensors' is corrupt or truncated .*sha256"):
+    with pytest.raises(CheckpointError, match=r"weights.safetensors' is corrupt or truncated .*sha256"):
         load_model(tmp_path / "ckpt")
 
 

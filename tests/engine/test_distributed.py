@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import NO_DATA, benchmark_data
+
 from sciformer.cli import build_parser, torchrun_command
 from sciformer.config import load_recipe
 from sciformer.data.timeseries import ForecastBatch

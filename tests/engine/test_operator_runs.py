@@ -54,7 +54,8 @@ def test_other_training_modes(tmp_path, burgers_run, mode):
 def test_rollout_writes_metrics_plots_gif_and_netcdf(burgers_run, tmp_path, capsys):
     root, result = burgers_run
     out = tmp_path / "rollout"
-    assert main(["rollout", str(result.run_dir), "--data", str(root / "burgers.h5"), "--steps", "8", "--out", str(out), "--frames", "1", "8", "--split", "all", "--no-tracking"]) == 0
+    assert main(["rollout", str(result.run_dir), "--data", str(root / "burgers.h5"), "--steps", "8", "--out", str(out),
+                 "--frames", "1", "8", "--split", "all", "--no-tracking"]) == 0
     names = {p.name for p in out.iterdir()}
     assert {"metrics.csv", "metrics.json", "error_vs_step.png", "step_1.png", "step_8.png", "rollout.gif", "predictions.nc"} <= names
     per_step = json.loads((out / "metrics.json").read_text())["per_step"]
@@ -103,7 +104,7 @@ def test_residual_on_steady_data_is_rejected(data_dir, tmp_path):
     from sciformer.errors import ConfigError
 
     recipe = load_recipe(Path(__file__).resolve().parents[2] / "recipes" / "smoke" / "galerkin.yaml", ["model.residual=true"])
-    with pytest.raises(ConfigError, match="model.residual .* 'darcy_small' is a steady problem"):
+    with pytest.raises(ConfigError, match=r"model.residual .* 'darcy_small' is a steady problem"):
         fit_recipe(recipe, tmp_path / "run")
 
 
@@ -112,7 +113,7 @@ def test_forecasting_model_on_pde_data_is_rejected(tmp_path, burgers_run):
     from sciformer.errors import ConfigError
 
     raw = {"data": {"name": str(root / "burgers.h5")}, "model": {"name": "itransformer"}, "tracking": {"enabled": False}}
-    with pytest.raises(ConfigError, match="model 'itransformer' is a forecast model, but data .* is PDE"):
+    with pytest.raises(ConfigError, match=r"model 'itransformer' is a forecast model, but data .* is PDE"):
         fit_recipe(recipe_from_dict(raw), tmp_path / "run")
 
 
@@ -129,6 +130,7 @@ def test_evaluate_never_generates_the_data_a_checkpoint_names(burgers_run, tmp_p
     assert not elsewhere.exists() and not elsewhere.parent.exists()
 
 
+@pytest.mark.integration  # a CLI fit and two evaluations on the real Darcy set
 def test_darcy_galerkin_evaluates_at_an_unseen_resolution(data_dir, tmp_path, capsys):
     out = tmp_path / "run"
     recipe = Path(__file__).resolve().parents[2] / "recipes" / "smoke" / "galerkin.yaml"

@@ -1,7 +1,7 @@
 import pytest
 import torch
-
 from conftest import write_csv
+
 from sciformer.config import TrainConfig, recipe_from_dict
 from sciformer.data.timeseries import TimeSeriesData, read_frame
 from sciformer.engine.runner import fit_recipe
@@ -45,7 +45,8 @@ def _data(tmp_path, n_rows=400):
 
 
 def _model(data):
-    return build_model("itransformer", {"d_model": 16, "d_ff": 16, "n_heads": 2, "e_layers": 1}, n_vars=data.n_vars, n_marks=data.n_marks, lookback=24, horizon=12)
+    return build_model("itransformer", {"d_model": 16, "d_ff": 16, "n_heads": 2, "e_layers": 1},
+                       n_vars=data.n_vars, n_marks=data.n_marks, lookback=24, horizon=12)
 
 
 def test_training_reduces_validation_loss_and_restores_best(tmp_path):
@@ -142,7 +143,7 @@ def test_cuda_graph_steps_replay_the_eager_computation(tmp_path, monkeypatch):
 
     data = _data(tmp_path)  # 245 training windows: 7 batches of 32 and a last one of 21; 29 validation windows
     cfg = dict(epochs=2, batch_size=32, eval_batch_size=8, lr=3e-3, lr_schedule="cosine", patience=0, progress=False, fused_optimizer=True)
-    model = lambda: build_model("itransformer", {"d_model": 16, "d_ff": 16, "n_heads": 2, "e_layers": 1, "dropout": 0.0},  # noqa: E731
+    model = lambda: build_model("itransformer", {"d_model": 16, "d_ff": 16, "n_heads": 2, "e_layers": 1, "dropout": 0.0},
                                 n_vars=data.n_vars, n_marks=data.n_marks, lookback=24, horizon=12)
     torch.manual_seed(0)
     eager = Trainer(model(), TrainConfig(**cfg), torch.device("cpu"))

@@ -41,7 +41,7 @@ def task_for(recipe: Recipe) -> Task:
     return task
 
 
-def data_sizes(data: Any, recipe: Recipe) -> dict[str, int]:
+def data_sizes(data: Any, recipe: Recipe) -> dict[str, Any]:
     """Constructor sizes of the recipe's model that come from ``data``."""
     return task_of(recipe.model.name).data_sizes(data, recipe)
 

@@ -42,7 +42,7 @@ class Task(ABC):
         return None
 
     @abstractmethod
-    def data_sizes(self, data: Any, recipe: Recipe) -> dict[str, int]:
+    def data_sizes(self, data: Any, recipe: Recipe) -> dict[str, Any]:
         """Model constructor sizes that come from the data, never from YAML."""
 
     @abstractmethod

@@ -40,7 +40,7 @@ class ForecastTask(Task):
             scaler = (np.asarray(stats["mean"]), np.asarray(stats["std"]))
         return TimeSeriesData.from_config(recipe.data, scaler=scaler)
 
-    def data_sizes(self, data: TimeSeriesData, recipe: Recipe) -> dict[str, int]:
+    def data_sizes(self, data: TimeSeriesData, recipe: Recipe) -> dict[str, Any]:
         return data_sizes(data, recipe)
 
     def fingerprint(self, data: TimeSeriesData, recipe: Recipe) -> str:
@@ -68,7 +68,7 @@ class ForecastTask(Task):
         return {"test_mse": test["mse"], "test_mae": test["mae"], "data_changed": data.fingerprint != checkpoint["data"]["fingerprint"]}
 
 
-def data_sizes(data: TimeSeriesData, recipe: Recipe) -> dict[str, int]:
+def data_sizes(data: TimeSeriesData, recipe: Recipe) -> dict[str, Any]:
     return {
         "n_vars": data.n_vars,
         "n_marks": data.n_marks,

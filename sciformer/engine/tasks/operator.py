@@ -46,7 +46,7 @@ class OperatorTask(Task):
                 "(coefficient → solution) with no frames"
             )
 
-    def data_sizes(self, data: OperatorData, recipe: Recipe) -> dict[str, int]:
+    def data_sizes(self, data: OperatorData, recipe: Recipe) -> dict[str, Any]:
         return data.sizes()
 
     def fingerprint(self, data: OperatorData, recipe: Recipe) -> str:
