@@ -71,6 +71,19 @@ class SplitTensors:
         move = lambda t: None if t is None else t.to(device)  # noqa: E731
         return SplitTensors(move(self.inputs), move(self.targets), move(self.trajectories))
 
+    def field(self) -> torch.Tensor:
+        """The trajectories ``[N, T, C, *grid]``, or the inputs ``[N, C_in, *grid]`` of steady pairs."""
+        tensor = self.inputs if self.trajectories is None else self.trajectories
+        if tensor is None:
+            raise DataError("a split holds neither trajectories nor input/target pairs")
+        return tensor
+
+    def pairs(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inputs and targets of steady pairs."""
+        if self.inputs is None or self.targets is None:
+            raise DataError("a steady split needs both inputs and targets")
+        return self.inputs, self.targets
+
 
 class OperatorData:
     """Splits ``train``/``val``/``test`` of an operator data set, batched on the device.
@@ -141,7 +154,7 @@ class OperatorData:
         """Where batches are gathered: the in-memory tensors' device, else the one given to :meth:`to`."""
         for part in self.splits.values():
             if isinstance(part, SplitTensors):
-                return (part.inputs if part.trajectories is None else part.trajectories).device
+                return part.field().device
         return self._device
 
     @property
@@ -169,22 +182,22 @@ class OperatorData:
     def batches(
         self, split: str, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None, rank: int = 0, world_size: int = 1
     ) -> Iterator[OperatorBatch]:
-        if isinstance(self.splits[split], StreamSplit):
-            yield from self._streamed_batches(split, batch_size, shuffle, generator, rank, world_size)
+        s = self.splits[split]
+        if isinstance(s, StreamSplit):
+            yield from self._streamed_batches(s, split, batch_size, shuffle, generator, rank, world_size)
             return
         training = split == "train"
         count = self._count(split, training)
         order = torch.randperm(count, generator=generator) if shuffle else torch.arange(count)
         order = order[rank::world_size]
         lead = self.mode == "all_to_all" and training
-        s = self.splits[split]
         if lead:
             pairs = self._random_lead_pairs(_shape(s)[0], _shape(s)[1], count, generator)
         symmetries = self._symmetries(training and shuffle, -(-len(order) // batch_size), generator)
         for n, i in enumerate(range(0, len(order), batch_size)):
             idx = order[i : i + batch_size]
             if lead:
-                batch = self._lead_batch(s.trajectories, *(p[idx].to(self.device) for p in pairs))
+                batch = self._lead_batch(s.field(), *(p[idx].to(self.device) for p in pairs))
             else:
                 batch = self._window_batch(s, idx.to(self.device), self.unroll_steps if training else 1)
             yield self._augmented(batch, symmetries, n)
@@ -204,8 +217,9 @@ class OperatorData:
 
     def _window_batch(self, s: SplitTensors, idx: torch.Tensor, ahead: int) -> OperatorBatch:
         if self.steady:
-            return OperatorBatch(s.inputs[idx], s.targets[idx])
-        traj = s.trajectories
+            inputs, targets = s.pairs()
+            return OperatorBatch(inputs[idx], targets[idx])
+        traj = s.field()
         u, y = gather_windows(traj, idx, self.initial_step, ahead)  # [B, initial_step * C, *grid], [B, C, *grid]
         t = torch.full((len(idx),), 1.0 / (traj.shape[1] - 1), device=idx.device) if self.mode == "all_to_all" else None
         return OperatorBatch(u, y, t, ahead)
@@ -223,9 +237,8 @@ class OperatorData:
 
     # ------------------------------------------------------------------------------ streamed splits
     def _streamed_batches(
-        self, split: str, batch_size: int, shuffle: bool, generator: torch.Generator | None, rank: int, world_size: int
+        self, s: StreamSplit, split: str, batch_size: int, shuffle: bool, generator: torch.Generator | None, rank: int, world_size: int
     ) -> Iterator[OperatorBatch]:
-        s: StreamSplit = self.splits[split]
         s.check_unchanged()  # every pass (every epoch) starts on the file it started with
         training = split == "train"
         lead = self.mode == "all_to_all" and training
@@ -256,7 +269,7 @@ class OperatorData:
             return OperatorBatch(u, y, t, 1 if lead else ahead)
         if len(parts) == 1:
             return parts[0]
-        t = None if parts[0].t is None else torch.cat([p.t for p in parts])
+        t = None if parts[0].t is None else torch.cat([p.t for p in parts if p.t is not None])
         return OperatorBatch(torch.cat([p.u for p in parts]), torch.cat([p.y for p in parts]), t, parts[0].steps)
 
     def _piece_batch(self, piece: Piece, ahead: int, lead: bool) -> OperatorBatch:
@@ -272,7 +285,8 @@ class OperatorData:
         """``[N, T, C, *grid]`` test trajectories (for rollouts)."""
         if self.steady:
             raise DataError(f"{self.name} is a steady problem: it has no trajectories to roll out")
-        return self.splits["test"].trajectories.to(self.device)
+        part = self.splits["test"]
+        return (part.trajectories if isinstance(part, StreamSplit) else part.field()).to(self.device)
 
 
 def _shape(part: SplitTensors | StreamSplit) -> tuple[int, ...]:
@@ -281,7 +295,7 @@ def _shape(part: SplitTensors | StreamSplit) -> tuple[int, ...]:
         if view.is_darcy:
             return (part.n_samples, 1, *view.spatial_shape)
         return (part.n_samples, view.n_frames, view.n_channels, *view.spatial_shape)
-    return tuple((part.inputs if part.trajectories is None else part.trajectories).shape)
+    return tuple(part.field().shape)
 
 
 def _is_steady(part: SplitTensors | StreamSplit) -> bool:
@@ -291,7 +305,8 @@ def _is_steady(part: SplitTensors | StreamSplit) -> bool:
 def _pair_channels(part: SplitTensors | StreamSplit) -> tuple[int, int]:
     if isinstance(part, StreamSplit):
         return 1, 1
-    return part.inputs.shape[1], part.targets.shape[1]
+    inputs, targets = part.pairs()
+    return inputs.shape[1], targets.shape[1]
 
 
 def _world() -> tuple[int, int]:
@@ -307,14 +322,12 @@ def _world() -> tuple[int, int]:
 def _place(batch: OperatorBatch, rows: int, offset: int) -> OperatorBatch:
     """A global batch of ``rows`` rows holding ``batch`` at ``offset`` and zeros elsewhere."""
 
-    def spread(t: torch.Tensor | None) -> torch.Tensor | None:
-        if t is None:
-            return None
+    def spread(t: torch.Tensor) -> torch.Tensor:
         out = t.new_zeros((rows, *t.shape[1:]))
         out[offset : offset + t.shape[0]] = t
         return out
 
-    return OperatorBatch(spread(batch.u), spread(batch.y), spread(batch.t), batch.steps)
+    return OperatorBatch(spread(batch.u), spread(batch.y), None if batch.t is None else spread(batch.t), batch.steps)
 
 
 def dihedral(field: torch.Tensor, symmetry: int) -> torch.Tensor:
@@ -391,7 +404,8 @@ def load_operator_data(cfg, train_cfg, *, allow_generate: bool) -> OperatorData:
     name = f"dataset '{cfg.name}'"
     total = sum(p.nbytes for p in parts.values())
     setting = getattr(cfg, "in_memory", "auto")
-    splits = {k: _in_memory(p) for k, p in parts.items()} if keep_in_memory(setting, total, f"{name} ({train.source.path})") else parts
+    in_memory = keep_in_memory(setting, total, f"{name} ({train.source.path})")
+    splits: dict[str, SplitTensors | StreamSplit] = {k: _in_memory(p) if in_memory else p for k, p in parts.items()}
     return OperatorData(splits, train_cfg.mode, cfg.initial_step, train_cfg.unroll_steps, name=name, augment=train_cfg.augment, fingerprint=_fingerprint(parts))
 
 

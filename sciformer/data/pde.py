@@ -28,7 +28,7 @@ import torch
 from torch.utils.data import Dataset
 
 from sciformer.data.sources import SPACE_AXES, TrajectorySource, open_source
-from sciformer.data.sources.hdf5 import CFD_FIELDS, attributes, h5py, open_h5, open_pdebench_source
+from sciformer.data.sources.hdf5 import CFD_FIELDS, PDEBenchGroup, attributes, h5py, open_h5, open_pdebench_source
 from sciformer.errors import DataError
 
 __all__ = [
@@ -384,16 +384,15 @@ def _fmt_attrs(attrs: dict[str, Any]) -> str:
 def _hdf5_keys(f: Any, source: TrajectorySource | None) -> list[str]:
     """Key listing of an HDF5 file: a group file's first sample group, else every top-level key."""
     lines: list[str] = []
-    show = lambda prefix: (
-        lambda name, obj: (
-            lines.append(  # noqa: E731
-                f"  {prefix}{name}: {tuple(obj.shape)} {obj.dtype}"
-            )
-            if isinstance(obj, h5py().Dataset)
-            else None
-        )
-    )
-    if source is not None and source.kind == "pdebench-group":
+
+    def show(prefix: str):
+        def add(name: str, obj: Any) -> None:
+            if isinstance(obj, h5py().Dataset):
+                lines.append(f"  {prefix}{name}: {tuple(obj.shape)} {obj.dtype}")
+
+        return add
+
+    if isinstance(source, PDEBenchGroup):
         keys = source.keys
         lines.append(f"sample groups: {len(keys)} ('{keys[0]}' .. '{keys[-1]}')")
         lines.append(f"group '{keys[0]}':")

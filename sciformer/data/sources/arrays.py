@@ -80,6 +80,8 @@ class ArraySource(TrajectorySource):
         return np.array(self.fields[(samples, frames, slice(None), *space)], dtype=np.float32, order="C", copy=True)
 
     def _read_coefficient(self, handle: Any, samples, stride: int) -> np.ndarray:
+        if self.coefficient_array is None:
+            raise DataError(f"{self.path}: this data has no static coefficient field")
         space = (slice(None, None, stride),) * len(self.grid_shape)
         return np.array(self.coefficient_array[(samples, *space)][:, None], dtype=np.float32, order="C", copy=True)
 

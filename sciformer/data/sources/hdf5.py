@@ -239,7 +239,8 @@ class PDEBenchSingle(HDF5Source):
 
     def _read_coefficient(self, f: Any, samples, stride: int) -> np.ndarray:
         space = (slice(None, None, stride),) * len(self.grid_shape)
-        a = read_samples(self.path, f[self.coefficient], self.coefficient, samples, space, self.n_samples)
+        key = self.coefficient or "nu"
+        a = read_samples(self.path, f[key], key, samples, space, self.n_samples)
         return a[:, None].astype(np.float32, copy=False)
 
 

@@ -107,5 +107,6 @@ class XarraySource(TrajectorySource):
 
     def _read_coefficient(self, xds: Any, samples, stride: int) -> np.ndarray:
         index = {"sample": samples, **{d: slice(None, None, stride) for d in self.dims[2:]}}
-        var = xds[self.coefficient].transpose("sample", *self.dims[2:])
-        return self._load(var, self.coefficient, index)[:, None].astype(np.float32)
+        name = self.coefficient or "coefficient"
+        var = xds[name].transpose("sample", *self.dims[2:])
+        return self._load(var, name, index)[:, None].astype(np.float32)
