@@ -87,14 +87,13 @@ def _load_recipe(recipe_path: str | None, overrides: list[str], resume: Path | N
 
 
 def _tracker(recipe, recipe_path: str | None):
-    """An MLflow tracker that also logs a forecaster's checkpoint as a pyfunc model. The run is named by the
-    recipe's own ``name`` where the file sets one (a name taken from the file's stem is not), else by model, data
-    and horizon."""
-    from sciformer.api.pyfunc import log_checkpoint
+    """An MLflow tracker that also logs the run's checkpoint as a pyfunc model. The run is named by the recipe's
+    own ``name`` where the file sets one (a name taken from the file's stem is not), else by model and data."""
+    from sciformer.api.pyfunc import log_run_model
     from sciformer.tracking.mlflow import MLflowTracker
 
     named = recipe_path is not None and recipe.name != user_path(recipe_path).stem
-    return MLflowTracker(recipe.tracking, run_name=recipe.name if named else None, log_model=log_checkpoint)
+    return MLflowTracker(recipe.tracking, run_name=recipe.name if named else None, log_model=log_run_model)
 
 
 def torchrun_command(args: argparse.Namespace) -> list[str]:

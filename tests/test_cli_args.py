@@ -132,3 +132,18 @@ def test_warnings_are_one_line_while_a_command_runs():
         inside = warnings.formatwarning("tracking failed (reason\nwith a second line); kept", RuntimeWarning, "x.py", 3)
     assert inside == "sciformer: warning: tracking failed (reason with a second line); kept\n"
     assert "x.py:3" in warnings.formatwarning("later", RuntimeWarning, "x.py", 3)  # given back afterwards
+
+
+def test_import_chooses_passive_openmp_waiting_unless_the_user_did(tmp_path):
+    # spinning OpenMP workers made a tiny CPU step 20x slower on a busy 2-core machine (benchmarks/cpu_threads.py)
+    import os
+    import subprocess
+    import sys
+
+    def policy(**env: str) -> str:
+        environment = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"} | env | {"PYTHONPATH": str(REPO)}
+        code = "import os, sciformer; print(os.environ.get('OMP_WAIT_POLICY'))"
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=environment, check=True).stdout.strip()
+
+    assert policy() == "PASSIVE"
+    assert policy(OMP_WAIT_POLICY="ACTIVE") == "ACTIVE"

@@ -36,9 +36,12 @@ class Crash(BaseException):
     """Stands in for the process dying after an epoch (not an Exception: nothing on the way catches it)."""
 
 
-class CrashAfterEpoch(Callback):
+class CrashAtEpoch(Callback):
+    """Dies when epoch 2 ends, before its state is saved: epoch 1's state is on disk."""
+
     def on_epoch_end(self, epoch, logs):
-        raise Crash(f"died after epoch {epoch}")
+        if epoch == 2:
+            raise Crash(f"died at the end of epoch {epoch}")
 
 
 def test_fit_takes_overrides_after_the_options(tmp_path, capsys):
@@ -50,15 +53,15 @@ def test_fit_takes_overrides_after_the_options(tmp_path, capsys):
 
 
 def test_resume_alone_continues_with_the_runs_own_recipe(tmp_path, capsys):
-    raw = tiny_recipe(tmp_path, epochs=2)
+    raw = tiny_recipe(tmp_path, epochs=3)
     with pytest.raises(Crash):
-        fit_recipe(recipe_from_dict(raw), tmp_path / "run", [CrashAfterEpoch()])
+        fit_recipe(recipe_from_dict(raw), tmp_path / "run", [CrashAtEpoch()])
     err = main(["fit", "--resume", "run", "train.lr=0.5"])
     assert err == 2 and "recipe differs" in capsys.readouterr().err  # what it computes cannot change on resume
     assert main(["fit", "--resume", "run", "train.progress=false"]) == 0  # how it runs may
     assert "run directory: run" in capsys.readouterr().out
     history = json.loads((tmp_path / "run" / "history.json").read_text())
-    assert [row["epoch"] for row in history] == [1, 2]
+    assert [row["epoch"] for row in history] == [1, 2, 3]
 
 
 def test_predict_writes_a_new_file_and_never_overwrites_one(tmp_path, capsys):
@@ -75,7 +78,7 @@ def test_predict_writes_a_new_file_and_never_overwrites_one(tmp_path, capsys):
 
 def test_rollout_defaults_to_the_runs_own_data(tmp_path, capsys):
     raw = {
-        "data": {"name": str(tmp_path / "burgers.h5"), "generate": {"generator": "burgers1d", "n": 8, "res": 16, "nu": 0.01, "t_end": 0.1, "dt_save": 0.02}},
+        "data": {"name": str(tmp_path / "burgers.h5"), "generate": {"generator": "burgers1d", "n": 10, "res": 16, "nu": 0.01, "t_end": 0.1, "dt_save": 0.02}},
         "model": {"name": "galerkin", "d_model": 8, "n_heads": 2, "n_layers": 1, "d_ff": 8, "modes": 2, "freq_dim": 4, "n_regressor_layers": 1},
         "train": {"epochs": 1, "batch_size": 8, "progress": False},
         "tracking": {"enabled": False},

@@ -30,6 +30,7 @@ from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
 from sciformer.api.forecaster import Forecaster
 from sciformer.data.frames import Layout, from_wide
+from sciformer.engine.checkpoint import read_run_config
 from sciformer.errors import SciformerError
 
 MODEL_CODE = Path(__file__).with_name("pyfunc_model.py")
@@ -114,6 +115,17 @@ def log_checkpoint(checkpoint: str | Path, name: str = "model", **kwargs: Any):
         pip_requirements=REQUIREMENTS,
         **kwargs,
     )
+
+
+def log_run_model(checkpoint: str | Path, name: str = "model"):
+    """A finished run's checkpoint as the run's pyfunc model (``sciformer fit`` logs it): the forecaster flavour
+    above, or for an operator the :class:`~sciformer.api.surrogate.Surrogate` flavour."""
+    if read_run_config(checkpoint)["data"].get("kind") == "operator":
+        from sciformer.api.surrogate import Surrogate
+        from sciformer.api.surrogate_pyfunc import log_surrogate
+
+        return log_surrogate(Surrogate.load(checkpoint), name=name)
+    return log_checkpoint(checkpoint, name)
 
 
 def log_forecaster(forecaster: Forecaster, name: str = "forecaster", **kwargs: Any):

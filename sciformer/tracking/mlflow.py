@@ -3,7 +3,7 @@
 A run is named ``<model>-<data>-<horizon>`` (operator runs ``<model>-<data>``) unless the recipe names it. It holds
 the resolved recipe, params, per-epoch metrics, test metrics, system info, the run directory's files, the training
 data as an MLflow dataset input (name, digest = the data fingerprint, source, schema) and, where the caller passes a
-model logger (``sciformer fit`` does, for forecasters), the checkpoint as a pyfunc LoggedModel. mlflow is imported
+model logger (``sciformer fit`` does), the checkpoint as a pyfunc LoggedModel. mlflow is imported
 only when a tracker is created. Every hook may fail (read-only or deleted store, server down): the engine disables
 the tracker with one warning line (see :mod:`sciformer.tracking.store`) and the run directory keeps every result.
 """
@@ -121,7 +121,7 @@ class MLflowTracker(Callback):
             config = _run_config(Path(run_dir))
             if config is not None:
                 mlflow.log_input(training_dataset(config), context="training")
-                if self.log_model is not None and config["data"].get("kind") != "operator":
+                if self.log_model is not None:
                     self.log_model(find_checkpoint(run_dir))
             mlflow.end_run()
         finally:

@@ -1,6 +1,7 @@
 """What a user sees in the MLflow UI after ``sciformer fit``: the run page names the run, shows its training
 dataset and links its logged model. Headless Chromium (Debian's, driven by Playwright) loads the page from
-``mlflow server`` on the run's SQLite store; the screenshot is docs/img/mlflow_run.png.
+``mlflow server`` on the run's SQLite store; the screenshots are docs/img/mlflow_run.png (name, status, dataset)
+and docs/img/mlflow_run_models.png (the logged model).
 
 Needs ``pip install playwright`` and ``apt-get install chromium`` (``playwright install`` is not used); skips
 with the reason when either is missing.
@@ -95,12 +96,16 @@ def test_run_page_shows_the_run_name_dataset_and_logged_model(tmp_path, migrated
             page.goto(f"http://127.0.0.1:{port}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}", timeout=120_000)
             page.wait_for_selector("text=itransformer-sensors-12", timeout=120_000)
             page.wait_for_selector(f"text=sensors ({digest})", timeout=60_000)
-            page.wait_for_selector(f"a[href*='{model.model_id}']", timeout=60_000)
+            page.wait_for_selector("text=Logged models (1)", timeout=60_000)
             SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(SCREENSHOT))
+            page.screenshot(path=str(SCREENSHOT))  # name, status, dataset
+            page.get_by_text("Logged models (1)").scroll_into_view_if_needed()
+            page.screenshot(path=str(SCREENSHOT.with_name("mlflow_run_models.png")))  # the logged model, linked
+            links = page.locator(f"a[href*='{model.model_id}']").all_inner_texts()
             text = page.inner_text("body")
             browser.close()
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=60)
     assert "itransformer-sensors-12" in text and f"sensors ({digest})" in text and "Finished" in text
+    assert "model" in links  # the run page links its LoggedModel

@@ -44,7 +44,7 @@ def test_signature_declares_columns_params_and_an_example(logged):
     assert signature.inputs.input_names() == ["date", "a", "b", "OT"]
     assert [c["type"] for c in signature.inputs.to_dict()] == ["datetime", "double", "double", "double"]
     params = {p["name"]: p for p in signature.params.to_dict()}
-    assert params["level"]["shape"] == [-1] and params["level"]["default"] == [] and params["horizon"]["default"] == 12
+    assert tuple(params["level"]["shape"]) == (-1,) and params["level"]["default"] == [] and params["horizon"]["default"] == 12
     assert info.saved_input_example_info is not None
 
 
