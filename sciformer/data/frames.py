@@ -17,7 +17,7 @@ import pandas as pd
 from sciformer.data.series_checks import check_time_index, excerpt, numeric_columns, quote_columns
 from sciformer.data.series_files import data_file, data_label, is_xarray_path, open_xarray, read_csv
 from sciformer.data.series_xarray import Bounds, forecast_xarray, is_xarray, xarray_table
-from sciformer.errors import DataError
+from sciformer.errors import DataError, did_you_mean
 
 LONG_COLUMNS = ("unique_id", "ds", "y")
 TIME_COLUMNS = ("date", "ds", "time", "timestamp")
@@ -114,7 +114,10 @@ def _checked(loaded: _Loaded, columns: list[str] | None, target: str | None, che
     for wanted, role in ((columns or [], "column(s)"), ([target] if target is not None else [], "target column")):
         missing = [c for c in wanted if c not in frame.columns]
         if missing:
-            raise DataError(f"{label} has no {role} {quote_columns(missing)}; its columns are {quote_columns(list(frame.columns))}")
+            raise DataError(
+                f"{label} has no {role} {quote_columns(missing)}{did_you_mean(missing[0], frame.columns)}; "
+                f"its columns are {quote_columns(list(frame.columns))}"
+            )
     if columns is not None:
         frame = frame[list(columns)]
     if target is not None:
@@ -132,7 +135,7 @@ def _timestamps(frame: pd.DataFrame, time_col: str, label: str) -> pd.DatetimeIn
         if frame.shape[1] < 2 and not label.startswith("the "):
             found = "its first line is not a comma-separated header"  # quoting it could echo any file's first line
         else:
-            found = f"its columns are {quote_columns(list(frame.columns))}"
+            found = f"its columns are {quote_columns(list(frame.columns))}{did_you_mean(time_col, frame.columns)}"
         raise DataError(f"{label} has no time column {excerpt(time_col)}; {found}; name the time column with data.time_col (or time_col=)")
     raw = frame[time_col]
     parsed = pd.to_datetime(raw, format="mixed", errors="coerce")

@@ -12,7 +12,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from sciformer.errors import DataError
+from sciformer.errors import ConfigError, DataError
 
 # The largest magnitude accepted: squares of such values summed over 1e8 rows stay finite in float64
 # (the scaler's variance, an MSE in original units), where 1e308 would overflow to inf.
@@ -116,7 +116,7 @@ def regular_frequency(index: pd.DatetimeIndex, freq: str | None, label: str = "t
         freq = infer_frequency(index) or _dominant_step(index)
         if freq is None:
             raise DataError(f"cannot infer the sampling frequency of {label}; pass freq=, e.g. freq='h' or freq='15min'")
-    offset = pd.tseries.frequencies.to_offset(freq)
+    offset = to_offset(freq)
     expected = pd.date_range(index[0], periods=len(index), freq=offset)
     if not expected.equals(index):
         i = int((expected != index).argmax())
@@ -125,6 +125,14 @@ def regular_frequency(index: pd.DatetimeIndex, freq: str | None, label: str = "t
             f"(frequency {freq}); fill or resample the series first"
         )
     return offset.freqstr
+
+
+def to_offset(freq: str) -> pd.DateOffset:
+    """The pandas offset of a frequency alias; ConfigError naming the alias when pandas cannot read it."""
+    try:
+        return pd.tseries.frequencies.to_offset(freq)
+    except (ValueError, TypeError):
+        raise ConfigError(f"freq={excerpt(freq)} is not a pandas frequency; expected an alias such as 'h', '15min', 'D' or 'W-SUN'") from None
 
 
 def _dominant_step(index: pd.DatetimeIndex) -> str | None:

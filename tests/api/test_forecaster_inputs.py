@@ -82,6 +82,16 @@ def test_fit_refuses_an_invalid_val_size(val_size):
         Forecaster("itransformer", horizon=4, lookback=16, **TINY).fit(frame(), val_size=val_size)
 
 
+def test_unknown_frequency_target_and_time_column_are_one_line_with_a_hint():
+    fc = Forecaster("itransformer", horizon=4, lookback=16, **TINY)
+    with pytest.raises(ConfigError, match=r"freq='bogus' is not a pandas frequency"):
+        fc.fit(frame(), freq="bogus")
+    with pytest.raises(DataError, match=r"has no target column \['OTT'\] \(did you mean 'OT'\?\)"):
+        fc.fit(frame(), target="OTT")
+    with pytest.raises(DataError, match=r"has no time column 'Date'; its columns are \['date', 'a', 'OT'\] \(did you mean 'date'\?\)"):
+        fc.fit(frame(), time_col="Date")
+
+
 @pytest.mark.parametrize("rows", [1, 2, 20])
 def test_too_few_rows_are_reported_as_such(rows):
     with pytest.raises(DataError, match=rf"the training data has {rows} rows?: too few rows for lookback 16 and horizon 4") as err:
