@@ -170,3 +170,39 @@ def test_streamed_training_matches_in_memory_training(tmp_path):
         fit = Trainer(model, recipe.train, torch.device("cpu"), seed=1).fit(data)
         histories.append([(h["train_loss"], h["val_mse"]) for h in fit.history])
     assert histories[0] == histories[1]
+
+
+class Crash(BaseException):
+    """Stands in for a process dying mid-epoch: nothing on the way catches it."""
+
+
+def test_a_streamed_run_resumed_mid_epoch_ends_as_an_uninterrupted_one(tmp_path, monkeypatch):
+    from sciformer.engine import trainer as trainer_module
+    from sciformer.engine.trainer import Trainer
+    from sciformer.registry import build_model
+
+    write_file(tmp_path / "a.h5", n=20, t=5, space=(8,))
+    recipe = recipe_from_dict({"model": {"name": "fno", "modes": 2, "width": 4, "n_layers": 1}, "data": {"name": str(tmp_path / "a.h5")},
+                               "train": {"epochs": 2, "batch_size": 4, "progress": False, "patience": 0, "checkpoint_every": 3}})
+
+    def run(state_dir, resume=False):
+        data = load(tmp_path / "a.h5", False, chunk=3)  # several chunks: the order is the streamed one
+        torch.manual_seed(0)
+        model = build_model("fno", recipe.model.args, **data.sizes())
+        return Trainer(model, recipe.train, torch.device("cpu"), seed=1, state_dir=state_dir).fit(data, resume=resume).history
+
+    reference = run(tmp_path / "reference")
+    save = trainer_module.Trainer._save
+
+    def save_then_crash(self, progress, *args):
+        save(self, progress, *args)
+        if (progress.epoch, progress.step) == (1, 6):
+            raise Crash
+
+    monkeypatch.setattr(trainer_module.Trainer, "_save", save_then_crash)
+    with pytest.raises(Crash):
+        run(tmp_path / "state")
+    monkeypatch.setattr(trainer_module.Trainer, "_save", save)
+    resumed = run(tmp_path / "state", resume=True)
+    strip = lambda history: [{k: v for k, v in row.items() if "seconds" not in k} for row in history]
+    assert strip(resumed) == strip(reference)
