@@ -199,3 +199,44 @@ def test_official_recipe_validates_with_the_ett_h1_script_settings():
     assert {k: recipe.model.args[k] for k in expected} == expected
     assert (recipe.train.epochs, recipe.train.batch_size, recipe.train.lr, recipe.train.lr_schedule, recipe.train.patience) == (10, 32, 1e-4, "halve", 3)
     assert (recipe.data.lookback, recipe.data.label_len, recipe.data.horizon, recipe.seed) == (96, 48, 96, 2021)
+
+
+# ------------------------------------------------------------- graph-safe delays against the official code
+def official_auto_correlation(q, k, v, factor, training):
+    """Autoformer's official ``AutoCorrelation.forward`` (thuml/Autoformer ``layers/AutoCorrelation.py``) for
+    ``L == S``: training rolls the values once per shared delay, read back to the host with ``int(index[i])``;
+    inference gathers each sample's delays from the doubled series."""
+    B, L, H, E = q.shape
+    corr = torch.fft.irfft(torch.fft.rfft(q.permute(0, 2, 3, 1), dim=-1) * torch.conj(torch.fft.rfft(k.permute(0, 2, 3, 1), dim=-1)), n=L, dim=-1)
+    values = v.permute(0, 2, 3, 1)  # [B, H, D, L]
+    top_k = int(factor * math.log(L))
+    mean_value = corr.mean(dim=1).mean(dim=1)  # [B, L]
+    out = torch.zeros_like(values)
+    if training:
+        index = torch.topk(mean_value.mean(dim=0), top_k, dim=-1)[1]
+        weights = torch.softmax(torch.stack([mean_value[:, index[i]] for i in range(top_k)], dim=-1), dim=-1)
+        for i in range(top_k):
+            out = out + torch.roll(values, -int(index[i]), -1) * weights[:, i, None, None, None]
+    else:
+        weights, delay = torch.topk(mean_value, top_k, dim=-1)
+        weights = torch.softmax(weights, dim=-1)
+        doubled = values.repeat(1, 1, 1, 2)
+        steps = torch.arange(L).expand_as(values)
+        for i in range(top_k):
+            out = out + torch.gather(doubled, -1, steps + delay[:, i, None, None, None]) * weights[:, i, None, None, None]
+    return out.permute(0, 3, 1, 2)  # [B, L, H, D]
+
+
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+def test_device_side_delay_aggregation_gives_the_official_outputs_and_gradients(training):
+    # the official training path reads every delay back to the host; ours keeps them on the device (graph-safe)
+    g = torch.Generator().manual_seed(3)
+    q, k, v = (torch.randn(3, 96, 2, 8, generator=g, requires_grad=True) for _ in range(3))  # float32: the correlation's dtype
+    ours = AutoCorrelation(factor=3).train(training)(q, k, v)
+    expected = official_auto_correlation(q, k, v, 3, training)
+    torch.testing.assert_close(ours, expected)
+    cotangent = torch.randn(ours.shape, generator=g)
+    grads = torch.autograd.grad(ours, (q, k, v), cotangent)
+    expected_grads = torch.autograd.grad(expected, (q, k, v), cotangent)
+    for name, a, b in zip("qkv", grads, expected_grads):
+        torch.testing.assert_close(a, b, msg=lambda m, name=name: f"gradient of {name}: {m}")

@@ -175,3 +175,35 @@ def test_forecast_is_last_level_plus_growth_plus_season():
 def test_wrong_input_shape_names_expected_shape():
     with pytest.raises(ValueError, match=r"expected x of shape \[B, L, 3\], got \(2, 24, 5\)"):
         model()(torch.randn(2, 24, 5), torch.rand(2, 24, 4))
+
+
+# ----------------------------------------------------- graph-safe frequency selection against the official code
+def official_fourier_layer(x, horizon, k):
+    """The authors' ``FourierLayer`` (salesforce/ETSformer, TSLib ``ETSformer_EncDec.py``): its frequency grid and
+    index meshes are made on the CPU and copied to the input's device at every call, and the waves are summed
+    over each kept frequency and its conjugate in amplitude/phase form."""
+    b, t, d = x.shape
+    x_freq = torch.fft.rfft(x, dim=1)
+    x_freq, f = (x_freq[:, 1:-1], torch.fft.rfftfreq(t)[1:-1]) if t % 2 == 0 else (x_freq[:, 1:], torch.fft.rfftfreq(t)[1:])
+    indices = torch.topk(x_freq.abs(), k, dim=1, largest=True, sorted=True).indices
+    mesh_a, mesh_b = torch.meshgrid(torch.arange(b), torch.arange(d), indexing="ij")
+    index = (mesh_a.unsqueeze(1), indices, mesh_b.unsqueeze(1))
+    x_freq = x_freq[index]
+    f = f[None, :, None].expand(b, -1, d).to(x.device)[index][:, :, None]  # [b, k, 1, d]
+    x_freq = torch.cat([x_freq, x_freq.conj()], dim=1)
+    f = torch.cat([f, -f], dim=1)
+    steps = torch.arange(t + horizon, dtype=torch.float)[None, None, :, None].to(x.device)
+    amp, phase = (x_freq.abs() / t)[:, :, None], x_freq.angle()[:, :, None]
+    return (amp * torch.cos(2 * math.pi * f * steps + phase)).sum(dim=1)
+
+
+@pytest.mark.parametrize("length", [96, 95], ids=["even", "odd"])
+def test_device_side_frequency_selection_gives_the_official_outputs_and_gradients(length):
+    # the same waves from a frequency grid built on the input's device: nothing copied from the host per call
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(3, length, 8, generator=g, requires_grad=True)
+    ours, expected = FrequencyAttention(horizon=24, top_k=5)(x), official_fourier_layer(x, 24, 5)
+    torch.testing.assert_close(ours, expected, atol=1e-5, rtol=1e-4)
+    cotangent = torch.randn(ours.shape, generator=g)
+    (grad,), (expected_grad,) = torch.autograd.grad(ours, x, cotangent), torch.autograd.grad(expected, x, cotangent)
+    torch.testing.assert_close(grad, expected_grad, atol=1e-4, rtol=1e-4)
