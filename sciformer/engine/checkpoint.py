@@ -22,7 +22,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -135,11 +135,14 @@ def _replace_checkpoint(new: Path, directory: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def check_destination(path: Path, what: str) -> None:
+def check_destination(path: Path, what: str, ours: Callable[[Path], bool] | None = None, foreign: str = "") -> None:
     """Refuse ``path`` as a folder to write ``what`` into when something other than a folder is there, or when a
-    component above it is not a folder (``file.txt/out``); a missing path or an existing folder passes."""
+    component above it is not a folder (``file.txt/out``); a missing path or an empty folder passes, and so does a
+    non-empty folder that ``ours`` recognises as sciformer's own output. The refusal of any other folder says that
+    it holds files ``foreign`` (e.g. "that sciformer did not write") and names a few of them."""
     kind = describe_kind(path)
     if kind == "a directory":
+        _check_folder(path, what, ours, foreign)
         return
     if kind != "missing" and not (kind or "").startswith("unreadable"):
         raise StorageError(f"cannot write {what} into '{path}': it is {kind or 'a regular file'}; give a folder")
@@ -149,6 +152,18 @@ def check_destination(path: Path, what: str) -> None:
             return
         if kind != "missing" and not (kind or "").startswith("unreadable"):
             raise StorageError(f"cannot write {what} into '{path}': '{parent}' is {kind or 'a regular file'}, not a folder")
+
+
+def _check_folder(path: Path, what: str, ours: Callable[[Path], bool] | None, foreign: str) -> None:
+    if ours is None or ours(path):
+        return
+    try:
+        entries = sorted(p.name for p in path.iterdir())
+    except OSError as exc:
+        raise storage_error(exc, path) from None
+    if entries:
+        shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
+        raise StorageError(f"cannot write {what} into '{path}': the folder holds files {foreign} ({shown}); give a new or empty folder")
 
 
 def is_checkpoint_dir(path: Path) -> bool:
@@ -167,19 +182,7 @@ def check_checkpoint_destination(directory: Path) -> None:
     anything else is refused with :class:`StorageError`, so that no file of the user's is ever removed."""
     if directory.name in ("", ".", "..") or directory.resolve() == Path.cwd().resolve():
         raise StorageError(f"cannot write a checkpoint into '{directory}': a checkpoint needs a folder of its own, e.g. '{directory / 'model'}'")
-    check_destination(directory, "a checkpoint")
-    if not directory.is_dir() or is_checkpoint_dir(directory):
-        return
-    try:
-        entries = sorted(p.name for p in directory.iterdir())
-    except OSError as exc:
-        raise storage_error(exc, directory) from None
-    if entries:
-        shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
-        raise StorageError(
-            f"cannot write a checkpoint into '{directory}': the folder holds files that are not a sciformer checkpoint "
-            f"({shown}); give a new or empty folder"
-        )
+    check_destination(directory, "a checkpoint", is_checkpoint_dir, "that are not a sciformer checkpoint")
 
 
 def find_checkpoint(path: str | Path, name: str = "checkpoint") -> Path:

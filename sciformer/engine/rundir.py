@@ -18,7 +18,7 @@ from typing import Any
 
 from sciformer.config import Recipe
 from sciformer.engine.checkpoint import LATEST, check_destination, is_checkpoint_dir, write_json
-from sciformer.errors import ConfigError, DataError, RunLockedError, StorageError, storage_error
+from sciformer.errors import ConfigError, DataError, RunLockedError, storage_error
 
 CHECKPOINT_DIR = "checkpoint"  # the best model so far, then the final one
 RESUME_DIR = "resume"  # the resumable training state (removed when the run finishes)
@@ -66,19 +66,7 @@ def is_run_dir(path: Path) -> bool:
 
 def check_run_destination(path: Path) -> None:
     """Refuse ``path`` as a run directory unless it is missing, an empty folder or a run directory of sciformer's."""
-    check_destination(path, "a run")
-    if not path.is_dir():
-        return
-    try:
-        entries = sorted(p.name for p in path.iterdir())
-    except OSError as exc:
-        raise storage_error(exc, path) from None
-    if entries and not is_run_dir(path):
-        shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
-        raise StorageError(
-            f"cannot write a run into '{path}': the folder holds files that sciformer did not write ({shown}); "
-            "give a new or empty folder, or a run directory of sciformer's"
-        )
+    check_destination(path, "a run", is_run_dir, "that sciformer did not write")
 
 
 # ----------------------------------------------------------------------------------------------- lock
