@@ -151,3 +151,28 @@ def test_an_unreachable_server_fails_fast_unless_the_user_set_mlflow_retries(mon
     MLflowTracker(TrackingConfig(uri="http://127.0.0.1:9"))
     assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "2"
     assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "300"  # the user's choice stands
+
+
+@pytest.mark.integration
+def test_sigterm_ends_the_mlflow_run_killed_and_resume_alone_finishes_it(tmp_path, store_uri):
+    import subprocess
+    import sys
+
+    (tmp_path / "tiny.yaml").write_text(json.dumps(tiny_recipe(tmp_path, store_uri, epochs=30)))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    proc = subprocess.Popen([sys.executable, "-m", "sciformer", "fit", "tiny.yaml", "--out", "run"], stderr=subprocess.PIPE, text=True, env=env)
+    seen = [proc.stderr.readline()]
+    while not seen[-1].startswith("epoch") and proc.poll() is None:  # training has begun
+        seen.append(proc.stderr.readline())
+    proc.send_signal(signal.SIGTERM)
+    err = "".join(seen) + proc.stderr.read()
+    assert proc.wait(timeout=120) == 143, err
+    assert err.strip().splitlines()[-1].endswith("continue it with: sciformer fit --resume run"), err
+    client = mlflow.tracking.MlflowClient(tracking_uri=store_uri)
+    experiment = client.get_experiment_by_name("sciformer").experiment_id
+    (killed,) = client.search_runs([experiment])
+    assert killed.info.status == "KILLED"
+    resumed = subprocess.run([sys.executable, "-m", "sciformer", "fit", "--resume", "run"], capture_output=True, text=True, env=env, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    (run,) = client.search_runs([experiment])
+    assert run.info.run_id == killed.info.run_id and run.info.status == "FINISHED" and run.data.tags["sciformer.resumes"] == "1"
