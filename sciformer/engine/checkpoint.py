@@ -23,6 +23,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -126,13 +127,22 @@ def _replace_checkpoint(new: Path, directory: Path) -> None:
         return
     # two renames: a crash between them leaves the previous checkpoint as .NAME.old (see find_checkpoint)
     old = directory.with_name(f".{directory.name}.old")
-    if old.exists():
+    if old.exists() or old.is_symlink():
         if not is_checkpoint_dir(old):
             raise StorageError(f"cannot replace the checkpoint '{directory}': '{old}' is in the way and was not written by sciformer")
-        shutil.rmtree(old)
+        _remove(old)
     os.replace(directory, old)
     os.replace(new, directory)
-    shutil.rmtree(old, ignore_errors=True)
+    with suppress(OSError):
+        _remove(old)
+
+
+def _remove(path: Path) -> None:
+    """Delete a checkpoint folder of sciformer's; a link to one loses only the link."""
+    if path.is_symlink():
+        path.unlink()
+    else:
+        shutil.rmtree(path)
 
 
 def check_destination(path: Path, what: str, ours: Callable[[Path], bool] | None = None, foreign: str = "") -> None:

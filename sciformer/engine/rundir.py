@@ -18,7 +18,7 @@ from typing import Any
 
 from sciformer.config import Recipe
 from sciformer.engine.checkpoint import LATEST, check_destination, is_checkpoint_dir, write_json
-from sciformer.errors import ConfigError, DataError, RunLockedError, storage_error
+from sciformer.errors import ConfigError, DataError, RunLockedError, describe_kind, storage_error
 
 CHECKPOINT_DIR = "checkpoint"  # the best model so far, then the final one
 RESUME_DIR = "resume"  # the resumable training state (removed when the run finishes)
@@ -154,8 +154,11 @@ def claim_resumable_run_dir(path: Path | None, recipe: Recipe) -> RunLock:
     """Lock the run directory ``path`` that a resume continues, after checking that it can be resumed with ``recipe``."""
     if path is None:
         raise ConfigError("resuming needs the run directory: sciformer fit --resume RUN_DIR")
-    if not path.is_dir():
+    kind = describe_kind(path)
+    if kind == "missing":
         raise ConfigError(f"cannot resume: run directory '{path}' does not exist")
+    if kind != "a directory":
+        raise ConfigError(f"cannot resume: '{path}' is {kind or 'a regular file'}, not a run directory")
     check_run_destination(path)
     lock = RunLock(path).acquire()
     try:

@@ -16,7 +16,7 @@ from sciformer.engine import trainer as trainer_module
 from sciformer.engine.checkpoint import load_model, save_checkpoint
 from sciformer.engine.rundir import LOCK_FILE, RESUME_DIR, RunLock
 from sciformer.engine.runner import fit_recipe
-from sciformer.errors import DataError, RunLockedError, StorageError
+from sciformer.errors import ConfigError, DataError, RunLockedError, StorageError
 from sciformer.registry import build_model
 
 SPEC = {"model": {"name": "itransformer", "args": {"d_model": 8, "d_ff": 8, "n_heads": 2, "e_layers": 1},
@@ -176,3 +176,19 @@ def test_resume_after_the_data_changed_is_refused_naming_the_data(tmp_path, monk
     with pytest.raises(DataError, match=f"cannot resume '.*run': data '{csv}' has changed since the run started"):
         fit_recipe(recipe_from_dict(raw), tmp_path / "run", resume=True)
     assert (tmp_path / "run" / RESUME_DIR / "LATEST").read_text() == "epoch0001-step000000"  # still resumable
+
+
+def test_a_checkpoint_reached_through_a_link_is_replaced_and_its_target_kept(tmp_path):
+    save_checkpoint(tmp_path / "real", _model(), SPEC)
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    for _ in range(2):  # the second save meets the first one's leftovers, if any
+        save_checkpoint(tmp_path / "link", _model(), SPEC)
+    assert (tmp_path / "link").is_dir() and not (tmp_path / "link").is_symlink()
+    load_model(tmp_path / "real")  # the link's target is untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "real"]
+
+
+def test_resume_names_what_is_there_instead_of_a_run_directory(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match=r"'.*notes.txt' is a regular file, not a run directory"):
+        fit_recipe(recipe_from_dict(_raw(tmp_path)), tmp_path / "notes.txt", resume=True)
