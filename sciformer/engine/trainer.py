@@ -485,7 +485,7 @@ class CudaGraphStep:
                 self.static_out = self.fn(self.static_batch)
             self.graph = graph
             return True
-        except Exception as exc:  # noqa: BLE001 - any capture failure means: run eagerly
+        except Exception as exc:  # any capture failure means: run eagerly
             self.failed, self.graph, self.static_batch, self.static_out = True, None, None, None
             warnings.warn(f"CUDA graph capture failed ({type(exc).__name__}: {exc}); training continues eagerly", RuntimeWarning, stacklevel=3)
             return False
