@@ -111,13 +111,17 @@ class RunInterrupted(BaseException):
 
     A ``BaseException`` (like ``KeyboardInterrupt``), so that no ``except Exception`` on the way swallows it.
     ``signal`` is the signal's number; ``exit_code`` is what a shell reports for it (143 for SIGTERM, 130 for
-    SIGINT); the message is one line that names the command which continues the run.
+    SIGINT); the message is one line that names the command which continues the run, or, when the run had
+    finished (``finished``: only the trackers' final logging was cut short), where its results are.
     """
 
-    def __init__(self, signum: int, run_dir: str | os.PathLike) -> None:
+    def __init__(self, signum: int, run_dir: str | os.PathLike, finished: bool = False) -> None:
         import signal as signals
 
-        self.signal, self.run_dir = signum, Path(run_dir)
+        self.signal, self.run_dir, self.finished = signum, Path(run_dir), finished
         self.exit_code = 128 + signum
         name = signals.Signals(signum).name
-        super().__init__(f"interrupted by {name}; the run keeps a resumable state, continue it with: sciformer fit --resume {self.run_dir}")
+        if finished:
+            super().__init__(f"interrupted by {name} after the run had finished; its results are complete in {self.run_dir}")
+        else:
+            super().__init__(f"interrupted by {name}; the run keeps a resumable state, continue it with: sciformer fit --resume {self.run_dir}")

@@ -41,7 +41,7 @@ from sciformer.engine.rundir import (  # noqa: F401 - the run directory's names,
 )
 from sciformer.engine.tasks import TASKS, data_sizes, task_for, task_of, train  # noqa: F401 - data_sizes, train: as before
 from sciformer.engine.trainer import pick_device, seed_everything
-from sciformer.errors import ConfigError, SciformerError, user_path
+from sciformer.errors import ConfigError, RunInterrupted, SciformerError, user_path
 
 T = TypeVar("T")
 
@@ -202,7 +202,12 @@ def _fit(recipe: Recipe, run_dir: Path, callbacks: list[Callback] | tuple[Callba
     except BaseException as exc:
         hooks.on_failure(exc)
         raise
-    hooks.on_fit_end(metrics, run_dir)
+    try:
+        hooks.on_fit_end(metrics, run_dir)
+    except RunInterrupted as exc:  # the results are complete; only the trackers' final logging was cut short
+        stopped = RunInterrupted(exc.signal, run_dir, finished=True)
+        hooks.on_failure(stopped)
+        raise stopped from None
     return RunResult(run_dir, metrics, dist.rank)
 
 

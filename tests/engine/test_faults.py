@@ -190,3 +190,17 @@ def test_sigterm_ends_the_cli_with_143_the_resume_command_and_a_resumable_state(
     assert err.strip().splitlines()[-1] == f"sciformer: interrupted by SIGTERM; the run keeps a resumable state, continue it with: sciformer fit --resume {run}"
     assert not (run / METRICS_FILE).exists()
     assert load_training_state(run / RESUME_DIR)["progress"]["step"] >= 1  # a complete state to resume from
+
+
+def test_a_signal_while_tracking_a_finished_run_says_the_results_are_complete(tmp_path):
+    class SlowUpload(Recorder):
+        def on_fit_end(self, metrics, run_dir):
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    tracker = SlowUpload()
+    with pytest.raises(RunInterrupted, match=r"after the run had finished; its results are complete in .*run$"):
+        fit_recipe(recipe_from_dict(_raw(tmp_path)), tmp_path / "run", callbacks=[tracker])
+    assert (tmp_path / "run" / METRICS_FILE).is_file()
+    (error,) = tracker.failures
+    assert error.finished and error.exit_code == 143
+
