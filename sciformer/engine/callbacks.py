@@ -18,8 +18,10 @@ class Callback:
     """Override the hooks you need; all are optional.
 
     ``on_fit_start``'s ``info`` holds system facts and, from the runner, ``run_dir``, ``resumed`` (True when an
-    interrupted run continues: reopen what you logged before) and ``world_size``. Under torchrun, hooks are
-    called on rank 0 only.
+    interrupted run continues: reopen what you logged before) and ``world_size``. ``on_failure`` receives the
+    error that ended the run: :class:`~sciformer.errors.RunInterrupted` (SIGTERM/SIGINT; a resumable state is on
+    disk, or with ``finished`` the results are complete) or ``KeyboardInterrupt`` when the user stopped it,
+    anything else when it failed. Under torchrun, hooks are called on rank 0 only.
     """
 
     def on_fit_start(self, recipe: dict[str, Any], info: dict[str, Any]) -> None: ...
