@@ -67,6 +67,7 @@ def test_runs_are_named_by_model_data_and_horizon_unless_the_recipe_names_them(t
     assert MLflowTracker(TrackingConfig(run_name="mine"), run_name="baseline").run_name == "mine"
 
 
+@pytest.mark.integration  # a whole tracked `sciformer fit` (tens of seconds on a busy machine)
 def test_cli_run_holds_name_params_metrics_and_files(cli_run):
     root, uri, run = cli_run
     client = mlflow.tracking.MlflowClient(tracking_uri=uri)
@@ -79,6 +80,7 @@ def test_cli_run_holds_name_params_metrics_and_files(cli_run):
     assert {"checkpoint", "metrics.json", "forecast.png", "recipe.json"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
 
 
+@pytest.mark.integration  # a whole tracked `sciformer fit` (tens of seconds on a busy machine)
 def test_the_training_data_is_the_runs_dataset_input(cli_run):
     root, uri, run = cli_run
     (entry,) = run.inputs.dataset_inputs
@@ -96,6 +98,7 @@ def test_the_training_data_is_the_runs_dataset_input(cli_run):
     assert list(found["run_id"]) == [run.info.run_id]
 
 
+@pytest.mark.integration  # a whole tracked `sciformer fit` (tens of seconds on a busy machine)
 def test_the_checkpoint_is_a_logged_model_of_the_run(cli_run):
     root, uri, run = cli_run
     mlflow.set_tracking_uri(uri)
@@ -176,3 +179,33 @@ def test_sigterm_ends_the_mlflow_run_killed_and_resume_alone_finishes_it(tmp_pat
     assert resumed.returncode == 0, resumed.stderr
     (run,) = client.search_runs([experiment])
     assert run.info.run_id == killed.info.run_id and run.info.status == "FINISHED" and run.data.tags["sciformer.resumes"] == "1"
+
+
+def test_training_dataset_names_the_file_digest_and_schema(tmp_path):
+    from sciformer.tracking.mlflow import training_dataset
+
+    csv = write_csv(tmp_path / "load.csv", n_rows=10)
+    series = training_dataset({"data": {"name": str(csv), "columns": ["v0", "v1", "OT"], "fingerprint": "ab" * 32}, "model": {}})
+    assert (series.name, series.digest) == ("load", "ab" * 18)
+    assert series.source.to_dict() == {"uri": str(csv)} and series.schema.input_names() == ["v0", "v1", "OT"]
+    fields = training_dataset({"data": {"name": "flow.h5", "kind": "operator", "grid": [16, 16]}, "model": {"data_sizes": {"out_channels": 2}}})
+    assert fields.name == "flow" and fields.schema.inputs[0].shape == (-1, -1, 2, 16, 16)
+
+
+@pytest.mark.integration
+def test_an_operator_run_logs_its_checkpoint_as_a_surrogate_model(tmp_path, store_uri):
+    from sciformer.api.pyfunc import log_run_model
+
+    raw = {
+        "data": {"name": str(tmp_path / "burgers.h5"), "generate": {"generator": "burgers1d", "n": 10, "res": 16, "nu": 0.01, "t_end": 0.1, "dt_save": 0.02}},
+        "model": {"name": "galerkin", "d_model": 8, "n_heads": 2, "n_layers": 1, "d_ff": 8, "modes": 2, "freq_dim": 4, "n_regressor_layers": 1},
+        "train": {"epochs": 1, "batch_size": 8, "progress": False},
+        "tracking": {"enabled": True, "uri": store_uri},
+    }
+    recipe = recipe_from_dict(raw)
+    fit_recipe(recipe, tmp_path / "run", [MLflowTracker(recipe.tracking, log_model=log_run_model)])
+    client = mlflow.tracking.MlflowClient(tracking_uri=store_uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("sciformer").experiment_id])
+    (model,) = client.search_logged_models(experiment_ids=[run.info.experiment_id])
+    assert run.info.run_name == "galerkin-burgers" and run.info.status == "FINISHED" and model.source_run_id == run.info.run_id
+    assert run.inputs.dataset_inputs[0].dataset.name == "burgers"
