@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_contract import perturb  # the same perturbation as the forecasters' contract
 
 from sciformer.config import load_recipe
 from sciformer.engine.checkpoint import load_model, save_checkpoint
@@ -25,16 +26,6 @@ def build(name: str, n_dims: int = 2, channels: tuple[int, int] = (2, 1)) -> tor
     assert path.is_file(), f"operator '{name}' has no smoke recipe at {path}"
     args = load_recipe(path).model.args
     return build_model(name, args, in_channels=channels[0], out_channels=channels[1], n_dims=n_dims)
-
-
-def perturb(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Add noise of 1% of each parameter's scale (at least 1e-2) to every parameter, as a few optimiser steps would."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            scale = max(p.abs().mean().item(), 1.0) * 1e-2
-            p.add_(scale * torch.randn(p.shape, generator=g, dtype=p.dtype))
-    return model
 
 
 def test_the_operator_models_and_their_size_presets_are_registered():
