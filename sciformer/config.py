@@ -157,6 +157,7 @@ class Recipe:
 # ----------------------------------------------------------------------------------------------- types
 _SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 _INT64 = 2**63  # what torch and numpy take; a larger integer would overflow deep inside them
+_RUN_NAME = re.compile(r"\w[\w.+-]{0,99}")  # a folder name under runs/: no separators, no leading dot
 
 
 def _show(value: Any) -> str:
@@ -339,6 +340,11 @@ def _validate(recipe: Recipe, task: str, check_data: bool = True) -> None:
     if t.cuda_graphs and t.compile and t.compile_mode == "reduce-overhead":
         raise ConfigError(
             "recipe keys 'train.cuda_graphs' and 'train.compile_mode=reduce-overhead' both capture CUDA graphs; use one of them"
+        )
+    if recipe.name is not None and not _RUN_NAME.fullmatch(recipe.name):
+        raise ConfigError(
+            f"recipe key 'name': expected a plain name (letters, digits, _ - . +; at most 100), got {_show(recipe.name)}; "
+            "it names the run folder, so it holds no path"
         )
     if t.device not in ("auto", "cpu", "cuda") and re.fullmatch(r"cuda:\d+", t.device) is None:
         raise ConfigError(f"recipe key 'train.device': expected auto, cpu, cuda or cuda:N, got {t.device!r}")

@@ -160,6 +160,9 @@ HOSTILE_RECIPES = {
     "data-missing": "data: {name: nowhere/x.csv}\n",
     "dataset-unknown": "data: {name: ett_h3}\n",
     "time-features-unknown": "data: {time_features: fortnight}\n",
+    "name-with-path": "name: ../../outside\n",
+    "name-absolute": "name: /tmp/run\n",
+    "name-hidden": "name: .hidden\n",
 }
 
 
