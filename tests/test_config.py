@@ -240,6 +240,14 @@ def test_model_sizes_are_checked_at_validate(args, message):
         recipe_from_dict({"model": {"name": "itransformer", **args}})
 
 
+def test_the_meta_build_at_validate_draws_no_random_numbers():
+    torch.manual_seed(0)
+    before = torch.get_rng_state()
+    recipe_from_dict({"model": {"name": "itransformer", "d_model": 16, "n_heads": 2}})
+    recipe_from_dict({"data": {"name": "darcy_small"}, "model": {"name": "pde_transformer"}}, check_data=False)
+    assert torch.equal(torch.get_rng_state(), before)  # a Forecaster built before seeding trains as one built after
+
+
 def test_cross_argument_checks_of_operator_models_run_at_validate():
     with pytest.raises(ConfigError, match=r"\(pde_transformer\): hidden_size \(18\) must be even and divisible by n_heads \(4\)"):
         recipe_from_dict({"data": {"name": "darcy_small"}, "model": {"name": "pde_transformer", "hidden_size": 18}}, check_data=False)
