@@ -62,6 +62,7 @@ class MLflowTracker(Callback):
         # like a hung training; a tracker failure only costs a warning here, so fail fast unless the user chose otherwise
         for variable, value in (("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2"), ("MLFLOW_HTTP_REQUEST_TIMEOUT", "15")):
             os.environ.setdefault(variable, value)
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a bar per artifact copy, between the epoch lines
         self.run_name = cfg.run_name or run_name
         self.log_model = log_model
         self.uri = absolute_uri(tracking_uri(cfg))
@@ -86,7 +87,8 @@ class MLflowTracker(Callback):
             write_json(run_dir / RUN_FILE, {"run_id": self.run_id, "tracking_uri": self.uri})
         mlflow.log_params({k: str(v)[:500] for k, v in flatten(recipe).items()})
         mlflow.log_dict(recipe, "recipe.json")
-        mlflow.set_tags({f"sys.{k}": str(v) for k, v in info.items()})
+        mlflow.set_tags({f"sys.{k}": str(v) for k, v in info.items() if k != "init"})
+        mlflow.set_tags({f"sciformer.init.{k}": str(v) for k, v in info.get("init", {}).items()})  # the pretrained lineage
 
     def _reopen(self, previous: dict[str, str], info: dict[str, Any]) -> bool:
         """Continue the MLflow run of an interrupted fit; False (with a warning) when it cannot be reopened."""

@@ -22,8 +22,8 @@ from sciformer.config import TrackingConfig
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 SQLITE = "sqlite:///"
-# loggers that print a traceback (or migration chatter) for every failed or first store access
-QUIET_LOGGERS = ("mlflow.store", "mlflow.tracking", "alembic", "sqlalchemy")
+# loggers that print a traceback for every failed store access, or chatter (migrations of a new store, model logging)
+QUIET_LOGGERS = ("mlflow.store", "mlflow.tracking", "mlflow.pyfunc", "mlflow.models", "alembic", "sqlalchemy")
 SQLALCHEMY_NOISE = ("[SQL:", "[parameters:", "(Background on this error", "(raised as a result of")
 
 F = TypeVar("F", bound=Callable[..., Any])
