@@ -118,12 +118,16 @@ def register_preset(name: str, base: ModelClass, fixed: dict[str, Any], defaults
         if p.name not in fixed
     ]
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    preset_signature = signature.replace(parameters=params)
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
         if given := sorted(set(kwargs) & set(fixed)):
             raise ValueError(f"{', '.join(given)} fixed by preset '{name}'; use model '{base.registry_name}' to set them")
-        base.__init__(self, *args, **{**defaults, **kwargs, **fixed})
+        arguments = preset_signature.bind(self, *args, **kwargs).arguments  # positions are the preset's, not the base's
+        del arguments[params[0].name]  # self
+        base.__init__(self, **{**defaults, **arguments, **fixed})
 
-    __init__.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+    __init__.__signature__ = preset_signature  # type: ignore[attr-defined]
     __init__.__annotations__ = {k: v for k, v in hints.items() if k not in fixed}
     doc = f"{base.__name__} with {', '.join(f'{k}={v!r}' for k, v in fixed.items())} (preset '{name}')."
     namespace = {"__init__": __init__, "__doc__": doc, "__module__": base.__module__, "preset": dict(fixed), "preset_of": base.registry_name}

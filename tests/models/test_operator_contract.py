@@ -42,6 +42,9 @@ def test_a_size_preset_is_its_base_model_with_fixed_arguments(name):
         preset, plain = build_model(name, {}, **sizes), build_model(base, cls.preset, **sizes)
     assert isinstance(preset, get_model(base)) and cls.task == "operator"
     assert {k: v.shape for k, v in preset.state_dict().items()} == {k: v.shape for k, v in plain.state_dict().items()}
+    with torch.device("meta"):  # positional arguments follow the preset's signature (the fixed ones left out)
+        patch = cls(2, 1, 2, 8).patch_size
+    assert patch == 8
 
 
 @pytest.fixture(params=OPERATORS)
