@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import inspect
 import math
+import sys
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -130,8 +131,12 @@ def register_preset(name: str, base: ModelClass, fixed: dict[str, Any], defaults
     __init__.__signature__ = preset_signature  # type: ignore[attr-defined]
     __init__.__annotations__ = {k: v for k, v in hints.items() if k not in fixed}
     doc = f"{base.__name__} with {', '.join(f'{k}={v!r}' for k, v in fixed.items())} (preset '{name}')."
-    namespace = {"__init__": __init__, "__doc__": doc, "__module__": base.__module__, "preset": dict(fixed), "preset_of": base.registry_name}
-    cls = type(f"{base.__name__}_{name}", (base,), namespace)
+    size = name.removeprefix(f"{base.registry_name}_")
+    class_name = f"{base.__name__}{size.upper()}" if size != name else f"{base.__name__}_{name}"  # PDETransformerS
+    namespace = {"__init__": __init__, "__doc__": doc, "__module__": base.__module__, "__qualname__": class_name,
+                 "preset": dict(fixed), "preset_of": base.registry_name}
+    cls = type(class_name, (base,), namespace)
+    setattr(sys.modules[base.__module__], class_name, cls)  # importable by name, as pickle and copy expect of a class
     return register_model(name, task=base.task)(cls)
 
 

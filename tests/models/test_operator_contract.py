@@ -6,6 +6,7 @@ wiring. Size presets (``pde_transformer_s``...) are the base model with fixed ar
 ``meta`` device (shapes only) and checked against the base model built with the same arguments.
 """
 
+import pickle
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,7 @@ def test_a_size_preset_is_its_base_model_with_fixed_arguments(name):
     with torch.device("meta"):  # positional arguments follow the preset's signature (the fixed ones left out)
         patch = cls(2, 1, 2, 8).patch_size
     assert patch == 8
+    assert pickle.loads(pickle.dumps(cls)) is cls  # importable by name, like any class
 
 
 @pytest.fixture(params=OPERATORS)
