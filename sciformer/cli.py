@@ -34,11 +34,12 @@ def cmd_fit(args: argparse.Namespace) -> int:
         raise ConfigError(f"--nproc {args.nproc}: expected a number of processes of at least 1")
     if args.nproc is not None and args.nproc > 1 and not launched_by_torchrun():
         return _launch_torchrun(args)
+    from sciformer.config import load_recipe
     from sciformer.engine.runner import fit_recipe
 
     if args.resume is not None and args.out is not None and user_path(args.out) != user_path(args.resume):
         raise ConfigError(f"--out {args.out} and --resume {args.resume} name different run directories; give only --resume")
-    recipe = _load_recipe(recipe_path, overrides, args.resume)
+    recipe = load_recipe(recipe_path, overrides) if recipe_path is not None else _resumed_recipe(args.resume, overrides)
     callbacks = []
     if recipe.tracking.enabled and env_rank() == 0:  # rank 0 alone talks to MLflow
         callbacks.append(_tracker(recipe, recipe_path))
@@ -48,10 +49,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         return 0
     m = result.metrics
     print(f"run directory: {result.run_dir}")
-    print(
-        f"test_mse {m['test_mse']:.4f}  test_mae {m['test_mae']:.4f}  (best epoch {m['best_epoch']} of {m['epochs']}, "
-        f"{m['seconds_per_epoch']:.2f} s/epoch)"
-    )
+    print(f"test_mse {m['test_mse']:.4f}  test_mae {m['test_mae']:.4f}  (best epoch {m['best_epoch']} of {m['epochs']}, {m['seconds_per_epoch']:.2f} s/epoch)")
     phases = ", ".join(f"{k} {v:.1f} s" for k, v in m.get("phase_seconds", {}).items())
     print(f"wall {time.perf_counter() - STARTED:.1f} s since start ({phases})")
     return 0
@@ -68,21 +66,18 @@ def _recipe_and_overrides(args: argparse.Namespace) -> tuple[str | None, list[st
     return recipe, overrides
 
 
-def _load_recipe(recipe_path: str | None, overrides: list[str], resume: Path | None):
-    """The recipe file with its overrides, or (``--resume RUN`` alone) the resolved recipe the run was started with."""
-    from sciformer.config import load_recipe, recipe_from_dict
-
-    if recipe_path is not None:
-        return load_recipe(recipe_path, overrides)
+def _resumed_recipe(run_dir: Path, overrides: list[str]):
+    """``fit --resume RUN`` without a recipe: the resolved recipe the run was started with, plus the overrides."""
+    from sciformer.config import recipe_from_dict
     from sciformer.engine.rundir import RECIPE_FILE
 
-    stored = _existing_dir(resume, "run directory", ConfigError, "cannot resume: ") / RECIPE_FILE
+    stored = _existing_dir(run_dir, "run directory", ConfigError, "cannot resume: ") / RECIPE_FILE
     if not stored.is_file():
-        raise ConfigError(f"cannot resume '{resume}': it has no {RECIPE_FILE}; give the recipe it was started with: sciformer fit RECIPE --resume {resume}")
+        raise ConfigError(f"cannot resume '{run_dir}': it has no {RECIPE_FILE}; give the recipe it was started with: sciformer fit RECIPE --resume {run_dir}")
     try:
         raw = json.loads(stored.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot resume: '{stored}' is damaged ({type(exc).__name__}); give the recipe: sciformer fit RECIPE --resume {resume}") from None
+        raise ConfigError(f"cannot resume: '{stored}' is damaged ({type(exc).__name__}); give the recipe: sciformer fit RECIPE --resume {run_dir}") from None
     return recipe_from_dict(raw, overrides)
 
 
@@ -281,11 +276,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("recipe", nargs="?", help="recipe YAML file (optional with --resume: the run's own recipe)")
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.epochs=3 data.horizon=192")
     p.add_argument("--out", type=Path, default=None, help="run directory (default: runs/<recipe>-<timestamp>/)")
-    p.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR",
-                   help="continue an interrupted run from its last checkpoint, with the recipe it was started with "
-                        "(overrides may change only how it runs: tracking, device, progress...; same MLflow run)")
-    p.add_argument("--nproc", type=int, default=None, metavar="N",
-                   help="train on N processes (one per GPU) with DDP: shorthand for torchrun --standalone --nproc_per_node N -m sciformer fit ...")
+    p.add_argument(
+        "--resume",
+        type=Path,
+        default=None,
+        metavar="RUN_DIR",
+        help="continue an interrupted run from its last checkpoint, with the recipe it was started with "
+        "(overrides may change only how it runs: tracking, device, progress...; same MLflow run)",
+    )
+    p.add_argument(
+        "--nproc",
+        type=int,
+        default=None,
+        metavar="N",
+        help="train on N processes (one per GPU) with DDP: shorthand for torchrun --standalone --nproc_per_node N -m sciformer fit ...",
+    )
     p.set_defaults(func=cmd_fit)
 
     p = sub.add_parser("evaluate", help="re-test a run's checkpoint", description="Re-run the test split from a run directory's checkpoint.")
@@ -294,8 +299,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: the recipe's)")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("predict", help="forecast the real future from a run's checkpoint",
-                       description="Forecast the next horizon steps after the last timestamp of --data (default: the end of the training data).")
+    p = sub.add_parser(
+        "predict",
+        help="forecast the real future from a run's checkpoint",
+        description="Forecast the next horizon steps after the last timestamp of --data (default: the end of the training data).",
+    )
     p.add_argument("run_dir", type=Path, help="a run directory (or a checkpoint directory / Forecaster.save folder)")
     p.add_argument("--data", type=Path, default=None, help="CSV with at least lookback rows of the training columns")
     p.add_argument("--out", type=Path, default=None, help="write the forecast CSV to this new file (default: print it)")
@@ -303,9 +311,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("rollout", help="roll a PDE model out autoregressively and score every step",
-                       description="Roll a trained operator out on trajectories (default: the run's own data and test split); "
-                                   "write per-step metrics, plots, a GIF and NetCDF predictions.")
+    p = sub.add_parser(
+        "rollout",
+        help="roll a PDE model out autoregressively and score every step",
+        description="Roll a trained operator out on trajectories (default: the run's own data and test split); "
+        "write per-step metrics, plots, a GIF and NetCDF predictions.",
+    )
     p.add_argument("run_dir", type=Path)
     p.add_argument("--data", type=Path, default=None, help="another data file of the same PDE (default: the run's own data)")
     p.add_argument("--steps", type=int, default=None, help="prediction steps after the initial history (default: every frame)")
@@ -330,8 +341,11 @@ def build_parser() -> argparse.ArgumentParser:
     dsub.add_parser("ls", help="list named datasets and where their files are")
     d = dsub.add_parser("download", help="download named datasets into $SCIFORMER_DATA_DIR or ./data")
     d.add_argument("names", nargs="+")
-    d = dsub.add_parser("generate", help="simulate a PDE data set in PDEBench's HDF5 layout",
-                        description="Simulate N samples of a PDE on an R-point grid and write PDEBench's single-file HDF5 layout.")
+    d = dsub.add_parser(
+        "generate",
+        help="simulate a PDE data set in PDEBench's HDF5 layout",
+        description="Simulate N samples of a PDE on an R-point grid and write PDEBench's single-file HDF5 layout.",
+    )
     d.add_argument("generator", metavar="NAME", help="advection1d | burgers1d | darcy2d | ns2d | diffreact2d")
     d.add_argument("--n", type=int, required=True, help="number of samples")
     d.add_argument("--res", type=int, required=True, help="grid points per axis")

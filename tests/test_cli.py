@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from conftest import write_csv
+
 from sciformer.cli import main
 
 REPO = Path(__file__).resolve().parents[1]

@@ -26,6 +26,7 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+from mlflow.pyfunc import PythonModel
 from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
 from sciformer.api.forecaster import Forecaster
@@ -58,7 +59,7 @@ class InputError(MlflowException):
         pass
 
 
-class ForecasterModel(mlflow.pyfunc.PythonModel):
+class ForecasterModel(PythonModel):
     """``predict(history_df, params)`` → the forecast after the history's last timestamp (an empty frame: after
     the training data's end)."""
 
@@ -95,10 +96,17 @@ def input_example(forecaster: Forecaster) -> pd.DataFrame:
 
 
 def signature(forecaster: Forecaster, example: pd.DataFrame) -> ModelSignature:
-    """Input columns of ``example`` (time column as datetime, values as double) and the ``level``/``horizon`` params."""
-    inputs = Schema([ColSpec("datetime" if pd.api.types.is_datetime64_any_dtype(example[c]) else ("double" if pd.api.types.is_numeric_dtype(example[c]) else "string"), c) for c in example.columns])
+    """Input columns of ``example`` (time column as datetime, values as double, a long frame's ids as string) and the
+    ``level``/``horizon`` params."""
+    inputs = Schema([ColSpec(_column_type(example[c]), c) for c in example.columns])
     params = ParamSchema([ParamSpec("level", "double", [], (-1,)), ParamSpec("horizon", "long", forecaster.horizon)])
     return ModelSignature(inputs=inputs, params=params)
+
+
+def _column_type(column: pd.Series) -> str:
+    if pd.api.types.is_datetime64_any_dtype(column):
+        return "datetime"
+    return "double" if pd.api.types.is_numeric_dtype(column) else "string"
 
 
 def log_checkpoint(checkpoint: str | Path, name: str = "model", **kwargs: Any):

@@ -25,7 +25,6 @@ from sciformer.errors import CheckpointError, RunInterrupted
 from sciformer.registry import get_model
 from sciformer.tracking.store import absolute_uri, one_line, open_experiment, quiet_store_logs, reported, tracking_uri
 
-
 DIGEST_CHARS = 36  # MLflow stores a dataset digest in 36 characters
 
 
@@ -97,7 +96,8 @@ class MLflowTracker(Callback):
         try:
             run = mlflow.start_run(run_id=previous["run_id"])
         except mlflow.exceptions.MlflowException as exc:  # deleted, or another store: log into a new run
-            warnings.warn(f"cannot reopen MLflow run {previous['run_id']} ({one_line(exc)}); logging the resumed run as a new one", RuntimeWarning, stacklevel=3)
+            message = f"cannot reopen MLflow run {previous['run_id']} ({one_line(exc)}); logging the resumed run as a new one"
+            warnings.warn(message, RuntimeWarning, stacklevel=3)
             return False
         self.uri, self.run_id = previous["tracking_uri"], run.info.run_id
         resumes = int(run.data.tags.get("sciformer.resumes", "0")) + 1
@@ -177,7 +177,7 @@ def training_dataset(config: dict[str, Any]):
     else:
         schema = Schema([ColSpec("double", c) for c in data["columns"]])
     fingerprint = str(data.get("fingerprint") or "")[:DIGEST_CHARS] or None
-    return MetaDataset(_data_source(str(data["name"])), name=Path(str(data["name"])).stem, digest=fingerprint, schema=schema)
+    return MetaDataset(_data_source(str(data["name"])), name=Path(str(data["name"])).stem, digest=fingerprint, schema=schema)  # type: ignore[abstract]
 
 
 def _data_source(name: str):
@@ -201,7 +201,7 @@ class RolloutTracker:
 
         self.mlflow = mlflow
         recipe = read_run_config(find_checkpoint(run_dir))["recipe"]
-        self.cfg = TrackingConfig(**{k: v for k, v in recipe.get("tracking", {}).items()})
+        self.cfg = TrackingConfig(**recipe.get("tracking", {}))
         self.uri = absolute_uri(tracking_uri(self.cfg))
         self.name = f"{Path(run_dir).name}-rollout"
         self.enabled = self.cfg.enabled

@@ -54,19 +54,19 @@ def store_lock(uri: str) -> Iterator[None]:
     """Serialise opening a SQLite store across processes (a lock file beside the .db): two first fits on one new
     store would otherwise both run MLflow's schema migration, and one would lose its tracking."""
     path = sqlite_path(uri)
-    try:
-        lock = open(path.with_name(path.name + ".lock"), "a") if path is not None else None
-    except OSError:  # a read-only or missing folder: the store fails (or is only read) on its own, with its own message
-        lock = None
-    if lock is None:  # a server serialises itself
+    if path is None:  # a server serialises itself
         yield
         return
-    with lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    try:
+        fd = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError:  # a read-only or missing folder: the store fails (or is only read) on its own, with its own message
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 @contextmanager

@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 
 from sciformer.cli import main
-from tracking_fixtures import migrated_store  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.integration
+pytest_plugins = ["tracking_fixtures"]  # migrated_store, store_uri
 mlflow = pytest.importorskip("mlflow")
 
 REPO = Path(__file__).resolve().parents[2]

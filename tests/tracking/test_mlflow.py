@@ -8,9 +8,8 @@ import signal
 from pathlib import Path
 
 import pytest
-
 from conftest import write_csv
-from tracking_fixtures import migrated_store, store_uri  # noqa: F401 (fixtures)
+
 from sciformer.cli import _tracker, main
 from sciformer.config import TrackingConfig, load_recipe, recipe_from_dict
 from sciformer.engine.callbacks import Callback
@@ -18,6 +17,7 @@ from sciformer.engine.runner import fit_recipe
 from sciformer.errors import RunInterrupted
 from sciformer.tracking.mlflow import MLflowTracker, default_run_name, flatten
 
+pytest_plugins = ["tracking_fixtures"]  # migrated_store, store_uri
 mlflow = pytest.importorskip("mlflow")
 
 
@@ -100,7 +100,7 @@ def test_the_training_data_is_the_runs_dataset_input(cli_run):
 
 @pytest.mark.integration  # a whole tracked `sciformer fit` (tens of seconds on a busy machine)
 def test_the_checkpoint_is_a_logged_model_of_the_run(cli_run):
-    root, uri, run = cli_run
+    _, uri, run = cli_run
     mlflow.set_tracking_uri(uri)
     try:
         (model,) = mlflow.search_logged_models(experiment_ids=[run.info.experiment_id], output_format="list")

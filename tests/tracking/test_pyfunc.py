@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from sciformer import Forecaster
-from tracking_fixtures import migrated_store  # noqa: F401 (fixture)
 
+pytest_plugins = ["tracking_fixtures"]  # migrated_store, store_uri
 mlflow = pytest.importorskip("mlflow")
 TINY = {"d_model": 8, "d_ff": 8, "n_heads": 2, "e_layers": 1, "epochs": 1, "batch_size": 64, "progress": False}
 

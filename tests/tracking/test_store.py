@@ -12,15 +12,15 @@ import warnings
 from pathlib import Path
 
 import pytest
-
 from conftest import write_csv
-from tracking_fixtures import migrated_store, store_uri  # noqa: F401 (fixtures)
+
 from sciformer.config import recipe_from_dict
 from sciformer.engine.callbacks import Callback
 from sciformer.engine.runner import fit_recipe
 from sciformer.tracking.mlflow import MLflowTracker
 from sciformer.tracking.store import absolute_uri, one_line, store_lock
 
+pytest_plugins = ["tracking_fixtures"]  # migrated_store, store_uri
 mlflow = pytest.importorskip("mlflow")
 REPO = Path(__file__).resolve().parents[2]
 
@@ -155,7 +155,8 @@ def test_cli_fit_on_a_read_only_store_prints_one_warning_line(tmp_path, store_ur
     try:
         _immutable(tmp_path, True)
         env = {**os.environ, "PYTHONPATH": str(REPO)}
-        done = subprocess.run([sys.executable, "-m", "sciformer", "fit", str(recipe), "--out", str(recipe.parent / "run")], capture_output=True, text=True, env=env)
+        command = [sys.executable, "-m", "sciformer", "fit", str(recipe), "--out", str(recipe.parent / "run")]
+        done = subprocess.run(command, capture_output=True, text=True, env=env)
     finally:
         _immutable(tmp_path, False)
         _immutable(store, False)
