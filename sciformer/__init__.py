@@ -12,8 +12,9 @@ __version__ = "0.1.0"
 __all__ = ["Forecaster", "Surrogate", "__version__"]
 
 # CPU threads: OpenMP's workers spin while they wait for work, which on a busy machine (more runnable threads
-# than cores) makes every small op wait for a descheduled spinner; passive waiting is never slower than one
-# thread (docs/benchmarks.md). Set before torch is imported, and only as a default: the user's environment wins.
+# than cores) makes every small op wait for a descheduled spinner; with passive waiting torch's threads are never
+# slower than one thread (benchmarks/cpu_threads.py). Set before torch is imported, and only as a default: the
+# user's environment wins.
 if "torch" not in sys.modules:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
