@@ -206,3 +206,33 @@ def test_a_streamed_run_resumed_mid_epoch_ends_as_an_uninterrupted_one(tmp_path,
     resumed = run(tmp_path / "state", resume=True)
     strip = lambda history: [{k: v for k, v in row.items() if "seconds" not in k} for row in history]
     assert strip(resumed) == strip(reference)
+
+
+def test_a_file_rewritten_during_a_run_stops_it_before_anything_more_is_saved(tmp_path):
+    from sciformer.engine.callbacks import Callback, CallbackList
+    from sciformer.engine.checkpoint import LATEST
+    from sciformer.engine.trainer import Trainer
+    from sciformer.registry import build_model
+
+    path = tmp_path / "a.h5"
+    write_file(path, n=12, t=4, space=(8,))
+    data = load(path, False)
+    recipe = recipe_from_dict({"model": {"name": "fno", "modes": 2, "width": 4, "n_layers": 1}, "data": {"name": str(path)},
+                               "train": {"epochs": 3, "batch_size": 8, "progress": False, "patience": 0}})
+    saved: list[int] = []
+
+    class Rewrite(Callback):
+        def on_epoch_end(self, epoch, logs):
+            if epoch == 1:  # another program rewrites the file between epochs
+                data.splits["train"].view.source.close()
+                write_file(path, n=12, t=4, space=(8,), seed=1)
+                stamp = os.stat(path).st_mtime_ns + 10**9
+                os.utime(path, ns=(stamp, stamp))
+
+    model = build_model("fno", recipe.model.args, **data.sizes())
+    trainer = Trainer(model, recipe.train, torch.device("cpu"), callbacks=CallbackList([Rewrite()]), state_dir=tmp_path / "state",
+                      on_best=lambda weights: saved.append(len(saved)))
+    with pytest.raises(DataError, match=r"a\.h5: the data file changed while it was in use"):
+        trainer.fit(data)
+    assert (tmp_path / "state" / LATEST).read_text() == "epoch0001-step000000"  # the state of epoch 1, nothing after
+    assert saved == [0]
