@@ -12,8 +12,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from conftest import write_csv
+
 from sciformer.config import recipe_from_dict
 from sciformer.engine.runner import fit_recipe
 from sciformer.tracking.mlflow import MLflowTracker
@@ -42,7 +42,8 @@ class Server:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
         self.uri = f"http://127.0.0.1:{self.port}"
-        command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", store_uri, "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"]
+        command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", store_uri, "--host", "127.0.0.1", "--port", str(self.port)]
+        command += ["--workers", "1"]
         with open(root / "server.log", "w") as log:
             self.proc = subprocess.Popen(command, cwd=root, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 180
