@@ -274,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("fit", help="train, validate and test a recipe", description="Train, validate and test a recipe; write a run directory.")
     p.add_argument("recipe", nargs="?", help="recipe YAML file (optional with --resume: the run's own recipe)")
-    p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.epochs=3 data.horizon=192")
+    p.add_argument("overrides", nargs="*", default=[], help="dotted overrides, e.g. train.epochs=3 data.horizon=192")
     p.add_argument("--out", type=Path, default=None, help="run directory (default: runs/<recipe>-<timestamp>/)")
     p.add_argument(
         "--resume",
@@ -295,7 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="re-test a run's checkpoint", description="Re-run the test split from a run directory's checkpoint.")
     p.add_argument("run_dir", type=Path)
-    p.add_argument("overrides", nargs="*", help="data.* overrides, e.g. data.test_resolution=32")
+    p.add_argument("overrides", nargs="*", default=[], help="data.* overrides, e.g. data.test_resolution=32")
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: the recipe's)")
     p.set_defaults(func=cmd_evaluate)
 
@@ -329,7 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("validate", help="check a recipe without running it", description="Check a recipe (and overrides) without running it.")
     p.add_argument("recipe")
-    p.add_argument("overrides", nargs="*")
+    p.add_argument("overrides", nargs="*", default=[])
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("ls", help="list models, datasets or recipes", description="List registered models, datasets or the bundled recipes.")

@@ -147,3 +147,9 @@ def test_import_chooses_passive_openmp_waiting_unless_the_user_did(tmp_path):
 
     assert policy() == "PASSIVE"
     assert policy(OMP_WAIT_POLICY="ACTIVE") == "ACTIVE"
+
+
+def test_a_missing_positional_names_only_what_is_required(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["evaluate"])
+    assert exit_.value.code == 2 and capsys.readouterr().err.strip().endswith("the following arguments are required: run_dir")
