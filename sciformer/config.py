@@ -83,6 +83,9 @@ class DataConfig:
     generate: dict[str, Any] | None = field(default=None, metadata=OPERATOR_ONLY)  # simulate data.name on first use: {generator, n, res, ...}
     # auto: in memory when under 1/4 of the memory this process may use; false: streamed from the file
     in_memory: bool | Literal["auto"] = field(default="auto", metadata=OPERATOR_ONLY)
+    # name: mixture: several files in one channel layout, [{path, weight, channels}] (sciformer.data.sources.mixture)
+    mixture: list[dict[str, Any]] | None = field(default=None, metadata=OPERATOR_ONLY)
+    mixture_channels: list[str] | None = field(default=None, metadata=OPERATOR_ONLY)  # the layout; default: the members' union
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,7 @@ class ModelConfig:
 
     name: str = "itransformer"
     args: dict[str, Any] = field(default_factory=dict)
+    init: str | None = None  # start from a pretrained checkpoint: RUN_DIR, CHECKPOINT_DIR or models:/name/version
 
 
 @dataclass(frozen=True)
@@ -103,6 +107,7 @@ class TrainConfig:
     weight_decay: NonNegativeFloat = 0.0
     lr_schedule: LrSchedule = "halve"  # halve (TSLib 'type1'), type3 (official PatchTST), onecycle (Galerkin)
     patience: NonNegativeInt = 3  # early stopping on validation loss; 0 disables
+    freeze_epochs: NonNegativeInt = 0  # with model.init: train only the re-initialised layers for this many epochs
     grad_clip: PositiveFloat | None = None  # max global grad norm
     precision: Precision = "fp32"  # bf16: autocast
     loss: LossName = "mse"  # rel_l2_h1: operators only
@@ -146,6 +151,8 @@ class Recipe:
         back through :func:`recipe_from_dict` as the same recipe."""
         out = dataclasses.asdict(self)
         out["model"] = {"name": self.model.name, **self.model.args}
+        if self.model.init is not None:
+            out["model"]["init"] = self.model.init
         task = get_model(self.model.name).task
         for section in ("data", "train"):
             for f in dataclasses.fields(getattr(self, section)):
@@ -285,6 +292,7 @@ def _build_model(values: Any) -> ModelConfig:
     name = values.pop("name", ModelConfig.name)
     if not isinstance(name, str):
         raise ConfigError(f"recipe key 'model.name': expected str, got {type(name).__name__} ({name!r})")
+    init = _coerce(values.pop("init", None), str | None, "model.init")
     cls = get_model(name)
     allowed, hints = model_arguments(cls)
     args = {}
@@ -302,7 +310,7 @@ def _build_model(values: Any) -> ModelConfig:
                 f"valid keys: {', '.join(allowed)}"
             )
         args[key] = _coerce(value, hints.get(key, Any), f"model.{key}")
-    return ModelConfig(name=name, args=args)
+    return ModelConfig(name=name, args=args, init=init)
 
 
 def model_arguments(cls: ModelClass) -> tuple[list[str], dict[str, Any]]:
@@ -323,9 +331,19 @@ def _validate(recipe: Recipe, task: str, check_data: bool = True) -> None:
     """Checks across keys; each key's own type and range were checked when it was read."""
     from sciformer.data.catalog import check_dataset_name
 
-    if check_data and recipe.data.generate is None:  # a generated file may not exist yet
-        check_dataset_name(recipe.data.name)
     d, t = recipe.data, recipe.train
+
+    if t.freeze_epochs and recipe.model.init is None:
+        raise ConfigError(f"recipe key 'train.freeze_epochs' ({t.freeze_epochs}) freezes the pretrained layers, but 'model.init' names no pretrained checkpoint")
+    if (d.mixture is None) != (d.name != "mixture") or (d.mixture_channels is not None and d.mixture is None):
+        raise ConfigError(f"recipe keys 'data.mixture' and 'data.mixture_channels' go with 'data.name: mixture' (got name {d.name!r}, "
+                          f"mixture {'set' if d.mixture is not None else 'unset'}); a mixture lists its files under data.mixture")
+    if d.mixture is not None:
+        from sciformer.data.sources.mixture import check_members
+
+        check_members(d.mixture)
+    if check_data and recipe.data.generate is None and d.mixture is None:  # a generated file may not exist yet
+        check_dataset_name(recipe.data.name)
     if d.time_features is not None:
         from sciformer.data.timefeatures import feature_code
 
@@ -382,13 +400,13 @@ def _check_model_builds(recipe: Recipe, task: str) -> None:
 def parse_override(text: str) -> tuple[list[str], Any]:
     """``"train.epochs=3"`` → ``(["train", "epochs"], 3)``; the value is read as YAML (safely, bounded)."""
     if "=" not in text:
-        raise ConfigError(f"override {text!r}: expected KEY=VALUE, e.g. train.epochs=3")
+        raise ConfigError(f"override {_show(text)}: expected KEY=VALUE, e.g. train.epochs=3")
     key, raw = text.split("=", 1)
     if not key or any(not part for part in key.split(".")):
-        raise ConfigError(f"override {text!r}: expected a dotted key such as train.epochs")
+        raise ConfigError(f"override {_show(text)}: expected a dotted key such as train.epochs")
     if key.count(".") >= MAX_DEPTH:
-        raise ConfigError(f"override key {key[:40]!r}...: more than {MAX_DEPTH} levels; recipe keys are a few levels deep")
-    value = read_yaml(raw, f"override {text!r}") if raw != "" else None
+        raise ConfigError(f"override key {_show(key)}: more than {MAX_DEPTH} levels; recipe keys are a few levels deep")
+    value = read_yaml(raw, f"override {_show(text)}") if raw != "" else None
     return key.split("."), value
 
 
@@ -402,7 +420,7 @@ def _apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any
             if child is None:
                 child = node[part] = {}
             if not isinstance(child, dict):
-                raise ConfigError(f"override {text!r}: '{part}' is not a section")
+                raise ConfigError(f"override {_show(text)}: '{part}' is not a section")
             node = child
         node[path[-1]] = value
     return raw

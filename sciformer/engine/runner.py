@@ -27,6 +27,7 @@ from sciformer.engine.callbacks import Callback, CallbackList
 from sciformer.engine.checkpoint import find_checkpoint, load_model, read_run_config, save_checkpoint, write_json
 from sciformer.engine.distributed import Distributed
 from sciformer.engine.interrupts import Interrupts
+from sciformer.engine.pretrained import resolve_init
 from sciformer.engine.rundir import (  # noqa: F401 - the run directory's names, importable from here as before
     CHECKPOINT_DIR,
     DATA_FILE,
@@ -158,6 +159,7 @@ def _fit(recipe: Recipe, run_dir: Path, callbacks: list[Callback] | tuple[Callba
     seed_everything(recipe.seed)
     device = dist.device
     task = task_for(recipe)
+    init = resolve_init(recipe.model.init, recipe.model.name) if recipe.model.init else None  # checked before any data is read
     with phases("data"), dist.rank_zero_first():  # rank 0 downloads or generates missing files, the others then read them
         data = task.load_data(recipe, allow_generate=True).to(device)
     _on_main(dist, lambda: record_data(run_dir, recipe.data.name, task.fingerprint(data, recipe), resume))
@@ -169,10 +171,14 @@ def _fit(recipe: Recipe, run_dir: Path, callbacks: list[Callback] | tuple[Callba
         "world_size": dist.world_size,
         "batches": {split: data.n_batches(split, recipe.train.batch_size) for split in data.splits},
     }
+    if init is not None:
+        info["init"] = init.lineage
     hooks.on_fit_start(recipe.to_dict(), info)
     metrics: dict[str, Any] = {}
     try:
         config = task.checkpoint_config(recipe, data)
+        if init is not None:
+            config["init"] = init.lineage  # what this model was fine-tuned from
         interim = task.interim_extras(data)
 
         def save_best(weights: dict[str, torch.Tensor]) -> None:  # an interrupted run keeps a loadable model
@@ -181,7 +187,7 @@ def _fit(recipe: Recipe, run_dir: Path, callbacks: list[Callback] | tuple[Callba
         if dist.is_main:
             plots.preload()  # the figures at the end then cost only their drawing
         with phases("train"):
-            model, trainer, fit = train(recipe, data, device, hooks, dist, run_dir / RESUME_DIR, resume, save_best, interrupts)
+            model, trainer, fit = train(recipe, data, device, hooks, dist, run_dir / RESUME_DIR, resume, save_best, interrupts, init)
         with phases("test"):
             test = trainer.evaluate(data, "test")
             val = trainer.evaluate(data, "val")

@@ -27,7 +27,7 @@ from __future__ import annotations
 import sys
 import time
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from contextlib import nullcontext
 from dataclasses import asdict
 from pathlib import Path
@@ -93,8 +93,12 @@ class Trainer:
         state_dir: str | Path | None = None,
         on_best: Callable[[dict[str, torch.Tensor]], None] | None = None,
         interrupts: Interrupts | None = None,
+        frozen: Collection[str] = (),
     ) -> None:
         self.model = model.to(device)
+        # train.freeze_epochs: these parameters (a pretrained backbone) get no update in the first epochs
+        self.frozen = [p for name, p in model.named_parameters() if name in set(frozen)]
+        self._freezing = False
         self.cfg = cfg
         self.device = device
         self.seed = seed
@@ -123,8 +127,8 @@ class Trainer:
     def _graphs_possible(self) -> bool:
         # a GPU speed setting, on by default (None) on one GPU; a recipe runs unchanged, and silently eager, on a CPU
         wanted = self.cfg.cuda_graphs
-        if wanted is False or self.device.type != "cuda":
-            return False
+        if wanted is False or self.device.type != "cuda" or self.cfg.freeze_epochs:
+            return False  # (a captured step would keep the frozen set it was captured with)
         if self.cfg.compile and self.cfg.compile_mode == "reduce-overhead":
             return False  # torch.compile captures graphs of its own
         if self.dist.enabled:
@@ -170,6 +174,9 @@ class Trainer:
             loss = loss * weight
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if self._freezing:
+            for p in self.frozen:
+                p.grad = None  # Adam skips a parameter without a gradient: no step, no weight decay, no moments
         if self.cfg.grad_clip:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
         self.optimizer.step()
@@ -252,6 +259,7 @@ class Trainer:
         cfg, ctx = self.cfg, self.dist
         n_batches = data.n_batches("train", cfg.batch_size)
         epoch_rng = generator.get_state()  # this epoch's shuffle, for a checkpoint taken mid-epoch
+        self._freezing = bool(self.frozen) and epoch < cfg.freeze_epochs  # from the epoch number: a resumed run knows
         self.train_model.train()
         # each rank's step loss is weighted so that the ranks sum to world_size × the batch mean: rank 0
         # resumes with the saved sum in those units, which also holds when the world size changed

@@ -5,6 +5,7 @@ A model's task is the one it registered with; the recipe's data must be that tas
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from sciformer.config import Recipe
 from sciformer.engine.callbacks import CallbackList
 from sciformer.engine.distributed import Distributed
 from sciformer.engine.interrupts import Interrupts
+from sciformer.engine.pretrained import Init, apply_init, frozen_parameters
 from sciformer.engine.tasks.base import Task
 from sciformer.engine.tasks.forecast import ForecastTask
 from sciformer.engine.tasks.operator import OperatorTask
@@ -56,14 +58,22 @@ def train(
     resume: bool = False,
     on_best: Callable[[dict[str, torch.Tensor]], None] | None = None,
     interrupts: Interrupts | None = None,
+    init: Init | None = None,
 ) -> tuple[torch.nn.Module, Trainer, FitResult]:
-    """Build the recipe's model for ``data`` and fit it (best validation weights restored)."""
+    """Build the recipe's model for ``data`` and fit it (best validation weights restored); ``init``: pretrained
+    weights to start from (see :mod:`sciformer.engine.pretrained`)."""
     dist = dist or Distributed(device=device)
     task = task_of(recipe.model.name)
     task.check_model(recipe.model.args, data, recipe.data.name)
     model = build_model(recipe.model.name, recipe.model.args, **task.data_sizes(data, recipe))  # identical on every rank
+    frozen: list[str] = []
+    if init is not None:
+        report = apply_init(model, init)
+        if dist.is_main:
+            print(report.line(init), file=sys.stderr)
+        frozen = frozen_parameters(model, report) if recipe.train.freeze_epochs else []
     if dist.rank > 0:
         torch.manual_seed(recipe.seed + dist.rank)  # ranks draw different dropout masks; rank 0 keeps the 1-process stream
     trainer = Trainer(model, recipe.train, device, seed=recipe.seed, callbacks=hooks, dist=dist, state_dir=state_dir, on_best=on_best,
-                      interrupts=interrupts)
+                      interrupts=interrupts, step=task.training_step(data), frozen=frozen)
     return model, trainer, trainer.fit(data, resume=resume)

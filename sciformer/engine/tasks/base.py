@@ -53,6 +53,10 @@ class Task(ABC):
     def checkpoint_config(self, recipe: Recipe, data: Any) -> dict[str, Any]:
         """What ``config.json`` of the run's checkpoint records besides the weights (model, recipe, data)."""
 
+    def training_step(self, data: Any) -> Any:
+        """The trainer's step ``(model, batch) → (prediction, target)`` for ``data``; None: the model's task default."""
+        return None
+
     def interim_extras(self, data: Any) -> dict[str, torch.Tensor] | None:
         """Tensors saved beside the best-so-far weights while training (cheap: no model evaluation)."""
         return None

@@ -14,9 +14,12 @@ from typing import Any
 import torch
 
 from sciformer.config import Recipe
+from sciformer.data.mixture import load_mixture_data
 from sciformer.data.operator import OperatorData, is_operator_dataset, load_operator_data
+from sciformer.data.sources.mixture import MIXTURE
 from sciformer.engine.metrics import PDEMetrics
 from sciformer.engine.plots import field_figure, save_figure
+from sciformer.engine.pretrained import masked_operator_step
 from sciformer.engine.rollout import rollout, rollout_metrics
 from sciformer.engine.tasks.base import Task
 from sciformer.engine.trainer import operator_step
@@ -33,10 +36,15 @@ class OperatorTask(Task):
     plot_file = "fields.png"
 
     def handles(self, data_name: str) -> bool:
-        return is_operator_dataset(data_name)
+        return is_operator_dataset(data_name) or data_name == MIXTURE
 
     def load_data(self, recipe: Recipe, *, allow_generate: bool, checkpoint: dict[str, Any] | None = None) -> OperatorData:
+        if recipe.data.mixture is not None:
+            return load_mixture_data(recipe.data, recipe.train, allow_generate=allow_generate)
         return load_operator_data(recipe.data, recipe.train, allow_generate=allow_generate)
+
+    def training_step(self, data: OperatorData) -> Any:
+        return step_of(data)
 
     def check_model(self, model_args: dict[str, Any], data: OperatorData, data_name: str) -> None:
         """``model.residual`` adds the latest input frame to the prediction: steady data (coefficient → solution) has none."""
@@ -88,7 +96,7 @@ class OperatorTask(Task):
     def plot(self, model: torch.nn.Module, data: OperatorData, recipe: Recipe, path: Path) -> Path:
         """Truth, prediction and error of the first test sample (one-step)."""
         batch = next(iter(data.batches("test", 1)))
-        pred = operator_step(model.eval(), batch)[0].float()
+        pred = step_of(data)(model.eval(), batch)[0].float()
         return save_figure(field_figure(batch.y[0].cpu(), pred[0].cpu()), path)
 
     def evaluate(self, model: torch.nn.Module, checkpoint: dict[str, Any], recipe: Recipe, device: torch.device, run_dir: Path) -> dict[str, Any]:
@@ -103,10 +111,10 @@ class OperatorTask(Task):
 def operator_test_metrics(model: torch.nn.Module, data: OperatorData, batch_size: int) -> dict[str, float]:
     """PDEBench metrics of one-step test predictions, and rollout nRMSE at 10 and 50 steps where the test
     trajectories are long enough."""
-    metrics = PDEMetrics()
+    metrics, step = PDEMetrics(), step_of(data)
     with torch.no_grad():
         for batch in data.batches("test", batch_size):
-            pred = operator_step(model.eval(), batch)[0].float()
+            pred = step(model.eval(), batch)[0].float()
             metrics.update(pred.unsqueeze(1), batch.y.unsqueeze(1))
     out = {f"test_{k}": float(v) for k, v in metrics.compute().items()}
     if not data.steady:
@@ -119,3 +127,9 @@ def operator_test_metrics(model: torch.nn.Module, data: OperatorData, batch_size
                 out[f"rollout_nrmse_step{k}"] = per_step[k - 1]
         out["rollout_steps"] = steps
     return out
+
+
+def step_of(data: OperatorData) -> Any:
+    """The prediction step on ``data``: mixture data (``masked_fields``) ignores the fields a sample lacks."""
+    fields = getattr(data, "masked_fields", 0)
+    return masked_operator_step(fields) if fields else operator_step

@@ -1,0 +1,107 @@
+"""Pretrain on a mixture, fine-tune from it (model.init): lineage, re-initialised layers, frozen backbone, errors."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from sciformer.cli import main
+from sciformer.config import load_recipe
+from sciformer.engine.checkpoint import save_checkpoint
+from sciformer.engine.losses import make_loss
+from sciformer.engine.pretrained import apply_init, resolve_init
+from sciformer.engine.runner import fit_recipe
+from sciformer.engine.tasks import task_for
+from sciformer.engine.tasks.operator import step_of
+from sciformer.engine.trainer import seed_everything
+from sciformer.errors import CheckpointError, ConfigError
+from sciformer.registry import build_model
+
+SMOKE = Path(__file__).resolve().parents[2] / "recipes" / "smoke"
+PRETRAIN, FINETUNE = SMOKE / "pretrain_poseidon.yaml", SMOKE / "finetune_poseidon.yaml"
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory) -> Path:
+    """A folder with data/ (the smoke members, simulated once) and runs/pretrain (the smoke pretraining run)."""
+    base = tmp_path_factory.mktemp("foundation")
+    with contextlib.chdir(base):
+        fit_recipe(load_recipe(PRETRAIN), base / "runs" / "pretrain")
+    return base
+
+
+@pytest.fixture
+def here(pretrained, tmp_path) -> Path:
+    """The test's own directory, seeing the module's simulated data files."""
+    (tmp_path / "data").symlink_to(pretrained / "data")
+    return tmp_path
+
+
+def first_step_loss(recipe, init: bool) -> float:
+    """The loss of the first training batch (the trainer's order) before any update."""
+    task = task_for(recipe)
+    data = task.load_data(recipe, allow_generate=True)
+    seed_everything(recipe.seed)
+    model = build_model(recipe.model.name, recipe.model.args, **task.data_sizes(data, recipe))
+    if init:
+        apply_init(model, resolve_init(recipe.model.init, recipe.model.name))
+    batch = next(iter(data.batches("train", recipe.train.batch_size, shuffle=True, generator=torch.Generator().manual_seed(recipe.seed))))
+    pred, target = step_of(data)(model.train(), batch)
+    return make_loss(recipe.train)(pred.float(), target).item()
+
+
+def test_finetuning_starts_below_scratch_and_records_lineage(pretrained, here, capsys):
+    recipe = load_recipe(FINETUNE, [f"model.init={pretrained / 'runs' / 'pretrain'}", "train.epochs=1"])
+    assert first_step_loss(recipe, init=True) < first_step_loss(recipe, init=False)
+    capsys.readouterr()
+    fit_recipe(recipe, here / "ft")
+    assert "model.init: 111 tensors from" in capsys.readouterr().err
+    lineage = json.loads((here / "ft" / "checkpoint" / "config.json").read_text())["init"]
+    weights = pretrained / "runs" / "pretrain" / "checkpoint" / "weights.safetensors"
+    assert lineage["weights_sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert lineage["checkpoint"] == str(weights.parent.resolve()) and lineage["model"] == "poseidon"
+
+
+def test_other_channels_reinitialise_embedding_and_head_and_freeze_the_backbone(pretrained, here, capsys):
+    member = pretrained / "data" / "smoke_ns2d_fno.h5"  # one channel, not the mixture's six
+    overrides = [f"data.name={member}", "data.mixture=null", "data.mixture_channels=null", "train.epochs=1", "train.freeze_epochs=1",
+                 f"model.init={pretrained / 'runs' / 'pretrain'}"]
+    fit_recipe(load_recipe(FINETUNE, overrides), here / "ft")
+    line = next(x for x in capsys.readouterr().err.splitlines() if x.startswith("model.init:"))
+    assert "re-initialised (shapes differ): patch_embed.weight" in line and "recovery." in line
+    before = load_file(pretrained / "runs" / "pretrain" / "checkpoint" / "weights.safetensors")
+    after = load_file(here / "ft" / "checkpoint" / "weights.safetensors")
+    assert torch.equal(before["encoders.0.blocks.0.attention.qkv.weight"], after["encoders.0.blocks.0.attention.qkv.weight"])  # frozen
+    assert after["patch_embed.weight"].shape != before["patch_embed.weight"].shape
+
+
+def test_init_pointing_at_nothing_or_a_foreign_folder_is_one_line(tmp_path, capsys):
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "a.txt").write_text("x")
+    for target, said in (("nowhere", "no such folder"), ("notes", "holds no sciformer checkpoint")):
+        assert main(["fit", str(FINETUNE), f"model.init={target}", "--out", str(tmp_path / f"run-{target}")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"sciformer: error: model.init '{target}'") and said in err and "\n" not in err
+
+
+def test_init_from_another_model_or_with_nothing_matching_is_refused(tmp_path):
+    galerkin = build_model("galerkin", {}, in_channels=1, out_channels=1, n_dims=2)
+    save_checkpoint(tmp_path / "galerkin", galerkin, {"model": {"name": "galerkin", "args": {}}})
+    with pytest.raises(CheckpointError, match="is a checkpoint of model 'galerkin'; this recipe trains 'poseidon'"):
+        resolve_init(str(tmp_path / "galerkin"), "poseidon")
+    save_checkpoint(tmp_path / "foreign", {"other.weight": torch.zeros(3)}, {"model": {"name": "poseidon", "args": {}}})
+    model = build_model("poseidon", {"embed_dim": 16, "depths": [1, 1], "n_heads": [2, 4], "skip_blocks": [1, 0], "patch_size": 2,
+                                     "window_size": 4}, in_channels=1, out_channels=1, n_dims=2)
+    with pytest.raises(CheckpointError, match="none of its 1 tensors matches"):
+        apply_init(model, resolve_init(str(tmp_path / "foreign"), "poseidon"))
+
+
+def test_freeze_epochs_needs_an_init():
+    with pytest.raises(ConfigError, match="train.freeze_epochs"):
+        load_recipe(PRETRAIN, ["train.freeze_epochs=1"])
