@@ -197,3 +197,18 @@ def test_a_corrupted_chunk_mid_file_names_file_dataset_and_sample(tmp_path):
     with pytest.raises(DataError, match=r"c\.h5: cannot read dataset 'tensor' at sample 5 \(.*\); the file may be truncated or corrupt") as exc:
         src.read(slice(2, 8))
     _one_line(exc)
+
+
+def test_the_well_constant_in_time_fields_are_repeated_over_frames(tmp_path):
+    _the_well(tmp_path / "well.hdf5")
+    mask = np.random.default_rng(2).standard_normal((3, 6, 5)).astype(np.float32)
+    with h5py.File(tmp_path / "well.hdf5", "a") as f:
+        g = f["t0_fields"]
+        g.attrs["field_names"] = ["density", "mask"]
+        g["mask"] = mask
+        g["mask"].attrs.update({"sample_varying": True, "time_varying": False})
+    src = open_source(tmp_path / "well.hdf5")
+    assert src.channels[:2] == ["density", "mask"] and src.dataset_name(1, 0) == "t0_fields/mask"
+    block = src.read([0, 2], slice(0, 3))
+    np.testing.assert_array_equal(block[:, 2, 1], mask[[0, 2]])
+    np.testing.assert_array_equal(block[:, 0, 1], block[:, 2, 1])
