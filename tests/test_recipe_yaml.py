@@ -72,7 +72,7 @@ def test_huge_integers_are_refused_in_one_line(tmp_path):
     refused("seed: " + "9" * 5000 + "\n", tmp_path, match=r"an integer of 5000 digits on line 1; recipes take integers of at most 100 digits")
     refused("seed: " + "9" * 30 + "\n", tmp_path, match=r"'seed': expected an integer of at most 64 bits")
     refused("seed: -1\n", tmp_path, match=r"'seed': expected an integer in \[0, 4294967295\], got -1")
-    with pytest.raises(ConfigError, match=r"override 'seed=9{5000}': an integer of 5000 digits"):
+    with pytest.raises(ConfigError, match=r"override 'seed=9+\.\.\.9+': an integer of 5000 digits"):
         recipe_from_dict({}, ["seed=" + "9" * 5000])
 
 
