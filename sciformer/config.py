@@ -334,7 +334,9 @@ def _validate(recipe: Recipe, task: str, check_data: bool = True) -> None:
     d, t = recipe.data, recipe.train
 
     if t.freeze_epochs and recipe.model.init is None:
-        raise ConfigError(f"recipe key 'train.freeze_epochs' ({t.freeze_epochs}) freezes the pretrained layers, but 'model.init' names no pretrained checkpoint")
+        raise ConfigError(
+            f"recipe key 'train.freeze_epochs' ({t.freeze_epochs}) freezes the pretrained layers, but 'model.init' names no pretrained checkpoint"
+        )
     if (d.mixture is None) != (d.name != "mixture") or (d.mixture_channels is not None and d.mixture is None):
         raise ConfigError(f"recipe keys 'data.mixture' and 'data.mixture_channels' go with 'data.name: mixture' (got name {d.name!r}, "
                           f"mixture {'set' if d.mixture is not None else 'unset'}); a mixture lists its files under data.mixture")
