@@ -7,7 +7,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from sciformer.errors import TrainingDivergedError
+from sciformer.errors import CheckpointError, TrainingDivergedError
 
 
 @dataclass
@@ -53,6 +53,15 @@ def checked_progress(saved: Any) -> dict[str, Any]:
         if kind is int and value < 0:
             raise ValueError(f"progress.{key} is {value}, expected a count >= 0")
     return saved
+
+
+def check_position(progress: Progress, epochs: int, n_batches: int, where: object) -> None:
+    """Refuse a restored position outside the run: an epoch past ``train.epochs`` or a step past the epoch's end."""
+    if progress.epoch > epochs or progress.step > n_batches:
+        raise CheckpointError(
+            f"the training state in '{where}' is at epoch {progress.epoch}, step {progress.step}; this run has {epochs} "
+            f"epochs of {n_batches} steps, so the state is damaged or belongs to another run"
+        )
 
 
 def check_finite(loss: float, what: str, where: str) -> None:

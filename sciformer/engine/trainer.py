@@ -43,7 +43,7 @@ from sciformer.engine.checkpoint import load_training_state, save_training_state
 from sciformer.engine.distributed import Distributed, batch_size_of, local_share, pick_device
 from sciformer.engine.interrupts import Interrupts
 from sciformer.engine.losses import make_loss, relative_l2, sample_loss
-from sciformer.engine.progress import FitResult, Progress, check_finite, checked_progress, progress_bar
+from sciformer.engine.progress import FitResult, Progress, check_finite, check_position, checked_progress, progress_bar
 from sciformer.engine.rng import rng_state, seed_everything, set_rng_state
 from sciformer.engine.schedules import lr_factor
 from sciformer.engine.steps import STEPS, forecast_step, operator_step
@@ -200,6 +200,7 @@ class Trainer:
         progress, best_state = Progress(), None
         if resume:
             best_state = self._restore(progress, generator)
+            check_position(progress, cfg.epochs, data.n_batches("train", cfg.batch_size), self.state_dir)
         self._writer = BackgroundWriter() if self.state_dir is not None and ctx.is_main else None
         self._started = time.perf_counter() - progress.seconds
         try:
