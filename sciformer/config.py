@@ -15,19 +15,16 @@ in a recipe of the other task, unless null (:meth:`Recipe.to_dict` writes them s
 
 from __future__ import annotations
 
-import collections.abc
 import dataclasses
 import inspect
-import math
 import re
-import reprlib
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from sciformer.errors import ConfigError, check_input_file, did_you_mean
+from sciformer.recipe_types import coerce, show
 from sciformer.recipe_yaml import MAX_DEPTH, read_recipe_file, read_yaml
 from sciformer.registry import (
     RESIDUAL,
@@ -161,101 +158,7 @@ class Recipe:
         return out
 
 
-# ----------------------------------------------------------------------------------------------- types
-_SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
-_INT64 = 2**63  # what torch and numpy take; a larger integer would overflow deep inside them
 _RUN_NAME = re.compile(r"\w[\w.+-]{0,99}")  # a folder name under runs/: no separators, no leading dot
-
-
-def _show(value: Any) -> str:
-    """``repr`` cut to a readable length: a message quotes what it got, not a megabyte of it."""
-    return reprlib.repr(value)
-
-
-def _type_name(tp: Any) -> str:
-    if typing.get_origin(tp) is Annotated:
-        return _type_name(typing.get_args(tp)[0])
-    if isinstance(tp, type):
-        return tp.__name__
-    return str(tp).replace("typing.", "")
-
-
-def _coerce(value: Any, tp: Any, key: str) -> Any:
-    """Check ``value`` against the annotation ``tp`` (choices, bounds, finiteness); ints are accepted where floats
-    are expected."""
-    origin = typing.get_origin(tp)
-    if tp is Any or tp is inspect.Parameter.empty:
-        return value
-    if origin is Annotated:
-        base, *extras = typing.get_args(tp)
-        # finiteness of an annotated float is its Bounds' to decide (and to word, with the range)
-        value = _coerce_scalar(value, base, key, finite=False) if base in (int, float) else _coerce(value, base, key)
-        for bounds in (e for e in extras if isinstance(e, Bounds)):
-            if (problem := bounds.violation(value)) is not None:
-                raise ConfigError(f"recipe key '{key}': {problem}, got {_show(value)}")
-        return value
-    if origin is Literal:
-        choices = typing.get_args(tp)
-        if value not in choices:
-            raise ConfigError(
-                f"recipe key '{key}': expected one of {', '.join(map(str, choices))}, got {_show(value)}{did_you_mean(value, choices)}"
-            )
-        return value
-    if origin in (typing.Union, types.UnionType):
-        return _coerce_union(value, tp, key)
-    if origin in (list, tuple, collections.abc.Sequence):
-        (item_tp, *_) = typing.get_args(tp) or (Any,)
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"recipe key '{key}': expected a list, got {type(value).__name__} ({_show(value)})")
-        return [_coerce(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
-    if origin is dict or tp is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"recipe key '{key}': expected a mapping, got {type(value).__name__} ({_show(value)})")
-        _check_finite(value, key)
-        return dict(value)
-    if tp in (int, float, str, bool):
-        return _coerce_scalar(value, tp, key)
-    return value
-
-
-def _coerce_union(value: Any, tp: Any, key: str) -> Any:
-    options = typing.get_args(tp)
-    if value is None and type(None) in options:
-        return None
-    errors = []
-    for option in (o for o in options if o is not type(None)):
-        try:
-            return _coerce(value, option, key)
-        except ConfigError as exc:
-            errors.append(exc)
-    if len(errors) == 1:  # X | None: X's own message says more (a bound, a choice) than the union's
-        raise errors[0]
-    raise ConfigError(f"recipe key '{key}': expected {_type_name(tp)}, got {type(value).__name__} ({_show(value)})")
-
-
-def _coerce_scalar(value: Any, tp: type, key: str, finite: bool = True) -> Any:
-    if tp is float and isinstance(value, str) and _SCIENTIFIC.fullmatch(value.strip()):
-        value = float(value)  # YAML 1.1 reads "1e-4" (no dot) as a string
-    if tp is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value) if abs(value) < _INT64 else value  # a 300-digit "float" is refused below, not rounded
-    if isinstance(value, bool) and tp is not bool:
-        raise ConfigError(f"recipe key '{key}': expected {tp.__name__}, got bool ({_show(value)})")
-    if not isinstance(value, tp):
-        raise ConfigError(f"recipe key '{key}': expected {tp.__name__}, got {type(value).__name__} ({_show(value)})")
-    if isinstance(value, int) and not -_INT64 <= value < _INT64:
-        raise ConfigError(f"recipe key '{key}': expected an integer of at most 64 bits, got one of {len(str(abs(value)))} digits")
-    if isinstance(value, float) and finite and not math.isfinite(value):
-        raise ConfigError(f"recipe key '{key}': expected a finite number, got {_show(value)}")
-    return value
-
-
-def _check_finite(value: Any, key: str) -> None:
-    """No NaN or infinity anywhere in a free-form mapping (``data.generate``): its reader checks the rest."""
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ConfigError(f"recipe key '{key}': expected a finite number, got {_show(value)}")
-    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
-    for k, v in items:
-        _check_finite(v, f"{key}.{k}" if isinstance(value, dict) else f"{key}[{k}]")
 
 
 # ----------------------------------------------------------------------------------------------- sections
@@ -263,7 +166,7 @@ def _build_section(cls: type, values: Any, prefix: str, task: str, model: str) -
     if values is None:
         values = {}
     if not isinstance(values, dict):
-        raise ConfigError(f"recipe key '{prefix}': expected a mapping, got {type(values).__name__} ({_show(values)})")
+        raise ConfigError(f"recipe key '{prefix}': expected a mapping, got {type(values).__name__} ({show(values)})")
     hints = typing.get_type_hints(cls, include_extras=True)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs = {}
@@ -277,7 +180,7 @@ def _build_section(cls: type, values: Any, prefix: str, task: str, model: str) -
             if value is not None:  # null is "not set", as to_dict writes it
                 raise ConfigError(f"recipe key '{prefix}.{key}' applies to {only} models, but '{model}' is {_a(task)} model; remove it")
             continue
-        kwargs[key] = _coerce(value, hints[key], f"{prefix}.{key}")
+        kwargs[key] = coerce(value, hints[key], f"{prefix}.{key}")
     return cls(**kwargs)
 
 
@@ -287,12 +190,12 @@ def _a(task: str) -> str:
 
 def _build_model(values: Any) -> ModelConfig:
     if not isinstance(values, dict):
-        raise ConfigError(f"recipe key 'model': expected a mapping with a 'name', got {_show(values)}")
+        raise ConfigError(f"recipe key 'model': expected a mapping with a 'name', got {show(values)}")
     values = dict(values)
     name = values.pop("name", ModelConfig.name)
     if not isinstance(name, str):
         raise ConfigError(f"recipe key 'model.name': expected str, got {type(name).__name__} ({name!r})")
-    init = _coerce(values.pop("init", None), str | None, "model.init")
+    init = coerce(values.pop("init", None), str | None, "model.init")
     cls = get_model(name)
     allowed, hints = model_arguments(cls)
     args = {}
@@ -309,7 +212,7 @@ def _build_model(values: Any) -> ModelConfig:
                 f"unknown recipe key 'model.{key}' for model '{name}'{did_you_mean(key, allowed)}; "
                 f"valid keys: {', '.join(allowed)}"
             )
-        args[key] = _coerce(value, hints.get(key, Any), f"model.{key}")
+        args[key] = coerce(value, hints.get(key, Any), f"model.{key}")
     return ModelConfig(name=name, args=args, init=init)
 
 
@@ -338,8 +241,10 @@ def _validate(recipe: Recipe, task: str, check_data: bool = True) -> None:
             f"recipe key 'train.freeze_epochs' ({t.freeze_epochs}) freezes the pretrained layers, but 'model.init' names no pretrained checkpoint"
         )
     if (d.mixture is None) != (d.name != "mixture") or (d.mixture_channels is not None and d.mixture is None):
-        raise ConfigError(f"recipe keys 'data.mixture' and 'data.mixture_channels' go with 'data.name: mixture' (got name {d.name!r}, "
-                          f"mixture {'set' if d.mixture is not None else 'unset'}); a mixture lists its files under data.mixture")
+        raise ConfigError(
+            f"recipe keys 'data.mixture' and 'data.mixture_channels' go with 'data.name: mixture' (got name {d.name!r}, "
+            f"mixture {'set' if d.mixture is not None else 'unset'}); a mixture lists its files under data.mixture"
+        )
     if d.mixture is not None:
         from sciformer.data.sources.mixture import check_members
 
@@ -363,7 +268,7 @@ def _validate(recipe: Recipe, task: str, check_data: bool = True) -> None:
         )
     if recipe.name is not None and not _RUN_NAME.fullmatch(recipe.name):
         raise ConfigError(
-            f"recipe key 'name': expected a plain name (letters, digits, _ - . +; at most 100), got {_show(recipe.name)}; "
+            f"recipe key 'name': expected a plain name (letters, digits, _ - . +; at most 100), got {show(recipe.name)}; "
             "it names the run folder, so it holds no path"
         )
     if t.device not in ("auto", "cpu", "cuda") and re.fullmatch(r"cuda:\d+", t.device) is None:
@@ -402,13 +307,13 @@ def _check_model_builds(recipe: Recipe, task: str) -> None:
 def parse_override(text: str) -> tuple[list[str], Any]:
     """``"train.epochs=3"`` → ``(["train", "epochs"], 3)``; the value is read as YAML (safely, bounded)."""
     if "=" not in text:
-        raise ConfigError(f"override {_show(text)}: expected KEY=VALUE, e.g. train.epochs=3")
+        raise ConfigError(f"override {show(text)}: expected KEY=VALUE, e.g. train.epochs=3")
     key, raw = text.split("=", 1)
     if not key or any(not part for part in key.split(".")):
-        raise ConfigError(f"override {_show(text)}: expected a dotted key such as train.epochs")
+        raise ConfigError(f"override {show(text)}: expected a dotted key such as train.epochs")
     if key.count(".") >= MAX_DEPTH:
-        raise ConfigError(f"override key {_show(key)}: more than {MAX_DEPTH} levels; recipe keys are a few levels deep")
-    value = read_yaml(raw, f"override {_show(text)}") if raw != "" else None
+        raise ConfigError(f"override key {show(key)}: more than {MAX_DEPTH} levels; recipe keys are a few levels deep")
+    value = read_yaml(raw, f"override {show(text)}") if raw != "" else None
     return key.split("."), value
 
 
@@ -422,7 +327,7 @@ def _apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any
             if child is None:
                 child = node[part] = {}
             if not isinstance(child, dict):
-                raise ConfigError(f"override {_show(text)}: '{part}' is not a section")
+                raise ConfigError(f"override {show(text)}: '{part}' is not a section")
             node = child
         node[path[-1]] = value
     return raw
@@ -453,8 +358,8 @@ def recipe_from_dict(raw: dict[str, Any], overrides: list[str] | None = None, ch
     recipe = Recipe(
         **sections,
         model=model,
-        seed=_coerce(raw.get("seed", Recipe.seed), Seed, "seed"),
-        name=_coerce(raw.get("name"), str | None, "name"),
+        seed=coerce(raw.get("seed", Recipe.seed), Seed, "seed"),
+        name=coerce(raw.get("name"), str | None, "name"),
     )
     _validate(recipe, task, check_data)
     return recipe

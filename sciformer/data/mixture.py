@@ -39,10 +39,20 @@ def open_members(entries: list[dict[str, Any]], allow_generate: bool, num_sample
             raise DataError(f"data.mixture[{i}] ({path}) is a steady problem (coefficient → solution); a mixture takes time-dependent members only")
         fields = entry.get("channels") or list(source.channels)
         if len(fields) != len(source.channels):
-            raise ConfigError(f"recipe key 'data.mixture[{i}].channels' names {len(fields)} fields {fields}; '{path}' has {len(source.channels)} ({', '.join(source.channels)})")
+            have = f"{len(source.channels)} ({', '.join(source.channels)})"
+            raise ConfigError(f"recipe key 'data.mixture[{i}].channels' names {len(fields)} fields {fields}; '{path}' has {have}")
         split = {"num_samples_max": num_samples} if num_samples else {}
-        opened.append((source, {**entry, "channels": fields, "train": PDEDataset(source, "train", mode="trajectory", **split)._rows,
-                                "test": PDEDataset(source, "test", mode="trajectory", **split)._rows}))
+        opened.append(
+            (
+                source,
+                {
+                    **entry,
+                    "channels": fields,
+                    "train": PDEDataset(source, "train", mode="trajectory", **split)._rows,
+                    "test": PDEDataset(source, "test", mode="trajectory", **split)._rows,
+                },
+            )
+        )
     grids = {tuple(s.grid_shape) for s, _ in opened}
     if len(grids) > 1:
         shown = ", ".join(f"{e['path']}: {tuple(s.grid_shape)}" for s, e in opened)
@@ -50,8 +60,7 @@ def open_members(entries: list[dict[str, Any]], allow_generate: bool, num_sample
     return opened
 
 
-def mixture_splits(entries: list[dict[str, Any]], layout: list[str] | None, allow_generate: bool,
-                   num_samples: int | None = None) -> dict[str, MixtureSource]:
+def mixture_splits(entries: list[dict[str, Any]], layout: list[str] | None, allow_generate: bool, num_samples: int | None = None) -> dict[str, MixtureSource]:
     """The ``train``/``val``/``test`` sources of a ``data.mixture`` (see the module docstring)."""
     opened = open_members(entries, allow_generate, num_samples)
     fields = list(layout) if layout else list(dict.fromkeys(f for _, e in opened for f in e["channels"]))
@@ -85,15 +94,21 @@ def mixture_digest(sources: dict[str, MixtureSource]) -> str:
     return hashlib.sha256(json.dumps(facts, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def load_mixture_data(cfg: Any, train_cfg: Any, *, allow_generate: bool) -> OperatorData:
-    """:class:`OperatorData` of a recipe's ``data.mixture``; ``masked_fields`` (the number of fields ``F``) tells the
-    training step which channels are presence masks."""
+class MixtureData(OperatorData):
+    """Operator data in a mixture's layout: ``masked_fields`` fields, then as many presence channels."""
+
+    masked_fields: int = 0
+
+
+def load_mixture_data(cfg: Any, train_cfg: Any, *, allow_generate: bool) -> MixtureData:
+    """The :class:`MixtureData` of a recipe's ``data.mixture`` (``in_memory``, ``reduced_resolution`` and
+    ``num_samples`` apply as for one file)."""
     sources = mixture_splits(cfg.mixture, cfg.mixture_channels, allow_generate, cfg.num_samples)
     options = {"reduced_resolution": cfg.reduced_resolution, "reduced_resolution_t": cfg.reduced_resolution_t, "mode": "trajectory"}
     parts = {split: StreamSplit(view, 0, view.n_samples) for split, s in sources.items() for view in [PDEDataset(s, "all", **options)]}
     in_memory = keep_in_memory(cfg.in_memory, sum(p.nbytes for p in parts.values()), f"the mixture of {len(cfg.mixture)} files")
-    splits = {k: SplitTensors(trajectories=p.trajectories) if in_memory else p for k, p in parts.items()}
-    data = OperatorData(splits, train_cfg.mode, cfg.initial_step, train_cfg.unroll_steps, name=f"data '{MIXTURE}'",
-                        augment=train_cfg.augment, fingerprint=mixture_digest(sources))
+    splits: dict[str, SplitTensors | StreamSplit] = {k: SplitTensors(trajectories=p.trajectories) if in_memory else p for k, p in parts.items()}
+    mode, name = train_cfg.mode, f"data '{MIXTURE}'"
+    data = MixtureData(splits, mode, cfg.initial_step, train_cfg.unroll_steps, name=name, augment=train_cfg.augment, fingerprint=mixture_digest(sources))
     data.masked_fields = len(sources["train"].fields)
     return data

@@ -103,5 +103,5 @@ def test_init_from_another_model_or_with_nothing_matching_is_refused(tmp_path):
 
 
 def test_freeze_epochs_needs_an_init():
-    with pytest.raises(ConfigError, match="train.freeze_epochs"):
+    with pytest.raises(ConfigError, match=r"train\.freeze_epochs"):
         load_recipe(PRETRAIN, ["train.freeze_epochs=1"])

@@ -14,8 +14,8 @@ whose fields differ, laid out in one fixed set of channels. A recipe names the f
 * **Layout**: the ``F`` fields of ``mixture_channels``, then one presence channel ``present_<field>`` per field (1
   where the member has the field, 0 where not); an absent field is zeros. The model sees which fields exist; the
   training loss ignores the absent ones (:func:`sciformer.engine.pretrained.masked_operator_step`).
-* **Splits** (:func:`sciformer.data.mixture.mixture_splits`): each member keeps its file's own test split (as a run on that file alone has it) and validates on the
-  last 10 % of its training samples, so no trajectory lies in two splits.
+* **Splits** (:func:`sciformer.data.mixture.mixture_splits`): each member keeps its file's own test split (as a run
+  on that file alone has it) and validates on the last 10 % of its training samples, so no trajectory is in two splits.
 * **Weighted sampling**: in the training split a member takes the share ``weight / Σ weights`` of the samples.
   Members are repeated (never cut) to reach their share, and the samples of all members are interleaved evenly,
   so every chunk a stream reads (:mod:`sciformer.data.sources.streaming`) holds each member in proportion.
@@ -96,8 +96,14 @@ class MixtureSource(TrajectorySource):
 
     def fingerprint(self) -> dict[str, Any]:
         rows = hashlib.sha256(self.rows.tobytes()).hexdigest()
-        return {"kind": self.kind, "path": str(self.path), "shape": list(self.shape), "channels": self.channels, "rows": rows,
-                "members": [m.source.fingerprint() for m in self.members]}
+        return {
+            "kind": self.kind,
+            "path": str(self.path),
+            "shape": list(self.shape),
+            "channels": self.channels,
+            "rows": rows,
+            "members": [m.source.fingerprint() for m in self.members],
+        }
 
     def check_unchanged(self, fingerprint: dict[str, Any]) -> None:
         for member, stamp in zip(self.members, fingerprint["members"]):
