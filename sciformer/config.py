@@ -10,7 +10,8 @@ section is checked against the registered model's constructor signature (torchtu
 come from the data (``n_vars``, ``n_marks``, ``lookback``, ``horizon``...), and the model is then built on the
 ``meta`` device (no memory) so that its own argument checks (``d_model`` divisible by ``n_heads``...) fail here too.
 Keys that only one task reads (``data.lookback`` for forecasting, ``data.initial_step`` for operators) are refused
-in a recipe of the other task, unless null (:meth:`Recipe.to_dict` writes them so). YAML is read by a bounded safe loader (:mod:`sciformer.recipe_yaml`).
+in a recipe of the other task, unless null (:meth:`Recipe.to_dict` writes them so). YAML is read by a bounded safe
+loader (:mod:`sciformer.recipe_yaml`); a value is checked against its annotation by :mod:`sciformer.recipe_types`.
 """
 
 from __future__ import annotations

@@ -219,12 +219,12 @@ def test_non_finite_values_inside_a_mapping_are_refused():
 
 
 def test_non_finite_plain_floats_are_refused():
-    from sciformer.config import _coerce
+    from sciformer.recipe_types import coerce
     from sciformer.registry import Bounds
 
     with pytest.raises(ConfigError, match=r"'x': expected a finite number, got nan"):
-        _coerce(float("nan"), float, "x")
-    assert math.isinf(_coerce(float("inf"), Annotated[float, Bounds(finite=False)], "x"))  # a key may allow it
+        coerce(float("nan"), float, "x")
+    assert math.isinf(coerce(float("inf"), Annotated[float, Bounds(finite=False)], "x"))  # a key may allow it
 
 
 @pytest.mark.parametrize(("args", "message"), [
