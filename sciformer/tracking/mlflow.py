@@ -66,12 +66,13 @@ class MLflowTracker(Callback):
         self.log_model = log_model
         self.uri = absolute_uri(tracking_uri(cfg))
         self.run_id: str | None = None
+        self.run_dir: Path | None = None  # the run directory of a `sciformer fit`, from on_fit_start
         self._caller_uri: str | None = None  # the process's tracking URI while a run of ours has replaced it
 
     @reported("starting the run")
     def on_fit_start(self, recipe: dict[str, Any], info: dict[str, Any]) -> None:
         mlflow = self.mlflow
-        run_dir = Path(info["run_dir"]) if info.get("run_dir") else None
+        run_dir = self.run_dir = Path(info["run_dir"]) if info.get("run_dir") else None
         previous = _read_run_file(run_dir) if run_dir is not None and info.get("resumed") else None
         self._caller_uri = mlflow.get_tracking_uri()  # given back at the end: a run leaves mlflow's globals as it found them
         if previous and self._reopen(previous, info):
@@ -115,19 +116,25 @@ class MLflowTracker(Callback):
         numbers |= {f"{k}.{sub}": v for k, group in metrics.items() if isinstance(group, dict) for sub, v in group.items() if isinstance(v, (int, float))}
         try:
             mlflow.log_metrics({k: float(v) for k, v in numbers.items()})
-            for path in sorted(Path(run_dir).iterdir()):
-                if path.is_dir():
-                    mlflow.log_artifacts(str(path), artifact_path=path.name)
-                else:
-                    mlflow.log_artifact(str(path))
-            config = _run_config(Path(run_dir))
-            if config is not None:
-                mlflow.log_input(training_dataset(config), context="training")
-                if self.log_model is not None:
-                    self.log_model(find_checkpoint(run_dir))
+            if self.run_dir is not None:  # a run directory's results (an API fit has none: nothing else is uploaded)
+                self._log_run_dir(self.run_dir)
             mlflow.end_run()
         finally:
             self._give_back_uri()
+
+    def _log_run_dir(self, run_dir: Path) -> None:
+        """The run directory's files (not its hidden lock), its training data as a dataset input, its model."""
+        mlflow = self.mlflow
+        for path in sorted(p for p in run_dir.iterdir() if not p.name.startswith(".")):
+            if path.is_dir():
+                mlflow.log_artifacts(str(path), artifact_path=path.name)
+            else:
+                mlflow.log_artifact(str(path))
+        config = _run_config(run_dir)
+        if config is not None:
+            mlflow.log_input(training_dataset(config), context="training")
+            if self.log_model is not None:
+                self.log_model(find_checkpoint(run_dir))
 
     def on_failure(self, error: BaseException) -> None:
         """End the MLflow run as KILLED (interrupted) or FAILED; never raises (the store may be what failed)."""

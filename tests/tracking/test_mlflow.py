@@ -209,3 +209,20 @@ def test_an_operator_run_logs_its_checkpoint_as_a_surrogate_model(tmp_path, stor
     (model,) = client.search_logged_models(experiment_ids=[run.info.experiment_id])
     assert run.info.run_name == "galerkin-burgers" and run.info.status == "FINISHED" and model.source_run_id == run.info.run_id
     assert run.inputs.dataset_inputs[0].dataset.name == "burgers"
+
+
+def test_an_api_fit_uploads_no_files_of_the_working_directory(tmp_path, store_uri):
+    import numpy as np
+    import pandas as pd
+
+    from sciformer import Forecaster
+
+    (tmp_path / "thesis.tex").write_text("the user's own file, not a run's")
+    t = np.arange(300)
+    frame = pd.DataFrame({"date": pd.date_range("2021-01-01", periods=300, freq="h"), "a": np.sin(t / 4), "OT": np.cos(t / 5)})
+    tiny = {"d_model": 8, "d_ff": 8, "n_heads": 2, "e_layers": 1, "epochs": 1, "batch_size": 64, "progress": False}
+    Forecaster("itransformer", horizon=12, lookback=24, tracking={"enabled": True, "uri": store_uri}, **tiny).fit(frame)
+    client = mlflow.tracking.MlflowClient(tracking_uri=store_uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("sciformer").experiment_id])
+    assert run.info.status == "FINISHED" and "val_mse" in run.data.metrics
+    assert {a.path for a in client.list_artifacts(run.info.run_id)} == {"recipe.json"}
