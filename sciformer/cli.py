@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 import warnings
@@ -23,6 +24,7 @@ from sciformer.errors import CheckpointError, ConfigError, RunInterrupted, Scifo
 
 STARTED = time.perf_counter()  # wall time of a command is reported from here (the interpreter's own start is ~50 ms before)
 RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"
+ANSI = re.compile(r"\x1b\[[0-9;]*m")  # terminal colour codes
 
 
 # ------------------------------------------------------------------------------------------------- fit
@@ -68,7 +70,7 @@ def _recipe_and_overrides(args: argparse.Namespace) -> tuple[str | None, list[st
 
 def _resumed_recipe(run_dir: Path, overrides: list[str]):
     """``fit --resume RUN`` without a recipe: the resolved recipe the run was started with, plus the overrides."""
-    from sciformer.config import recipe_from_dict
+    from sciformer.config import stored_recipe
     from sciformer.engine.rundir import RECIPE_FILE
 
     stored = _existing_dir(run_dir, "run directory", ConfigError, "cannot resume: ") / RECIPE_FILE
@@ -78,7 +80,7 @@ def _resumed_recipe(run_dir: Path, overrides: list[str]):
         raw = json.loads(stored.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise ConfigError(f"cannot resume: '{stored}' is damaged ({type(exc).__name__}); give the recipe: sciformer fit RECIPE --resume {run_dir}") from None
-    return recipe_from_dict(raw, overrides)
+    return stored_recipe(raw, overrides)
 
 
 def _tracker(recipe, recipe_path: str | None):
@@ -364,9 +366,10 @@ def build_parser() -> argparse.ArgumentParser:
 # -------------------------------------------------------------------------------------------------- main
 @contextmanager
 def one_line_warnings() -> Iterator[None]:
-    """Warnings as one line ``sciformer: warning: ...`` (not file:line plus the source line) while a command runs."""
+    """Warnings as one line ``sciformer: warning: ...`` (not file:line plus the source line, and without the colour
+    codes some libraries put in) while a command runs."""
     default = warnings.formatwarning
-    warnings.formatwarning = lambda message, category, *rest, **kwargs: f"sciformer: warning: {' '.join(str(message).split())}\n"
+    warnings.formatwarning = lambda message, category, *rest, **kwargs: f"sciformer: warning: {' '.join(ANSI.sub('', str(message)).split())}\n"
     try:
         yield
     finally:

@@ -130,7 +130,9 @@ def test_warnings_are_one_line_while_a_command_runs():
 
     with cli.one_line_warnings():
         inside = warnings.formatwarning("tracking failed (reason\nwith a second line); kept", RuntimeWarning, "x.py", 3)
+        coloured = warnings.formatwarning("\x1b[1;33mAn input example was not provided.\x1b[0m", UserWarning, "x.py", 3)
     assert inside == "sciformer: warning: tracking failed (reason with a second line); kept\n"
+    assert coloured == "sciformer: warning: An input example was not provided.\n"
     assert "x.py:3" in warnings.formatwarning("later", RuntimeWarning, "x.py", 3)  # given back afterwards
 
 

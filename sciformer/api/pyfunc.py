@@ -129,10 +129,14 @@ def log_run_model(checkpoint: str | Path, name: str = "model"):
     """A finished run's checkpoint as the run's pyfunc model (``sciformer fit`` logs it): the forecaster flavour
     above, or for an operator the :class:`~sciformer.api.surrogate.Surrogate` flavour."""
     if read_run_config(checkpoint)["data"].get("kind") == "operator":
-        from sciformer.api.surrogate import Surrogate
-        from sciformer.api.surrogate_pyfunc import log_surrogate
+        import numpy as np
 
-        return log_surrogate(Surrogate.load(checkpoint), name=name)
+        from sciformer.api.surrogate import Surrogate
+        from sciformer.api.surrogate_pyfunc import input_shape, log_surrogate
+
+        surrogate = Surrogate.load(checkpoint)
+        example = np.zeros((1, *input_shape(surrogate)[1:]), dtype=np.float32)  # the shape a request has
+        return log_surrogate(surrogate, name=name, input_example=example)
     return log_checkpoint(checkpoint, name)
 
 
