@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from sciformer.config import DATA_FILLED, Recipe, TrainConfig, load_recipe, recipe_from_dict
+from sciformer.config import DATA_FILLED, Recipe, TrainConfig, load_recipe, recipe_from_dict, stored_recipe
 from sciformer.data.frames import Layout, from_wide, to_wide, with_intervals
 from sciformer.data.series_checks import check_finite, excerpt, future_index, quote_columns, regular_frequency
 from sciformer.data.series_xarray import Bounds
@@ -330,7 +330,7 @@ class Forecaster:
             directory = directory / "checkpoint"
         config = read_config(directory)
         forecaster = cls.__new__(cls)
-        forecaster._init(recipe_from_dict(config["recipe"], check_data=False))
+        forecaster._init(stored_recipe(config["recipe"]))
         forecaster.device = torch.device(device)
         forecaster.model, _ = load_model(directory, device)
         extras = read_extras(directory)

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from sciformer.config import DATA_FILLED, DataConfig, Recipe, TrainConfig, load_recipe, recipe_from_dict
+from sciformer.config import DATA_FILLED, DataConfig, Recipe, TrainConfig, load_recipe, recipe_from_dict, stored_recipe
 from sciformer.engine.callbacks import CallbackList
 from sciformer.engine.checkpoint import find_checkpoint, load_model, read_config, save_checkpoint
 from sciformer.engine.rollout import check_steps, data_coordinates, rollout
@@ -254,7 +254,7 @@ class Surrogate:
         config = read_config(ckpt)
         if (config.get("data") or {}).get("kind") != "operator":
             raise DataError(f"'{path}' does not hold an operator model's checkpoint (use Forecaster.load for forecasters)")
-        recipe = recipe_from_dict(config["recipe"], check_data=False)
+        recipe = stored_recipe(config["recipe"])
         if device is not None:
             recipe = dataclasses.replace(recipe, train=dataclasses.replace(recipe.train, device=device))
         surrogate = cls.__new__(cls)

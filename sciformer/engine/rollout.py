@@ -91,7 +91,7 @@ def rollout_run(run_dir: str | os.PathLike, data: str | os.PathLike | None = Non
     0), ``rollout.gif`` and ``predictions.nc`` (predictions and truth with grid and time coordinates);
     ``figures=False`` leaves out the images and the GIF (they take most of a small rollout's time).
     """
-    from sciformer.config import recipe_from_dict
+    from sciformer.config import stored_recipe
     from sciformer.engine.checkpoint import find_checkpoint, load_model, read_run_config
 
     if steps is not None:
@@ -103,7 +103,7 @@ def rollout_run(run_dir: str | os.PathLike, data: str | os.PathLike | None = Non
     config = read_run_config(ckpt)
     if config["data"].get("kind") != "operator":
         raise DataError(f"run '{run_dir}' is not an operator model (it was trained on a time series); rollout needs an operator checkpoint")
-    recipe = recipe_from_dict(config["recipe"], check_data=False)
+    recipe = stored_recipe(config["recipe"])
     name = str(user_path(data)) if data is not None else recipe.data.name
     recipe = dataclasses.replace(recipe, data=dataclasses.replace(recipe.data, name=name, generate=None))
     out_dir = user_path(out) if out is not None else run_dir / "rollout"

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import torch
 
 from sciformer import __version__
-from sciformer.config import Recipe, recipe_from_dict
+from sciformer.config import Recipe, stored_recipe
 from sciformer.engine import distributed, plots
 from sciformer.engine.callbacks import Callback, CallbackList
 from sciformer.engine.checkpoint import find_checkpoint, load_model, read_run_config, save_checkpoint, write_json
@@ -251,7 +251,7 @@ def evaluate_run(run_dir: str | Path, device: str | None = None, overrides: list
     for text in overrides or []:
         if not text.startswith("data."):
             raise ConfigError(f"evaluate override {text!r}: only data.* keys can be changed when re-testing a checkpoint")
-    recipe = recipe_from_dict(config["recipe"], overrides, check_data=False)
+    recipe = stored_recipe(config["recipe"], overrides)
     torch_device = pick_device(device or recipe.train.device)
     model, config = load_model(ckpt, torch_device)
     return task_of(config["model"]["name"]).evaluate(model, config, recipe, torch_device, run_dir)
