@@ -85,12 +85,14 @@ class ProbSparseAttention(nn.Module):
         n_sample = _log_budget(self.factor, S)  # U_part
         n_top = _log_budget(self.factor, L)  # u
 
-        # 1-2. sparsity measure from a sample of keys: [B, H, L, U_part, E] holds O(L ln S) keys, not L·S
+        # 1-2. sparsity measure from a sample of keys: [B, H, L, U_part, E] holds O(L ln S) keys, not L·S. Only the
+        # choice of queries comes out of it, which carries no gradient: nothing here is kept for the backward pass
         sample = self._sample_keys(L, S, n_sample, q.device)  # [L, U_part]
-        k_sample = k[:, :, sample]  # [B, H, L, U_part, E]
-        qk_sample = torch.einsum("bhle,bhlue->bhlu", q, k_sample)  # [B, H, L, U_part]
-        sparsity = qk_sample.amax(dim=-1) - qk_sample.sum(dim=-1) / S  # [B, H, L]
-        top = sparsity.topk(n_top, dim=-1, sorted=False).indices  # [B, H, u]
+        with torch.no_grad():
+            k_sample = k[:, :, sample]  # [B, H, L, U_part, E]
+            qk_sample = torch.einsum("bhle,bhlue->bhlu", q, k_sample)  # [B, H, L, U_part]
+            sparsity = qk_sample.amax(dim=-1) - qk_sample.sum(dim=-1) / S  # [B, H, L]
+            top = sparsity.topk(n_top, dim=-1, sorted=False).indices  # [B, H, u]
 
         # 3. exact attention for the selected queries only
         q_top = q.gather(2, top[..., None].expand(-1, -1, -1, E))  # [B, H, u, E]
