@@ -236,3 +236,14 @@ def test_a_file_rewritten_during_a_run_stops_it_before_anything_more_is_saved(tm
         trainer.fit(data)
     assert (tmp_path / "state" / LATEST).read_text() == "epoch0001-step000000"  # the state of epoch 1, nothing after
     assert saved == [0]
+
+
+def test_workers_persist_across_passes_and_an_abandoned_pass_leaves_no_stale_chunks(tmp_path):
+    write_file(tmp_path / "a.h5", n=30)
+    streamed = load(tmp_path / "a.h5", False, chunk=2, workers=1)
+    first = next(iter(streamed.batches("test", 2)))  # a plot takes one batch and walks away
+    whole = epoch(streamed, split="test", batch_size=2)
+    loader = streamed.splits["test"]._loader
+    assert torch.equal(first.u, whole[0].u) and rows(whole) == rows(epoch(load(tmp_path / "a.h5", True), split="test", batch_size=2))
+    epoch(streamed, split="test", batch_size=2)
+    assert streamed.splits["test"]._loader is loader  # the same worker processes served every pass

@@ -44,6 +44,7 @@ class StreamSplit:
     workers: int = -1  # DataLoader workers; -1: one per spare CPU core, at most 4
 
     def __post_init__(self) -> None:
+        self._loader: tuple[torch.utils.data.DataLoader, PassOrder] | None = None
         if self.chunk <= 0:
             self.chunk = max(1, CHUNK_BYTES // max(self.view.sample_bytes, 1))
         if self.workers < 0:
@@ -60,6 +61,20 @@ class StreamSplit:
         view = self.view
         shape = (self.n_samples, view.n_frames, view.n_channels, *view.spatial_shape)
         return fill(shape, (self.read(a, b) for a, b in self.chunks()), f"{view.source.path} ({self.n_samples} samples)")
+
+    def loader(self, reader: ChunkReader, pin: bool) -> tuple[torch.utils.data.DataLoader, PassOrder]:
+        """The split's DataLoader and its pass order, created once: its workers (each with its own file handle)
+        stay up from pass to pass, so an epoch does not wait for new processes."""
+        if self._loader is None:
+            order = PassOrder()
+            loader = torch.utils.data.DataLoader(
+                reader, batch_size=None, sampler=order, num_workers=self.workers, pin_memory=pin, prefetch_factor=2, persistent_workers=True
+            )
+            self._loader = (loader, order)
+        return self._loader
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_loader": None}  # worker processes stay with the process that started them
 
     @property
     def n_samples(self) -> int:
@@ -129,10 +144,11 @@ def rank_range(total: int, batch_size: int, rank: int, world_size: int, training
 
 
 class ChunkReader(torch.utils.data.Dataset):
-    """Item ``i``: the trajectories of chunk ``i`` (read in a worker); a SciformerError is returned, not raised."""
+    """Item ``i``: the trajectories of the split's chunk ``i`` (read in a worker); a SciformerError is returned, not
+    raised."""
 
-    def __init__(self, split: StreamSplit, ranges: list[tuple[int, int]]):
-        self.split, self.ranges = split, ranges
+    def __init__(self, split: StreamSplit):
+        self.split, self.ranges = split, split.chunks()
 
     def __len__(self) -> int:
         return len(self.ranges)
@@ -144,16 +160,31 @@ class ChunkReader(torch.utils.data.Dataset):
             return exc
 
 
+class PassOrder(torch.utils.data.Sampler):
+    """The chunks the current pass reads, set before each pass: the workers persist, the order does not."""
+
+    def __init__(self) -> None:
+        self.indices: list[int] = []
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(list(self.indices))
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
 def read_chunks(split: StreamSplit, ranges: list[tuple[int, int]], pin: bool) -> Iterator[torch.Tensor]:
-    """The chunks' trajectories in order, read ahead by ``split.workers`` worker processes."""
-    reader = ChunkReader(split, ranges)
-    workers = min(split.workers, len(ranges))
-    if workers == 0:
-        items: Any = (reader[i] for i in range(len(reader)))
+    """The chunks' trajectories in order, read ahead by the split's persistent worker processes."""
+    reader = ChunkReader(split)
+    index = {r: i for i, r in enumerate(reader.ranges)}
+    indices = [index[r] for r in ranges]
+    items: Any
+    if split.workers == 0 or not indices:
+        items = (reader[i] for i in indices)
     else:
-        items = torch.utils.data.DataLoader(
-            reader, batch_size=None, shuffle=False, num_workers=workers, pin_memory=pin, prefetch_factor=2, persistent_workers=False
-        )
+        loader, order = split.loader(reader, pin)
+        order.indices = indices
+        items = loader
     for item in items:
         if isinstance(item, SciformerError):
             raise item
