@@ -206,7 +206,7 @@ def official_auto_correlation(q, k, v, factor, training):
     """Autoformer's official ``AutoCorrelation.forward`` (thuml/Autoformer ``layers/AutoCorrelation.py``) for
     ``L == S``: training rolls the values once per shared delay, read back to the host with ``int(index[i])``;
     inference gathers each sample's delays from the doubled series."""
-    B, L, H, E = q.shape
+    L = q.shape[1]
     corr = torch.fft.irfft(torch.fft.rfft(q.permute(0, 2, 3, 1), dim=-1) * torch.conj(torch.fft.rfft(k.permute(0, 2, 3, 1), dim=-1)), n=L, dim=-1)
     values = v.permute(0, 2, 3, 1)  # [B, H, D, L]
     top_k = int(factor * math.log(L))
