@@ -114,7 +114,7 @@ class FrequencyAttention(nn.Module):
         spectrum = torch.fft.rfft(x, dim=1)[:, 1 : 1 + n_freq]  # [B, n_freq, D], DC (and Nyquist) dropped
         # Built on x's device: TSLib issue #529 indexed a CPU frequency grid with GPU indices.
         freqs = torch.fft.rfftfreq(t, device=x.device, dtype=x.dtype)[1 : 1 + n_freq]  # [n_freq]
-        index = spectrum.abs().topk(self.top_k, dim=1).indices  # [B, k, D]; selection carries no gradient
+        index = spectrum.detach().abs().topk(self.top_k, dim=1).indices  # [B, k, D]; the choice carries no gradient
         coeff = spectrum.gather(1, index)  # [B, k, D] complex
         f = freqs[index]  # [B, k, D]
         steps = torch.arange(t + self.horizon, device=x.device, dtype=x.dtype)  # [T + H]
