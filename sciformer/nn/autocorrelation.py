@@ -40,7 +40,9 @@ class AutoCorrelation(nn.Module):
       correlation and shared by every sample (the official "speed-up" variant, which also regularises like
       batch statistics); in evaluation each sample picks its own. The weights are the softmax over each
       sample's correlations at its chosen delays.
-    * ``out[t] = Σ_i w_i · V[(t + τ_i) mod L]``, i.e. ``roll(V, −τ_i)`` along time.
+    * ``out[t] = Σ_i w_i · V[(t + τ_i) mod L]``, i.e. ``roll(V, −τ_i)`` along time. The delays stay on the device
+      (a gather, where the official code rolls by ``int(τ_i)`` read back to the host), so a training or evaluation
+      step that contains this layer replays from a CUDA graph.
 
     There is no dropout: the official layer creates a dropout module but never applies it.
     """
