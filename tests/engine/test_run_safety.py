@@ -192,3 +192,28 @@ def test_resume_names_what_is_there_instead_of_a_run_directory(tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(ConfigError, match=r"'.*notes.txt' is a regular file, not a run directory"):
         fit_recipe(recipe_from_dict(_raw(tmp_path)), tmp_path / "notes.txt", resume=True)
+
+
+def test_a_stray_old_folder_beside_a_checkpoint_is_never_deleted(tmp_path):
+    save_checkpoint(tmp_path / "ckpt", _model(), SPEC)
+    (tmp_path / ".ckpt.old").mkdir()
+    (tmp_path / ".ckpt.old" / "draft.txt").write_text("mine")
+    with pytest.raises(StorageError, match=r"'.*\.ckpt\.old' is in the way and was not written by sciformer"):
+        save_checkpoint(tmp_path / "ckpt", _model(), SPEC)
+    assert (tmp_path / ".ckpt.old" / "draft.txt").read_text() == "mine"
+    load_model(tmp_path / "ckpt")
+
+
+def test_forecaster_save_into_a_folder_of_the_users_leaves_it_byte_identical(tmp_path, thesis):
+    import pandas as pd
+
+    from sciformer import Forecaster
+
+    frame = pd.read_csv(write_csv(tmp_path / "s.csv", n_rows=120), index_col="date", parse_dates=True)
+    forecaster = Forecaster("itransformer", horizon=4, lookback=8, d_model=8, d_ff=8, n_heads=2, e_layers=1, epochs=1, progress=False)
+    forecaster.fit(frame)
+    before = _snapshot(thesis.parent)
+    for destination in (thesis, thesis / "thesis.tex", Path(".")):
+        with pytest.raises(StorageError, match="cannot write a checkpoint into"):
+            forecaster.save(destination)
+    assert _snapshot(thesis.parent) == before
