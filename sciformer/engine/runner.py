@@ -40,7 +40,7 @@ from sciformer.engine.rundir import (  # noqa: F401 - the run directory's names,
     claim_resumable_run_dir,
     record_data,
 )
-from sciformer.engine.tasks import TASKS, data_sizes, task_for, task_of, train  # noqa: F401 - data_sizes, train: as before
+from sciformer.engine.tasks import TASKS, Task, data_sizes, task_for, task_of, train  # noqa: F401 - data_sizes, train: as before
 from sciformer.engine.trainer import pick_device, seed_everything
 from sciformer.errors import ConfigError, RunInterrupted, SciformerError, user_path
 
@@ -217,7 +217,7 @@ def _fit(recipe: Recipe, run_dir: Path, callbacks: list[Callback] | tuple[Callba
     return RunResult(run_dir, metrics, dist.rank)
 
 
-def _finish(recipe: Recipe, task: Any, model: torch.nn.Module, data: Any, run_dir: Path, config: dict[str, Any],
+def _finish(recipe: Recipe, task: Task, model: torch.nn.Module, data: Any, run_dir: Path, config: dict[str, Any],
             history: list[dict[str, float]], metrics: dict[str, Any], phases: Phases) -> None:
     """Rank 0's end of a run: test metrics of the task, final checkpoint, results, then the figure.
 
