@@ -1,0 +1,297 @@
+"""Sample efficiency of a pretrained scOT: pretrain once on a PDE mixture, fine-tune on a held-out regime with N
+trajectories, beside scOT and FNO trained from scratch on the same N with the same budget (Poseidon, Herde et al.,
+"Poseidon: Efficient Foundation Models for PDEs", arXiv 2405.19101).
+
+    python benchmarks/pretrain_finetune.py --out results/pretrain_finetune             # a GPU: 64², N up to 512
+    python benchmarks/pretrain_finetune.py --tiny --out /tmp/pretrain_finetune         # CPU, about a minute
+
+Pretraining data: forced vorticity Navier–Stokes at two viscosities and FitzHugh–Nagumo diffusion–reaction, in the
+layout [vorticity, u, v] + presence channels (``data.mixture``); held out: Navier–Stokes with Kolmogorov forcing,
+which no member has. The held-out pool is cut into test, validation and training trajectories once, so every model
+and every N is scored on the same test trajectories. Each training run has the same epochs, batch size, learning
+rate and schedule (the "same budget"); fine-tuning starts from every pretrained weight (the held-out data is laid out
+in the pretraining channels), the scratch models train on the plain vorticity field.
+
+Error: one-step relative L2 of the vorticity, per test window, averaged. EG and AG as Poseidon defines them, with
+FNO from scratch as the baseline and the largest N run as the reference ``N_ref``: a power law ``E(N) = C·N^(-α)``
+is fitted to each model's errors; AG = E_FNO(N_ref) / E_model(N_ref) (how many times smaller the model's error is
+at the same N), EG = N_ref / N_model(E_FNO(N_ref)) (how many times fewer samples the model needs to reach FNO's error
+at N_ref). The same pair is also given against scOT from scratch. A zero-shot row scores the pretrained model on
+the held-out test set with no fine-tuning. Outputs: ``results.json``, ``error_vs_n.png`` and ``table.md`` in
+``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from sciformer.config import TrainConfig, recipe_from_dict  # noqa: E402
+from sciformer.data.generators import generate  # noqa: E402
+from sciformer.data.operator import OperatorData, SplitTensors  # noqa: E402
+from sciformer.data.sources import open_source  # noqa: E402
+from sciformer.data.sources.mixture import Member, MixtureSource  # noqa: E402
+from sciformer.engine.checkpoint import load_model  # noqa: E402
+from sciformer.engine.losses import relative_l2  # noqa: E402
+from sciformer.engine.pretrained import apply_init, masked_operator_step, resolve_init  # noqa: E402
+from sciformer.engine.runner import fit_recipe  # noqa: E402
+from sciformer.engine.steps import operator_step  # noqa: E402
+from sciformer.engine.trainer import Trainer, pick_device, seed_everything  # noqa: E402
+from sciformer.registry import build_model  # noqa: E402
+
+FIELDS = ["vorticity", "u", "v"]
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One scale of the benchmark: grid, trajectories, models and the training budget."""
+
+    res: int
+    ns: tuple[int, ...]
+    pretrain_n: int  # trajectories per pretraining member
+    n_val: int
+    n_test: int
+    t_end: float
+    pretrain_epochs: int
+    epochs: int
+    batch_size: int
+    lr: float
+    scot: dict[str, Any] = field(default_factory=dict)
+    fno: dict[str, Any] = field(default_factory=dict)
+
+
+FULL = Setting(
+    res=64, ns=(8, 32, 128, 512), pretrain_n=1024, n_val=32, n_test=64, t_end=20.0, pretrain_epochs=40, epochs=40, batch_size=32,
+    lr=5e-4, scot={"embed_dim": 48, "depths": [2, 2, 2], "n_heads": [3, 6, 12], "skip_blocks": [2, 2, 0], "patch_size": 4, "window_size": 4},
+    fno={"modes": 16, "width": 48, "n_layers": 4},
+)  # fmt: skip
+TINY = Setting(
+    res=16, ns=(2, 4, 8), pretrain_n=12, n_val=2, n_test=4, t_end=4.0, pretrain_epochs=2, epochs=2, batch_size=16, lr=2e-3,
+    scot={"embed_dim": 16, "depths": [1, 1], "n_heads": [2, 4], "skip_blocks": [1, 0], "patch_size": 2, "window_size": 4},
+    fno={"modes": 4, "width": 8, "n_layers": 2},
+)  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------------------ data
+def simulate(s: Setting, folder: Path, device: str) -> dict[str, Path]:
+    """The pretraining members and the held-out pool (simulated once; a rerun reuses the files)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    pool = max(s.ns) + s.n_val + s.n_test
+    ns_steps = {"t_end": s.t_end}  # a frame per time unit
+    specs = {
+        "ns_nu1e-3": ("ns2d", s.pretrain_n, {"nu": 1e-3, "forcing": "fno", **ns_steps}),
+        "ns_nu1e-4": ("ns2d", s.pretrain_n, {"nu": 1e-4, "forcing": "fno", **ns_steps}),
+        "diffreact": ("diffreact2d", s.pretrain_n, {"t_end": 0.5, "dt_save": 0.5 / s.t_end}),  # as many frames as NS
+        "heldout_kolmogorov": ("ns2d", pool, {"nu": 1e-3, "forcing": "kolmogorov", **ns_steps}),
+    }
+    paths = {}
+    for name, (generator, n, params) in specs.items():
+        path = folder / f"{name}_{s.res}.h5"
+        if not path.exists():
+            generate(generator, path, n=n, res=s.res, device=device, progress=False, **params)
+        paths[name] = path
+    return paths
+
+
+def heldout_splits(path: Path, s: Setting, n: int, layout: bool) -> OperatorData:
+    """Test, validation and the first ``n`` training trajectories of the held-out pool; ``layout``: in the
+    pretraining channels (fields + presence), else the plain vorticity."""
+    source = open_source(path)
+    rows = {"test": range(s.n_test), "val": range(s.n_test, s.n_test + s.n_val), "train": range(s.n_test + s.n_val, s.n_test + s.n_val + n)}
+
+    def read(ids: range) -> torch.Tensor:
+        if not layout:
+            return torch.from_numpy(source.read(list(ids)))
+        mixed = MixtureSource([Member(source, list(ids), 1.0, ["vorticity"])], FIELDS, [(0, i) for i in ids])
+        return torch.from_numpy(mixed.read(slice(None)))
+
+    data = OperatorData({split: SplitTensors(trajectories=read(ids)) for split, ids in rows.items()}, name="held-out")
+    if layout:
+        data.masked_fields = len(FIELDS)  # type: ignore[attr-defined]
+    return data
+
+
+# ---------------------------------------------------------------------------------------------- models
+def step_for(data: OperatorData):
+    fields = getattr(data, "masked_fields", 0)
+    return masked_operator_step(fields) if fields else operator_step
+
+
+@torch.no_grad()
+def vorticity_error(model: torch.nn.Module, data: OperatorData, batch_size: int) -> float:
+    """Mean one-step relative L2 of channel 0 (the vorticity in both layouts) over the test windows."""
+    step, errors = step_for(data), []
+    for batch in data.batches("test", batch_size):
+        pred, target = step(model.eval(), batch)
+        errors.append(relative_l2(pred[:, :1].float(), target[:, :1]))
+    return torch.cat(errors).mean().item()
+
+
+def train(model: torch.nn.Module, data: OperatorData, s: Setting, device: torch.device, seed: int) -> float:
+    cfg = TrainConfig(epochs=s.epochs, batch_size=s.batch_size, lr=s.lr, lr_schedule="cosine", patience=0, progress=False, device=str(device))
+    Trainer(model, cfg, device, seed=seed, step=step_for(data)).fit(data.to(device))
+    return vorticity_error(model, data, s.batch_size)
+
+
+def pretrain(s: Setting, paths: dict[str, Path], out: Path, device: str, seed: int) -> Path:
+    members = [
+        {"path": str(paths["ns_nu1e-3"]), "channels": ["vorticity"]},
+        {"path": str(paths["ns_nu1e-4"]), "channels": ["vorticity"]},
+        {"path": str(paths["diffreact"])},
+    ]
+    recipe = recipe_from_dict({
+        "data": {"name": "mixture", "mixture": members, "mixture_channels": FIELDS},
+        "model": {"name": "poseidon", **s.scot, "residual": True},
+        "train": {"epochs": s.pretrain_epochs, "batch_size": s.batch_size, "lr": s.lr, "lr_schedule": "cosine", "patience": 0,
+                  "progress": False, "device": device},
+        "tracking": {"enabled": False},
+        "seed": seed,
+        "name": "pretrain",
+    })  # fmt: skip
+    run = out / "pretrain"
+    if not (run / "metrics.json").is_file():
+        with contextlib.redirect_stdout(sys.stderr):
+            fit_recipe(recipe, run)
+    return run
+
+
+def scot(s: Setting, data: OperatorData) -> torch.nn.Module:
+    return build_model("poseidon", {**s.scot, "residual": True}, **data.sizes())
+
+
+def fno(s: Setting, data: OperatorData) -> torch.nn.Module:
+    return build_model("fno", {**s.fno, "residual": True}, **data.sizes())
+
+
+# --------------------------------------------------------------------------------------------- results
+def power_law(ns: list[int], errors: list[float]) -> tuple[float, float]:
+    """``(C, α)`` of the least-squares fit ``log E = log C − α log N``."""
+    slope, intercept = np.polyfit(np.log(ns), np.log(errors), 1)
+    return math.exp(intercept), -slope
+
+
+def gains(ns: list[int], model: list[float], baseline: list[float]) -> dict[str, float | None]:
+    """Poseidon's EG and AG of ``model`` against ``baseline`` at the largest N (see the module docstring); EG is None
+    when the model's fitted error does not fall with N (no N reaches the baseline's error)."""
+    c, alpha = power_law(ns, model)
+    c_b, alpha_b = power_law(ns, baseline)
+    n_ref = max(ns)
+    target = c_b * n_ref ** (-alpha_b)  # the baseline's (fitted) error at N_ref
+    own = c * n_ref ** (-alpha)
+    if alpha > 1e-6:  # a fit of equal errors gives a rounding-sized slope, not an improvement
+        eg: float | None = n_ref / (c / target) ** (1 / alpha)  # (c / target)^(1/α): the N at which the fit reaches target
+    else:  # an error that does not fall with N: below the target at every N, or at none
+        eg = math.inf if own <= target else None
+    return {"EG": eg, "AG": target / own, "alpha": alpha}
+
+
+def _gain(value: float | None) -> str:
+    return "–" if value is None else "∞" if math.isinf(value) else f"{value:.2f}"
+
+
+def table(results: dict[str, Any]) -> str:
+    ns = results["ns"]
+    rows = ["| model | " + " | ".join(f"N = {n}" for n in ns) + " | EG vs FNO | AG vs FNO | EG vs scOT | AG vs scOT |", "|---" * (len(ns) + 5) + "|"]
+    for name, errors in results["errors"].items():
+        g_fno, g_scot = results["gains"][name]["fno_scratch"], results["gains"][name]["scot_scratch"]
+        cells = " | ".join(f"{e:.4f}" for e in errors)
+        rows.append(f"| {name} | {cells} | {_gain(g_fno['EG'])} | {_gain(g_fno['AG'])} | {_gain(g_scot['EG'])} | {_gain(g_scot['AG'])} |")
+    rows.append(f"| zero-shot (pretrained, no fine-tuning) | {results['zero_shot']:.4f} (every N) |" + " |" * (len(ns) + 3))
+    return "\n".join(rows)
+
+
+def plot(results: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for name, errors in results["errors"].items():
+        ax.loglog(results["ns"], errors, "o-", label=name)
+    ax.axhline(results["zero_shot"], color="grey", ls="--", label="zero-shot")
+    ax.set_xlabel("training trajectories N (held-out task)")
+    ax.set_ylabel("one-step relative L2 (vorticity)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def run(s: Setting, out: Path, device: str, seed: int) -> dict[str, Any]:
+    out.mkdir(parents=True, exist_ok=True)
+    torch_device = pick_device(device)
+    started = time.perf_counter()
+    paths = simulate(s, out / "data", "cuda" if torch_device.type == "cuda" else "cpu")
+    pretrained = pretrain(s, paths, out, device, seed)
+    init = resolve_init(str(pretrained), "poseidon")
+    heldout = paths["heldout_kolmogorov"]
+    zero_shot_model, _ = load_model(pretrained / "checkpoint", torch_device)
+    zero_shot = vorticity_error(zero_shot_model, heldout_splits(heldout, s, min(s.ns), layout=True).to(torch_device), s.batch_size)
+    errors: dict[str, list[float]] = {"scOT pretrained + fine-tuned": [], "scOT from scratch": [], "FNO from scratch": []}
+    for n in s.ns:
+        layered, plain = heldout_splits(heldout, s, n, layout=True), heldout_splits(heldout, s, n, layout=False)
+        seed_everything(seed)
+        model = scot(s, layered)
+        apply_init(model, init)
+        errors["scOT pretrained + fine-tuned"].append(train(model, layered, s, torch_device, seed))
+        seed_everything(seed)
+        errors["scOT from scratch"].append(train(scot(s, plain), plain, s, torch_device, seed))
+        seed_everything(seed)
+        errors["FNO from scratch"].append(train(fno(s, plain), plain, s, torch_device, seed))
+        print(f"N={n}: " + ", ".join(f"{k} {v[-1]:.4f}" for k, v in errors.items()), file=sys.stderr)
+    ns = list(s.ns)
+    results = {
+        "ns": ns,
+        "errors": errors,
+        "zero_shot": zero_shot,
+        "gains": {
+            name: {"fno_scratch": gains(ns, e, errors["FNO from scratch"]), "scot_scratch": gains(ns, e, errors["scOT from scratch"])}
+            for name, e in errors.items()
+        },
+        "setting": dict(s.__dict__),
+        "device": torch.cuda.get_device_name(torch_device) if torch_device.type == "cuda" else "cpu",
+        "seconds": round(time.perf_counter() - started, 1),
+        "pretrained": {"run": str(pretrained), **init.lineage},
+    }
+    (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
+    (out / "table.md").write_text(table(results) + "\n")
+    plot(results, out / "error_vs_n.png")
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tiny", action="store_true", help="16² grid, a few trajectories, 2 epochs: the CPU check of the whole pipeline")
+    parser.add_argument("--out", type=Path, default=REPO / "results" / "pretrain_finetune")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--ns", type=int, nargs="+", help="training trajectories of the held-out task (default: 8 32 128 512; tiny: 2 4 8)")
+    parser.add_argument("--epochs", type=int, help="epochs of every fine-tuning and scratch run")
+    args = parser.parse_args(argv)
+    s = TINY if args.tiny else FULL
+    if args.ns:
+        s = replace(s, ns=tuple(sorted(args.ns)))
+    if args.epochs:
+        s = replace(s, epochs=args.epochs)
+    results = run(s, args.out, args.device, args.seed)
+    print(table(results))
+    print(f"\n{results['device']}, {results['seconds']} s; results in {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

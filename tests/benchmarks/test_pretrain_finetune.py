@@ -1,0 +1,40 @@
+"""benchmarks/pretrain_finetune.py: Poseidon's EG and AG from power-law fits, and the whole pipeline at --tiny."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "pretrain_finetune.py"
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("pretrain_finetune_benchmark", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_gains_follow_poseidons_definitions():
+    bench = _script()
+    ns = [8, 32, 128, 512]
+    baseline = [n**-0.5 for n in ns]
+    model = [0.25 * n**-0.5 for n in ns]  # 4x smaller error at every N: reaches the baseline's error at N_ref / 16
+    g = bench.gains(ns, model, baseline)
+    assert g["AG"] == pytest.approx(4.0) and g["EG"] == pytest.approx(16.0) and g["alpha"] == pytest.approx(0.5)
+    flat = bench.gains(ns, [0.5] * 4, baseline)  # never improves, never reaches 512^-0.5
+    assert flat["EG"] is None and bench._gain(flat["EG"]) == "–"
+
+
+@pytest.mark.integration  # pretrain, zero-shot, 3 models x 2 N on a CPU: about a minute
+def test_tiny_run_writes_results_table_and_plot(tmp_path, capsys):
+    bench = _script()
+    assert bench.main(["--tiny", "--ns", "2", "4", "--out", str(tmp_path / "out")]) == 0
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert results["ns"] == [2, 4] and set(results["errors"]) == {"scOT pretrained + fine-tuned", "scOT from scratch", "FNO from scratch"}
+    assert all(len(e) == 2 for e in results["errors"].values()) and results["zero_shot"] > 0
+    assert results["pretrained"]["weights_sha256"] and (tmp_path / "out" / "error_vs_n.png").stat().st_size > 5_000
+    assert "| zero-shot (pretrained, no fine-tuning) |" in capsys.readouterr().out
