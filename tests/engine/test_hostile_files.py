@@ -300,6 +300,8 @@ DESTINATIONS: dict[str, Callable[[Path], Path]] = {
     "dev-null": lambda tmp_path: Path("/dev/null"),
     "under-dev-null": lambda tmp_path: Path("/dev/null/run"),
     "under-proc": lambda tmp_path: Path("/proc/sciformer-run"),
+    "a-name-too-long": lambda tmp_path: tmp_path / ("x" * 300),
+    "under-a-fifo": lambda tmp_path: (os.mkfifo(tmp_path / "pipe"), tmp_path / "pipe" / "run")[1],
 }
 
 
