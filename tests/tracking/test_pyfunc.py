@@ -24,22 +24,23 @@ def frame(n: int = 300) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def logged(tmp_path_factory, migrated_store):
-    """A tiny fitted forecaster and its pyfunc model, logged into a SQLite store."""
+    """A tiny fitted forecaster, its ModelInfo and pyfunc model, logged into a SQLite store, and the store's URI."""
     root = tmp_path_factory.mktemp("pyfunc")
     shutil.copy(migrated_store, root / "mlflow.db")
     torch.manual_seed(0)
     fitted = Forecaster("itransformer", horizon=12, lookback=24, **TINY).fit(frame())
-    mlflow.set_tracking_uri(f"sqlite:///{root}/mlflow.db")
+    uri = f"sqlite:///{root}/mlflow.db"
+    mlflow.set_tracking_uri(uri)
     try:
         info = fitted.log_model("forecaster")
         model = mlflow.pyfunc.load_model(info.model_uri)
     finally:
         mlflow.set_tracking_uri(None)
-    return fitted, info, model
+    return fitted, info, model, uri
 
 
 def test_signature_declares_columns_params_and_an_example(logged):
-    _, info, model = logged
+    _, info, model, _ = logged
     signature = model.metadata.signature
     assert signature.inputs.input_names() == ["date", "a", "b", "OT"]
     assert [c["type"] for c in signature.inputs.to_dict()] == ["datetime", "double", "double", "double"]
@@ -49,7 +50,7 @@ def test_signature_declares_columns_params_and_an_example(logged):
 
 
 def test_predict_with_level_params_returns_interval_columns(logged):
-    fitted, _, model = logged
+    fitted, _, model, _ = logged
     history = frame().iloc[-30:]
     served = model.predict(history, params={"level": [80, 95]})
     direct = fitted.predict(history, level=[80, 95])
@@ -65,7 +66,7 @@ def test_predict_with_level_params_returns_interval_columns(logged):
     ids=["too-short", "horizon-too-long"],
 )
 def test_unanswerable_input_is_one_invalid_parameter_line(logged, rows, params, message):
-    _, _, model = logged
+    _, _, model, _ = logged
     with pytest.raises(mlflow.exceptions.MlflowException) as raised:
         model.predict(frame().iloc[-rows:], params=params)
     assert raised.value.error_code == "INVALID_PARAMETER_VALUE" and message in raised.value.message
@@ -76,7 +77,7 @@ def test_the_scoring_server_answers_bad_input_with_a_one_line_400(logged):
     testclient = pytest.importorskip("fastapi.testclient")
     from mlflow.pyfunc import scoring_server
 
-    _, _, model = logged
+    _, _, model, _ = logged
     client = testclient.TestClient(scoring_server.init(model))
 
     def post(rows: int, params: dict | None = None):
@@ -92,3 +93,56 @@ def test_the_scoring_server_answers_bad_input_with_a_one_line_400(logged):
     assert answer.status_code == 200
     predictions = pd.DataFrame(answer.json()["predictions"])
     assert len(predictions) == 12 and {"OT", "OT-lo-90", "OT-hi-90"} <= set(predictions.columns)
+
+
+@pytest.mark.integration
+def test_mlflow_models_serve_answers_over_http(logged, tmp_path):
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.error
+    import urllib.request
+
+    _, info, _, uri = logged
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mlflow.set_tracking_uri(uri)
+    try:
+        model_dir = mlflow.artifacts.download_artifacts(info.model_uri, dst_path=str(tmp_path / "model"))
+    finally:
+        mlflow.set_tracking_uri(None)
+    command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_dir, "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)]
+    with open(tmp_path / "serve.log", "w") as log:
+        server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def post(rows: int) -> tuple[int, str]:
+        split = json.loads(frame().iloc[-rows:].to_json(orient="split", date_format="iso", index=False))
+        body = json.dumps({"dataframe_split": split}).encode()
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", body, {"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=60) as answer:
+                return answer.status, answer.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
+
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=5)
+                break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
+                time.sleep(1)
+        status, body = post(10)
+        assert status == 400 and "\n" not in body.strip()
+        assert json.loads(body)["message"] == "the history has 10 rows, fewer than the lookback of 24; give at least 24 rows"
+        status, body = post(30)
+        assert status == 200 and len(json.loads(body)["predictions"]) == 12
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=60)
