@@ -68,21 +68,23 @@ def recipe_reference() -> str:
     return "\n".join(lines) + "\n"
 
 
-def _key_table(cls: type, prefix: str, sections: bool = True) -> list[str]:
+def _key_table(cls: type, prefix: str, sections: bool = True, skip: tuple[str, ...] = ()) -> list[str]:
     hints, comments = _hints(cls), _field_comments(cls)
     rows = ["| key | type | default | task | meaning |", "|---|---|---|---|---|"]
     for f in dataclasses.fields(cls):
-        if not sections and dataclasses.is_dataclass(hints[f.name]):
+        if f.name in skip or (not sections and dataclasses.is_dataclass(hints[f.name])):
             continue
         rows.append(f"| `{prefix}{f.name}` | {describe(hints[f.name])} | {_default(f)} | {f.metadata.get('task', 'all')} | {_cell(comments.get(f.name, ''))} |")
     return [*rows, ""]
 
 
 def _model_section() -> list[str]:
-    from sciformer.config import model_arguments
+    from sciformer.config import ModelConfig, model_arguments
     from sciformer.registry import get_model, list_models
 
-    lines = ["## `model`", "", "`model.name` picks a registered model or size preset; every other key is an argument of its constructor.", ""]
+    intro = "`model.name` picks a registered model or size preset; every key not in this table is a constructor argument."
+    lines = ["## `model`", "", intro, ""]
+    lines += _key_table(ModelConfig, prefix="model.", skip=("args",))
     for name in list_models():
         cls = get_model(name)
         lines += [f"### `{name}` ({cls.task})", ""]
