@@ -42,9 +42,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
     if args.resume is not None and args.out is not None and user_path(args.out) != user_path(args.resume):
         raise ConfigError(f"--out {args.out} and --resume {args.resume} name different run directories; give only --resume")
     recipe = load_recipe(recipe_path, overrides) if recipe_path is not None else _resumed_recipe(args.resume, overrides)
-    callbacks = []
-    if recipe.tracking.enabled and env_rank() == 0:  # rank 0 alone talks to MLflow
-        callbacks.append(_tracker(recipe, recipe_path))
+    recipe = _registered_init(recipe)
+    tracker = _tracker(recipe, recipe_path) if recipe.tracking.enabled and env_rank() == 0 else None  # rank 0 alone talks to MLflow
+    callbacks = [tracker] if tracker is not None else []
     run_dir = user_path(args.resume) if args.resume is not None else (user_path(args.out) if args.out is not None else None)
     result = fit_recipe(recipe, run_dir, callbacks, resume=args.resume is not None)
     if result.rank != 0:
@@ -54,6 +54,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     print(f"test_mse {m['test_mse']:.4f}  test_mae {m['test_mae']:.4f}  (best epoch {m['best_epoch']} of {m['epochs']}, {m['seconds_per_epoch']:.2f} s/epoch)")
     phases = ", ".join(f"{k} {v:.1f} s" for k, v in m.get("phase_seconds", {}).items())
     print(f"wall {time.perf_counter() - STARTED:.1f} s since start ({phases})")
+    if tracker is not None and tracker.finished:
+        print(f"MLflow run '{tracker.run_name}' ({tracker.run_id}) in {tracker.uri}")
     return 0
 
 
@@ -81,6 +83,54 @@ def _resumed_recipe(run_dir: Path, overrides: list[str]):
     except (OSError, ValueError) as exc:
         raise ConfigError(f"cannot resume: '{stored}' is damaged ({type(exc).__name__}); give the recipe: sciformer fit RECIPE --resume {run_dir}") from None
     return stored_recipe(raw, overrides)
+
+
+def _registered_init(recipe):
+    """``model.init: models:/NAME/VERSION``: the registered model's checkpoint, downloaded once through MLflow into
+    ``$XDG_CACHE_HOME/sciformer/models/NAME/VERSION/checkpoint`` (its MLflow run and model URI recorded beside it, for
+    the lineage); the recipe then names that folder, since the engine reads folders only."""
+    import dataclasses
+
+    uri = recipe.model.init or ""
+    if not uri.startswith("models:/"):
+        return recipe
+    match = re.fullmatch(r"models:/([^/@]+)/(\d+)", uri)
+    if match is None:
+        raise ConfigError(f"model.init '{uri}': expected a registered model version, models:/NAME/VERSION (e.g. models:/scot-pretrained/1)")
+    cache = user_path(os.environ.get("XDG_CACHE_HOME") or "~/.cache") / "sciformer" / "models" / match[1] / match[2]
+    if not (cache / "checkpoint" / "weights.safetensors").is_file():
+        _download_registered(uri, match[1], match[2], cache, recipe.tracking)
+    return dataclasses.replace(recipe, model=dataclasses.replace(recipe.model, init=str(cache)))
+
+
+def _download_registered(uri: str, name: str, version: str, cache: Path, tracking) -> None:
+    import shutil
+    import tempfile
+
+    import mlflow
+
+    from sciformer.engine.checkpoint import write_json
+    from sciformer.engine.rundir import RUN_FILE
+    from sciformer.tracking.store import absolute_uri, one_line, tracking_uri
+
+    store = absolute_uri(tracking_uri(tracking))
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=cache.parent, prefix=f".{version}.") as tmp:
+        try:
+            run_id = mlflow.MlflowClient(tracking_uri=store, registry_uri=store).get_model_version(name, version).run_id
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp, tracking_uri=store))
+        except mlflow.exceptions.MlflowException as exc:
+            raise ConfigError(f"model.init '{uri}': not found in the MLflow store {store} ({one_line(exc, 160)})") from None
+        weights = sorted(local.rglob("weights.safetensors"))
+        if not weights:
+            raise ConfigError(f"model.init '{uri}' holds no sciformer checkpoint (weights.safetensors + config.json)")
+        folder = Path(tmp) / "model"
+        folder.mkdir()
+        shutil.move(weights[0].parent, folder / "checkpoint")
+        write_json(folder / RUN_FILE, {"run_id": run_id, "tracking_uri": store, "model_uri": uri})
+        if not cache.exists():  # another process may have finished the same download first
+            folder.rename(cache)
 
 
 def _tracker(recipe, recipe_path: str | None):

@@ -67,6 +67,7 @@ class MLflowTracker(Callback):
         self.uri = absolute_uri(tracking_uri(cfg))
         self.run_id: str | None = None
         self.run_dir: Path | None = None  # the run directory of a `sciformer fit`, from on_fit_start
+        self.finished = False  # True once the run holds every result and has ended
         self._caller_uri: str | None = None  # the process's tracking URI while a run of ours has replaced it
 
     @reported("starting the run")
@@ -82,7 +83,7 @@ class MLflowTracker(Callback):
         # mlflow call in the same process (on another store) would then look for
         experiment_id = open_experiment(self.uri, self.cfg.experiment)
         run = mlflow.start_run(run_name=self.run_name or default_run_name(recipe), experiment_id=experiment_id)
-        self.run_id = run.info.run_id
+        self.run_id, self.run_name = run.info.run_id, run.info.run_name
         if run_dir is not None:
             write_json(run_dir / RUN_FILE, {"run_id": self.run_id, "tracking_uri": self.uri})
         mlflow.log_params({k: str(v)[:500] for k, v in flatten(recipe).items()})
@@ -100,7 +101,7 @@ class MLflowTracker(Callback):
             message = f"cannot reopen MLflow run {previous['run_id']} ({one_line(exc)}); logging the resumed run as a new one"
             warnings.warn(message, RuntimeWarning, stacklevel=3)
             return False
-        self.uri, self.run_id = previous["tracking_uri"], run.info.run_id
+        self.uri, self.run_id, self.run_name = previous["tracking_uri"], run.info.run_id, run.info.run_name
         resumes = int(run.data.tags.get("sciformer.resumes", "0")) + 1
         mlflow.set_tags({"sciformer.resumes": str(resumes), **{f"sys.resume{resumes}.{k}": str(v) for k, v in info.items()}})
         return True
@@ -119,6 +120,7 @@ class MLflowTracker(Callback):
             if self.run_dir is not None:  # a run directory's results (an API fit has none: nothing else is uploaded)
                 self._log_run_dir(self.run_dir)
             mlflow.end_run()
+            self.finished = True
         finally:
             self._give_back_uri()
 

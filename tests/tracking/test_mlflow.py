@@ -1,6 +1,8 @@
 """MLflow tracking of a fit: the SQLite default store, what a run holds (name, params, metrics, dataset input,
 LoggedModel), KILLED runs, and a failing tracker never losing a run."""
 
+import contextlib
+import io
 import json
 import os
 import shutil
@@ -40,14 +42,16 @@ def cli_run(tmp_path_factory, migrated_store):
     uri = f"sqlite:///{root}/mlflow.db"
     recipe = root / "tiny.yaml"
     recipe.write_text(json.dumps(tiny_recipe(root, uri)))
-    cwd = os.getcwd()
+    cwd, printed = os.getcwd(), io.StringIO()
     os.chdir(root)
     try:
-        assert main(["fit", str(recipe), "--out", str(root / "run")]) == 0
+        with contextlib.redirect_stdout(printed):
+            assert main(["fit", str(recipe), "--out", str(root / "run")]) == 0
     finally:
         os.chdir(cwd)
     client = mlflow.tracking.MlflowClient(tracking_uri=uri)
     (run,) = client.search_runs([client.get_experiment_by_name("sciformer").experiment_id])
+    assert printed.getvalue().splitlines()[-1] == f"MLflow run 'itransformer-series-12' ({run.info.run_id}) in {uri}"  # where to look
     return root, uri, run
 
 
