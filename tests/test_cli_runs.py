@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from conftest import write_csv
+
 from sciformer.cli import main
 from sciformer.config import recipe_from_dict
 from sciformer.engine.callbacks import Callback
