@@ -105,3 +105,24 @@ def test_init_from_another_model_or_with_nothing_matching_is_refused(tmp_path):
 def test_freeze_epochs_needs_an_init():
     with pytest.raises(ConfigError, match=r"train\.freeze_epochs"):
         load_recipe(PRETRAIN, ["train.freeze_epochs=1"])
+
+
+@pytest.mark.integration  # an MLflow store with a registered model
+def test_init_from_a_registered_model_downloads_it_and_records_its_run(pretrained, here, monkeypatch):
+    import mlflow
+
+    from sciformer.api.pyfunc import log_run_model
+
+    store = f"sqlite:///{here / 'mlflow.db'}"
+    mlflow.set_tracking_uri(store)
+    with mlflow.start_run() as run:  # what `sciformer fit` logs; a user then registers it
+        logged = log_run_model(pretrained / "runs" / "pretrain" / "checkpoint")
+    mlflow.register_model(logged.model_uri, "scot-smoke")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(here / "cache"))
+    args = ["fit", str(FINETUNE), "model.init=models:/scot-smoke/1", "train.epochs=1", "tracking.enabled=true", f"tracking.uri={store}"]
+    assert main([*args, "--out", str(here / "ft")]) == 0
+    lineage = json.loads((here / "ft" / "checkpoint" / "config.json").read_text())["init"]
+    assert lineage["mlflow_model_uri"] == "models:/scot-smoke/1" and lineage["mlflow_run_id"] == run.info.run_id
+    assert lineage["checkpoint"] == str(here / "cache" / "sciformer" / "models" / "scot-smoke" / "1" / "checkpoint")
+    tags = mlflow.get_run(json.loads((here / "ft" / "mlflow_run.json").read_text())["run_id"]).data.tags
+    assert tags["sciformer.init.mlflow_model_uri"] == "models:/scot-smoke/1"
