@@ -25,7 +25,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -145,14 +145,18 @@ def frozen_parameters(model: nn.Module, report: InitReport) -> list[str]:
 def masked_operator_step(fields: int) -> Callable[[nn.Module, Any], tuple[torch.Tensor, torch.Tensor]]:
     """The operator step for mixture data laid out as ``F`` fields + ``F`` presence channels (``[B, 2F, *grid]``).
 
-    The prediction of a field the sample lacks (presence 0), and of the presence channels themselves, is replaced
-    by the target, so those channels add nothing to the loss and no gradient.
+    Every prediction (also the intermediate ones of ``train.mode: unroll``) keeps the fields the sample has and
+    sets the others to zero and the presence channels to the sample's own: exactly the target's values there, so
+    absent fields and presence channels add nothing to the loss and no gradient.
     """
 
     def step(model: nn.Module, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        pred, target = operator_step(model, batch)
-        present = target[:, fields:]  # [B, F, *grid]: 1 where the sample has the field
-        kept = pred[:, :fields] * present + target[:, :fields] * (1 - present)
-        return torch.cat([kept, present], dim=1), target
+        present = batch.y[:, fields:]  # [B, F, *grid]: 1 where the sample has the field
+
+        def masked(u: torch.Tensor, t: torch.Tensor | None) -> torch.Tensor:
+            pred = model(u, t)
+            return torch.cat([pred[:, :fields] * present, present.to(pred.dtype)], dim=1)
+
+        return operator_step(cast(nn.Module, masked), batch)  # it only calls the model
 
     return step

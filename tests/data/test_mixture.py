@@ -74,7 +74,8 @@ def test_streamed_and_in_memory_mixtures_give_the_same_batches(members):
 def test_masked_step_gives_absent_fields_no_loss_and_no_gradient():
     class Batch:
         u = torch.zeros(2, 4, 3, 3)
-        y = torch.cat([torch.ones(2, 2, 3, 3), torch.tensor([1.0, 0.0]).view(1, 2, 1, 1).expand(2, 2, 3, 3)], dim=1)  # field 1 absent
+        # field 0 present, field 1 absent (zeros), then the presence channels
+        y = torch.cat([torch.ones(2, 1, 3, 3), torch.zeros(2, 1, 3, 3), torch.tensor([1.0, 0.0]).view(1, 2, 1, 1).expand(2, 2, 3, 3)], dim=1)
         t, steps = None, 1
 
     weight = torch.nn.Parameter(torch.full((1, 4, 1, 1), 5.0))
@@ -82,6 +83,11 @@ def test_masked_step_gives_absent_fields_no_loss_and_no_gradient():
     torch.nn.functional.mse_loss(pred, target).backward()
     assert torch.equal(pred[:, 1:], target[:, 1:])  # absent field and presence channels: the target itself
     assert weight.grad[0, 0].item() != 0 and not weight.grad[0, 1:].any()
+
+    class Unrolled(Batch):  # train.mode unroll: the intermediate prediction is masked as well
+        steps = 2
+
+    assert torch.equal(masked_operator_step(2)(lambda u, t: u + weight, Unrolled())[0][:, 1:], Batch.y[:, 1:])
 
 
 @contextlib.contextmanager

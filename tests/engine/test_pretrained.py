@@ -126,3 +126,32 @@ def test_init_from_a_registered_model_downloads_it_and_records_its_run(pretraine
     assert lineage["checkpoint"] == str(here / "cache" / "sciformer" / "models" / "scot-smoke" / "1" / "checkpoint")
     tags = mlflow.get_run(json.loads((here / "ft" / "mlflow_run.json").read_text())["run_id"]).data.tags
     assert tags["sciformer.init.mlflow_model_uri"] == "models:/scot-smoke/1"
+
+
+class Crash(Exception):
+    pass
+
+
+@pytest.mark.integration  # three fine-tuning runs
+def test_a_run_resumed_while_frozen_matches_an_uninterrupted_one(pretrained, here, monkeypatch):
+    from sciformer.engine import trainer as trainer_module
+
+    member = pretrained / "data" / "smoke_ns2d_fno.h5"
+    overrides = [f"data.name={member}", "data.mixture=null", "data.mixture_channels=null", "train.epochs=2", "train.freeze_epochs=1",
+                 "train.checkpoint_every=1", f"model.init={pretrained / 'runs' / 'pretrain'}"]  # fmt: skip
+    recipe = load_recipe(FINETUNE, overrides)
+    fit_recipe(recipe, here / "reference")
+    save = trainer_module.Trainer._save
+
+    def save_then_crash(self, progress, *args):  # dies in the frozen first epoch, after its first step
+        save(self, progress, *args)
+        if (progress.epoch, progress.step) == (0, 1):
+            raise Crash
+
+    monkeypatch.setattr(trainer_module.Trainer, "_save", save_then_crash)
+    with pytest.raises(Crash):
+        fit_recipe(recipe, here / "run")
+    monkeypatch.setattr(trainer_module.Trainer, "_save", save)
+    fit_recipe(recipe, here / "run", resume=True)
+    reference, resumed = (load_file(here / name / "checkpoint" / "weights.safetensors") for name in ("reference", "run"))
+    assert all(torch.equal(reference[k], resumed[k]) for k in reference)
