@@ -25,7 +25,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import torch
 from torch import nn
@@ -142,21 +142,27 @@ def frozen_parameters(model: nn.Module, report: InitReport) -> list[str]:
     return frozen
 
 
-def masked_operator_step(fields: int) -> Callable[[nn.Module, Any], tuple[torch.Tensor, torch.Tensor]]:
-    """The operator step for mixture data laid out as ``F`` fields + ``F`` presence channels (``[B, 2F, *grid]``).
+class PresenceMasked(nn.Module):
+    """``model`` on mixture data laid out as ``F`` fields + ``F`` presence channels (``[B, 2F, *grid]`` per frame):
+    a field the sample lacks (presence 0 in the newest input frame) is predicted as zero, the presence channels as
+    they are. Those are exactly the target's values, so they add nothing to a loss, no gradient, and no drift to a
+    rollout that feeds predictions back."""
 
-    Every prediction (also the intermediate ones of ``train.mode: unroll``) keeps the fields the sample has and
-    sets the others to zero and the presence channels to the sample's own: exactly the target's values there, so
-    absent fields and presence channels add nothing to the loss and no gradient.
-    """
+    def __init__(self, model: nn.Module, fields: int) -> None:
+        super().__init__()
+        self.model, self.fields = model, fields
+
+    def forward(self, u: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
+        present = u[:, -self.fields :]  # [B, F, *grid]: the newest frame's presence channels
+        pred = self.model(u, t)
+        return torch.cat([pred[:, : self.fields] * present, present.to(pred.dtype)], dim=1)
+
+
+def masked_operator_step(fields: int) -> Callable[[nn.Module, Any], tuple[torch.Tensor, torch.Tensor]]:
+    """The operator step for mixture data: :class:`PresenceMasked` predictions (also the intermediate ones of
+    ``train.mode: unroll``), so the loss ignores the fields a sample lacks."""
 
     def step(model: nn.Module, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        present = batch.y[:, fields:]  # [B, F, *grid]: 1 where the sample has the field
-
-        def masked(u: torch.Tensor, t: torch.Tensor | None) -> torch.Tensor:
-            pred = model(u, t)
-            return torch.cat([pred[:, :fields] * present, present.to(pred.dtype)], dim=1)
-
-        return operator_step(cast(nn.Module, masked), batch)  # it only calls the model
+        return operator_step(PresenceMasked(model, fields), batch)
 
     return step

@@ -72,10 +72,11 @@ def test_streamed_and_in_memory_mixtures_give_the_same_batches(members):
 
 
 def test_masked_step_gives_absent_fields_no_loss_and_no_gradient():
+    presence = torch.tensor([1.0, 0.0]).view(1, 2, 1, 1).expand(2, 2, 3, 3)  # field 0 present, field 1 absent
+
     class Batch:
-        u = torch.zeros(2, 4, 3, 3)
-        # field 0 present, field 1 absent (zeros), then the presence channels
-        y = torch.cat([torch.ones(2, 1, 3, 3), torch.zeros(2, 1, 3, 3), torch.tensor([1.0, 0.0]).view(1, 2, 1, 1).expand(2, 2, 3, 3)], dim=1)
+        u = torch.cat([torch.zeros(2, 2, 3, 3), presence], dim=1)  # one frame: fields, then presence
+        y = torch.cat([torch.ones(2, 1, 3, 3), torch.zeros(2, 1, 3, 3), presence], dim=1)  # an absent field is zeros
         t, steps = None, 1
 
     weight = torch.nn.Parameter(torch.full((1, 4, 1, 1), 5.0))

@@ -19,7 +19,7 @@ from sciformer.data.operator import OperatorData, is_operator_dataset, load_oper
 from sciformer.data.sources.mixture import MIXTURE
 from sciformer.engine.metrics import PDEMetrics
 from sciformer.engine.plots import field_figure, save_figure
-from sciformer.engine.pretrained import masked_operator_step
+from sciformer.engine.pretrained import PresenceMasked, masked_operator_step
 from sciformer.engine.rollout import rollout, rollout_metrics
 from sciformer.engine.tasks.base import Task
 from sciformer.engine.trainer import operator_step
@@ -120,7 +120,9 @@ def operator_test_metrics(model: torch.nn.Module, data: OperatorData, batch_size
     if not data.steady:
         traj = data.test_trajectories()
         steps = traj.shape[1] - data.initial_step
-        pred = rollout(model, traj, data.initial_step, steps, time_conditioned=data.mode == "all_to_all", batch_size=batch_size)
+        fields = getattr(data, "masked_fields", 0)
+        stepper = PresenceMasked(model, fields) if fields else model  # mixture data: absent fields stay zero
+        pred = rollout(stepper, traj, data.initial_step, steps, time_conditioned=data.mode == "all_to_all", batch_size=batch_size)
         per_step = rollout_metrics(pred, traj[:, data.initial_step :])["nrmse"]
         for k in ROLLOUT_STEPS:
             if k <= steps:
