@@ -46,9 +46,9 @@ from sciformer.data.sources import open_source  # noqa: E402
 from sciformer.data.sources.mixture import Member, MixtureSource  # noqa: E402
 from sciformer.engine.checkpoint import load_model  # noqa: E402
 from sciformer.engine.losses import relative_l2  # noqa: E402
-from sciformer.engine.pretrained import apply_init, masked_operator_step, resolve_init  # noqa: E402
+from sciformer.engine.pretrained import apply_init, resolve_init  # noqa: E402
 from sciformer.engine.runner import fit_recipe  # noqa: E402
-from sciformer.engine.steps import operator_step  # noqa: E402
+from sciformer.engine.tasks.operator import step_of  # noqa: E402
 from sciformer.engine.trainer import Trainer, pick_device, seed_everything  # noqa: E402
 from sciformer.registry import build_model  # noqa: E402
 
@@ -125,15 +125,10 @@ def heldout_splits(path: Path, s: Setting, n: int, layout: bool) -> OperatorData
 
 
 # ---------------------------------------------------------------------------------------------- models
-def step_for(data: OperatorData):
-    fields = getattr(data, "masked_fields", 0)
-    return masked_operator_step(fields) if fields else operator_step
-
-
 @torch.no_grad()
 def vorticity_error(model: torch.nn.Module, data: OperatorData, batch_size: int) -> float:
     """Mean one-step relative L2 of channel 0 (the vorticity in both layouts) over the test windows."""
-    step, errors = step_for(data), []
+    step, errors = step_of(data), []
     for batch in data.batches("test", batch_size):
         pred, target = step(model.eval(), batch)
         errors.append(relative_l2(pred[:, :1].float(), target[:, :1]))
@@ -142,7 +137,7 @@ def vorticity_error(model: torch.nn.Module, data: OperatorData, batch_size: int)
 
 def train(model: torch.nn.Module, data: OperatorData, s: Setting, device: torch.device, seed: int) -> float:
     cfg = TrainConfig(epochs=s.epochs, batch_size=s.batch_size, lr=s.lr, lr_schedule="cosine", patience=0, progress=False, device=str(device))
-    Trainer(model, cfg, device, seed=seed, step=step_for(data)).fit(data.to(device))
+    Trainer(model, cfg, device, seed=seed, step=step_of(data)).fit(data.to(device))
     return vorticity_error(model, data, s.batch_size)
 
 
