@@ -19,27 +19,44 @@ REPO = Path(__file__).resolve().parents[1]
 T = TypeVar("T")
 
 
-def fit(recipe: Path, overrides: list[str], out: Path, cwd: Path = REPO) -> dict | None:
+def fit(recipe: Path, overrides: list[str], out: Path, cwd: Path = REPO, env: dict[str, str] | None = None) -> dict | None:
     """``sciformer fit RECIPE OVERRIDES --out OUT`` without tracking; the run's ``metrics.json``, or None if it
-    failed (the last line of its error is printed). A finished run directory is reused only while the recipe file
-    and the overrides it was run with are unchanged (a stamp beside its metrics records them)."""
+    failed (the last line of its error is printed). A finished run directory is reused only while the recipe file,
+    the overrides and ``env`` (extra environment variables) it was run with are unchanged (a stamp beside its
+    metrics records them); an interrupted one (a ``resume/`` state and no metrics) continues with ``fit --resume``."""
     metrics_file, stamp_file = out / "metrics.json", out / "benchmark_stamp.txt"
-    stamp = hashlib.sha256(json.dumps([recipe.read_text(), list(overrides)]).encode()).hexdigest()
-    reusable = metrics_file.is_file() and stamp_file.is_file() and stamp_file.read_text() == stamp
-    if metrics_file.is_file() and not reusable:
+    state = run_state(out, run_stamp(recipe, overrides, env))
+    if state == "stale":
         print(f"re-running {out.name}: its recipe or overrides changed since it ran", file=sys.stderr, flush=True)
-    if not reusable:
-        cmd = [sys.executable, "-m", "sciformer", "fit", str(recipe), *overrides, "tracking.enabled=false", "train.progress=false", "--out", str(out)]
+    if state != "done":
+        where = ["--resume", str(out)] if state == "resume" else ["--out", str(out)]
+        cmd = [sys.executable, "-m", "sciformer", "fit", str(recipe), *overrides, "tracking.enabled=false", "train.progress=false", *where]
         started = time.perf_counter()
-        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))})
+        path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env={**os.environ, **(env or {}), "PYTHONPATH": path})
         if proc.returncode != 0:
             err = proc.stderr.strip().splitlines()
             print(f"FAILED {out.name}: {err[-1] if err else proc.returncode}", file=sys.stderr, flush=True)
             (out.parent / f"{out.name}.stderr.txt").write_text(proc.stderr)
             return None
-        stamp_file.write_text(stamp)
-        print(f"done {out.name} in {time.perf_counter() - started:.0f}s", file=sys.stderr, flush=True)
+        stamp_file.write_text(run_stamp(recipe, overrides, env))
+        print(f"{'resumed' if state == 'resume' else 'done'} {out.name} in {time.perf_counter() - started:.0f}s", file=sys.stderr, flush=True)
     return json.loads(metrics_file.read_text())
+
+
+def run_stamp(recipe: Path, overrides: list[str], env: dict[str, str] | None = None) -> str:
+    """What makes a finished run reusable: the recipe's text, the overrides and any extra environment."""
+    facts = [recipe.read_text(), list(overrides)] + ([dict(sorted(env.items()))] if env else [])
+    return hashlib.sha256(json.dumps(facts).encode()).hexdigest()
+
+
+def run_state(out: Path, stamp: str) -> str:
+    """``done`` (metrics of this stamp), ``stale`` (metrics of another), ``resume`` (an interrupted run's saved
+    state; ``sciformer fit --resume`` refuses it if the recipe differs) or ``new``."""
+    metrics, stamp_file = out / "metrics.json", out / "benchmark_stamp.txt"
+    if metrics.is_file():
+        return "done" if stamp_file.is_file() and stamp_file.read_text() == stamp else "stale"
+    return "resume" if (out / "resume").is_dir() else "new"
 
 
 def run_pool(jobs: Iterable[T], run: Callable[[T], dict], record: Callable[[list[dict]], None], n_jobs: int) -> list[dict]:
