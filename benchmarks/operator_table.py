@@ -7,7 +7,7 @@
 Per data set (:data:`SETS`) and model:
 1. **Size.** Parameters are counted by building each model on the set's data sizes (meta device, no memory); the
    width argument of every transformer (:data:`WIDTHS`) is chosen so that its count lands within ±25 % of the
-   set's FNO. Where the recipe's own size lies outside that band it is a second row (`recipe size`).
+   set's FNO. ``--recipe-sizes`` adds a row at the recipe's own size where that lies outside the band.
 2. **Time.** The trainer has no time budget, so the cap is an epoch count: one calibration epoch measures s/epoch,
    and every run of that row trains ``floor(cap / s_per_epoch)`` epochs (at least one; the calibration epoch's
    start-up cost makes this conservative). ``train.patience=0``: every run uses its whole budget.
@@ -170,9 +170,9 @@ class Row:
         return self.label.replace(" ", "_").replace(",", "")
 
 
-def rows_of(name: str, tiny_data: Path | None = None) -> list[Row]:
-    """The rows of set ``name``: FNO, then each transformer at FNO's size and, outside the band, at its recipe's.
-    ``tiny_data``: the folder of ``--tiny``'s data files (tiny data and models)."""
+def rows_of(name: str, tiny_data: Path | None = None, recipe_sizes: bool = False) -> list[Row]:
+    """The rows of set ``name``: FNO, then each transformer at FNO's size and (``recipe_sizes``), where it lies outside
+    the band, at its recipe's. ``tiny_data``: the folder of ``--tiny``'s data files (tiny data and models)."""
     bench = SETS[name]
     tiny = ()
     if tiny_data is not None:
@@ -185,11 +185,13 @@ def rows_of(name: str, tiny_data: Path | None = None) -> list[Row]:
         def count(overrides: tuple[str, ...], recipe: str = recipe) -> int:
             return parameters(recipe, list(overrides), bench)
 
-        own, sizes = count(base[family]), [("", base[family], count(base[family]))]
+        own = count(base[family])
+        sizes = [("", base[family], own)]
         if family in WIDTHS:
             step, tie = width_tie(family, recipe, base[family])
             args, n = match_width(lambda a, b=base[family], count=count: count((*b, *_model_overrides(a))), target, step, tie)
-            sizes = [("", (*base[family], *_model_overrides(args)), n)] + ([(" recipe size", base[family], own)] if not in_band(own, target) else [])
+            sizes = [("", (*base[family], *_model_overrides(args)), n)]
+            sizes += [(" recipe size", base[family], own)] if recipe_sizes and not in_band(own, target) else []
         sizes += [(f" {label.split(' ', 1)[1]}", (*base[family], *over), count((*base[family], *over)))
                   for label, fam, over in bench.extra_rows if fam == family]
         for backend in bench.backends:
@@ -460,6 +462,7 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=None, choices=FAMILIES, help="only these model families (FNO always runs)")
     parser.add_argument("--jobs", type=int, default=1, help="runs at once (they share the device: s/epoch is then not a lone run's)")
     parser.add_argument("--runs", type=Path, default=REPO / "runs" / "operator_protocol", help="run directories (finished runs are skipped)")
+    parser.add_argument("--recipe-sizes", action="store_true", help="also a row per transformer at its recipe's own size")
     parser.add_argument("--dry-run", action="store_true", help="list every run with its overrides and parameter count; run nothing")
     parser.add_argument("--tiny", action="store_true", help="tiny data and models, a 2 s cap: the whole protocol on a CPU")
     parser.add_argument("--json", type=Path, default=None, help="results JSON (default: benchmarks/results/; --tiny: RUNS/)")
@@ -468,7 +471,7 @@ def main() -> None:
     args = parser.parse_args()
 
     args.runs = args.runs.resolve()
-    rows = [r for name in args.sets for r in rows_of(name, args.runs / "data" if args.tiny else None)
+    rows = [r for name in args.sets for r in rows_of(name, args.runs / "data" if args.tiny else None, args.recipe_sizes)
             if args.models is None or r.family in {"fno", *args.models}]
     if args.dry_run:
         print("\n".join(plan(rows, args.runs, args.tiny)))

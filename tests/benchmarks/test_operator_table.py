@@ -36,12 +36,13 @@ def test_width_search_lands_nearest_the_target_in_ratio():
 
 def test_burgers_galerkin_is_built_within_the_band_of_fno():
     bench = _script()
-    rows = {r.label: r for r in bench.rows_of("burgers")}
+    rows = {r.label: r for r in bench.rows_of("burgers", recipe_sizes=True)}
     fno, matched, own = rows["fno"], rows["galerkin"], rows["galerkin recipe size"]
     assert fno.parameters == 198_209  # burgers_fno.yaml: modes 16, width 64, 4 layers, 1 -> 1 channels
     assert matched.matched and abs(matched.parameters - fno.parameters) <= 0.25 * fno.parameters
     assert "model.d_model=64" in matched.overrides and "model.d_ff=128" in matched.overrides  # d_ff keeps the recipe's 2×
     assert own.parameters == 373_921 and not own.matched  # the recipe's own size, as a second row
+    assert [r.label for r in bench.rows_of("burgers")] == ["fno", "galerkin"]  # only on request
     assert all("train.patience=0" in r.overrides for r in rows.values())  # every run spends its whole budget
 
 
@@ -112,9 +113,9 @@ def test_the_whole_protocol_runs_on_tiny_data_and_a_rerun_runs_nothing(tmp_path)
     first = subprocess.run(cmd, capture_output=True, text=True, check=True)
     topic = json.loads((tmp_path / "operator_protocol.json").read_text())
     (table,) = topic["tables"]
-    assert [r[0] for r in table["rows"]] == ["fno", "galerkin", "galerkin recipe size"]
+    assert [r[0] for r in table["rows"]] == ["fno", "galerkin"]
     assert all(r[4] == 3 for r in table["rows"])  # three seeds each
-    assert first.stderr.count("done ") == 3 * (1 + 6 + 2)  # per row: calibration, sweep, two more seeds
+    assert first.stderr.count("done ") == 2 * (1 + 6 + 2)  # per row: calibration, sweep, two more seeds
     second = subprocess.run(cmd, capture_output=True, text=True, check=True)
     assert "done " not in second.stderr and "resumed " not in second.stderr
     assert json.loads((tmp_path / "operator_protocol.json").read_text())["tables"][0]["rows"] == table["rows"]
