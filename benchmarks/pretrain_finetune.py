@@ -146,7 +146,7 @@ def pretrain(s: Setting, paths: dict[str, Path], out: Path, device: str, seed: i
     members = [
         {"path": str(paths["ns_nu1e-3"]), "channels": ["vorticity"]},
         {"path": str(paths["ns_nu1e-4"]), "channels": ["vorticity"]},
-        {"path": str(paths["diffreact"])},
+        {"path": str(paths["diffreact"]), "weight": 2},  # as recipes/pretrain_poseidon.yaml: NS is half of each epoch
     ]
     recipe = recipe_from_dict({
         "data": {"name": "mixture", "mixture": members, "mixture_channels": FIELDS},
