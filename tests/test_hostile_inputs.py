@@ -1,0 +1,400 @@
+"""The hostile-input campaign of issue #24, kept as one module: recipes and overrides, CSV and PDE data files,
+checkpoints and resume states, CLI arguments and the Python API.
+
+Every CLI case runs ``sciformer.cli.main`` in process and asserts exit code 2, exactly one stderr line starting
+``sciformer: error:``, no traceback, and that no file outside the case's own run folder was created, changed or
+removed (the whole test folder and the shared runs are hashed before and after). Every API case asserts one
+documented :class:`~sciformer.errors.SciformerError` subclass with a one-line message and the same untouched tree.
+Two tiny runs (a forecaster and a Burgers operator, one epoch each) are trained once for the whole module.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import stat
+from collections.abc import Callable
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import FIXTURES, write_csv
+
+from sciformer.cli import main
+from sciformer.errors import CheckpointError, ConfigError, DataError, SciformerError, StorageError
+
+TINY_SERIES = {"name": "itransformer", "d_model": 8, "d_ff": 8, "n_heads": 2, "e_layers": 1}
+TINY_OPERATOR = {"name": "galerkin", "d_model": 8, "n_heads": 2, "n_layers": 1, "d_ff": 8, "modes": 2, "freq_dim": 4, "n_regressor_layers": 1}
+TRAIN = {"epochs": 1, "batch_size": 32, "patience": 0, "progress": False}
+
+
+def series_recipe(data: str, **data_keys) -> dict:
+    return {"data": {"name": data, "lookback": 16, "horizon": 8, **data_keys}, "model": TINY_SERIES, "train": TRAIN,
+            "tracking": {"enabled": False}, "seed": 0}
+
+
+def operator_recipe(data: str) -> dict:
+    return {"data": {"name": data}, "model": TINY_OPERATOR, "train": {**TRAIN, "batch_size": 8}, "tracking": {"enabled": False}, "seed": 0}
+
+
+def write_recipe(path: Path, raw: dict) -> Path:
+    path.write_text(json.dumps(raw))  # JSON is YAML
+    return path
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> Path:
+    """``s.csv`` and its recipe ``r.yaml``, a finished forecasting run ``series``; ``b.h5`` (10 Burgers
+    trajectories), its recipe ``p.yaml`` and a finished operator run ``pde``. Cases only read these."""
+    root = tmp_path_factory.mktemp("world")
+    write_csv(root / "s.csv", n_rows=160)
+    write_recipe(root / "r.yaml", series_recipe(str(root / "s.csv")))
+    shutil.copyfile(FIXTURES / "burgers1d_tiny.h5", root / "b.h5")
+    write_recipe(root / "p.yaml", operator_recipe(str(root / "b.h5")))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)
+        assert main(["fit", "r.yaml", "--out", "series"]) == 0
+        assert main(["fit", "p.yaml", "--out", "pde"]) == 0
+    return root
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+def tree(root: Path, skip: Path | None = None) -> dict[str, str]:
+    """Every entry under ``root`` (links not followed) → a digest of a file's bytes, a link's target, or its kind."""
+    entries = {}
+    for folder, dirs, files in os.walk(root):
+        for name in dirs + files:
+            path = Path(folder) / name
+            if skip is not None and (path == skip or skip in path.parents):
+                continue
+            mode = path.lstat().st_mode
+            if stat.S_ISREG(mode):
+                entries[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
+            elif stat.S_ISLNK(mode):
+                entries[str(path)] = "link -> " + os.readlink(path)
+            else:
+                entries[str(path)] = "dir" if stat.S_ISDIR(mode) else f"mode {stat.S_IFMT(mode):o}"
+    return entries
+
+
+def watched(world: Path, ws: Path, own: Path | None) -> dict[str, str]:
+    return {**tree(world), **tree(ws, own)}
+
+
+def refused_by_cli(argv: list[str], capsys, world: Path, ws: Path, own: Path | None = None) -> str:
+    """Run the CLI: exit 2, one line ``sciformer: error: ...``, no traceback, nothing changed outside ``own``."""
+    before = watched(world, ws, own)
+    capsys.readouterr()
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    lines = err.splitlines()
+    assert code == 2, f"exit {code}; stdout {out[-500:]!r}; stderr {err[-2000:]!r}"
+    assert len(lines) == 1 and lines[0].startswith("sciformer: error: ") and "Traceback" not in err, err[-3000:]
+    assert watched(world, ws, own) == before
+    return lines[0]
+
+
+def refused_by_api(call: Callable[[], object], expected: type[SciformerError], world: Path, ws: Path) -> str:
+    """Call the API: one ``expected`` error with a one-line message, nothing changed."""
+    before = watched(world, ws, None)
+    with pytest.raises(expected) as info:
+        call()
+    message = str(info.value)
+    assert message and "\n" not in message, repr(message)
+    assert watched(world, ws, None) == before
+    return message
+
+
+def copy_run(world: Path, ws: Path, name: str) -> Path:
+    return Path(shutil.copytree(world / name, ws / name, symlinks=True))
+
+
+# --------------------------------------------------------------------------- recipes: overrides and values
+BIG = "9" * 5000
+OVERRIDES = {
+    "no-equals": "train.epochs",
+    "no-key": "=3",
+    "empty-value": "train.epochs=",
+    "epochs-1e999": "train.epochs=1e999",
+    "epochs-negative": "train.epochs=-1",
+    "epochs-true": "train.epochs=true",
+    "epochs-a-list": "train.epochs=[1,2]",
+    "epochs-a-mapping": "train.epochs={a: 1}",
+    "epochs-recursive-alias": "train.epochs=&a [*a]",
+    "epochs-5000-digits": f"train.epochs={BIG}",
+    "seed-5000-digits": f"seed={BIG}",
+    "lr-nan": "train.lr=nan",
+    "lr-dot-nan": "train.lr=.nan",
+    "lr-inf": "train.lr=.inf",
+    "unknown-section": "trian.epochs=1",
+    "unknown-train-key": "train.epoch=1",
+    "below-a-value": "train.epochs.x=1",
+    "section-a-number": "train=3",
+    "d-model-zero": "model.d_model=0",
+    "heads-not-dividing": "model.n_heads=3",
+    "model-unknown": "model.name=nope",
+    "model-operator-on-series": "model.name=fno",
+    "lookback-zero": "data.lookback=0",
+    "lookback-1e9-string": "data.lookback=1e9",
+    "horizon-negative": "data.horizon=-1",
+    "split-nan": "data.split=[.nan,0.5,0.5]",
+    "split-four": "data.split=[0.5,0.2,0.2,0.1]",
+    "data-dev-zero": "data.name=/dev/zero",
+    "data-dev-null": "data.name=/dev/null",
+    "data-home-missing": "data.name=~/no-such-file.csv",
+    "data-a-directory": "data.name=/tmp",
+    "data-empty": "data.name=",
+    "batch-zero": "train.batch_size=0",
+    "name-a-path": "name=../x",
+    "name-5000-chars": "name=" + "n" * 5000,
+    "override-python-tag": "data.name=!!python/name:os.system",
+    "override-deep-nesting": "train.epochs=" + "[" * 3000 + "]" * 3000,
+    "override-billion-laughs": "train.epochs=[" + ",".join(["x"] * 10) + "]",
+}
+
+
+@pytest.mark.parametrize("case", sorted(OVERRIDES))
+def test_a_hostile_override_is_refused_by_validate(world, tmp_path, capsys, case):
+    refused_by_cli(["validate", world / "r.yaml", OVERRIDES[case]], capsys, world, tmp_path)
+
+
+RECIPES = {  # beyond tests/test_recipe_yaml.py: recipes that reach the data and model checks
+    "data-etc-shadow": series_recipe("/etc/shadow"),
+    "data-proc-file": series_recipe("/proc/self/status"),
+    "data-target-unknown": series_recipe("{csv}", target="nope"),
+    "data-columns-unknown": series_recipe("{csv}", columns=["nope"]),
+    "data-time-col-unknown": series_recipe("{csv}", time_col="nope"),
+    "data-lookback-longer-than-the-data": series_recipe("{csv}", lookback=5000),
+    "operator-model-on-a-csv": {**series_recipe("{csv}"), "model": TINY_OPERATOR},
+    "series-model-on-an-h5": {**operator_recipe("{h5}"), "model": TINY_SERIES},
+    "generate-nu-negative": {**operator_recipe("{ws}/g.h5"), "data": {"name": "{ws}/g.h5", "generate": {"generator": "burgers1d", "n": 2, "res": 16, "nu": -1}}},
+    "generate-n-zero": {**operator_recipe("{ws}/g.h5"), "data": {"name": "{ws}/g.h5", "generate": {"generator": "burgers1d", "n": 0, "res": 16}}},
+    "generate-unknown": {**operator_recipe("{ws}/g.h5"), "data": {"name": "{ws}/g.h5", "generate": {"generator": "kdv", "n": 2, "res": 16}}},
+}
+
+
+def _filled(raw, **paths):
+    text = json.dumps(raw)
+    for key, value in paths.items():
+        text = text.replace("{" + key + "}", str(value))
+    return json.loads(text)
+
+
+@pytest.mark.parametrize("case", sorted(RECIPES))
+def test_a_recipe_that_cannot_run_is_refused_before_any_work(world, tmp_path, capsys, case):
+    h5 = shutil.copyfile(world / "b.h5", tmp_path / "b.h5")
+    recipe = write_recipe(tmp_path / "hostile.yaml", _filled(RECIPES[case], csv=world / "s.csv", h5=h5, ws=tmp_path))
+    refused_by_cli(["fit", recipe, "--out", tmp_path / "run"], capsys, world, tmp_path, own=tmp_path / "run")
+
+
+# ----------------------------------------------------------------------------------------- CSV data files
+def _series_text(rows: int = 160, edit: Callable[[pd.DataFrame], pd.DataFrame] | None = None) -> Callable[[Path], Path]:
+    def make(ws: Path) -> Path:
+        path = write_csv(ws / "d.csv", n_rows=rows)
+        if edit is not None:
+            edit(pd.read_csv(path)).to_csv(path, index=False)
+        return path
+
+    return make
+
+
+def _cell(value: str, row: int = 100, column: str = "OT") -> Callable[[Path], Path]:
+    def make(ws: Path) -> Path:
+        path = write_csv(ws / "d.csv", n_rows=160)
+        lines = path.read_text().splitlines()
+        header = lines[0].split(",")
+        cells = lines[row + 1].split(",")
+        cells[header.index(column)] = value
+        lines[row + 1] = ",".join(cells)
+        path.write_text("\n".join(lines) + "\n")
+        return path
+
+    return make
+
+
+def _bytes(content: bytes, name: str = "d.csv") -> Callable[[Path], Path]:
+    def make(ws: Path) -> Path:
+        (ws / name).write_bytes(content)
+        return ws / name
+
+    return make
+
+
+def _fifo(ws: Path) -> Path:
+    os.mkfifo(ws / "pipe.csv")
+    return ws / "pipe.csv"
+
+
+def _directory(ws: Path) -> Path:
+    (ws / "folder.csv").mkdir()
+    return ws / "folder.csv"
+
+
+def _link_loop(ws: Path) -> Path:
+    os.symlink("loop-b.csv", ws / "loop-a.csv")
+    os.symlink("loop-a.csv", ws / "loop-b.csv")
+    return ws / "loop-a.csv"
+
+
+HEADER = b"date,v0,v1,OT\n"
+CSV_CASES: dict[str, Callable[[Path], Path]] = {
+    "inf": _cell("inf"),
+    "minus-inf": _cell("-inf"),
+    "1e999": _cell("1e999"),
+    "1e308": _cell("1e308"),
+    "minus-1e308": _cell("-1e308", column="v0"),
+    "Infinity": _cell("Infinity"),
+    "nan-word": _cell("nan"),
+    "text-in-a-number-column": _cell("abc"),
+    "inf-in-the-first-row": _cell("inf", row=0, column="v1"),
+    "inf-in-the-last-row": _cell("inf", row=159),
+    "bad-timestamp": _cell("2020-13-45 99:00:00", column="date"),
+    "duplicate-timestamps": _series_text(edit=lambda f: f.assign(date=f["date"].where(f.index != 50, f["date"].iloc[49]))),
+    "gap-in-time": _series_text(edit=lambda f: f.drop(index=range(60, 64))),
+    "unsorted-time": _series_text(edit=lambda f: f.iloc[::-1]),
+    "irregular-time": _series_text(edit=lambda f: f.assign(date=pd.date_range("2020", periods=len(f), freq="h") + pd.to_timedelta(np.arange(len(f)) ** 2, "s"))),
+    "too-few-rows-for-the-windows": _series_text(rows=30),
+    "no-numeric-columns": _series_text(edit=lambda f: f[["date"]]),
+    "zero-rows": _bytes(HEADER),
+    "one-row": _bytes(HEADER + b"2020-01-01 00:00:00,1,2,3\n"),
+    "two-rows": _bytes(HEADER + b"2020-01-01 00:00:00,1,2,3\n2020-01-01 01:00:00,1,2,3\n"),
+    "empty-file": _bytes(b""),
+    "only-newlines": _bytes(b"\n" * 1000),
+    "nul-bytes": _bytes(b"\x00" * 100_000),
+    "nul-inside-the-text": _bytes(HEADER + b"2020-01-01 00:00:00,1,\x002,3\n" * 50),
+    "one-huge-line": _bytes(b"1," * 2_000_000),
+    "utf16": _bytes((HEADER + b"2020-01-01 00:00:00,1,2,3\n" * 50).decode().encode("utf-16")),
+    "binary-garbage": _bytes(bytes(range(256)) * 200),
+    "gzip-bytes": _bytes(b"\x1f\x8b\x08\x00" + bytes(500)),
+    "hdf5-named-csv": lambda ws: Path(shutil.copyfile(FIXTURES / "burgers1d_tiny.h5", ws / "d.csv")),
+    "a-directory": _directory,
+    "a-fifo": _fifo,
+    "dev-null": lambda ws: Path("/dev/null"),
+    "dev-zero": lambda ws: Path("/dev/zero"),
+    "home-missing": lambda ws: Path("~/no-such-sciformer-file.csv"),
+    "missing": lambda ws: ws / "missing.csv",
+    "link-loop": _link_loop,
+    "etc-shadow-like": _bytes(b"root:$6$secret$hash:19000:0:99999:7:::\ndaemon:*:19000:0:99999:7:::\n"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CSV_CASES))
+def test_a_hostile_csv_is_refused_by_fit(world, tmp_path, capsys, case):
+    data = CSV_CASES[case](tmp_path)
+    recipe = write_recipe(tmp_path / "r.yaml", series_recipe(str(data)))
+    line = refused_by_cli(["fit", recipe, "--out", tmp_path / "run"], capsys, world, tmp_path, own=tmp_path / "run")
+    assert "secret" not in line  # the first line of a file that is not CSV is never echoed
+
+
+@pytest.mark.parametrize("case", sorted(CSV_CASES))
+def test_a_hostile_csv_is_refused_by_forecaster_fit(world, tmp_path, case):
+    from sciformer import Forecaster
+
+    data = CSV_CASES[case](tmp_path)
+    forecaster = Forecaster("itransformer", horizon=8, lookback=16, d_model=8, d_ff=8, n_heads=2, e_layers=1, epochs=1, progress=False)
+    message = refused_by_api(lambda: forecaster.fit(str(data)), DataError, world, tmp_path)
+    assert "secret" not in message
+
+
+# ------------------------------------------------------------------------------------------ PDE HDF5 files
+def _h5(fill: Callable[[h5py.File], None], coordinates: bool = True) -> Callable[[Path], Path]:
+    """A PDEBench single-file layout (``tensor [4, 6, 16]`` + coordinates) whose tensor ``fill`` writes."""
+
+    def make(ws: Path) -> Path:
+        with h5py.File(ws / "d.h5", "w") as f:
+            fill(f)
+            if coordinates:
+                f["x-coordinate"] = np.linspace(0, 1, 16, dtype=np.float32)
+                f["t-coordinate"] = np.arange(7, dtype=np.float32)
+        return ws / "d.h5"
+
+    return make
+
+
+def _tensor(poison: float | None = None, at: tuple = (2, 3, 5), dtype="f4") -> Callable[[h5py.File], None]:
+    def fill(f: h5py.File) -> None:
+        data = np.random.default_rng(0).standard_normal((4, 6, 16)).astype(dtype)
+        if poison is not None:
+            data[at] = poison
+        f.create_dataset("tensor", data=data)
+
+    return fill
+
+
+def _holes(f: h5py.File) -> None:
+    ds = f.create_dataset("tensor", shape=(4, 6, 16), dtype="f4", chunks=(1, 6, 16))
+    for i in (0, 1, 3):  # sample 2 is never written: it would read back as the fill value
+        ds[i] = np.ones((6, 16), np.float32)
+
+
+def _link_cycle(f: h5py.File) -> None:
+    f["tensor"] = h5py.SoftLink("/loop")
+    f["loop"] = h5py.SoftLink("/tensor")
+
+
+def _truncated(ws: Path) -> Path:
+    data = (FIXTURES / "burgers1d_tiny.h5").read_bytes()
+    (ws / "d.h5").write_bytes(data[: len(data) // 2])
+    return ws / "d.h5"
+
+
+def _external_link(ws: Path) -> Path:
+    with h5py.File(ws / "d.h5", "w") as f:
+        f["tensor"] = h5py.ExternalLink(str(FIXTURES / "burgers1d_tiny.h5"), "/tensor")
+    return ws / "d.h5"
+
+
+def _pickled_npz(ws: Path) -> Path:
+    np.savez(ws / "d.npz", x=np.array([{"a": 1}, None], dtype=object), y=np.zeros((2, 4, 4)))
+    return ws / "d.npz"
+
+
+H5_CASES: dict[str, Callable[[Path], Path]] = {
+    "nan": _h5(_tensor(np.nan)),
+    "inf": _h5(_tensor(np.inf)),
+    "minus-inf": _h5(_tensor(-np.inf, at=(0, 0, 0))),
+    "nan-in-the-last-sample": _h5(_tensor(np.nan, at=(3, 5, 15))),
+    "float64-overflow": _h5(_tensor(1e300, dtype="f8")),
+    "never-written-chunks": _h5(_holes),
+    "never-written-at-all": _h5(lambda f: f.create_dataset("tensor", shape=(4, 6, 16), dtype="f4")),
+    "string-dtype": _h5(lambda f: f.create_dataset("tensor", data=np.full((4, 6, 16), b"a", dtype="S1"))),
+    "complex-field": _h5(lambda f: f.create_dataset("tensor", data=np.ones((4, 6, 16), np.complex64))),
+    "bool-field": _h5(lambda f: f.create_dataset("tensor", data=np.ones((4, 6, 16), bool))),
+    "empty-sample-axis": _h5(lambda f: f.create_dataset("tensor", shape=(0, 6, 16), dtype="f4")),
+    "empty-space-axis": _h5(lambda f: f.create_dataset("tensor", shape=(4, 6, 0), dtype="f4")),
+    "one-dimensional-tensor": _h5(lambda f: f.create_dataset("tensor", data=np.ones(16, np.float32))),
+    "scalar-tensor": _h5(lambda f: f.create_dataset("tensor", data=np.float32(1))),
+    "tensor-a-group": _h5(lambda f: f.create_group("tensor")),
+    "link-cycle": _h5(_link_cycle),
+    "dangling-link": _h5(lambda f: f.__setitem__("tensor", h5py.SoftLink("/nowhere"))),
+    "external-link": _external_link,
+    "no-known-keys": _h5(lambda f: f.create_dataset("velocity", data=np.ones((4, 6, 16), np.float32))),
+    "empty-file": _h5(lambda f: None, coordinates=False),
+    "truncated": _truncated,
+    "zero-bytes": _bytes(b"", "d.h5"),
+    "text-named-h5": _bytes(b"date,OT\n2020-01-01,1\n", "d.h5"),
+    "hdf5-signature-then-garbage": _bytes(b"\x89HDF\r\n\x1a\n" + bytes(range(256)) * 8, "d.h5"),
+    "pickled-object-npz": _pickled_npz,
+    "a-directory": lambda ws: (ws / "folder.h5").mkdir() or ws / "folder.h5",
+    "a-fifo": lambda ws: os.mkfifo(ws / "pipe.h5") or ws / "pipe.h5",
+}
+
+
+@pytest.mark.parametrize("case", sorted(H5_CASES))
+def test_a_hostile_pde_file_is_refused_by_fit(world, tmp_path, capsys, case):
+    data = H5_CASES[case](tmp_path)
+    recipe = write_recipe(tmp_path / "p.yaml", operator_recipe(str(data)))
+    refused_by_cli(["fit", recipe, "--out", tmp_path / "run"], capsys, world, tmp_path, own=tmp_path / "run")
+
+
+@pytest.mark.parametrize("case", sorted(H5_CASES))
+def test_a_hostile_pde_file_is_refused_by_surrogate_fit(world, tmp_path, case):
+    from sciformer import Surrogate
+
+    data = H5_CASES[case](tmp_path)
+    surrogate = Surrogate("galerkin", **{k: v for k, v in TINY_OPERATOR.items() if k != "name"}, epochs=1, batch_size=8, progress=False)
+    refused_by_api(lambda: surrogate.fit(str(data)), DataError, world, tmp_path)
