@@ -14,8 +14,8 @@ embedding, the recovery head) are trained afresh, every other weight starts from
   trackers.
 * ``train.freeze_epochs``: the copied parameters get no update for that many epochs (the trainer drops their
   gradients), so only the re-initialised layers adapt first; the epoch number decides, so a resumed run knows.
-* Mixture data (:mod:`sciformer.data.sources.mixture`) carries presence channels; :func:`masked_operator_step`
-  makes the loss ignore the fields a member lacks.
+* Mixture data (:mod:`sciformer.data.sources.mixture`) carries presence channels; :class:`PresenceMasked` (in the
+  training step, validation, test and rollouts) makes the loss ignore the fields a member lacks.
 """
 
 from __future__ import annotations

@@ -13,7 +13,8 @@ whose fields differ, laid out in one fixed set of channels. A recipe names the f
 
 * **Layout**: the ``F`` fields of ``mixture_channels``, then one presence channel ``present_<field>`` per field (1
   where the member has the field, 0 where not); an absent field is zeros. The model sees which fields exist; the
-  training loss ignores the absent ones (:func:`sciformer.engine.pretrained.masked_operator_step`).
+  training loss ignores the absent ones: the model's prediction there is replaced by the target's own values
+  (zeros, and the presence itself; :class:`sciformer.engine.pretrained.PresenceMasked`).
 * **Splits** (:func:`sciformer.data.mixture.mixture_splits`): each member keeps its file's own test split (as a run
   on that file alone has it) and validates on the last 10 % of its training samples, so no trajectory is in two splits.
 * **Weighted sampling**: in the training split a member takes the share ``weight / Σ weights`` of the samples.
