@@ -204,3 +204,16 @@ def test_a_signal_while_tracking_a_finished_run_says_the_results_are_complete(tm
     (error,) = tracker.failures
     assert error.finished and error.exit_code == 143
 
+
+
+def test_a_nan_validation_loss_is_never_taken_for_the_best_model(tmp_path, monkeypatch):
+    evaluate = trainer_module.Trainer.evaluate
+
+    def nan_on_validation(self, data, split):
+        scores = evaluate(self, data, split)
+        return {k: float("nan") for k in scores} if split == "val" else scores
+
+    monkeypatch.setattr(trainer_module.Trainer, "evaluate", nan_on_validation)
+    with pytest.raises(TrainingDivergedError, match=r"the validation loss is nan after epoch 1"):
+        fit_recipe(recipe_from_dict(_raw(tmp_path)), tmp_path / "run")
+    assert not (tmp_path / "run" / CHECKPOINT_DIR).exists()  # nothing was saved as the best model
