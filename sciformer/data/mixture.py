@@ -22,8 +22,15 @@ from sciformer.errors import ConfigError, DataError, did_you_mean, user_path
 VAL_FRACTION = 0.1  # of each member's training samples
 
 
+def split_rows(source: Any, num_samples: int | None) -> tuple[list[int], list[int]]:
+    """The file rows of a member's training and test samples, by its file's own convention (as a run on it alone)."""
+    cap = {"num_samples_max": num_samples} if num_samples else {}
+    return PDEDataset(source, "train", mode="trajectory", **cap)._rows, PDEDataset(source, "test", mode="trajectory", **cap)._rows
+
+
 def open_members(entries: list[dict[str, Any]], allow_generate: bool, num_samples: int | None) -> list[tuple[Any, dict[str, Any]]]:
-    """The PDEDataset views (split ``all``) of the members' files, simulated first where a member has ``generate``."""
+    """Each member's source and its entry completed with ``channels`` (its fields' layout names) and its ``train``
+    and ``test`` rows; a missing file is simulated first where the member has ``generate`` (``fit`` only)."""
     check_members(entries)
     opened = []
     for i, entry in enumerate(entries):
@@ -41,18 +48,8 @@ def open_members(entries: list[dict[str, Any]], allow_generate: bool, num_sample
         if len(fields) != len(source.channels):
             have = f"{len(source.channels)} ({', '.join(source.channels)})"
             raise ConfigError(f"recipe key 'data.mixture[{i}].channels' names {len(fields)} fields {fields}; '{path}' has {have}")
-        split = {"num_samples_max": num_samples} if num_samples else {}
-        opened.append(
-            (
-                source,
-                {
-                    **entry,
-                    "channels": fields,
-                    "train": PDEDataset(source, "train", mode="trajectory", **split)._rows,
-                    "test": PDEDataset(source, "test", mode="trajectory", **split)._rows,
-                },
-            )
-        )
+        train, test = split_rows(source, num_samples)
+        opened.append((source, {**entry, "channels": fields, "train": train, "test": test}))
     grids = {tuple(s.grid_shape) for s, _ in opened}
     if len(grids) > 1:
         shown = ", ".join(f"{e['path']}: {tuple(s.grid_shape)}" for s, e in opened)

@@ -153,9 +153,9 @@ class PresenceMasked(nn.Module):
         self.model, self.fields = model, fields
 
     def forward(self, u: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
-        present = u[:, -self.fields :]  # [B, F, *grid]: the newest frame's presence channels
         pred = self.model(u, t)
-        return torch.cat([pred[:, : self.fields] * present, present.to(pred.dtype)], dim=1)
+        present = u[:, -self.fields :].to(pred.dtype)  # [B, F, *grid]: the newest frame's presence channels
+        return torch.cat([pred[:, : self.fields] * present, present], dim=1)
 
 
 def masked_operator_step(fields: int) -> Callable[[nn.Module, Any], tuple[torch.Tensor, torch.Tensor]]:
