@@ -71,7 +71,7 @@ class BenchSet:
     backends: tuple[str | None, ...] = (None,)  # SCIFORMER_BACKEND values, each a row (None: the default dispatch)
     tiny: tuple[str, ...] = ()  # --tiny: data overrides that make the set seconds on a CPU
     notes: tuple[str, ...] = ()
-    extra_rows: tuple[tuple[str, str, tuple[str, ...]], ...] = ()  # (label, family, overrides): rows outside the band
+    extra_rows: tuple[tuple[str, str, tuple[str, ...]], ...] = ()  # (label, family, overrides on the matched size)
 
 
 def _recipes(prefix: str, families=FAMILIES) -> dict[str, str]:
@@ -94,9 +94,9 @@ SETS: dict[str, BenchSet] = {
     "ns2d_fno_paper": BenchSet(
         "Navier–Stokes 2D at the FNO paper's setting (ν = 1e-3, 64², 10 input frames, rollout to T = 50, 1001 training trajectories)",
         _recipes("ns2d_fno_paper"), 1, 2, 900, tiny=TINY_NS,
-        extra_rows=(("fno paper size", "fno", ("model.modes=12", "model.width=20")),),
+        extra_rows=(("fno paper size", "fno", ("model.modes=12", "model.width=20")), ("poseidon all_to_all", "poseidon", ("train.mode=all_to_all",))),
         notes=("The bar is FNO at the width of the other sets (2.4 M parameters); `fno paper size` is the paper's FNO-2D "
-               "(12 modes, width 20) for the anchor.",)),
+               "(12 modes, width 20) for the anchor; `poseidon all_to_all` trains scOT on lead-time pairs as its paper does.",)),
     "ns2d_nu1e-4": BenchSet("Navier–Stokes 2D, turbulent (ν = 1e-4, 64², 10 input frames, rollout to T = 30, 1001 training trajectories)",
                             _recipes("ns2d_nu1e-4"), 1, 2, 900, tiny=TINY_NS),
     "diffreact2d": BenchSet("2D diffusion–reaction, PDEBench format (FitzHugh–Nagumo, 128², 2 fields, 10 input frames, 91-step rollout)",
@@ -127,7 +127,8 @@ def parameters(recipe: str, overrides: list[str], bench: BenchSet) -> int:
     from sciformer.registry import build_model
 
     r = load_recipe(REPO / "recipes" / f"{recipe}.yaml", overrides)
-    in_channels = bench.channels if bench.steady else r.data.initial_step * bench.channels
+    frames = 1 if bench.steady or r.train.mode == "all_to_all" else r.data.initial_step  # all_to_all: one frame and a lead time
+    in_channels = frames * bench.channels
     with torch.device("meta"):
         model = build_model(r.model.name, r.model.args, in_channels=in_channels, out_channels=bench.channels, n_dims=bench.n_dims)
     return sum(p.numel() for p in model.parameters())
@@ -192,7 +193,7 @@ def rows_of(name: str, tiny_data: Path | None = None, recipe_sizes: bool = False
             args, n = match_width(lambda a, b=base[family], count=count: count((*b, *_model_overrides(a))), target, step, tie)
             sizes = [("", (*base[family], *_model_overrides(args)), n)]
             sizes += [(" recipe size", base[family], own)] if recipe_sizes and not in_band(own, target) else []
-        sizes += [(f" {label.split(' ', 1)[1]}", (*base[family], *over), count((*base[family], *over)))
+        sizes += [(f" {label.split(' ', 1)[1]}", (*sizes[0][1], *over), count((*sizes[0][1], *over)))
                   for label, fam, over in bench.extra_rows if fam == family]
         for backend in bench.backends:
             if backend is not None and family not in KERNEL_FAMILIES:
@@ -449,9 +450,8 @@ def plan(rows: list[Row], runs: Path, tiny: bool) -> list[str]:
         epochs = budget_epochs(done["seconds_per_epoch"], _cap(row, tiny)) if done else None
         hours += _cap(row, tiny) * (len(LRS) * len(DECAYS) + len(SEEDS) - 1) / 3600
         states = [state(trial(row, runs, epochs, lr, wd, SEEDS[0])) for lr in LRS for wd in DECAYS] if epochs else ["after calibration"]
-        lines.append(f"    sweep train.lr in {LRS} x train.weight_decay in {DECAYS}, seed {SEEDS[0]}, "
-                     f"train.epochs={epochs or 'cap / s_per_epoch'}: {', '.join(states)}")
-        lines.append(f"    seeds {', '.join(map(str, SEEDS))} with the pair of lowest {SELECT_ON}")
+        lines.append(f"    sweep train.lr in {LRS} x train.weight_decay in {DECAYS}, seed {SEEDS[0]}, train.epochs={epochs or 'cap / s_per_epoch'}: "
+                     f"{', '.join(states)}; then seeds {', '.join(map(str, SEEDS))} with the pair of lowest {SELECT_ON}")
     lines.append(f"{len(rows)} rows, {len(rows) * (len(LRS) * len(DECAYS) + len(SEEDS))} runs; at most {hours:.1f} GPU-hours besides calibration")
     return lines
 
