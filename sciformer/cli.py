@@ -80,7 +80,7 @@ def _resumed_recipe(run_dir: Path, overrides: list[str]):
         raise ConfigError(f"cannot resume '{run_dir}': it has no {RECIPE_FILE}; give the recipe it was started with: sciformer fit RECIPE --resume {run_dir}")
     try:
         raw = json.loads(stored.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         raise ConfigError(f"cannot resume: '{stored}' is damaged ({type(exc).__name__}); give the recipe: sciformer fit RECIPE --resume {run_dir}") from None
     return stored_recipe(raw, overrides)
 
@@ -184,8 +184,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     metrics = evaluate_run(run_dir, device=args.device, overrides=args.overrides)
     print(json.dumps(metrics, indent=2))
     recorded = run_dir / METRICS_FILE
-    if recorded.is_file() and not args.overrides:
-        before = json.loads(recorded.read_text())
+    try:
+        before = json.loads(recorded.read_text()) if recorded.is_file() and not args.overrides else None
+    except (OSError, ValueError, RecursionError):
+        before = None  # a damaged metrics.json: nothing to compare with
+    if isinstance(before, dict):
         shared = [k for k in metrics if k.startswith("test_") and k in before]
         same = all(before[k] == metrics[k] or (before[k] != before[k] and metrics[k] != metrics[k]) for k in shared)  # NaN == NaN
         print(f"{'matches' if same else 'differs from'} {recorded}")

@@ -25,10 +25,16 @@ import pytest
 from conftest import FIXTURES, write_csv
 
 from sciformer.cli import main
+from sciformer.engine import trainer as trainer_module
+from sciformer.engine.checkpoint import LATEST, STATE_JSON
 from sciformer.errors import CheckpointError, ConfigError, DataError, SciformerError, StorageError
 
 TINY_SERIES = {"name": "itransformer", "d_model": 8, "d_ff": 8, "n_heads": 2, "e_layers": 1}
 TINY_OPERATOR = {"name": "galerkin", "d_model": 8, "n_heads": 2, "n_layers": 1, "d_ff": 8, "modes": 2, "freq_dim": 4, "n_regressor_layers": 1}
+class Crash(BaseException):
+    """Stands in for the process dying (not an Exception: nothing on the way catches it)."""
+
+
 TRAIN = {"epochs": 1, "batch_size": 32, "patience": 0, "progress": False}
 
 
@@ -48,8 +54,9 @@ def write_recipe(path: Path, raw: dict) -> Path:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> Path:
-    """``s.csv`` and its recipe ``r.yaml``, a finished forecasting run ``series``; ``b.h5`` (10 Burgers
-    trajectories), its recipe ``p.yaml`` and a finished operator run ``pde``. Cases only read these."""
+    """``s.csv`` and its recipe ``r.yaml``, a finished forecasting run ``series`` and a run ``crashed`` after
+    epoch 1 of 2 (a resumable state); ``b.h5`` (10 Burgers trajectories), its recipe ``p.yaml`` and a finished
+    operator run ``pde``. Cases only read these, or copies of them."""
     root = tmp_path_factory.mktemp("world")
     write_csv(root / "s.csv", n_rows=160)
     write_recipe(root / "r.yaml", series_recipe(str(root / "s.csv")))
@@ -59,6 +66,17 @@ def world(tmp_path_factory) -> Path:
         patch.chdir(root)
         assert main(["fit", "r.yaml", "--out", "series"]) == 0
         assert main(["fit", "p.yaml", "--out", "pde"]) == 0
+        write_recipe(root / "r2.yaml", {**series_recipe(str(root / "s.csv")), "train": {**TRAIN, "epochs": 2}})
+        save = trainer_module.Trainer._save
+
+        def crash_after_epoch_1(self, progress, *args):
+            save(self, progress, *args)
+            if progress.epoch == 1:
+                raise Crash
+
+        patch.setattr(trainer_module.Trainer, "_save", crash_after_epoch_1)
+        with pytest.raises(Crash):
+            main(["fit", "r2.yaml", "--out", "crashed"])
     return root
 
 
@@ -398,3 +416,104 @@ def test_a_hostile_pde_file_is_refused_by_surrogate_fit(world, tmp_path, case):
     data = H5_CASES[case](tmp_path)
     surrogate = Surrogate("galerkin", **{k: v for k, v in TINY_OPERATOR.items() if k != "name"}, epochs=1, batch_size=8, progress=False)
     refused_by_api(lambda: surrogate.fit(str(data)), DataError, world, tmp_path)
+
+
+# ---------------------------------------------------------------------------- checkpoints and resume states
+DEEP_JSON = "[" * 200_000 + "]" * 200_000  # deeper than Python's JSON parser recurses
+HUGE_INT_JSON = '{"format": ' + "1" * 5000 + "}"  # beyond Python's 4300-digit limit of int()
+
+
+def _write(relative: str, content: str | bytes) -> Callable[[Path], None]:
+    def edit(run: Path) -> None:
+        path = run / relative
+        if path.is_symlink() or path.is_file():
+            path.unlink()
+        path.write_bytes(content.encode() if isinstance(content, str) else content)
+
+    return edit
+
+
+def _state(content: str) -> Callable[[Path], None]:
+    return lambda run: (run / "resume" / (run / "resume" / LATEST).read_text().strip() / STATE_JSON).write_text(content)
+
+
+def _replace(relative: str, make: Callable[[Path], None]) -> Callable[[Path], None]:
+    def edit(run: Path) -> None:
+        path = run / relative
+        shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+        make(path)
+
+    return edit
+
+
+def _link_to(target: str) -> Callable[[Path], None]:
+    return lambda path: os.symlink(target, path)
+
+
+CHECKPOINT_EDITS: dict[str, Callable[[Path], None]] = {
+    "config-nested-too-deep": _write("checkpoint/config.json", DEEP_JSON),
+    "config-5000-digit-int": _write("checkpoint/config.json", HUGE_INT_JSON),
+    "config-nan-format": _write("checkpoint/config.json", '{"format": NaN, "model": {}}'),
+    "config-truncated": lambda run: _write("checkpoint/config.json", (run / "checkpoint" / "config.json").read_bytes()[:100])(run),
+    "config-link-to-dev-zero": _replace("checkpoint/config.json", _link_to("/dev/zero")),
+    "config-a-fifo": _replace("checkpoint/config.json", os.mkfifo),
+    "weights-a-pickle": _write("checkpoint/weights.safetensors", b"\x80\x04\x95" + b"cos\nsystem\n" + bytes(64)),
+    "weights-link-to-dev-zero": _replace("checkpoint/weights.safetensors", _link_to("/dev/zero")),
+    "weights-header-claims-petabytes": _write("checkpoint/weights.safetensors", (2**50).to_bytes(8, "little") + b"{}"),
+    "weights-header-nested-json": _write("checkpoint/weights.safetensors", (400_002).to_bytes(8, "little") + DEEP_JSON[199_999:200_001 + 400_000].encode()[:400_002]),
+    "checkpoint-a-file": _replace("checkpoint", lambda path: path.write_text("not a folder")),
+    "checkpoint-a-link-loop": _replace("checkpoint", _link_to("checkpoint")),
+    "checkpoint-empty": _replace("checkpoint", lambda path: path.mkdir()),
+}
+
+
+@pytest.mark.parametrize("verb", ["evaluate", "predict"])
+@pytest.mark.parametrize("case", sorted(CHECKPOINT_EDITS))
+def test_a_damaged_checkpoint_is_refused_in_one_line(world, tmp_path, capsys, case, verb):
+    run = copy_run(world, tmp_path, "series")
+    CHECKPOINT_EDITS[case](run)
+    refused_by_cli([verb, run], capsys, world, tmp_path)
+
+
+@pytest.mark.parametrize("case", sorted(CHECKPOINT_EDITS))
+def test_a_damaged_checkpoint_is_refused_by_forecaster_load(world, tmp_path, case):
+    from sciformer import Forecaster
+
+    run = copy_run(world, tmp_path, "series")
+    CHECKPOINT_EDITS[case](run)
+    refused_by_api(lambda: Forecaster.load(run), CheckpointError, world, tmp_path)
+
+
+RESUME_EDITS: dict[str, Callable[[Path], None]] = {
+    "state-nested-too-deep": _state(DEEP_JSON),
+    "state-5000-digit-int": _state(HUGE_INT_JSON),
+    "state-empty": _state(""),
+    "latest-link-to-dev-zero": _replace(f"resume/{LATEST}", _link_to("/dev/zero")),
+    "latest-a-folder": _replace(f"resume/{LATEST}", lambda path: path.mkdir()),
+    "latest-empty": _write(f"resume/{LATEST}", b""),
+    "latest-with-a-newline-and-a-path": _write(f"resume/{LATEST}", b"epoch0001-step000000\n/../../etc\n"),
+    "latest-names-a-file": lambda run: _write(f"resume/{LATEST}", b"LATEST")(run),
+    "resume-a-file": _replace("resume", lambda path: path.write_text("x")),
+    "recipe-nested-too-deep": _write("recipe.json", DEEP_JSON),
+    "recipe-5000-digit-int": _write("recipe.json", '{"seed": ' + "1" * 5000 + "}"),
+    "data-nested-too-deep": _write("data.json", DEEP_JSON),
+    "data-5000-digit-int": _write("data.json", '{"fingerprint": ' + "1" * 5000 + "}"),
+    "lock-a-folder": lambda run: (run / ".sciformer.lock").mkdir(),
+}
+
+
+@pytest.mark.parametrize("case", sorted(RESUME_EDITS))
+def test_a_damaged_resume_state_is_refused_in_one_line(world, tmp_path, capsys, case):
+    run = copy_run(world, tmp_path, "crashed")
+    RESUME_EDITS[case](run)
+    refused_by_cli(["fit", "--resume", run], capsys, world, tmp_path)
+
+
+def test_evaluate_with_a_damaged_metrics_file_still_reports_and_keeps_it(world, tmp_path, capsys):
+    run = copy_run(world, tmp_path, "series")
+    (run / "metrics.json").write_text(DEEP_JSON)
+    before = tree(tmp_path)
+    assert main(["evaluate", str(run)]) == 0
+    out, err = capsys.readouterr()
+    assert "test_mse" in out and "Traceback" not in err and "matches" not in out
+    assert tree(tmp_path) == before

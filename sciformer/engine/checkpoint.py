@@ -181,7 +181,7 @@ def is_checkpoint_dir(path: Path) -> bool:
     try:
         entries = {p.name for p in path.iterdir()}
         config = json.loads((path / CONFIG).read_text()) if (path / CONFIG).stat().st_size < 2**24 else None
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return False
     marked = isinstance(config, dict) and {"format", "sciformer_version", "model"} <= config.keys()
     return marked and entries <= CHECKPOINT_FILES
@@ -215,7 +215,7 @@ def read_config(directory: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint '{directory}' has no {CONFIG}; expected a directory written by sciformer (weights.safetensors + config.json)")
     try:
         config = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # also nesting too deep for the parser, integers of > 4300 digits
         raise CheckpointError(f"checkpoint file '{path}' is corrupt: not valid JSON ({exc})") from None
     if not isinstance(config, dict) or "model" not in config:
         raise CheckpointError(f"checkpoint file '{path}' has no 'model' entry; it was not written by sciformer")
@@ -403,12 +403,15 @@ def _save_state(directory: Path, name: str, skeleton: Any, tensors: dict[str, to
 
 def _latest_name(directory: Path) -> str | None:
     try:
-        name = (directory / LATEST).read_bytes().decode("utf-8", errors="replace").strip()
-    except OSError:
+        with open(directory / LATEST, "rb") as pointer:  # bounded: LATEST may be a link to /dev/zero
+            name = pointer.read(4096).decode("utf-8", errors="replace").strip()
+    except FileNotFoundError:
         return None
-    if name and (len(name) > 255 or Path(name).name != name or name in (".", "..")):
+    except OSError as exc:  # a folder named LATEST, a file where the state folder should be: damaged, not absent
+        raise CheckpointError(f"checkpoint file '{directory / LATEST}' cannot be read ({exc.strerror or exc})") from None
+    if not name or len(name) > 255 or Path(name).name != name or name in (".", ".."):  # LATEST is replaced whole: empty is damaged
         raise CheckpointError(f"checkpoint file '{directory / LATEST}' is damaged: it must name a state folder beside it, got {name[:40]!r}")
-    return name or None
+    return name
 
 
 def load_training_state(directory: str | Path) -> dict[str, Any] | None:
@@ -427,7 +430,7 @@ def load_training_state(directory: str | Path) -> dict[str, Any] | None:
         raise CheckpointError(f"checkpoint '{directory / LATEST}' names '{name}', but '{path}' does not exist")
     try:
         payload = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
+    except (ValueError, RecursionError, OSError) as exc:  # also nesting too deep for the parser, integers of > 4300 digits
         raise CheckpointError(f"checkpoint file '{path}' is corrupt: not valid JSON ({exc})") from None
     if not isinstance(payload, dict) or "state" not in payload or not isinstance(payload.get("sha256"), dict):
         raise CheckpointError(f"checkpoint file '{path}' has no training state; it was not written by sciformer")

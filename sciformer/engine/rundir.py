@@ -59,7 +59,7 @@ def is_run_dir(path: Path) -> bool:
         if recipe.stat().st_size > 2**20:  # a resolved recipe is a few kB
             return False
         stored = json.loads(recipe.read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return False
     return isinstance(stored, dict) and stored.keys() >= _RECIPE_SECTIONS
 
@@ -174,7 +174,7 @@ def claim_resumable_run_dir(path: Path | None, recipe: Recipe) -> RunLock:
 def _read_run_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         raise ConfigError(f"cannot resume: '{path}' is damaged ({type(exc).__name__}); start a new run") from None
 
 
