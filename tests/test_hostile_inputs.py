@@ -517,3 +517,132 @@ def test_evaluate_with_a_damaged_metrics_file_still_reports_and_keeps_it(world, 
     out, err = capsys.readouterr()
     assert "test_mse" in out and "Traceback" not in err and "matches" not in out
     assert tree(tmp_path) == before
+
+
+# ------------------------------------------------------------------------------------------- CLI arguments
+def _thesis(ws: Path) -> Path:
+    (ws / "thesis").mkdir(exist_ok=True)
+    (ws / "thesis" / "thesis.tex").write_text("\\documentclass{article} years of work")
+    return ws / "thesis"
+
+
+def _user_file(ws: Path, name: str = "notes.txt") -> Path:
+    (ws / name).write_text("the user's own file")
+    return ws / name
+
+
+def _gappy_csv(ws: Path) -> Path:
+    frame = pd.read_csv(write_csv(ws / "h.csv", n_rows=80))
+    frame.drop(index=[70]).to_csv(ws / "h.csv", index=False)
+    return ws / "h.csv"
+
+
+Argv = Callable[[Path, Path], list]
+CLI_CASES: dict[str, Argv] = {
+    # fit: where the run goes, how it runs
+    "fit-out-a-file": lambda ws, w: ["fit", w / "r.yaml", "--out", _user_file(ws)],
+    "fit-out-under-a-file": lambda ws, w: ["fit", w / "r.yaml", "--out", _user_file(ws) / "run"],
+    "fit-out-dev-null": lambda ws, w: ["fit", w / "r.yaml", "--out", "/dev/null"],
+    "fit-out-under-dev-null": lambda ws, w: ["fit", w / "r.yaml", "--out", "/dev/null/run"],
+    "fit-out-under-proc": lambda ws, w: ["fit", w / "r.yaml", "--out", "/proc/sciformer-run"],
+    "fit-out-the-users-folder": lambda ws, w: ["fit", w / "r.yaml", "--out", _thesis(ws)],
+    "fit-out-a-link-to-the-users-folder": lambda ws, w: ["fit", w / "r.yaml", "--out", os.symlink(_thesis(ws), ws / "l") or ws / "l"],
+    "fit-out-the-working-folder": lambda ws, w: ["fit", w / "r.yaml", "--out", ".", _user_file(ws) and "train.epochs=1"],
+    "fit-nproc-zero": lambda ws, w: ["fit", w / "r.yaml", "--nproc", "0", "--out", ws / "run"],
+    "fit-nproc-negative": lambda ws, w: ["fit", w / "r.yaml", "--nproc", "-4", "--out", ws / "run"],
+    "fit-resume-and-another-out": lambda ws, w: ["fit", "--resume", ws / "a", "--out", ws / "b"],
+    "fit-resume-a-file": lambda ws, w: ["fit", "--resume", _user_file(ws)],
+    "fit-resume-dev-null": lambda ws, w: ["fit", "--resume", "/dev/null"],
+    "fit-resume-missing": lambda ws, w: ["fit", "--resume", ws / "gone"],
+    "fit-resume-the-users-folder": lambda ws, w: ["fit", "--resume", _thesis(ws)],
+    "fit-resume-a-finished-run": lambda ws, w: ["fit", "--resume", copy_run(w, ws, "series")],
+    "fit-resume-another-lr": lambda ws, w: ["fit", "--resume", copy_run(w, ws, "crashed"), "train.lr=0.5"],
+    "fit-recipe-missing": lambda ws, w: ["fit", ws / "missing.yaml", "--out", ws / "run"],
+    "fit-recipe-a-folder": lambda ws, w: ["fit", ws, "--out", ws / "run"],
+    "fit-recipe-dev-zero": lambda ws, w: ["fit", "/dev/zero", "--out", ws / "run"],
+    "fit-recipe-a-fifo": lambda ws, w: ["fit", os.mkfifo(ws / "r.yaml") or ws / "r.yaml", "--out", ws / "run"],
+    "fit-recipe-home-missing": lambda ws, w: ["fit", "~/no-such-sciformer-recipe.yaml", "--out", ws / "run"],
+    "fit-recipe-latin1": lambda ws, w: ["fit", _bytes(b"data: {name: caf\xe9.csv}\n", "r.yaml")(ws), "--out", ws / "run"],
+    "fit-override-5000-digits": lambda ws, w: ["fit", w / "r.yaml", f"train.epochs={BIG}", "--out", ws / "run"],
+    # evaluate
+    "evaluate-missing": lambda ws, w: ["evaluate", ws / "nope"],
+    "evaluate-a-file": lambda ws, w: ["evaluate", _user_file(ws)],
+    "evaluate-an-empty-folder": lambda ws, w: ["evaluate", (ws / "empty").mkdir() or ws / "empty"],
+    "evaluate-dev-null": lambda ws, w: ["evaluate", "/dev/null"],
+    "evaluate-the-users-folder": lambda ws, w: ["evaluate", _thesis(ws)],
+    "evaluate-override-unknown": lambda ws, w: ["evaluate", w / "series", "data.lookbak=3"],
+    "evaluate-override-model": lambda ws, w: ["evaluate", w / "series", "model.d_model=4"],
+    "evaluate-override-data-dev-zero": lambda ws, w: ["evaluate", w / "series", "data.name=/dev/zero"],
+    "evaluate-override-5000-digits": lambda ws, w: ["evaluate", w / "pde", f"data.test_resolution={BIG}"],
+    # predict
+    "predict-level-zero": lambda ws, w: ["predict", w / "series", "--level", "0"],
+    "predict-level-100": lambda ws, w: ["predict", w / "series", "--level", "100"],
+    "predict-level-150": lambda ws, w: ["predict", w / "series", "--level", "150"],
+    "predict-level-negative": lambda ws, w: ["predict", w / "series", "--level", "-5"],
+    "predict-level-nan": lambda ws, w: ["predict", w / "series", "--level", "nan"],
+    "predict-level-inf": lambda ws, w: ["predict", w / "series", "--level", "inf"],
+    "predict-levels-on-two-scales": lambda ws, w: ["predict", w / "series", "--level", "0.9", "80"],
+    "predict-out-an-existing-file": lambda ws, w: ["predict", w / "series", "--out", _user_file(ws, "f.csv")],
+    "predict-out-in-a-missing-folder": lambda ws, w: ["predict", w / "series", "--out", ws / "no" / "f.csv"],
+    "predict-out-dev-null": lambda ws, w: ["predict", w / "series", "--out", "/dev/null"],
+    "predict-out-under-proc": lambda ws, w: ["predict", w / "series", "--out", "/proc/f.csv"],
+    "predict-data-missing": lambda ws, w: ["predict", w / "series", "--data", ws / "none.csv"],
+    "predict-data-a-folder": lambda ws, w: ["predict", w / "series", "--data", ws],
+    "predict-data-dev-zero": lambda ws, w: ["predict", w / "series", "--data", "/dev/zero"],
+    "predict-data-with-a-gap": lambda ws, w: ["predict", w / "series", "--data", _gappy_csv(ws)],
+    "predict-data-too-short": lambda ws, w: ["predict", w / "series", "--data", write_csv(ws / "h.csv", n_rows=5)],
+    "predict-data-other-columns": lambda ws, w: ["predict", w / "series", "--data", write_csv(ws / "h.csv", n_rows=80, columns=["x", "y"])],
+    "predict-data-inf": lambda ws, w: ["predict", w / "series", "--data", _cell("inf", row=150)(ws)],
+    "predict-an-operator-run": lambda ws, w: ["predict", w / "pde"],
+    # rollout
+    "rollout-steps-zero": lambda ws, w: ["rollout", w / "pde", "--steps", "0", "--no-tracking", "--out", ws / "ro"],
+    "rollout-steps-negative": lambda ws, w: ["rollout", w / "pde", "--steps", "-3", "--no-tracking", "--out", ws / "ro"],
+    "rollout-split-unknown": lambda ws, w: ["rollout", w / "pde", "--split", "tset", "--no-tracking", "--out", ws / "ro"],
+    "rollout-frames-beyond": lambda ws, w: ["rollout", w / "pde", "--steps", "2", "--frames", "99", "--no-tracking", "--out", ws / "ro"],
+    "rollout-frames-zero": lambda ws, w: ["rollout", w / "pde", "--steps", "2", "--frames", "0", "--no-tracking", "--out", ws / "ro"],
+    "rollout-data-missing": lambda ws, w: ["rollout", w / "pde", "--data", ws / "none.h5", "--no-tracking", "--out", ws / "ro"],
+    "rollout-data-a-csv": lambda ws, w: ["rollout", w / "pde", "--data", w / "s.csv", "--no-tracking", "--out", ws / "ro"],
+    "rollout-data-nan": lambda ws, w: ["rollout", w / "pde", "--data", H5_CASES["nan"](ws), "--no-tracking", "--out", ws / "ro"],
+    "rollout-out-a-file": lambda ws, w: ["rollout", w / "pde", "--steps", "1", "--no-tracking", "--out", _user_file(ws)],
+    "rollout-out-the-users-folder": lambda ws, w: ["rollout", w / "pde", "--steps", "1", "--no-tracking", "--out", _thesis(ws)],
+    "rollout-out-under-dev-null": lambda ws, w: ["rollout", w / "pde", "--steps", "1", "--no-tracking", "--out", "/dev/null/ro"],
+    "rollout-a-forecasting-run": lambda ws, w: ["rollout", w / "series", "--no-tracking", "--out", ws / "ro"],
+    # datasets
+    "generate-nu-negative": lambda ws, w: ["datasets", "generate", "burgers1d", "--n", "2", "--res", "16", "--nu", "-1", "--out", ws / "g.h5"],
+    "generate-nu-nan": lambda ws, w: ["datasets", "generate", "burgers1d", "--n", "2", "--res", "16", "--nu", "nan", "--out", ws / "g.h5"],
+    "generate-nu-inf": lambda ws, w: ["datasets", "generate", "burgers1d", "--n", "2", "--res", "16", "--nu", "inf", "--out", ws / "g.h5"],
+    "generate-ns-nu-negative": lambda ws, w: ["datasets", "generate", "ns2d", "--n", "2", "--res", "16", "--nu=-1e-3", "--out", ws / "g.h5"],
+    "generate-advection-beta-nan": lambda ws, w: ["datasets", "generate", "advection1d", "--n", "2", "--res", "16", "--beta", "nan", "--out", ws / "g.h5"],
+    "generate-darcy-beta-inf": lambda ws, w: ["datasets", "generate", "darcy2d", "--n", "2", "--res", "16", "--beta", "inf", "--out", ws / "g.h5"],
+    "generate-n-zero": lambda ws, w: ["datasets", "generate", "burgers1d", "--n", "0", "--res", "16", "--out", ws / "g.h5"],
+    "generate-n-negative": lambda ws, w: ["datasets", "generate", "burgers1d", "--n", "-2", "--res", "16", "--out", ws / "g.h5"],
+    "generate-res-zero": lambda ws, w: ["datasets", "generate", "burgers1d", "--n", "2", "--res", "0", "--out", ws / "g.h5"],
+    "generate-res-huge": lambda ws, w: ["datasets", "generate", "darcy2d", "--n", "2", "--res", "10000000", "--out", ws / "g.h5"],
+    "generate-batch-size-zero": lambda ws, w: ["datasets", "generate", "burgers1d", "--n", "2", "--res", "16", "--batch-size", "0", "--out", ws / "g.h5"],
+    "generate-unknown": lambda ws, w: ["datasets", "generate", "burgerz1d", "--n", "2", "--res", "16", "--out", ws / "g.h5"],
+    "generate-over-a-file": lambda ws, w: ["datasets", "generate", "burgers1d", "--n", "2", "--res", "16", "--out", _user_file(ws, "g.h5")],
+    "generate-into-a-folder": lambda ws, w: ["datasets", "generate", "burgers1d", "--n", "2", "--res", "16", "--out", _thesis(ws)],
+    "generate-under-dev-null": lambda ws, w: ["datasets", "generate", "burgers1d", "--n", "2", "--res", "16", "--out", "/dev/null/g.h5"],
+    "download-unknown": lambda ws, w: ["datasets", "download", "ett_h3"],
+    "inspect-missing": lambda ws, w: ["datasets", "inspect", ws / "none.h5"],
+    "inspect-truncated": lambda ws, w: ["datasets", "inspect", _truncated(ws)],
+}
+OWN = {"fit": "run", "rollout": "ro"}  # the folder a refused command may have begun; every other path stays as it was
+
+
+@pytest.mark.parametrize("case", sorted(CLI_CASES))
+def test_a_hostile_command_line_exits_2_with_one_line(world, tmp_path, capsys, case):
+    argv = CLI_CASES[case](tmp_path, world)
+    own = OWN.get(case.split("-")[0])
+    refused_by_cli(argv, capsys, world, tmp_path, own=tmp_path / own if own else None)
+
+
+@pytest.mark.parametrize("case", ["a-folder", "dev-zero", "a-csv", "link-cycle", "string-dtype", "never-written-chunks"])
+def test_inspect_names_the_problem_of_a_file_it_cannot_read_as_pde_data(world, tmp_path, capsys, case):
+    """``datasets inspect`` is the diagnosis: it describes what it can and ends with one ``problem:`` line."""
+    path = {"a-folder": tmp_path, "dev-zero": Path("/dev/zero"), "a-csv": world / "s.csv"}.get(case) or H5_CASES[case](tmp_path)
+    before = watched(world, tmp_path, None)
+    assert main(["datasets", "inspect", str(path)]) == 0
+    out, err = capsys.readouterr()
+    assert [line for line in out.splitlines() if line.startswith("problem: ")] and not err
+    assert watched(world, tmp_path, None) == before

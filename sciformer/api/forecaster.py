@@ -32,7 +32,7 @@ from sciformer.engine.conformal import interval
 from sciformer.engine.tasks import train
 from sciformer.engine.tasks.forecast import checkpoint_config, checkpoint_extras, history_frame, history_tensors
 from sciformer.engine.trainer import pick_device, seed_everything
-from sciformer.errors import ConfigError, DataError, did_you_mean, user_path
+from sciformer.errors import CheckpointError, ConfigError, DataError, did_you_mean, user_path
 from sciformer.registry import get_model
 
 _TRAIN_KEYS = set(TrainConfig.__dataclass_fields__)
@@ -329,6 +329,8 @@ class Forecaster:
         if (directory / "checkpoint").is_dir():
             directory = directory / "checkpoint"
         config = read_config(directory)
+        if (config.get("data") or {}).get("kind") == "operator":
+            raise CheckpointError(f"'{directory}' holds an operator model's checkpoint, not a forecaster's; load it with Surrogate.load")
         forecaster = cls.__new__(cls)
         forecaster._init(stored_recipe(config["recipe"]))
         forecaster.device = torch.device(device)

@@ -112,6 +112,8 @@ def rollout_run(run_dir: str | os.PathLike, data: str | os.PathLike | None = Non
     traj, coords = load_trajectories(recipe, split, config["model"]["data_sizes"], f"run '{run_dir}'")
     initial_step = config["data"]["initial_step"]
     steps = check_steps(steps if steps is not None else max(1, traj.shape[1] - initial_step), traj.shape[1], initial_step)
+    if frames and not all(isinstance(f, int) and 1 <= f <= steps for f in frames):
+        raise ConfigError(f"--frames {' '.join(map(str, frames))}: expected steps between 1 and {steps} (the steps rolled out)")
     traj = traj.to(device)
     pred = rollout(model, traj, initial_step, steps, time_conditioned=config["data"]["mode"] == "all_to_all")
     truth = traj[:, initial_step : initial_step + steps]
