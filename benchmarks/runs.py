@@ -13,7 +13,8 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, Iterable, TypeVar
+from collections.abc import Callable, Iterable
+from typing import TypeVar
 
 REPO = Path(__file__).resolve().parents[1]
 T = TypeVar("T")
@@ -60,19 +61,20 @@ def run_state(out: Path, stamp: str) -> str:
 
 
 def run_pool(jobs: Iterable[T], run: Callable[[T], dict], record: Callable[[list[dict]], None], n_jobs: int) -> list[dict]:
-    """Run ``run(job)`` for every job, ``n_jobs`` at a time, calling ``record(results so far)`` after each."""
+    """Run ``run(job)`` for every job, ``n_jobs`` at a time, calling ``record(results so far)`` after each; the
+    results in the order of ``jobs``."""
     results: list[dict] = []
     lock = threading.Lock()
 
-    def run_and_record(job: T) -> None:
+    def run_and_record(job: T) -> dict:
         result = run(job)
         with lock:
             results.append(result)
             record(results)
+        return result
 
     with ThreadPoolExecutor(max_workers=n_jobs) as pool:
-        list(pool.map(run_and_record, jobs))
-    return results
+        return list(pool.map(run_and_record, jobs))
 
 
 def mean_std(values: list[float], digits: int = 3) -> str:

@@ -119,3 +119,15 @@ def test_the_whole_protocol_runs_on_tiny_data_and_a_rerun_runs_nothing(tmp_path)
     second = subprocess.run(cmd, capture_output=True, text=True, check=True)
     assert "done " not in second.stderr and "resumed " not in second.stderr
     assert json.loads((tmp_path / "operator_protocol.json").read_text())["tables"][0]["rows"] == table["rows"]
+
+
+def test_the_pool_returns_results_in_the_order_of_its_jobs():
+    import time
+
+    sys.path.insert(0, str(BENCH))
+    from runs import run_pool
+
+    recorded = []
+    results = run_pool([0.2, 0.0], lambda wait: time.sleep(wait) or {"wait": wait}, lambda so_far: recorded.append(len(so_far)), 2)
+    assert results == [{"wait": 0.2}, {"wait": 0.0}]  # the second job finishes first
+    assert recorded == [1, 2]
