@@ -105,8 +105,9 @@ SETS: dict[str, BenchSet] = {
     "ns2d_256": BenchSet(
         "Large grid: Navier–Stokes 2D at 256² (ν = 1e-3, 10 input frames, rollout to T = 30, 203 training trajectories)",
         _recipes("ns2d_256"), 1, 2, 1200, backends=(None, "reference"), tiny=TINY_NS,
-        notes=("Each model twice: the default kernels (Triton on CUDA) and SCIFORMER_BACKEND=reference (kernels off).",
-               "Softmax attention over 65,536 points needs a 16 GiB score matrix per head and sample: no model here uses it.")),
+        notes=("Galerkin and FactFormer run twice: on the Triton kernels (CUDA default) and with SCIFORMER_BACKEND=reference.",
+               "Global softmax attention over 65,536 points needs a 16 GiB fp32 score matrix per head and sample; PDE-Transformer "
+               "and scOT attend within windows.")),
 }
 # --tiny: models small enough for a CPU test (the width search still matches them to the tiny FNO)
 TINY_MODELS = {
@@ -485,8 +486,7 @@ def main() -> None:
     text = markdown(tables)
     if args.md:
         args.md.write_text(text)
-    print(text)
-    print(f"wrote {out}", file=sys.stderr)
+    print(f"{text}\nwrote {out}")
 
 
 def _machine(jobs: int) -> str:
