@@ -195,6 +195,8 @@ class Surrogate:
         if tensor.ndim not in (lead + n_dims, lead + n_dims + 1):
             shape = "[B, C_in, *grid]" if self.steady else "[B, T, C, *grid]"
             raise DataError(f"expected a field of shape {shape} (or one sample) on a {n_dims}D grid, got shape {tuple(tensor.shape)}")
+        if tensor.numel() == 0:
+            raise DataError(f"the input field is empty: shape {tuple(tensor.shape)}")
         given.batched = tensor.ndim == lead + n_dims + 1
         tensor = tensor if given.batched else tensor[None]
         channels = sizes["in_channels"] if self.steady else sizes["out_channels"]
@@ -337,6 +339,8 @@ class _Input:
 
 def _to_tensor(u: Any) -> tuple[torch.Tensor, _Input]:
     """``u`` as a tensor (CuPy through DLPack, no copy) and what it was given as."""
+    if u.is_complex() if isinstance(u, torch.Tensor) else np.iscomplexobj(getattr(u, "values", u)):
+        raise DataError("the input field is complex-valued; pass its real and imaginary parts as two real channels")
     if isinstance(u, torch.Tensor):
         return u.detach(), _Input("torch", u.device)
     if type(u).__module__.split(".")[0] == "cupy":
