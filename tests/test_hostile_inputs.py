@@ -794,3 +794,23 @@ def test_a_hostile_api_call_raises_one_documented_error(world, models, tmp_path,
     forecaster, surrogate, history = models
     _thesis(tmp_path), _user_file(tmp_path), H5_CASES["nan"](tmp_path)  # made before the tree is hashed
     refused_by_api(lambda: call(tmp_path, world, forecaster, surrogate, history), expected, world, tmp_path)
+
+
+SAYS = {  # the misleading messages of issue #24, as `fit` now words them
+    "a-directory": "is a directory, not a regular file",
+    "a-fifo": "is a FIFO (named pipe), not a regular file",
+    "dev-null": "is a character device, not a regular file",
+    "dev-zero": "is a character device, not a regular file",
+    "home-missing": f"'{Path('~').expanduser()}/no-such-sciformer-file.csv' does not exist",
+    "zero-rows": "has no data rows (only a header)",
+    "one-row": "too few rows",
+    "inf": "column 'OT' has",
+    "gap-in-time": "gap",
+}
+
+
+@pytest.mark.parametrize("case", sorted(SAYS))
+def test_fit_says_what_is_wrong_with_the_data(world, tmp_path, capsys, case):
+    recipe = write_recipe(tmp_path / "r.yaml", series_recipe(str(CSV_CASES[case](tmp_path))))
+    line = refused_by_cli(["fit", recipe, "--out", tmp_path / "run"], capsys, world, tmp_path, own=tmp_path / "run")
+    assert SAYS[case] in line and "does not exist" not in line.replace(SAYS[case], ""), line
