@@ -3,7 +3,6 @@
     python benchmarks/pde_generators.py                       # CPU, the settings below
     python benchmarks/pde_generators.py --device cuda --scale 8   # GPU: 8x the samples
     python benchmarks/pde_generators.py --only ns2d --res ns2d=256
-    python benchmarks/pde_generators.py --darcy-solvers 256 --n 32     # Darcy's solve: scipy LU vs CuPy CG
 
 Each generator writes a real PDEBench file into a temp dir (deleted afterwards); the time includes
 simulation and HDF5 writing. Settings per generator (n, res, parameters) are in ``CASES``; the
@@ -39,12 +38,7 @@ def main() -> None:
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--compression", default="gzip", help="gzip (the default of generate) or none")
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
-    ap.add_argument("--darcy-solvers", type=int, metavar="RES", default=None,
-                    help="time Darcy's sparse solve per sample at RES², scipy (CPU) against CuPy (GPU), and compare them")
-    ap.add_argument("--n", type=int, default=32, help="samples for --darcy-solvers (one batch)")
     args = ap.parse_args()
-    if args.darcy_solvers:
-        return darcy_solvers(args.darcy_solvers, args.n)
 
     import torch
 
@@ -75,40 +69,6 @@ def main() -> None:
             print(f"| {name} | {n} | {res} | {plan.n_t} | {params or 'defaults'} | {dt:.1f} | "
                   f"{n / dt:.2f} | {path.stat().st_size / 1e6:.0f} |", flush=True)
             path.unlink()
-
-
-def darcy_solvers(res: int, n: int) -> None:
-    """Seconds per sample of Darcy's solve for one batch of ``n`` coefficient fields at ``res``²: scipy's sparse
-    LU on the CPU (the reference) and CuPy's Jacobi-preconditioned CG on the GPU (after one warm-up call), the
-    relative difference of the two solutions, and the whole generator's time per sample on each device."""
-    import torch
-
-    from sciformer.data.generators import generate
-    from sciformer.data.generators.darcy import darcy_coefficient, darcy_solve
-
-    a = darcy_coefficient(n, res, torch.Generator().manual_seed(0), "cpu", torch.float64)
-    t0 = time.perf_counter()
-    cpu = darcy_solve(a, 1.0, 1.0 / res)
-    t_cpu = (time.perf_counter() - t0) / n
-    a_gpu = a.cuda()
-    darcy_solve(a_gpu[:1], 1.0, 1.0 / res)  # CuPy's kernels compile on first use
-    torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    gpu = darcy_solve(a_gpu, 1.0, 1.0 / res)
-    torch.cuda.synchronize()
-    t_gpu = (time.perf_counter() - t0) / n
-    diff = ((gpu.cpu() - cpu).norm() / cpu.norm()).item()
-    print(f"# Darcy solve at {res}x{res}, batch {n}: {torch.cuda.get_device_name()}, {platform.processor() or platform.machine()}")
-    print("| solver | s/sample |")
-    print("|---|---|")
-    print(f"| scipy sparse LU (CPU) | {t_cpu:.4f} |")
-    print(f"| CuPy CG, Jacobi, rtol 1e-10 (GPU) | {t_gpu:.4f} |")
-    print(f"relative L2 difference of the solutions: {diff:.2e}; speed-up {t_cpu / t_gpu:.1f}x")
-    with tempfile.TemporaryDirectory(prefix="sciformer_genbench_") as tmp:
-        for device in ("cpu", "cuda"):
-            t0 = time.perf_counter()
-            generate("darcy2d", Path(tmp) / f"{device}.h5", n, res, device=device, progress=False)
-            print(f"generate darcy2d n={n} res={res} device={device}: {(time.perf_counter() - t0) / n:.4f} s/sample", flush=True)
 
 
 if __name__ == "__main__":

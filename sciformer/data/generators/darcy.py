@@ -3,22 +3,19 @@
 Coefficients as PDEBench (arXiv 2210.07182; ``data_gen_NLE/DarcyFlow``; PDE.md §1.7): a sum of 5
 Gaussian bumps with random centres and widths σ = 0.5·L·U(0, 1), thresholded to a = 1 above the
 field's mean and 0.1 below. PDEBench marches ∂t u = ∇·(a∇u) + β to T = 2 as a steady-state proxy;
-here the steady problem itself is solved, with a sparse direct solver (``scipy.sparse``) on the CPU
-or with preconditioned conjugate gradients on the GPU (``cupyx.scipy.sparse.linalg``, when CuPy is
-installed and ``device="cuda"``), so the saved solution satisfies the discrete equation to solver
-tolerance.
+here the steady problem itself is solved with a sparse direct solver (``scipy.sparse``, SuperLU), so
+the saved solution satisfies the discrete equation to round-off. The solve runs on the CPU whatever
+``device``: Jacobi-preconditioned conjugate gradients on an H100 through CuPy were measured at 1.1-1.2x
+SuperLU's speed per sample at 256² and 512² (docs/pde.md), too little to keep a second solver.
 
 Discretisation: cell-centred finite volumes on ``res × res`` cells of size h, face coefficient the
 arithmetic mean of the two cells, boundary faces use the boundary cell's coefficient against a ghost
 value u = 0 one cell outside (PDEBench's zero ghost cells). The batch is assembled as one
-block-diagonal matrix (vectorised, no per-sample loop) and solved once.
+block-diagonal matrix (vectorised, no per-sample loop) and factorised once.
 """
 
 from __future__ import annotations
 
-import importlib
-import inspect
-import warnings
 from typing import Any, ClassVar
 
 import numpy as np
@@ -48,19 +45,16 @@ def darcy_coefficient(b: int, res: int, gen: torch.Generator, device, dtype, *, 
     return torch.where(g > mean, hi, lo).to(dtype)
 
 
-def darcy_matrix(a, h: float):
-    """Sparse SPD matrix ``[B·N², B·N²]`` (CSR) of −∇·(a∇·) for coefficients ``a [B, N, N]``: a scipy
-    matrix for a numpy ``a``, a ``cupyx.scipy.sparse`` one for a CuPy ``a`` (assembled on its GPU)."""
-    if isinstance(a, np.ndarray):
-        xp, sparse = np, importlib.import_module("scipy.sparse")
-    else:
-        xp, sparse = importlib.import_module("cupy"), importlib.import_module("cupyx.scipy.sparse")
-    a = a.astype(xp.float64)
+def darcy_matrix(a: np.ndarray, h: float):
+    """Sparse SPD matrix ``[B·N², B·N²]`` (CSR) of −∇·(a∇·) for coefficients ``a [B, N, N]``."""
+    import scipy.sparse as sp
+
+    a = np.asarray(a, dtype=np.float64)
     b, n, m = a.shape
-    idx = xp.arange(b * n * m).reshape(b, n, m)
+    idx = np.arange(b * n * m).reshape(b, n, m)
     ax = 0.5 * (a[:, :-1, :] + a[:, 1:, :])  # faces between (i, j) and (i+1, j): [B, N-1, M]
     ay = 0.5 * (a[:, :, :-1] + a[:, :, 1:])  # faces between (i, j) and (i, j+1): [B, N, M-1]
-    diag = xp.zeros_like(a)
+    diag = np.zeros_like(a)
     diag[:, :-1, :] += ax
     diag[:, 1:, :] += ax
     diag[:, :, :-1] += ay
@@ -70,21 +64,17 @@ def darcy_matrix(a, h: float):
     diag[:, -1, :] += a[:, -1, :]
     diag[:, :, 0] += a[:, :, 0]
     diag[:, :, -1] += a[:, :, -1]
-    rows = xp.concatenate([idx.ravel(), idx[:, :-1].ravel(), idx[:, 1:].ravel(),
+    rows = np.concatenate([idx.ravel(), idx[:, :-1].ravel(), idx[:, 1:].ravel(),
                            idx[:, :, :-1].ravel(), idx[:, :, 1:].ravel()])
-    cols = xp.concatenate([idx.ravel(), idx[:, 1:].ravel(), idx[:, :-1].ravel(),
+    cols = np.concatenate([idx.ravel(), idx[:, 1:].ravel(), idx[:, :-1].ravel(),
                            idx[:, :, 1:].ravel(), idx[:, :, :-1].ravel()])
-    vals = xp.concatenate([diag.ravel(), -ax.ravel(), -ax.ravel(), -ay.ravel(), -ay.ravel()]) / (h * h)
-    return sparse.coo_matrix((vals, (rows, cols)), shape=(b * n * m, b * n * m)).tocsr()
+    vals = np.concatenate([diag.ravel(), -ax.ravel(), -ax.ravel(), -ay.ravel(), -ay.ravel()]) / (h * h)
+    return sp.csr_matrix((vals, (rows, cols)), shape=(b * n * m, b * n * m))
 
 
-def darcy_solve(a: torch.Tensor, beta: float, h: float, rtol: float = 1e-10) -> torch.Tensor:
-    """Solve −∇·(a∇u) = β, u = 0 outside, for ``a [B, N, N]``; returns ``u [B, N, N]`` in ``a``'s dtype and
-    device, solved in float64. CPU: direct sparse LU (SuperLU) of the block-diagonal system, the reference.
-    CUDA tensors with CuPy installed: Jacobi-preconditioned conjugate gradients on the GPU
-    (``cupyx.scipy.sparse.linalg.cg``) to relative residual ``rtol``; without CuPy, the CPU solve."""
-    if a.is_cuda and _cupy() is not None:
-        return _darcy_solve_cupy(a, beta, h, rtol)
+def darcy_solve(a: torch.Tensor, beta: float, h: float) -> torch.Tensor:
+    """Solve −∇·(a∇u) = β, u = 0 outside, for ``a [B, N, N]``; returns ``u [B, N, N]`` (float64 solve,
+    returned in ``a``'s dtype and device). Direct sparse LU (SuperLU) of the block-diagonal system."""
     from scipy.sparse.linalg import spsolve
 
     a_np = a.detach().double().cpu().numpy()
@@ -93,34 +83,6 @@ def darcy_solve(a: torch.Tensor, beta: float, h: float, rtol: float = 1e-10) -> 
     # The blocks are independent and symmetric: a symmetric fill-reducing ordering keeps LU sparse.
     u = spsolve(mat.tocsc(), rhs, permc_spec="MMD_AT_PLUS_A")
     return torch.as_tensor(u.reshape(a_np.shape), device=a.device).to(a.dtype)
-
-
-def _cupy():
-    """The ``cupy`` module, or None when it is not installed (the CPU solve is then used, with one warning)."""
-    try:
-        return importlib.import_module("cupy")
-    except ImportError:
-        warnings.warn("darcy2d on a GPU solves on the CPU: CuPy is not installed (pip install 'sciformer[cuda12]' or "
-                      "'sciformer[cuda13]' for the GPU solver)", RuntimeWarning, stacklevel=3)
-        return None
-
-
-def _darcy_solve_cupy(a: torch.Tensor, beta: float, h: float, rtol: float) -> torch.Tensor:
-    import cupy
-    from cupyx.scipy.sparse import diags
-    from cupyx.scipy.sparse.linalg import cg
-
-    with cupy.cuda.Device(a.device.index or 0):
-        a_cp = cupy.from_dlpack(a.detach().double().contiguous())  # zero-copy view of the torch tensor
-        mat = darcy_matrix(a_cp, h)
-        rhs = cupy.full(mat.shape[0], float(beta))
-        jacobi = diags(1.0 / mat.diagonal())
-        # rtol is spelled tol before CuPy 14; the absolute floor 0 makes the bound relative only
-        key = "rtol" if "rtol" in inspect.signature(cg).parameters else "tol"
-        u, info = cg(mat, rhs, M=jacobi, atol=0.0, maxiter=20 * mat.shape[0] // a.shape[0], **{key: rtol})
-        if info != 0:
-            raise RuntimeError(f"darcy2d: conjugate gradients did not reach rtol {rtol} in {info} iterations")
-        return torch.from_dlpack(u.reshape(a_cp.shape)).to(a.dtype)
 
 
 def darcy_operator(a: torch.Tensor, u: torch.Tensor, h: float) -> torch.Tensor:
@@ -151,7 +113,7 @@ class Darcy2D(PDEGenerator):
         h = p["length"] / res
         x = (np.arange(res) + 0.5) * h
         attrs = {"beta": float(p["beta"]), "a_high": float(p["a_high"]), "a_low": float(p["a_low"]),
-                 "solver": "cell-centred FV, steady problem: scipy.sparse LU (CPU) or CuPy CG (GPU)"}
+                 "solver": "cell-centred FV, scipy.sparse direct solve of the steady problem"}
         return FilePlan(["tensor"], 1, (res, res), {"x": x, "y": x.copy()}, attrs, static=["nu"])
 
     def simulate(self, b, res, gen, device, dtype, **p):
