@@ -285,6 +285,7 @@ CSV_CASES: dict[str, Callable[[Path], Path]] = {
     "nul-bytes": _bytes(b"\x00" * 100_000),
     "nul-inside-the-text": _bytes(HEADER + b"2020-01-01 00:00:00,1,\x002,3\n" * 50),
     "one-huge-line": _bytes(b"1," * 2_000_000),
+    "a-5000-digit-number": _cell("1" * 5000),
     "utf16": _bytes((HEADER + b"2020-01-01 00:00:00,1,2,3\n" * 50).decode().encode("utf-16")),
     "binary-garbage": _bytes(bytes(range(256)) * 200),
     "gzip-bytes": _bytes(b"\x1f\x8b\x08\x00" + bytes(500)),
@@ -366,6 +367,20 @@ def _external_link(ws: Path) -> Path:
     return ws / "d.h5"
 
 
+class Payload:
+    """Runs a command when unpickled: a loader that unpickles would execute it."""
+
+    def __reduce__(self):
+        return (os.system, ("touch pwned",))
+
+
+def _pickled_pt(ws: Path) -> Path:
+    import torch
+
+    torch.save({"x": Payload(), "tensor": torch.zeros(2, 3, 8)}, ws / "d.pt")
+    return ws / "d.pt"
+
+
 def _pickled_npz(ws: Path) -> Path:
     np.savez(ws / "d.npz", x=np.array([{"a": 1}, None], dtype=object), y=np.zeros((2, 4, 4)))
     return ws / "d.npz"
@@ -398,6 +413,10 @@ H5_CASES: dict[str, Callable[[Path], Path]] = {
     "hdf5-signature-then-garbage": _bytes(b"\x89HDF\r\n\x1a\n" + bytes(range(256)) * 8, "d.h5"),
     "pickled-object-npz": _pickled_npz,
     "a-directory": lambda ws: (ws / "folder.h5").mkdir() or ws / "folder.h5",
+    "huge-shape-one-sample-written": _h5(lambda f: f.create_dataset("tensor", shape=(10**8, 6, 16), dtype="f4", chunks=(1, 6, 16)).__setitem__(0, 1.0)),
+    "pickle-in-a-pt": _pickled_pt,
+    "text-named-nc": _bytes(b"netcdf nothing {}\n", "d.nc"),
+    "text-named-npz": _bytes(b"PK\x03\x04 not really a zip", "d.npz"),
     "a-fifo": lambda ws: os.mkfifo(ws / "pipe.h5") or ws / "pipe.h5",
 }
 

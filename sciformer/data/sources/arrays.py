@@ -11,6 +11,7 @@ and held in memory (the files are small).
 from __future__ import annotations
 
 import os
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -94,7 +95,7 @@ def load_arrays(path: Path) -> dict[str, np.ndarray]:
         try:
             with np.load(path, allow_pickle=False) as z:
                 return {k: z[k] for k in z.files}
-        except (OSError, ValueError, EOFError) as e:
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
             raise DataError(f"{path}: cannot read as .npz without pickle ({' '.join(str(e).split())})") from None
     import torch
 
