@@ -1,16 +1,16 @@
 """One place that picks the implementation of every kernel op.
 
 Each op lives in ``sciformer/kernels/<op>/`` as ``reference.py`` (pure PyTorch: the specification) plus fast
-versions with the same function names and signatures (``triton.py``; ``cupy.py`` where one exists).
+versions with the same function names and signatures (``triton.py``).
 :func:`call` runs one function of an op with the backend chosen here:
 
 * ``SCIFORMER_BACKEND`` unset (or ``auto``): ``triton`` when triton is installed and the inputs are CUDA
   tensors (or ``TRITON_INTERPRET=1``, which runs triton kernels on CPU tensors), else ``torch``. Silent.
-* ``SCIFORMER_BACKEND=torch|triton|cupy``: that backend. When it cannot run here (module not installed, no
+* ``SCIFORMER_BACKEND=torch|triton``: that backend. When it cannot run here (module not installed, no
   implementation of this op, CPU inputs without the interpreter, an unsupported dtype) the reference runs
   instead and one warning per op and backend says why.
 
-``triton`` and ``cupy`` are imported only here, inside these checks, and in the backend modules, so
+``triton`` is imported only here, inside these checks, and in the backend modules, so
 ``import sciformer`` stays light.
 """
 
@@ -23,11 +23,12 @@ import warnings
 from types import ModuleType
 from typing import Any
 
+from sciformer.errors import ConfigError
 from sciformer.kernels import register_cache
 
-BACKENDS = ("torch", "triton", "cupy")
-_PACKAGES = {"triton": "triton", "cupy": "cupy"}
-_EXTRAS = {"triton": "sciformer[triton]", "cupy": "sciformer[cuda12] or sciformer[cuda13]"}
+BACKENDS = ("torch", "triton")  # a backend is listed once an op has an implementation in it
+_PACKAGES = {"triton": "triton"}
+_EXTRAS = {"triton": "sciformer[triton]"}
 _warned: set[tuple[str, str]] = set()
 _importable: dict[str, str | None] = {}
 _found: dict[str, bool] = {}
@@ -40,7 +41,7 @@ def requested_backend() -> str | None:
     if value in ("", "auto"):
         return None
     if value not in BACKENDS:
-        raise ValueError(f"SCIFORMER_BACKEND must be one of {', '.join(BACKENDS)} or auto, got {value!r}")
+        raise ConfigError(f"SCIFORMER_BACKEND must be one of {', '.join(BACKENDS)} or auto, got {value!r}")
     return value
 
 
@@ -120,7 +121,7 @@ def implementation(op: str, function: str, *args: Any, **kwargs: Any) -> ModuleT
 
 
 def get_backend(op: str, function: str | None = None, *args: Any, **kwargs: Any) -> str:
-    """The backend, ``torch``, ``triton`` or ``cupy``, that runs ``op``.
+    """The backend, ``torch`` or ``triton``, that runs ``op``.
 
     With ``function`` and its arguments: the one :func:`call` would use for them (after every fallback). Without:
     the one asked for: ``SCIFORMER_BACKEND``, or automatically ``triton`` when it is installed and a GPU (or the
