@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from sciformer.config import DATA_FILLED, DataConfig, Recipe, TrainConfig, load_recipe, recipe_from_dict, stored_recipe
+from sciformer.data.sources.memory import available_memory
 from sciformer.engine.callbacks import CallbackList
 from sciformer.engine.checkpoint import find_checkpoint, load_model, read_config, save_checkpoint
 from sciformer.engine.rollout import check_steps, data_coordinates, rollout
@@ -173,6 +174,10 @@ class Surrogate:
             raise DataError("this Surrogate maps a coefficient field to a steady solution: there is no time to roll out")
         check_steps(steps)
         history, given = self._history(u0)
+        need, free = 4 * steps * history[:, 0].numel(), available_memory()  # the float32 result [B, steps, C, *grid]
+        if free is not None and need > free:
+            raise DataError(f"a rollout of {steps} steps needs {need / 2**30:.3g} GiB for its result, more than the {free / 2**30:.3g} GiB "
+                            "of memory available; roll out fewer steps")
         pred = rollout(self.model, history.to(self.device), self.initial_step, steps, self._time_conditioned,
                        n_frames=self._n_frames)
         dims = self._dims(given.batched, time=True)
