@@ -32,7 +32,7 @@ class FactFormer(nn.Module):
     ``recompute_attention`` (the default) makes each attention layer recompute its ``n_dims - 1`` intermediate
     fields in the backward pass instead of keeping them. On an H100 with the triton kernels that costs 4% of a
     training step at 1024² and holds 12% less memory (20% less at 128³), which is what lets the largest grids train
-    (docs/benchmarks.md, "Kernels on an H100"); ``False`` is the faster choice where memory is plentiful."""
+    (docs/benchmarks.md, "Fused kernels"); ``False`` is the faster choice where memory is plentiful."""
 
     def __init__(
         self,
