@@ -515,6 +515,7 @@ RESUME_EDITS: dict[str, Callable[[Path], None]] = {
     "state-empty": _state(""),
     "latest-link-to-dev-zero": _replace(f"resume/{LATEST}", _link_to("/dev/zero")),
     "latest-a-folder": _replace(f"resume/{LATEST}", lambda path: path.mkdir()),
+    "latest-a-fifo": _replace(f"resume/{LATEST}", os.mkfifo),
     "latest-empty": _write(f"resume/{LATEST}", b""),
     "latest-with-a-newline-and-a-path": _write(f"resume/{LATEST}", b"epoch0001-step000000\n/../../etc\n"),
     "latest-names-a-file": lambda run: _write(f"resume/{LATEST}", b"LATEST")(run),

@@ -402,12 +402,15 @@ def _save_state(directory: Path, name: str, skeleton: Any, tensors: dict[str, to
 
 
 def _latest_name(directory: Path) -> str | None:
-    try:
-        with open(directory / LATEST, "rb") as pointer:  # bounded: LATEST may be a link to /dev/zero
-            name = pointer.read(4096).decode("utf-8", errors="replace").strip()
-    except FileNotFoundError:
+    kind = describe_kind(directory / LATEST)
+    if kind == "missing":
         return None
-    except OSError as exc:  # a folder named LATEST, a file where the state folder should be: damaged, not absent
+    if kind is not None:  # a folder, a device, a FIFO (opening it would wait forever): damaged, not absent
+        raise CheckpointError(f"checkpoint file '{directory / LATEST}' is {kind}, not a regular file")
+    try:
+        with open(directory / LATEST, "rb") as pointer:  # bounded: a few bytes name the state folder
+            name = pointer.read(4096).decode("utf-8", errors="replace").strip()
+    except OSError as exc:
         raise CheckpointError(f"checkpoint file '{directory / LATEST}' cannot be read ({exc.strerror or exc})") from None
     if not name or len(name) > 255 or Path(name).name != name or name in (".", ".."):  # LATEST is replaced whole: empty is damaged
         raise CheckpointError(f"checkpoint file '{directory / LATEST}' is damaged: it must name a state folder beside it, got {name[:40]!r}")
