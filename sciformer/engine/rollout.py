@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from sciformer.engine.metrics import PDEMetrics
+from sciformer.engine.pretrained import PresenceMasked
 from sciformer.errors import ConfigError, DataError, StorageError, storage_error, user_path
 
 ROLLOUT_SPLITS = ("train", "val", "test", "all")
@@ -104,12 +105,14 @@ def rollout_run(run_dir: str | os.PathLike, data: str | os.PathLike | None = Non
     if config["data"].get("kind") != "operator":
         raise DataError(f"run '{run_dir}' is not an operator model (it was trained on a time series); rollout needs an operator checkpoint")
     recipe = stored_recipe(config["recipe"])
-    name = str(user_path(data)) if data is not None else recipe.data.name
-    recipe = dataclasses.replace(recipe, data=dataclasses.replace(recipe.data, name=name, generate=None))
+    own = {"name": recipe.data.name, "mixture": recipe.data.mixture} if data is None else {"name": str(user_path(data)), "mixture": None}
+    recipe = dataclasses.replace(recipe, data=dataclasses.replace(recipe.data, generate=None, **own))
     out_dir = user_path(out) if out is not None else run_dir / "rollout"
     check_output_dir(out_dir)
     model, config = load_model(ckpt, device)
-    traj, coords = load_trajectories(recipe, split, config["model"]["data_sizes"], f"run '{run_dir}'")
+    traj, coords, fields = load_trajectories(recipe, split, config["model"]["data_sizes"], f"run '{run_dir}'")
+    if fields:  # mixture data: a field a sample lacks stays zero, as in training
+        model = PresenceMasked(model, fields)
     initial_step = config["data"]["initial_step"]
     steps = check_steps(steps if steps is not None else max(1, traj.shape[1] - initial_step), traj.shape[1], initial_step)
     if frames and not all(isinstance(f, int) and 1 <= f <= steps for f in frames):
@@ -130,12 +133,15 @@ def rollout_run(run_dir: str | os.PathLike, data: str | os.PathLike | None = Non
             "nrmse_mean": sum(per_step["nrmse"]) / steps}
 
 
-def load_trajectories(recipe, split: str, sizes: dict[str, int], owner: str) -> tuple[torch.Tensor, dict[str, Any]]:
+def load_trajectories(recipe, split: str, sizes: dict[str, int], owner: str) -> tuple[torch.Tensor, dict[str, Any], int]:
     """Trajectories ``[N, T, C, *grid]`` of ``split`` of the recipe's data, read as ``fit`` reads them (never
-    generated), checked against the model's ``sizes``; with their coordinates (``t`` and grid axes)."""
+    generated), checked against the model's ``sizes``; with their coordinates (``t`` and grid axes) and the number
+    of presence-masked fields (mixture data; 0 otherwise)."""
+    from sciformer.data.mixture import load_mixture_data
     from sciformer.data.operator import load_operator_data
 
-    data = load_operator_data(recipe.data, recipe.train, allow_generate=False)  # the operator task's loader
+    load = load_mixture_data if recipe.data.mixture is not None else load_operator_data  # the operator task's loaders
+    data = load(recipe.data, recipe.train, allow_generate=False)
     name = recipe.data.name
     if data.steady:
         raise DataError(f"'{name}' holds a steady problem (coefficient → solution): there is no trajectory to roll out")
@@ -147,7 +153,7 @@ def load_trajectories(recipe, split: str, sizes: dict[str, int], owner: str) -> 
     else:
         parts = ("train", "val", "test") if split == "all" else (split,)
         traj = torch.cat([data.splits[part].trajectories for part in parts])
-    return traj, data_coordinates(recipe.data, traj.shape[1], traj.shape[3:])[0]
+    return traj, data_coordinates(recipe.data, traj.shape[1], traj.shape[3:])[0], getattr(data, "masked_fields", 0)
 
 
 def data_coordinates(cfg, n_frames: int, grid: tuple[int, ...]) -> tuple[dict[str, Any], list[str] | None]:

@@ -157,3 +157,21 @@ def test_a_run_resumed_while_frozen_matches_an_uninterrupted_one(pretrained, her
     fit_recipe(recipe, here / "run", resume=True)
     reference, resumed = (load_file(here / name / "checkpoint" / "weights.safetensors") for name in ("reference", "run"))
     assert all(torch.equal(reference[k], resumed[k]) for k in reference)
+
+
+def test_a_mixture_run_rolls_out_on_its_own_data_with_absent_fields_kept_zero(pretrained):
+    from sciformer.engine.rollout import rollout_run
+
+    with contextlib.chdir(pretrained):
+        result = rollout_run(pretrained / "runs" / "pretrain", steps=2, out=pretrained / "mixture_rollout", figures=False)
+    assert result["steps"] == 2 and result["samples"] > 0
+    import xarray as xr
+
+    with xr.open_dataset(Path(result["out_dir"]) / "predictions.nc") as ds:
+        channels = sum(name.startswith("pred_") for name in ds.data_vars)
+        pred, truth = ([torch.as_tensor(ds[f"{kind}_{c}"].values) for c in range(channels)] for kind in ("pred", "true"))
+    fields = channels // 2
+    for field in range(fields):
+        absent = truth[fields + field] == 0  # presence channel 0: the sample lacks that field
+        assert (pred[field][absent] == 0).all()
+    assert any((truth[fields + field] == 0).any() for field in range(fields))
