@@ -7,8 +7,8 @@ time-series and operator modules keep every sample on the device, so no per-samp
 
 What keeps a step fast on a GPU: no host synchronisation inside an epoch (the loss is summed on the device and
 read once per epoch; the progress bar shows steps only), a fused Adam, and optionally one CUDA graph for the
-whole fixed-shape step (``train.cuda_graphs``: forward, backward, clipping and the optimiser step replayed with
-one launch) and ``torch.compile`` (``train.compile``).
+whole fixed-shape step (``train.cuda_graphs``, see :mod:`sciformer.engine.cuda_graphs`) and ``torch.compile``
+(``train.compile``).
 
 What makes a run resumable: with a ``state_dir``, the complete training state (weights, best weights,
 optimiser, the RNG states of every rank, the data-order generator, early-stopping counters, history) is
@@ -16,6 +16,11 @@ written at the end of every epoch and every ``train.checkpoint_every`` steps; ``
 from it at the same step of the same epoch, so a resumed run ends with exactly the metrics of an uninterrupted
 one (on a deterministic device). The learning-rate schedule is a pure function of (epoch, step), so it needs
 no state of its own.
+
+What stops a run early, keeping its last good state: a NaN or infinite training or validation loss
+(:class:`~sciformer.errors.TrainingDivergedError`, checked where the loss is read anyway: at every saved state and
+at the end of every epoch, so a diverged state is never saved nor taken as the best), and SIGTERM/SIGINT through
+``interrupts`` (a state saved at the step in flight, then :class:`~sciformer.errors.RunInterrupted`).
 
 Under ``torchrun`` (see :mod:`sciformer.engine.distributed`) the model is wrapped in DDP, each rank trains on
 its share of every global batch, evaluation sums are all-reduced, and only rank 0 prints, calls the
@@ -40,7 +45,8 @@ from sciformer.config import TrainConfig
 from sciformer.engine.background import BackgroundWriter, to_cpu
 from sciformer.engine.callbacks import CallbackList
 from sciformer.engine.checkpoint import load_training_state, save_training_state
-from sciformer.engine.distributed import Distributed, batch_size_of, local_share, pick_device
+from sciformer.engine.cuda_graphs import CudaGraphStep
+from sciformer.engine.distributed import Distributed, local_share, pick_device
 from sciformer.engine.interrupts import Interrupts
 from sciformer.engine.losses import make_loss, relative_l2, sample_loss
 from sciformer.engine.progress import FitResult, Progress, check_finite, check_position, checked_progress, progress_bar
@@ -419,85 +425,3 @@ class Trainer:
         if loss:
             metrics[self.cfg.loss] = loss[0] / samples
         return metrics
-
-
-def _signature(batch: Any) -> tuple:
-    return tuple((tuple(v.shape), v.dtype) if isinstance(v, torch.Tensor) else v for v in batch)
-
-
-class CudaGraphStep:
-    """``fn(batch)`` replayed from one CUDA graph for every full batch (``rows`` rows, shaped like the first).
-
-    Warm-up calls run eagerly on a side stream (as CUDA-graph capture requires), then one call is captured;
-    later batches of the same shapes are copied into the captured input tensors and the graph is replayed:
-    one launch instead of hundreds, and no Python per kernel. Batches of other shapes (the smaller last batch
-    of an epoch) run eagerly. Outputs are the graph's static tensors: read them before the next call. If the
-    capture fails (an operation that cannot be captured), a warning is given and every call runs eagerly.
-    """
-
-    WARMUP = 3
-
-    def __init__(self, fn: Callable[[Any], Any], rows: int, device: torch.device, optimizer: torch.optim.Optimizer | None = None) -> None:
-        self.fn, self.rows, self.device, self.optimizer = fn, rows, device, optimizer
-        self.signature: tuple | None = None
-        self.graph: Any = None
-        self.static_batch: Any = None
-        self.static_out: Any = None
-        self.warmup_left = self.WARMUP
-        self.failed = False
-        self._stream: Any = None
-
-    def __call__(self, batch: Any) -> Any:
-        if self.failed or batch_size_of(batch) != self.rows:
-            return self.fn(batch)
-        if self.device.type == "cuda":
-            with torch.cuda.device(self.device):  # streams and graphs of the training GPU, whichever is current
-                return self._graphed(batch)
-        return self._graphed(batch)
-
-    def _graphed(self, batch: Any) -> Any:
-        signature = _signature(batch)
-        if self.signature is None:
-            self.signature = signature
-        if signature != self.signature:
-            return self.fn(batch)
-        if self.graph is None:
-            if self.warmup_left > 0:
-                self.warmup_left -= 1
-                return self._on_side_stream(batch)
-            if not self._capture(batch):
-                return self.fn(batch)
-        for static, value in zip(self.static_batch, batch):
-            if isinstance(static, torch.Tensor):
-                static.copy_(value, non_blocking=True)
-        self.graph.replay()
-        return self.static_out
-
-    def _on_side_stream(self, batch: Any) -> Any:
-        main = torch.cuda.current_stream()
-        if self._stream is None:
-            self._stream = torch.cuda.Stream()
-        self._stream.wait_stream(main)
-        with torch.cuda.stream(self._stream):
-            out = self.fn(batch)
-        main.wait_stream(self._stream)
-        return out
-
-    def _capture(self, batch: Any) -> bool:
-        groups = self.optimizer.param_groups if self.optimizer is not None else []
-        for group in groups:
-            group["capturable"] = True  # lets Adam.step be recorded (fused Adam keeps its step count on the device)
-        try:
-            self.static_batch = type(batch)(*[v.clone() if isinstance(v, torch.Tensor) else v for v in batch])
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                self.static_out = self.fn(self.static_batch)
-            self.graph = graph
-            return True
-        except Exception as exc:  # any capture failure means: run eagerly
-            self.failed, self.graph, self.static_batch, self.static_out = True, None, None, None
-            warnings.warn(f"CUDA graph capture failed ({type(exc).__name__}: {exc}); training continues eagerly", RuntimeWarning, stacklevel=3)
-            return False
-        finally:
-            for group in groups:
-                group["capturable"] = False
