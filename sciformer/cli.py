@@ -295,7 +295,8 @@ def cmd_datasets(args: argparse.Namespace) -> int:
         from sciformer.data.generators import generate
 
         params = {"nu": args.nu, "beta": args.beta}
-        path = generate(args.generator, args.out, n=args.n, res=args.res, seed=args.seed, device=args.device, batch_size=args.batch_size, **params)
+        path = generate(args.generator, args.out, n=args.n, res=args.res, seed=args.seed, device=args.device, batch_size=args.batch_size,
+                        layout=args.layout, dtype=args.dtype, compression=args.compression, **params)
         print(f"wrote {path}")
     elif args.action == "inspect":
         from sciformer.data.pde import describe
@@ -409,6 +410,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--device", default="cpu", help="cpu or cuda")
     d.add_argument("--batch-size", type=int, default=None, help="samples simulated at once")
+    d.add_argument("--layout", choices=("single", "group"), default="single", help="PDEBench single file or one group per sample (not darcy2d)")
+    d.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="simulation precision (files hold float32)")
+    d.add_argument("--compression", choices=("gzip", "none"), default="gzip", help="HDF5 compression of the fields")
     d.add_argument("--out", type=Path, required=True, help="HDF5 file to write")
     d = dsub.add_parser("inspect", help="describe an HDF5 file: layout, keys, shapes, dtypes, attributes")
     d.add_argument("file", type=Path)

@@ -157,6 +157,19 @@ def test_datasets_generate_and_inspect(tmp_path, capsys):
     assert "unknown generator 'burger1d'" in _error(capsys, ["datasets", "generate", "burger1d", "--n", "1", "--res", "16", "--out", str(out)])
 
 
+def test_datasets_generate_passes_layout_dtype_and_compression(tmp_path, capsys):
+    import h5py
+
+    out = tmp_path / "burgers_group.h5"
+    args = ["--layout", "group", "--dtype", "float64", "--compression", "none", "--out", str(out)]
+    assert main(["datasets", "generate", "burgers1d", "--n", "2", "--res", "16", "--nu", "0.05", *args]) == 0
+    with h5py.File(out, "r") as f:
+        assert f["0000/data"].compression is None and f["0000/data"].dtype == "float32"
+    with pytest.raises(SystemExit):
+        main(["datasets", "generate", "burgers1d", "--n", "1", "--res", "16", "--compression", "lzf", "--out", str(tmp_path / "x.h5")])
+    assert "invalid choice: 'lzf'" in capsys.readouterr().err
+
+
 def test_fit_help_documents_resume_and_nproc(capsys):
     with pytest.raises(SystemExit):
         main(["fit", "--help"])
