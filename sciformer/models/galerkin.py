@@ -27,8 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sciformer.nn.encoder import FeedForward
 from sciformer.nn.embedding import grid_coordinates
+from sciformer.nn.encoder import FeedForward
 from sciformer.nn.linear_attention import AttentionType, SoftmaxFreeAttention
 from sciformer.nn.spectral import SpectralConv
 from sciformer.registry import Dropout, NonNegativeFloat, PositiveFloat, PositiveInt, register_model
@@ -127,6 +127,7 @@ class GalerkinTransformer(nn.Module):
             )
             for _ in range(n_layers)
         )
+        self.regressor: SpectralRegressor | PointwiseRegressor
         if decoder == "spectral":
             self.regressor = SpectralRegressor(d_model, out_channels, n_dims, freq_dim, modes, n_regressor_layers)
         else:

@@ -39,6 +39,8 @@ PDE-parameter/``dt`` embedders (only the lead time and one PDE label).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
+from typing import Literal
 
 import torch
 from torch import nn
@@ -81,6 +83,8 @@ class PDETransformerBlock(nn.Module):
         return self.spatial(x.reshape(B * C, H, W, D), shift, self.periodic).view(B, C, H, W, D)
 
     def _channel(self, x: torch.Tensor) -> torch.Tensor:
+        if self.channel is None:
+            raise RuntimeError("a block built for one channel has no channel attention")
         B, C, H, W, D = x.shape
         seq = x.permute(0, 2, 3, 1, 4).reshape(B * H * W, C, D)  # one sequence of C channel tokens per location
         out = self.channel(seq, seq, seq)
@@ -115,7 +119,7 @@ class TokenMerge(nn.Module):
 
     def __init__(self, dim: int, periodic: bool) -> None:
         super().__init__()
-        pad = "circular" if periodic else "zeros"
+        pad: Literal["circular", "zeros"] = "circular" if periodic else "zeros"
         self.body = nn.Sequential(nn.Conv2d(dim, dim // 2, 3, padding=1, bias=False, padding_mode=pad), nn.PixelUnshuffle(2))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -127,7 +131,7 @@ class TokenExpand(nn.Module):
 
     def __init__(self, dim: int, periodic: bool) -> None:
         super().__init__()
-        pad = "circular" if periodic else "zeros"
+        pad: Literal["circular", "zeros"] = "circular" if periodic else "zeros"
         self.body = nn.Sequential(nn.Conv2d(dim, 2 * dim, 3, padding=1, bias=False, padding_mode=pad), nn.PixelShuffle(2))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -171,20 +175,20 @@ class PDETransformer(nn.Module):
         self.patch_size, self.window_size, self.n_pde_types = patch_size, window_size, n_pde_types
         self.n_levels = n = len(depths) // 2
         widths = [hidden * 2**i for i in range(n + 1)]  # width of level i; the last decoder stage runs at widths[1]
-        stage = dict(n_heads=heads, window_size=window_size, mlp_ratio=mlp_ratio, n_channels=in_channels, periodic=periodic)
+        stage = partial(PDEStage, n_heads=heads, window_size=window_size, mlp_ratio=mlp_ratio, n_channels=in_channels, periodic=periodic)
 
         self.patch_embed = nn.Conv2d(1, hidden, kernel_size=patch_size, stride=patch_size)  # shared by every channel
         self.time_embed = nn.ModuleList(TimestepEmbedding(w, scale=TIME_SCALE) for w in widths)
         self.type_embed = nn.ModuleList(nn.Embedding(n_pde_types, w) for w in widths)
         self.channel_embed = nn.ModuleList(nn.Embedding(in_channels, w) for w in widths)
 
-        self.encoders = nn.ModuleList(PDEStage(widths[i], depths[i], **stage) for i in range(n))
+        self.encoders = nn.ModuleList(stage(widths[i], depths[i]) for i in range(n))
         self.merges = nn.ModuleList(TokenMerge(widths[i], periodic) for i in range(n))
-        self.latent = PDEStage(widths[n], depths[n], **stage)
+        self.latent = stage(widths[n], depths[n])
         self.expands = nn.ModuleList(TokenExpand(widths[i + 1], periodic) for i in range(n))  # level i+1 → i
         # after concatenating the skip: level i has 2·widths[i] channels, reduced to widths[i] (level 0: kept at 2·hidden)
         self.reduces = nn.ModuleList(nn.Conv2d(2 * widths[i], widths[max(i, 1)], kernel_size=1) for i in range(n))
-        self.decoders = nn.ModuleList(PDEStage(widths[max(i, 1)], depths[2 * n - i], **stage) for i in range(n))
+        self.decoders = nn.ModuleList(stage(widths[max(i, 1)], depths[2 * n - i]) for i in range(n))
 
         out_dim = widths[1]
         self.output_conv = nn.Conv2d(out_dim, out_dim, 3, padding=1, padding_mode="circular" if periodic else "zeros")
@@ -205,8 +209,7 @@ class PDETransformer(nn.Module):
             nn.init.normal_(table.weight, std=0.02)
         for module in self.modules():
             if isinstance(module, TimestepEmbedding):
-                nn.init.normal_(module.mlp[0].weight, std=0.02)
-                nn.init.normal_(module.mlp[2].weight, std=0.02)
+                module.reset_weights()
             if isinstance(module, AdaLNZero):
                 nn.init.zeros_(module.linear.weight)
                 nn.init.zeros_(module.linear.bias)
@@ -252,8 +255,9 @@ class PDETransformer(nn.Module):
 
     def conditioning(self, t: torch.Tensor, labels: torch.Tensor) -> list[torch.Tensor]:
         """Per level ``i``: ``[B, C_in, widths[i]]`` = time + PDE-type embedding (per sample) + channel embedding."""
+        streams = torch.arange(self.in_channels, device=labels.device)  # one channel embedding per token stream
         return [
-            (time(t) + kind(labels))[:, None, :] + channel.weight[None]
+            (time(t) + kind(labels))[:, None, :] + channel(streams)[None]
             for time, kind, channel in zip(self.time_embed, self.type_embed, self.channel_embed)
         ]
 

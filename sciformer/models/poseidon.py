@@ -35,6 +35,7 @@ frame), and the relative-L1 loss lives in the engine, not the model.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 
 import torch
 from torch import nn
@@ -105,13 +106,13 @@ class Poseidon(nn.Module):
 
         self.patch_embed = nn.Conv2d(in_channels, embed_dim, kernel_size=patch_size, stride=patch_size)
         self.embed_norm = TimeConditionedLayerNorm(embed_dim)
-        stage = dict(window_size=window_size, mlp_ratio=mlp_ratio, periodic=periodic)
-        self.encoders = nn.ModuleList(SwinStage(widths[i], depths[i], n_heads[i], **stage) for i in range(n))
+        stage = partial(SwinStage, window_size=window_size, mlp_ratio=mlp_ratio, periodic=periodic)
+        self.encoders = nn.ModuleList(stage(widths[i], depths[i], n_heads[i]) for i in range(n))
         self.merges = nn.ModuleList(PatchMerging(widths[i]) for i in range(n - 1))  # level i → i + 1
         self.skips = nn.ModuleList(
             nn.ModuleList(ConvNeXtBlock(widths[i], periodic) for _ in range(skip_blocks[i])) for i in range(n)
         )
-        self.decoders = nn.ModuleList(SwinStage(widths[i], depths[i], n_heads[i], mirrored=True, **stage) for i in range(n))
+        self.decoders = nn.ModuleList(stage(widths[i], depths[i], n_heads[i], mirrored=True) for i in range(n))
         self.expands = nn.ModuleList(PatchExpanding(widths[i + 1]) for i in range(n - 1))  # level i + 1 → i
         self.recovery = PatchRecovery(embed_dim, out_channels, patch_size, periodic)
         self._init_weights()
@@ -167,7 +168,7 @@ class Poseidon(nn.Module):
             if level < self.n_stages - 1:
                 x = self.merges[level](y + x, t)  # stage residual, then [B, h_l/2, w_l/2, D·2^(l+1)]
         for level, blocks in enumerate(self.skips):
-            for block in blocks:
+            for block in blocks.children():
                 skips[level] = block(skips[level], t)
 
         x = skips[-1]

@@ -47,12 +47,17 @@ class TimestepEmbedding(nn.Module):
         super().__init__()
         self.freq_dim, self.scale, self.max_period = freq_dim, scale, max_period
         self.mlp = nn.Sequential(nn.Linear(freq_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
-        nn.init.normal_(self.mlp[0].weight, std=0.02)  # DiT's initialisation
-        nn.init.normal_(self.mlp[2].weight, std=0.02)
+        self.reset_weights()
+
+    def reset_weights(self) -> None:
+        """DiT's initialisation: both linear weights drawn from N(0, 0.02), biases left as they are."""
+        for layer in self.mlp:
+            if isinstance(layer, nn.Linear):
+                nn.init.normal_(layer.weight, std=0.02)
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
         emb = timestep_embedding(t * self.scale, self.freq_dim, self.max_period)
-        return self.mlp(emb.to(self.mlp[0].weight.dtype))
+        return self.mlp(emb.to(next(self.mlp.parameters()).dtype))
 
 
 def broadcast_to_tokens(m: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

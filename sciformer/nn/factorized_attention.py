@@ -65,6 +65,8 @@ class GaussianFourierFeatures(nn.Module):
     a checkpoint reproduces the encoding. ``x [..., n_dims]`` → ``[..., 2 · n_features]``.
     """
 
+    B: torch.Tensor
+
     def __init__(self, n_dims: int, n_features: int, scale: float = 1.0) -> None:
         super().__init__()
         self.register_buffer("B", torch.randn(n_dims, n_features) * scale)

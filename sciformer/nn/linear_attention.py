@@ -16,7 +16,7 @@ No softmax, no ``1/√E``: the normalisation comes from layer norms on two of th
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, cast
 
 import torch
 from torch import nn
@@ -125,7 +125,7 @@ class SoftmaxFreeAttention(nn.Module):
         heads = {name: getattr(self, name)(x).view(B, n, H, E).transpose(1, 2) for name in ("query", "key", "value")}  # [B, H, n, E]
         if self.attention == "galerkin":
             # one fused op: layer norms on K and V, coordinates in front of every head, Q (KᵀV) / n
-            norm_k, norm_v = self.norms["key"], self.norms["value"]
+            norm_k, norm_v = (cast(HeadwiseLayerNorm, self.norms[name]) for name in ("key", "value"))  # ModuleDict items are typed Module
             out = _galerkin_op(heads["query"], heads["key"], heads["value"], pos, norm_k.affine(), norm_v.affine(), norm_k.eps)
         else:
             heads = {name: self.norms[name](h) if name in self.norms else h for name, h in heads.items()}

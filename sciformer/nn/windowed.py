@@ -96,6 +96,8 @@ class WindowAttention(nn.Module):
 
     def relative_position_bias(self, window: int) -> torch.Tensor:
         """``[n_heads, w · w, w · w]``: bias between the local positions of a ``window × window`` window."""
+        if self.cpb_mlp is None:
+            raise RuntimeError("this WindowAttention was built with position_bias=False")
         device, dtype = self.qkv.weight.device, self.qkv.weight.dtype
         offsets = torch.arange(-(window - 1), window, device=device, dtype=dtype)
         table = torch.stack(torch.meshgrid(offsets, offsets, indexing="ij"), dim=-1)  # [2w-1, 2w-1, 2] (dy, dx)
