@@ -127,6 +127,8 @@ def test_home_relative_paths_work_end_to_end(tmp_path, monkeypatch):
     catalog.check_dataset_name("~/series.csv")
     with pytest.raises(ConfigError, match=r"recipe key 'data.name': data file '.*' is a directory"):
         catalog.check_dataset_name(str(tmp_path) + "/")
+    (tmp_path / "store.zarr").mkdir()  # a Zarr store is a folder: a data path like a file
+    catalog.check_dataset_name("~/store.zarr")
 
 
 # ----------------------------------------------------------------------------------------- few rows
