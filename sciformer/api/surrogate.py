@@ -119,7 +119,7 @@ class Surrogate:
                 raise
             self.model.eval()
             self.config = _TASK.checkpoint_config(recipe, operator_data)
-            self._describe(recipe.data, _frames(operator_data), operator_data.grid_shape)
+            self._describe(recipe.data, operator_data.n_frames, operator_data.grid_shape)
             hooks.on_fit_end({"best_epoch": self.fit_result.best_epoch, "epochs": self.fit_result.epochs}, Path("."))
         return self
 
@@ -275,7 +275,7 @@ class Surrogate:
             surrogate._describe(recipe.data, config["data"]["n_frames"], tuple(config["data"]["grid"]))
         else:  # an older run's checkpoint: what its data, read as fit read it, says
             operator_data = _TASK.load_data(surrogate._recipe_for(Path(recipe.data.name)), allow_generate=False)
-            surrogate._describe(recipe.data, _frames(operator_data), operator_data.grid_shape)
+            surrogate._describe(recipe.data, operator_data.n_frames, operator_data.grid_shape)
         return surrogate
 
     def log_model(self, name: str = "surrogate", **kwargs: Any):
@@ -307,14 +307,6 @@ class _as_path:
     def __exit__(self, *exc: Any) -> None:
         if self.tmp is not None:
             self.tmp.cleanup()
-
-
-def _frames(data) -> int | None:
-    """Frames per trajectory of operator data (None for steady pairs), without reading a streamed split."""
-    if data.steady:
-        return None
-    train = data.splits["train"]
-    return train.view.n_frames if hasattr(train, "view") else train.trajectories.shape[1]
 
 
 @dataclasses.dataclass

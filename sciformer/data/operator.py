@@ -93,7 +93,8 @@ class OperatorData:
     gathered on the device; the file's fingerprint is checked at the start of every pass). Both give the
     same batches where a streamed split is one chunk.
 
-    ``in_channels`` = ``initial_step × C`` for trajectories, ``out_channels`` = C, ``n_dims`` = grid axes.
+    ``in_channels`` = ``initial_step × C`` for trajectories, ``out_channels`` = C, ``n_dims`` = grid axes,
+    ``n_frames`` = T (None for steady pairs).
 
     ``augment="dihedral"`` maps each shuffled training batch (input and target alike) by one of the 8 symmetries
     of the square, drawn from the epoch's generator; ``"transpose"`` by the identity or the swap of the two axes.
@@ -122,6 +123,7 @@ class OperatorData:
         self._device = torch.device("cpu")
         shape = _shape(splits["train"])  # [N, T, C, *grid], or [N, C_in, *grid] for steady pairs
         self.steady = _is_steady(splits["train"])
+        self.n_frames: int | None = None if self.steady else shape[1]  # frames per trajectory
         if self.steady and mode != "one_step":
             raise DataError(f"{name} is a steady problem (coefficient → solution); train.mode must be one_step, got {mode!r}")
         self.initial_step = 1 if (self.steady or mode == "all_to_all") else initial_step

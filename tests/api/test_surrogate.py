@@ -163,6 +163,16 @@ def test_load_opens_a_fit_run_directory(burgers, test_set, tmp_path):
     sg = Surrogate.load(run)
     traj = sg.rollout(test_set, steps=2)  # a whole trajectory: the rollout continues after its last frame (t = 0.1)
     assert traj.dims == ("sample", "t", "channel", "x") and traj["t"].values == pytest.approx([0.12, 0.14])
+    import json
+
+    from sciformer.engine.checkpoint import find_checkpoint
+
+    config_file = find_checkpoint(run) / "config.json"
+    config = json.loads(config_file.read_text())
+    assert config["data"]["n_frames"] == 6  # t = 0, 0.02, ..., 0.1
+    del config["data"]["n_frames"]  # an older run's checkpoint: the frames are read from its data
+    config_file.write_text(json.dumps(config))
+    assert Surrogate.load(run).rollout(test_set, steps=2)["t"].values == pytest.approx([0.12, 0.14])
 
 
 def test_steady_darcy_maps_a_coefficient_to_a_solution(tmp_path):

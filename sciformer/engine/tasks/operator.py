@@ -85,6 +85,7 @@ class OperatorTask(Task):
                 "mode": data.mode,
                 "initial_step": data.initial_step,
                 "grid": list(data.grid_shape),
+                "n_frames": data.n_frames,
                 "fingerprint": self.fingerprint(data, recipe),
             },
         }
