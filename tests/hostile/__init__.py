@@ -1,0 +1,1 @@
+"""The case tables of tests/test_hostile_inputs.py, by what they attack."""
