@@ -272,11 +272,12 @@ def test_runtime_choice_lists_agree_with_the_annotations():
     """Layers below config check these choices again at run time; their lists must be the annotation's."""
     from sciformer.config import Augment, TrainMode
     from sciformer.data.operator import AUGMENTS, MODES
-    from sciformer.nn.patching import NORMS, POSITIONAL
+    from sciformer.nn.patching import NORMS, POSITIONAL, Norm, Positional
 
     assert (tuple(MODES), tuple(AUGMENTS)) == (typing.get_args(TrainMode), typing.get_args(Augment))
     patchtst = typing.get_type_hints(get_model("patchtst").__init__)
-    assert (typing.get_args(patchtst["norm"]), typing.get_args(patchtst["positional"])) == (tuple(NORMS), tuple(POSITIONAL))
+    assert (patchtst["norm"], patchtst["positional"]) == (Norm, Positional)  # the model annotates with nn's Literals
+    assert (typing.get_args(Norm), typing.get_args(Positional)) == (NORMS, POSITIONAL)
 
 
 def test_model_choices_are_literals_shared_by_every_model():

@@ -36,7 +36,7 @@ from torch import nn
 from sciformer.nn.attention import AttentionLayer, FullAttention
 from sciformer.nn.encoder import Encoder, EncoderLayer
 from sciformer.nn.normalization import RevIN
-from sciformer.nn.patching import FlattenHead, PatchEmbedding, TSTEncoder, TSTEncoderLayer, token_norm
+from sciformer.nn.patching import FlattenHead, Norm, PatchEmbedding, Positional, TSTEncoder, TSTEncoderLayer, token_norm
 from sciformer.registry import Activation, Dropout, PositiveInt, register_model
 
 EncoderKind = Literal["official", "tslib"]
@@ -66,8 +66,8 @@ class PatchTST(nn.Module):
         head_dropout: Dropout | None = 0.0,
         activation: Activation = "gelu",
         encoder: EncoderKind = "official",
-        norm: Literal["batch", "layer"] = "batch",
-        positional: Literal["learned", "sincos"] = "learned",
+        norm: Norm = "batch",
+        positional: Positional = "learned",
         patch_bias: bool = True,
         revin: bool = True,
         affine: bool = False,

@@ -18,6 +18,7 @@ A univariate lookback is cut into overlapping patches that become the transforme
 from __future__ import annotations
 
 import math
+from typing import Literal, get_args
 
 import torch
 from torch import nn
@@ -25,8 +26,10 @@ from torch import nn
 from sciformer.nn.embedding import PositionalEmbedding
 from sciformer.nn.encoder import FeedForward
 
-POSITIONAL = ("learned", "sincos")
-NORMS = ("batch", "layer")
+Positional = Literal["learned", "sincos"]
+Norm = Literal["batch", "layer"]
+POSITIONAL: tuple[str, ...] = get_args(Positional)
+NORMS: tuple[str, ...] = get_args(Norm)
 
 
 def patch_count(lookback: int, patch_len: int, stride: int, pad_end: bool = True) -> int:
