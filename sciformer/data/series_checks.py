@@ -27,7 +27,8 @@ def excerpt(text: object, limit: int = 40) -> str:
 
 def quote_columns(columns: list, limit: int = 80) -> str:
     """Column names as ``['a', 'b', ...]``, at most ``limit`` characters in all."""
-    shown, length = [], 2
+    shown: list[str] = []
+    length = 2
     for name in columns:
         quoted = excerpt(name, 30)
         if length + len(quoted) + 2 > limit:

@@ -8,7 +8,10 @@ than a MiB are refused at once, so a wrong file costs milliseconds instead of a 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -90,11 +93,11 @@ def open_xarray(path: Path, label: str):
 
     if path.suffix.lower() == ".zarr":
         _require("zarr", label)
-        opener, kwargs = xr.open_zarr, {}
+        opener: Callable[[Path], Any] = xr.open_zarr
     else:
-        opener, kwargs = xr.open_dataset, {"engine": _netcdf_engine(path, label)}
+        opener = partial(xr.open_dataset, engine=_netcdf_engine(path, label))
     try:
-        return opener(path, **kwargs)
+        return opener(path)
     except (OSError, ValueError, TypeError, KeyError) as exc:
         reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
         raise DataError(f"{label} cannot be read by xarray: {reason}") from None

@@ -75,7 +75,8 @@ def xarray_table(obj, time_col: str | None, label: str) -> tuple[pd.DataFrame, s
 def _dataset_columns(ds, dim: str, label: str) -> list[str]:
     """Variables along ``dim`` alone; static variables (without ``dim``) and CF time bounds are left out."""
     bounds = {c.attrs.get("bounds") for c in ds.coords.values()}
-    columns, refused = [], []
+    columns: list[str] = []
+    refused: list[str] = []
     for name, var in ds.data_vars.items():
         if dim not in var.dims or name in bounds:
             continue

@@ -64,7 +64,9 @@ def feature_code(freq: str) -> str:
     base = re.sub(r"^\d+", "", str(freq)).split("-")[0].lower()
     code = _ALIASES.get(base, base)
     if code not in _FEATURES:
-        raise ConfigError(f"time-feature frequency {freq!r} is not supported; expected one of h, t/min, s, d, b, w, m, q, y (optionally with a multiple, e.g. 15min)")
+        raise ConfigError(
+            f"time-feature frequency {freq!r} is not supported; expected one of h, t/min, s, d, b, w, m, q, y (optionally with a multiple, e.g. 15min)"
+        )
     return code
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import torch
 import triton
@@ -58,7 +58,7 @@ def empty_like(x: torch.Tensor) -> torch.Tensor:
     return y.fill_(float("nan")) if interpreting() else y
 
 
-@lru_cache(maxsize=None)
+@cache
 def _device_facts(index: int) -> tuple[int, int]:
     """``(multiprocessors, shared memory per block in bytes)`` of CUDA device ``index``, as triton's driver reads them."""
     props = triton.runtime.driver.active.utils.get_device_properties(index)

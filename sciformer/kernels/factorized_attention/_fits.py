@@ -7,7 +7,7 @@ Under the interpreter each returns one small tile.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 from sciformer.kernels import register_cache
 from sciformer.kernels._triton import pow2
@@ -56,7 +56,7 @@ def _contract_staged(m: int, k: int, c: int) -> int:
 
 # The fits below are cached: at small fields the Python around the seven launches of a step, not the GPU, set the
 # step time (H100, 128²: 3.1 ms a step for 1.1 ms of kernels).
-@lru_cache(maxsize=None)
+@cache
 def _fit(configs, n: int, D: int, itemsize: int, operands, interpreted: bool, shared: int) -> tuple[tuple[int, int, int, int, int], ...]:
     """Tile configurations that suit an axis of ``n`` points and ``D`` channels, with the pipeline depth cut so that
     the staged tiles fit in shared memory; ``operands(bm, bn, cols)`` is the elements staged per pipeline stage.
@@ -74,7 +74,7 @@ def _fit(configs, n: int, D: int, itemsize: int, operands, interpreted: bool, sh
     return tuple(dict.fromkeys(fitted)) or ((32, 32, block_d, 4, 1),)  # in order, without duplicates
 
 
-@lru_cache(maxsize=None)
+@cache
 def _fit_inplace(n: int, D: int, itemsize: int, interpreted: bool, shared: int) -> tuple[tuple[int, int, int, int, int], ...]:
     """Tile configurations whose row tile spans the whole axis (so a program may overwrite what it read), with at
     most :data:`_ACC_PER_THREAD` accumulators per thread; empty when the axis is too long for that."""
@@ -104,7 +104,7 @@ _ROWS_CONFIGS = (  # (BLOCK_M, columns, warps, stages, programs per multiprocess
 _ROWS_MAX_AXIS = 256  # the kernel's rows of a longer axis, with the whole reduction, do not fit beside the field's tiles
 
 
-@lru_cache(maxsize=None)
+@cache
 def _fit_rows(n: int, D: int, E: int, itemsize: int, whole: bool, interpreted: bool, shared: int) -> tuple[tuple[int, int, int, int, int], ...]:
     """Configurations of :func:`_apply_rows_kernel` for an axis of ``n`` points, ``D`` channels and (``E > 0``) the
     kernel formed from ``E`` key channels; ``whole``: row tiles that span the axis (so a program may overwrite what
@@ -161,7 +161,7 @@ _WHOLE_FUSED_MAX_AXIS = 128  # the n × n float32 kernel gradient of a longer ax
 _FUSED_MAX_AXIS = 256  # nor n × n / 4 of a longer one
 
 
-@lru_cache(maxsize=None)
+@cache
 def _fit_fused(n: int, D: int, itemsize: int, interpreted: bool, into_g: bool, shared: int) -> tuple[tuple[int, int, int, int], ...]:
     """Configurations of the fused contraction + application for an axis of ``n`` points and ``D`` channels: the
     kernel gradient's part (``n × n / parts``) and the output strip (``n / parts × columns``) accumulate in at most

@@ -11,14 +11,37 @@ import torch
 
 from sciformer.kernels import _tuning, register_cache
 from sciformer.kernels._triton import (
-    cdiv, device_guard, empty, empty_like, geometry, launch, pow2, precision, shared_memory, sm_count, upcast,
+    cdiv,
+    device_guard,
+    empty,
+    empty_like,
+    geometry,
+    launch,
+    pow2,
+    precision,
+    shared_memory,
+    sm_count,
+    upcast,
 )
 from sciformer.kernels.factorized_attention._fits import (
-    _APPLY_CONFIGS, _CONTRACT_CONFIGS, _FUSED_CONFIGS, _INPLACE_CONFIGS, _apply_staged, _block_e, _contract_staged, _fit,
-    _fit_fused, _fit_inplace, _fit_rows,
+    _APPLY_CONFIGS,
+    _CONTRACT_CONFIGS,
+    _FUSED_CONFIGS,
+    _INPLACE_CONFIGS,
+    _apply_staged,
+    _block_e,
+    _contract_staged,
+    _fit,
+    _fit_fused,
+    _fit_inplace,
+    _fit_rows,
 )
 from sciformer.kernels.factorized_attention._kernels import (
-    _apply_kernel, _apply_rows_kernel, _contract_apply_kernel, _contract_kernel, _matmul_kernel,
+    _apply_kernel,
+    _apply_rows_kernel,
+    _contract_apply_kernel,
+    _contract_kernel,
+    _matmul_kernel,
 )
 
 
@@ -93,7 +116,8 @@ def _application_key(kernel: torch.Tensor | None, x: torch.Tensor, axis: int, ov
     """:data:`_REPLAYS`'s key of an application. With ``qk`` the kernel is a new tensor of ours, fixed by ``q``'s
     and ``k``'s shapes, so it is left out (:func:`_apply_product` looks the key up before allocating it)."""
     geometries = None if qk is None else tuple(geometry(t) for t in qk)
-    return ("apply", axis, overwrite, None if qk is not None else geometry(kernel), geometry(x), geometries, precision(x.dtype))
+    kernel_geometry = None if kernel is None or qk is not None else geometry(kernel)
+    return ("apply", axis, overwrite, kernel_geometry, geometry(x), geometries, precision(x.dtype))
 
 
 def _replayed(known: tuple, kernel: torch.Tensor, x: torch.Tensor, scale: float, qk) -> torch.Tensor:
@@ -301,11 +325,12 @@ def _matmul(a: torch.Tensor, b: torch.Tensor, dtype: torch.dtype) -> torch.Tenso
     key = ("matmul", geometry(a), geometry(b), dtype, prec)
     with device_guard(b):
         if key in _REPLAYS:
-            _REPLAYS[key](a, b, c)
+            (replay,) = _REPLAYS[key]
+            replay(a, b, c)
             return c
         bm, bn, bk = min(64, pow2(M)), min(64, pow2(N)), min(64, pow2(K))
         args = (a, b, c, H, M, N, K, *a.stride(), *b.stride(), *c.stride(), bm, bn, bk, upcast(), prec)
         replay = launch(_matmul_kernel, (cdiv(M, bm), cdiv(N, bn), B * H), args, 4, 3)
     if replay is not None:
-        _REPLAYS[key] = replay
+        _REPLAYS[key] = (replay,)
     return c

@@ -32,7 +32,13 @@ import torch
 
 from sciformer.kernels._triton import FLOAT_DTYPES
 from sciformer.kernels.factorized_attention._launch import (
-    _apply, _apply_product, _contract, _contract_apply, _matmul, _sum_partials, fuses,
+    _apply,
+    _apply_product,
+    _contract,
+    _contract_apply,
+    _matmul,
+    _sum_partials,
+    fuses,
 )
 from sciformer.kernels.factorized_attention.reference import check_inputs, scales_for
 

@@ -264,7 +264,7 @@ def _kv_backward_kernel(
 # 200 KiB of shared memory (checked with ptxas). "tf32x3" (three TF32 products) keeps float32 accuracy on tensor
 # cores; "ieee" (FMA) is exact float32. The float32 entries at width 64 were timed on an H100 (256²,
 # 64 heads: the step went from 20.0 to about 17.4 / 18.7 / 18.1 ms with each new entry alone).
-_CONFIGS = {
+_CONFIGS: dict[str, dict[int, dict[int, tuple[int, int] | tuple[int, int, str]]]] = {
     "gram": {2: {32: (64, 4), 64: (64, 8), 128: (32, 8)}, 4: {32: (32, 4, "tf32x3"), 64: (64, 8, "ieee"), 128: (32, 8, "tf32x3")}},
     "rowmm": {2: {32: (64, 4), 64: (64, 8), 128: (64, 8)}, 4: {32: (32, 4, "tf32x3"), 64: (64, 4, "tf32x3"), 128: (32, 8, "ieee")}},
     "backward": {2: {32: (64, 8), 64: (32, 8), 128: (16, 8)}, 4: {32: (32, 8, "ieee"), 64: (32, 8, "tf32x3"), 128: (16, 8, "ieee")}},
@@ -277,7 +277,7 @@ def _config(kind: str, dtype: torch.dtype, *widths: int) -> tuple[int, int, str]
     table = _CONFIGS[kind][4 if dtype == torch.float32 else 2][width]
     block_n, warps = table[:2]
     prec = precision(dtype)
-    if dtype == torch.float32 and prec != "tf32" and not upcast():
+    if len(table) == 3 and prec != "tf32" and not upcast():  # only the float32 entries name a precision
         prec = table[2]  # full float32 accuracy: tf32x3 or FMA, as the table says
     if upcast():
         block_n = 32  # the interpreter: small steps keep the tests quick
@@ -320,7 +320,8 @@ def _extra_strides(x: torch.Tensor | None) -> tuple[int, int, int, int]:
         return 0, 0, 0, 0
     if x.ndim == 3:
         return (0 if x.shape[0] == 1 else x.stride(0)), 0, x.stride(1), x.stride(2)
-    return x.stride()
+    b, h, n, column = x.stride()
+    return b, h, n, column
 
 
 def _gram(left, right, left_extra, right_extra, left_norm, right_norm, eps: float) -> torch.Tensor:

@@ -30,7 +30,7 @@ def kept_modes(grid: Sequence[int], modes: Sequence[int]) -> tuple[int, ...]:
     positive and negative corners must not overlap), ``n // 2 + 1`` on the last, halved axis."""
     *full, last = grid
     *m_full, m_last = modes
-    return tuple(min(m, n // 2) for m, n in zip(m_full, full)) + (min(m_last, last // 2 + 1),)
+    return (*(min(m, n // 2) for m, n in zip(m_full, full)), min(m_last, last // 2 + 1))
 
 
 def check_inputs(x_ft: torch.Tensor, weights: torch.Tensor, modes: Sequence[int]) -> tuple[int, ...]:
@@ -45,7 +45,7 @@ def check_inputs(x_ft: torch.Tensor, weights: torch.Tensor, modes: Sequence[int]
         )
     if len(modes) != d or any(m < 1 or m > M for m, M in zip(modes, weights.shape[3:])):
         raise ValueError(f"expected {d} kept modes each in 1..{tuple(weights.shape[3:])}, got {modes}")
-    if modes != kept_modes(x_ft.shape[2:-1] + (2 * (x_ft.shape[-1] - 1),), modes):
+    if modes != kept_modes((*x_ft.shape[2:-1], 2 * (x_ft.shape[-1] - 1)), modes):
         raise ValueError(f"modes {modes} do not fit the spectrum {tuple(x_ft.shape[2:])}: use kept_modes()")
     return modes
 
@@ -72,5 +72,6 @@ def spectral_multiply(x_ft: torch.Tensor, weights: torch.Tensor, modes: Sequence
         wsel = [slice(M - m, M) if neg else slice(0, m) for m, M, neg in zip(modes[:-1], weights.shape[3:-1], negative)]
         wsel.append(slice(0, modes[-1]))
         corner = (slice(None), slice(None), *spec)
-        out[corner] = torch.einsum(equation, x_ft[corner], weights[(block, slice(None), slice(None), *wsel)])
+        block_weights: tuple[int | slice, ...] = (block, slice(None), slice(None), *wsel)
+        out[corner] = torch.einsum(equation, x_ft[corner], weights[block_weights])
     return out
