@@ -58,6 +58,20 @@ def test_predict_refuses_a_gap_anywhere_in_the_history_as_fit_does(fitted):
         Forecaster("itransformer", horizon=4, lookback=16, **TINY).fit(gappy)
 
 
+def test_predict_refuses_a_repeated_timestamp_as_fit_does_on_a_file(fitted, tmp_path):
+    """Only a registered benchmark file keeps its rows verbatim (the weather CSV repeats one timestamp, and the
+    published splits count it); any file or frame given by the user, to fit or to predict, is refused."""
+    repeated = frame()
+    repeated = pd.concat([repeated.iloc[:60], repeated.iloc[59:]], ignore_index=True)  # 2021-03-03 11:00 twice
+    path = tmp_path / "repeated.csv"
+    repeated.to_csv(path, index=False)
+    for data in (path, repeated):
+        with pytest.raises(DataError, match=r"timestamp 2021-03-03 11:00:00 appears more than once; expected unique timestamps"):
+            fitted.predict(data)
+    with pytest.raises(DataError, match=rf"CSV file '{path}': timestamp 2021-03-03 11:00:00 appears more than once"):
+        Forecaster("itransformer", horizon=4, lookback=16, **TINY).fit(path)
+
+
 INVALID = [{"batch_size": 0}, {"batch_size": -1}, {"windows": 0}, {"stride": 0}, {"stride": 2.5}, {"windows": True}, {"batch_size": "8"}]
 
 
