@@ -36,6 +36,7 @@ from sciformer.errors import CheckpointError, ConfigError, DataError, did_you_me
 from sciformer.registry import get_model
 
 _TRAIN_KEYS = set(TrainConfig.__dataclass_fields__)
+_NOT_FITTED = "this Forecaster is not fitted yet: call fit(data) or Forecaster.load(dir) first"
 
 
 @dataclass
@@ -89,7 +90,8 @@ class Forecaster:
         self.model: torch.nn.Module | None = None
         self.columns: list[str] = []
         self.freq: str | None = None
-        self.mean = self.std = None
+        self.mean: np.ndarray | None = None
+        self.std: np.ndarray | None = None
         self.scores: torch.Tensor | None = None
         self.history: pd.DataFrame | None = None
         self.layout = Layout("wide")
@@ -165,9 +167,31 @@ class Forecaster:
         return [MLflowTracker(self.recipe.tracking, run_name=self.recipe.name)]
 
     # --------------------------------------------------------------------------------------- predict
-    def _require_fitted(self) -> None:
+    def _require_fitted(self) -> torch.nn.Module:
         if self.model is None:
-            raise DataError("this Forecaster is not fitted yet: call fit(data) or Forecaster.load(dir) first")
+            raise DataError(_NOT_FITTED)
+        return self.model
+
+    def _scaler(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(mean, std)`` of the training columns, in data units."""
+        if self.mean is None or self.std is None:
+            raise DataError(_NOT_FITTED)
+        return self.mean, self.std
+
+    def _frequency(self) -> str:
+        if self.freq is None:
+            raise CheckpointError("this forecaster's checkpoint records no sampling frequency (its data was irregular): it cannot date a forecast")
+        return self.freq
+
+    def _calibration_scores(self) -> torch.Tensor:
+        if self.scores is None:
+            raise CheckpointError("this forecaster's checkpoint holds no calibration scores (it was saved before training ended): forecast without level")
+        return self.scores
+
+    def _saved_history(self) -> pd.DataFrame:
+        if self.history is None:
+            raise DataError("this forecaster's checkpoint holds no history rows: pass the history as data")
+        return self.history
 
     def _input_frame(self, data: Any, time_col: str | None, label: str) -> tuple[pd.DataFrame, Layout]:
         """``data`` as a frame of the training columns, checked as ``fit`` checks its data (no gap anywhere)."""
@@ -181,8 +205,9 @@ class Forecaster:
             )
         frame = frame[self.columns]  # by name: a recipe's data.target moved its column last
         regular_frequency(frame.index, self.freq, label)
+        mean, std = self._scaler()
         with np.errstate(over="ignore"):  # an overflow is reported by check_finite, naming the cell
-            scaled = ((frame.to_numpy(dtype=np.float64) - self.mean) / self.std).astype(np.float32)
+            scaled = ((frame.to_numpy(dtype=np.float64) - mean) / std).astype(np.float32)
         check_finite(scaled, self.columns, frame.index, label, " after scaling with the training statistics")
         return frame, layout
 
@@ -197,26 +222,28 @@ class Forecaster:
 
     def _history_frame(self, data: Any, time_col: str | None) -> tuple[pd.DataFrame, Layout]:
         if data is None:
-            return self.history, self.layout
+            return self._saved_history(), self.layout
         frame, layout = self._input_frame(data, time_col, "the history")
         if len(frame) < self.lookback:
             raise DataError(f"the history has {len(frame)} rows, fewer than the lookback of {self.lookback}; give at least {self.lookback} rows")
         return frame.iloc[-self.lookback :], layout
 
     def _scale(self, values: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(((values - self.mean) / self.std).astype(np.float32))
+        mean, std = self._scaler()
+        return torch.from_numpy(((values - mean) / std).astype(np.float32))
 
     @torch.no_grad()
     def _forecast(self, windows: np.ndarray, starts: list[pd.Timestamp]) -> tuple[torch.Tensor, torch.Tensor]:
         """Scaled lookbacks ``x [B, L, N]`` and forecasts ``[B, H, N]`` for raw windows ``[B, L, N]``."""
         L, H = self.lookback, self.horizon
+        model, freq = self._require_fitted(), self._frequency()
         x = self._scale(windows).to(self.device)
         marks = []
         for first in starts:
-            stamps = pd.date_range(first, periods=L + H, freq=self.freq)
+            stamps = pd.date_range(first, periods=L + H, freq=freq)
             marks.append(time_features(stamps, self.time_features))
         marks_t = torch.from_numpy(np.stack(marks)).to(self.device)
-        pred = self.model(x, marks_t[:, :L], marks_t[:, L:]).float()
+        pred = model(x, marks_t[:, :L], marks_t[:, L:]).float()
         return x, pred
 
     def predict(self, data: Any = None, level: list[float] | float | None = None, time_col: str | None = None):
@@ -238,14 +265,15 @@ class Forecaster:
     def _forecast_frames(self, history: pd.DataFrame, levels: list[float]) -> tuple[pd.DataFrame, Bounds]:
         """The point forecast after ``history`` and its interval bounds per level, as frames in data units."""
         x, pred = self._forecast(history.to_numpy(dtype=np.float64)[None], [history.index[0]])
-        future = future_index(history.index[-1], self.freq, self.horizon)
+        future = future_index(history.index[-1], self._frequency(), self.horizon)
+        mean, std = self._scaler()
 
         def frame(scaled: torch.Tensor) -> pd.DataFrame:  # [1, H, N] scaled -> H × N in data units
-            return pd.DataFrame(scaled[0].double().cpu().numpy() * self.std + self.mean, index=future, columns=self.columns)
+            return pd.DataFrame(scaled[0].double().cpu().numpy() * std + mean, index=future, columns=self.columns)
 
         bounds = {}
         for lvl in levels:
-            lo, hi = interval(pred, x, self.scores, lvl / 100)
+            lo, hi = interval(pred, x, self._calibration_scores(), lvl / 100)
             bounds[lvl] = (frame(lo), frame(hi))
         return frame(pred), bounds
 
@@ -276,19 +304,20 @@ class Forecaster:
             raise DataError(f"the backtest data has {len(frame)} rows, fewer than lookback + horizon = {L + H}")
         origins = list(range(last, -1, -stride))[: windows or None][::-1]
         raw = frame.to_numpy(dtype=np.float64)
+        mean, std = self._scaler()
         rows = []
         for i in range(0, len(origins), batch_size):
             chunk = origins[i : i + batch_size]
             windows_raw = np.stack([raw[s : s + L] for s in chunk])
             truth = np.stack([raw[s + L : s + L + H] for s in chunk])
             x, pred = self._forecast(windows_raw, [frame.index[s] for s in chunk])
-            pred_orig = pred.double().cpu().numpy() * self.std + self.mean
+            pred_orig = pred.double().cpu().numpy() * std + mean
             err_orig = pred_orig - truth
-            err_scaled = err_orig / self.std
+            err_scaled = err_orig / std
             truth_scaled = self._scale(truth).to(pred.device)
             inside = {}
             for lvl in levels:
-                lo, hi = interval(pred, x, self.scores, lvl / 100)
+                lo, hi = interval(pred, x, self._calibration_scores(), lvl / 100)
                 inside[f"coverage_{lvl:g}"] = ((truth_scaled >= lo) & (truth_scaled <= hi)).double().mean(dim=(1, 2)).cpu().numpy()
             for j, s in enumerate(chunk):
                 rows.append({
@@ -314,13 +343,15 @@ class Forecaster:
     # ----------------------------------------------------------------------------------- save / load
     def save(self, directory: str | Path) -> Path:
         """A checkpoint directory (the format of ``sciformer fit``) that :meth:`load` restores exactly."""
-        self._require_fitted()
+        model = self._require_fitted()
         config = {
             **self._checkpoint_config,
             "forecaster": {"freq": self.freq, "time_features": self.time_features, "layout": vars(self.layout)},
         }
-        extras = {"calibration_scores": self.scores, **history_tensors(self.history.to_numpy(dtype=np.float64), self.history.index)}
-        return save_checkpoint(user_path(directory), self.model, config, extras)
+        extras = {} if self.scores is None else {"calibration_scores": self.scores}
+        if self.history is not None:
+            extras.update(history_tensors(self.history.to_numpy(dtype=np.float64), self.history.index))
+        return save_checkpoint(user_path(directory), model, config, extras)
 
     @classmethod
     def load(cls, directory: str | Path, device: str = "cpu") -> Forecaster:
@@ -364,7 +395,7 @@ class Forecaster:
         for name in columns:
             if name not in self.columns:
                 raise ConfigError(f"plot: unknown column {excerpt(name)}{did_you_mean(name, self.columns)}; the columns are {quote_columns(self.columns)}")
-        past = self.history if data is None else self._input_frame(data, None, "the history")[0]
+        past = self._saved_history() if data is None else self._input_frame(data, None, "the history")[0]
         past = past.iloc[-(history or 3 * self.lookback) :]
         forecast = with_intervals(*self._forecast_frames(past.iloc[-self.lookback :], levels))
         fig, axes = plt.subplots(len(columns), 1, figsize=(10, 2.6 * len(columns)), squeeze=False, sharex=True)
