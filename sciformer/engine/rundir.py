@@ -171,7 +171,15 @@ def claim_resumable_run_dir(path: Path | None, recipe: Recipe) -> RunLock:
     return lock
 
 
+def _has_state(path: Path) -> bool:
+    """Whether the run in ``path`` has saved a training state: then its recipe and data records must be there."""
+    return (path / RESUME_DIR / LATEST).is_file()
+
+
 def _read_run_json(path: Path) -> Any:
+    kind = describe_kind(path)
+    if kind is not None:  # missing, or a device or FIFO whose reading would never end
+        raise ConfigError(f"cannot resume: '{path}' is {kind}, not a file of the run; start a new run")
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError, RecursionError) as exc:
@@ -180,7 +188,7 @@ def _read_run_json(path: Path) -> Any:
 
 def _check_same_recipe(path: Path, recipe: Recipe) -> None:
     stored = path / RECIPE_FILE
-    if not stored.is_file():
+    if not stored.is_file() and not _has_state(path):
         return
     before = _read_run_json(stored)
     if not isinstance(before, dict):
@@ -198,7 +206,7 @@ def _check_same_recipe(path: Path, recipe: Recipe) -> None:
 def record_data(path: Path, data_name: str, fingerprint: str, resume: bool) -> None:
     """Keep the fingerprint of a run's data in ``path``; on resume, refuse data that differs from the recorded one."""
     recorded = path / DATA_FILE
-    if resume and recorded.is_file():
+    if resume and (recorded.is_file() or _has_state(path)):
         before = _read_run_json(recorded)
         if not isinstance(before, dict) or "fingerprint" not in before:
             raise ConfigError(f"cannot resume: '{recorded}' is damaged (no data fingerprint); start a new run")

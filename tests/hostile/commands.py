@@ -12,6 +12,12 @@ from conftest import write_csv
 from hostile.files import H5_CASES, csv_cell, raw_file, truncated_h5
 from hostile.places import BIG, TINY_OPERATOR, TINY_SERIES, copy_run, gappy_csv, operator_recipe, series_recipe, users_file, users_folder
 
+
+def without(run: Path, name: str) -> Path:
+    (run / name).unlink()
+    return run
+
+
 OVERRIDES = {
     "no-equals": "train.epochs",
     "no-key": "=3",
@@ -98,6 +104,8 @@ CLI_CASES: dict[str, Argv] = {
     "fit-resume-missing": lambda ws, w: ["fit", "--resume", ws / "gone"],
     "fit-resume-the-users-folder": lambda ws, w: ["fit", "--resume", users_folder(ws)],
     "fit-resume-a-finished-run": lambda ws, w: ["fit", "--resume", copy_run(w, ws, "series")],
+    "fit-resume-with-its-recipe-record-removed": lambda ws, w: ["fit", w / "r.yaml", "--resume", without(copy_run(w, ws, "crashed"), "recipe.json")],
+    "fit-resume-with-its-data-record-removed": lambda ws, w: ["fit", w / "r2.yaml", "--resume", without(copy_run(w, ws, "crashed"), "data.json")],
     "fit-resume-another-lr": lambda ws, w: ["fit", "--resume", copy_run(w, ws, "crashed"), "train.lr=0.5"],
     "fit-recipe-missing": lambda ws, w: ["fit", ws / "missing.yaml", "--out", ws / "run"],
     "fit-recipe-a-folder": lambda ws, w: ["fit", ws, "--out", ws / "run"],

@@ -72,5 +72,9 @@ RESUME_EDITS: dict[str, Callable[[Path], None]] = {
     "recipe-5000-digit-int": _write("recipe.json", '{"seed": ' + "1" * 5000 + "}"),
     "data-nested-too-deep": _write("data.json", DEEP_JSON),
     "data-5000-digit-int": _write("data.json", '{"fingerprint": ' + "1" * 5000 + "}"),
+    "recipe-missing": lambda run: (run / "recipe.json").unlink(),
+    "data-missing": lambda run: (run / "data.json").unlink(),
+    "data-link-to-dev-zero": _replace("data.json", _link_to("/dev/zero")),
+    "recipe-a-fifo": _replace("recipe.json", os.mkfifo),
     "lock-a-folder": lambda run: (run / ".sciformer.lock").mkdir(),
 }
