@@ -355,6 +355,7 @@ def _to_tensor(u: Any) -> tuple[torch.Tensor, _Input]:
         coords = {k: np.asarray(u.coords[k]) for k in ("t", *_SPACE) if k in u.coords}
         return torch.from_numpy(np.asarray(u.values, dtype=np.float32)), _Input("xarray", coords=coords)
     try:
-        return torch.from_numpy(np.asarray(u, dtype=np.float32)), _Input("numpy")
+        with np.errstate(over="ignore"):  # beyond float32 becomes inf, which the finite check then refuses by name
+            return torch.from_numpy(np.asarray(u, dtype=np.float32)), _Input("numpy")
     except (TypeError, ValueError):
         raise DataError(f"expected a field as a torch tensor, numpy array, xarray DataArray/Dataset or CuPy array, got {type(u).__name__}") from None
