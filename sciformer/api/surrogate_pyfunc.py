@@ -22,6 +22,7 @@ import numpy as np
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+from mlflow.pyfunc import PythonModel
 from mlflow.types import ParamSchema, ParamSpec, Schema, TensorSpec
 
 from sciformer.api.surrogate import Surrogate
@@ -32,7 +33,7 @@ REQUIREMENTS = ["sciformer", "torch>=2.4", "numpy", "xarray", "safetensors"]
 ARTIFACT = "surrogate"  # the checkpoint directory's key in the model's artifacts
 
 
-class SurrogateModel(mlflow.pyfunc.PythonModel):
+class SurrogateModel(PythonModel):
     """``predict(u0, params)`` → ``steps`` frames after the history ``u0`` (steady models: the solution)."""
 
     def load_context(self, context) -> None:

@@ -108,7 +108,7 @@ class Informer(nn.Module):
         # decoder input: known "start token" steps, then placeholders for the horizon
         start = L - self.label_len
         dec_x = torch.cat([x[:, start:], x.new_zeros(B, self.horizon, N)], dim=1)  # [B, label_len + H, N]
-        dec_mark = torch.cat([x_mark[:, start:], y_mark], dim=1) if x_mark is not None else None  # [B, label_len + H, F]
+        dec_mark = torch.cat([x_mark[:, start:], y_mark], dim=1) if x_mark is not None and y_mark is not None else None  # [B, label_len + H, F]
 
         memory = self.encoder(self.enc_embedding(x, x_mark))  # [B, L', d_model], L' ≈ L / 2^(e_layers-1)
         out = self.decoder(self.dec_embedding(dec_x, dec_mark), memory)  # [B, label_len + H, N]

@@ -79,6 +79,7 @@ class PatchTST(nn.Module):
         self.revin = RevIN(n_vars, affine=affine) if revin else None
         self.embedding = PatchEmbedding(lookback, patch_len, stride, d_model, dropout, positional, bias=patch_bias)
         self.n_patches = self.embedding.n_patches
+        self.encoder: TSTEncoder | Encoder
         if encoder == "official":
             self.encoder = TSTEncoder(
                 [TSTEncoderLayer(d_model, n_heads, d_ff, dropout, attn_dropout=0.0, act=activation, norm=norm) for _ in range(e_layers)],

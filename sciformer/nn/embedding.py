@@ -11,6 +11,8 @@ from torch import nn
 class PositionalEmbedding(nn.Module):
     """Fixed sinusoidal positions ("Attention Is All You Need"); ``[B, L, *]`` → ``[1, L, d_model]``."""
 
+    pe: torch.Tensor  # buffer [1, max_len, d_model]
+
     def __init__(self, d_model: int, max_len: int = 5000) -> None:
         super().__init__()
         position = torch.arange(max_len, dtype=torch.float32)[:, None]

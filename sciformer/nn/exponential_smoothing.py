@@ -228,12 +228,11 @@ class ETSEncoderLayer(nn.Module):
         self.level = LevelLayer(d_model, n_vars, dropout)
         self.season_dropout = nn.Dropout(dropout)
         self.growth_dropout = nn.Dropout(dropout)
+        self.ffn: FeedForward | None = None
         if update_residual:
             self.ffn = FeedForward(d_model, d_ff or 4 * d_model, dropout, activation, bias=False)
             self.norm1 = nn.LayerNorm(d_model)
             self.norm2 = nn.LayerNorm(d_model)
-        else:
-            self.ffn = None
 
     def forward(self, residual: torch.Tensor, level: torch.Tensor):
         t = residual.shape[1]

@@ -62,4 +62,4 @@ def generate(name: str, out: str | os.PathLike, n: int, res: int, seed: int = 0,
     if dtype not in dtypes and dtype not in dtypes.values():
         raise ConfigError(f"generate: dtype must be 'float32' or 'float64', got {dtype!r}")
     return run_generator(GENERATORS[name], out, n, res, seed, device, batch_size=batch_size, layout=layout,
-                         dtype=dtypes.get(dtype, dtype), progress=progress, compression=compression, **params)
+                         dtype=dtype if isinstance(dtype, torch.dtype) else dtypes[dtype], progress=progress, compression=compression, **params)

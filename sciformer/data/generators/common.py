@@ -54,7 +54,7 @@ def courant(v) -> str | None:
 
 
 def whole(low: int) -> Rule:
-    return lambda v: None if isinstance(v, Integral) and not isinstance(v, bool) and v >= low else f"an integer >= {low}"
+    return lambda v: None if isinstance(v, Integral) and not isinstance(v, bool) and int(v) >= low else f"an integer >= {low}"
 
 
 def choice(*options: str) -> Rule:
