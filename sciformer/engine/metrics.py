@@ -110,7 +110,8 @@ class PDEMetrics:
     """Accumulate PDEBench metrics over batches; ``compute()`` → dict of scalars (or ``[C, T]``).
 
     ``update(pred, target)`` takes ``[B, T, C, *grid]``. ``domain_length``: L per axis for fRMSE
-    (PDEBench's Lx, Ly, Lz; default 1). ``initial_step``: leading frames to drop.
+    (PDEBench's Lx, Ly, Lz; default 1). ``initial_step``: leading frames to drop. nRMSE averages over the
+    samples that have one: a field that is zero and predicted as zero (a mixture sample's absent field) has none.
     """
 
     def __init__(self, initial_step: int = 0, domain_length: float | Sequence[float] = 1.0):
@@ -119,6 +120,7 @@ class PDEMetrics:
         self.n = 0
         self._sums: dict[str, torch.Tensor] = {}
         self._max: torch.Tensor | None = None
+        self._scored: torch.Tensor | None = None  # [T, C]: samples with an nRMSE
         self._norm = 1.0
 
     @torch.no_grad()
@@ -129,10 +131,11 @@ class PDEMetrics:
         size = math.prod(err.shape[-d:])
         mse = (err ** 2).flatten(3).mean(-1)  # [B, T, C]
         tgt = (target ** 2).flatten(3).mean(-1)
+        scored = (tgt > 0) | (mse > 0)  # a zero field predicted as zero (a mixture's absent field) has no nRMSE
         bsq, nb = _boundary_sq(err, d)
         stats = {
             "rmse": mse.sqrt(),
-            "nrmse": mse.sqrt() / tgt.sqrt(),
+            "nrmse": torch.where(scored, mse.sqrt() / tgt.sqrt(), 0.0),
             "csq": (err.flatten(3).sum(-1) / size) ** 2,
             "brmse": (bsq / nb).sqrt(),
             "fsq": _fourier_sq(err, d),
@@ -145,6 +148,7 @@ class PDEMetrics:
         self._max = mx if self._max is None else torch.maximum(self._max, mx)
         self._norm = math.prod(_lengths(self.domain_length, d)) / size
         self.n += err.shape[0]
+        self._scored = scored.sum(0) if self._scored is None else self._scored + scored.sum(0)
 
     def compute(self, reduce: str = "mean") -> dict[str, torch.Tensor]:
         """``reduce="mean"``: scalars (mean over channels and times). ``"none"``: ``[C, T]`` tables
@@ -154,7 +158,7 @@ class PDEMetrics:
         n = self.n
         tab = {
             "rmse": self._sums["rmse"] / n,
-            "nrmse": self._sums["nrmse"] / n,
+            "nrmse": self._sums["nrmse"] / self._scored,
             "crmse": (self._sums["csq"] / n).sqrt(),
             "max_error": self._max,
             "brmse": self._sums["brmse"] / n,

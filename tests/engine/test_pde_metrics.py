@@ -159,3 +159,16 @@ def test_relative_l2_is_one_norm_per_sample_not_a_channel_average():
     ours = relative_l2(pred, target).item()
     assert ours == pytest.approx(math.sqrt(8) / math.sqrt(4 + 4 * 100**2))
     assert ours != pytest.approx(0.5 * (1 / 1 + 1 / 100))
+
+
+def test_nrmse_leaves_out_a_zero_field_predicted_as_zero_but_not_a_wrong_one():
+    target = torch.ones(2, 1, 2, 4)
+    target[1, :, 1] = 0  # sample 1 lacks channel 1 (a mixture's absent field)
+    pred = target * 1.5
+    metrics = PDEMetrics()
+    metrics.update(pred, target)
+    assert metrics.compute("none")["nrmse"].flatten().tolist() == pytest.approx([0.5, 0.5])  # channel 1: sample 0 only
+    pred[1, :, 1] = 0.1
+    metrics = PDEMetrics()
+    metrics.update(pred, target)
+    assert metrics.compute("none")["nrmse"][1].item() == math.inf

@@ -165,6 +165,7 @@ def test_a_mixture_run_rolls_out_on_its_own_data_with_absent_fields_kept_zero(pr
     with contextlib.chdir(pretrained):
         result = rollout_run(pretrained / "runs" / "pretrain", steps=2, out=pretrained / "mixture_rollout", figures=False)
     assert result["steps"] == 2 and result["samples"] > 0
+    assert 0 < result["nrmse_mean"] < float("inf")  # absent fields (zero, predicted zero) have no nRMSE, not NaN
     import xarray as xr
 
     with xr.open_dataset(Path(result["out_dir"]) / "predictions.nc") as ds:
