@@ -295,8 +295,19 @@ def cmd_datasets(args: argparse.Namespace) -> int:
         from sciformer.data.generators import generate
 
         params = {"nu": args.nu, "beta": args.beta}
-        path = generate(args.generator, args.out, n=args.n, res=args.res, seed=args.seed, device=args.device, batch_size=args.batch_size,
-                        layout=args.layout, dtype=args.dtype, compression=args.compression, **params)
+        path = generate(
+            args.generator,
+            args.out,
+            n=args.n,
+            res=args.res,
+            seed=args.seed,
+            device=args.device,
+            batch_size=args.batch_size,
+            layout=args.layout,
+            dtype=args.dtype,
+            compression=args.compression,
+            **params,
+        )
         print(f"wrote {path}")
     elif args.action == "inspect":
         from sciformer.data.pde import describe

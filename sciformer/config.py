@@ -27,16 +27,7 @@ from typing import Annotated, Any, Literal
 from sciformer.errors import ConfigError, check_input_file, did_you_mean
 from sciformer.recipe_types import coerce, show
 from sciformer.recipe_yaml import MAX_DEPTH, read_recipe_file, read_yaml
-from sciformer.registry import (
-    RESIDUAL,
-    Bounds,
-    ModelClass,
-    NonNegativeFloat,
-    NonNegativeInt,
-    PositiveFloat,
-    PositiveInt,
-    get_model,
-)
+from sciformer.registry import RESIDUAL, Bounds, ModelClass, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, get_model
 
 # Constructor arguments that the data module fills in; never typed in YAML.
 DATA_FILLED = ("n_vars", "n_marks", "lookback", "horizon", "label_len", "in_channels", "out_channels", "n_dims")
@@ -173,9 +164,7 @@ def _build_section(cls: type, values: Any, prefix: str, task: str, model: str) -
     kwargs = {}
     for key, value in values.items():
         if key not in fields:
-            raise ConfigError(
-                f"unknown recipe key '{prefix}.{key}'{did_you_mean(key, fields)}; valid keys in '{prefix}': {', '.join(fields)}"
-            )
+            raise ConfigError(f"unknown recipe key '{prefix}.{key}'{did_you_mean(key, fields)}; valid keys in '{prefix}': {', '.join(fields)}")
         only = fields[key].metadata.get("task")
         if only not in (None, task):
             if value is not None:  # null is "not set", as to_dict writes it
@@ -204,15 +193,9 @@ def _build_model(values: Any) -> ModelConfig:
         if key in DATA_FILLED:
             raise ConfigError(f"recipe key 'model.{key}' comes from the data and must not be set in the recipe")
         if key in getattr(cls, "preset", {}):
-            raise ConfigError(
-                f"recipe key 'model.{key}' is fixed by the size preset '{name}' ({cls.preset[key]!r}); "
-                f"to change it, use model '{cls.preset_of}'"
-            )
+            raise ConfigError(f"recipe key 'model.{key}' is fixed by the size preset '{name}' ({cls.preset[key]!r}); to change it, use model '{cls.preset_of}'")
         if key not in allowed:
-            raise ConfigError(
-                f"unknown recipe key 'model.{key}' for model '{name}'{did_you_mean(key, allowed)}; "
-                f"valid keys: {', '.join(allowed)}"
-            )
+            raise ConfigError(f"unknown recipe key 'model.{key}' for model '{name}'{did_you_mean(key, allowed)}; valid keys: {', '.join(allowed)}")
         args[key] = coerce(value, hints.get(key, Any), f"model.{key}")
     return ModelConfig(name=name, args=args, init=init)
 
@@ -264,9 +247,7 @@ def _validate(recipe: Recipe, task: str, check_data: bool = True) -> None:
     if d.split is not None and (len(d.split) != 3 or abs(sum(d.split) - 1) > 1e-6):
         raise ConfigError(f"recipe key 'data.split': expected three positive fractions summing to 1, got {d.split}")
     if t.cuda_graphs and t.compile and t.compile_mode == "reduce-overhead":
-        raise ConfigError(
-            "recipe keys 'train.cuda_graphs' and 'train.compile_mode=reduce-overhead' both capture CUDA graphs; use one of them"
-        )
+        raise ConfigError("recipe keys 'train.cuda_graphs' and 'train.compile_mode=reduce-overhead' both capture CUDA graphs; use one of them")
     if recipe.name is not None and not _RUN_NAME.fullmatch(recipe.name):
         raise ConfigError(
             f"recipe key 'name': expected a plain name (letters, digits, _ - . +; at most 100), got {show(recipe.name)}; "
@@ -356,12 +337,7 @@ def recipe_from_dict(raw: dict[str, Any], overrides: list[str] | None = None, ch
     data = sections["data"]
     if data.label_len is None and task == "forecast":
         sections["data"] = dataclasses.replace(data, label_len=min(48, data.lookback // 2))  # TSLib's 48 at lookback 96
-    recipe = Recipe(
-        **sections,
-        model=model,
-        seed=coerce(raw.get("seed", Recipe.seed), Seed, "seed"),
-        name=coerce(raw.get("name"), str | None, "name"),
-    )
+    recipe = Recipe(**sections, model=model, seed=coerce(raw.get("seed", Recipe.seed), Seed, "seed"), name=coerce(raw.get("name"), str | None, "name"))
     _validate(recipe, task, check_data)
     return recipe
 

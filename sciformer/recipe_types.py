@@ -51,9 +51,7 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
     if origin is Literal:
         choices = typing.get_args(tp)
         if value not in choices:
-            raise ConfigError(
-                f"recipe key '{key}': expected one of {', '.join(map(str, choices))}, got {show(value)}{did_you_mean(value, choices)}"
-            )
+            raise ConfigError(f"recipe key '{key}': expected one of {', '.join(map(str, choices))}, got {show(value)}{did_you_mean(value, choices)}")
         return value
     if origin in (typing.Union, types.UnionType):
         return __coerce_union(value, tp, key)

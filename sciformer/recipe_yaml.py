@@ -66,8 +66,7 @@ class RecipeLoader(yaml.SafeLoader):
     def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
         if len(node.value) > MAX_DIGITS:
             raise ConfigError(
-                f"{self.where}: an integer of {len(node.value)} digits on line {node.start_mark.line + 1}; "
-                f"recipes take integers of at most {MAX_DIGITS} digits"
+                f"{self.where}: an integer of {len(node.value)} digits on line {node.start_mark.line + 1}; recipes take integers of at most {MAX_DIGITS} digits"
             )
         return super().construct_yaml_int(node)
 

@@ -113,11 +113,7 @@ def register_preset(name: str, base: ModelClass, fixed: dict[str, Any], defaults
     if unknown:
         raise ValueError(f"preset {name!r}: {sorted(unknown)} are not arguments of {base.__name__}")
     hints = typing.get_type_hints(base.__init__, include_extras=True)
-    params = [
-        p.replace(default=defaults.get(p.name, p.default))
-        for p in signature.parameters.values()
-        if p.name not in fixed
-    ]
+    params = [p.replace(default=defaults.get(p.name, p.default)) for p in signature.parameters.values() if p.name not in fixed]
 
     preset_signature = signature.replace(parameters=params)
 
@@ -133,8 +129,14 @@ def register_preset(name: str, base: ModelClass, fixed: dict[str, Any], defaults
     doc = f"{base.__name__} with {', '.join(f'{k}={v!r}' for k, v in fixed.items())} (preset '{name}')."
     size = name.removeprefix(f"{base.registry_name}_")
     class_name = f"{base.__name__}{size.upper()}" if size != name else f"{base.__name__}_{name}"  # PDETransformerS
-    namespace = {"__init__": __init__, "__doc__": doc, "__module__": base.__module__, "__qualname__": class_name,
-                 "preset": dict(fixed), "preset_of": base.registry_name}
+    namespace = {
+        "__init__": __init__,
+        "__doc__": doc,
+        "__module__": base.__module__,
+        "__qualname__": class_name,
+        "preset": dict(fixed),
+        "preset_of": base.registry_name,
+    }
     cls = type(class_name, (base,), namespace)
     setattr(sys.modules[base.__module__], class_name, cls)  # importable by name, as pickle and copy expect of a class
     return register_model(name, task=base.task)(cls)
@@ -150,10 +152,7 @@ def get_model(name: str) -> ModelClass:
     try:
         return _MODELS[name]
     except KeyError:
-        raise ConfigError(
-            f"unknown model {name!r}{did_you_mean(name, _MODELS)}; "
-            f"registered models: {', '.join(sorted(_MODELS))}"
-        ) from None
+        raise ConfigError(f"unknown model {name!r}{did_you_mean(name, _MODELS)}; registered models: {', '.join(sorted(_MODELS))}") from None
 
 
 def list_models(task: str | None = None) -> list[str]:

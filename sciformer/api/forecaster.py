@@ -127,8 +127,7 @@ class Forecaster:
         L, H = self.lookback, self.horizon
         if n < L + 2 * H:
             raise DataError(
-                f"the training data has {n} row{'s' if n != 1 else ''}: too few rows for lookback {L} and horizon {H} "
-                f"(at least {L + 2 * H} needed)"
+                f"the training data has {n} row{'s' if n != 1 else ''}: too few rows for lookback {L} and horizon {H} (at least {L + 2 * H} needed)"
             )
         self.freq = regular_frequency(frame.index, freq, "the training data")
         if self.recipe.data.time_features is None:
@@ -320,15 +319,17 @@ class Forecaster:
                 lo, hi = interval(pred, x, self._calibration_scores(), lvl / 100)
                 inside[f"coverage_{lvl:g}"] = ((truth_scaled >= lo) & (truth_scaled <= hi)).double().mean(dim=(1, 2)).cpu().numpy()
             for j, s in enumerate(chunk):
-                rows.append({
-                    "origin": frame.index[s + L - 1],
-                    "first_forecast": frame.index[s + L],
-                    "mse": float(np.mean(err_scaled[j] ** 2)),
-                    "mae": float(np.mean(np.abs(err_scaled[j]))),
-                    "mse_original": float(np.mean(err_orig[j] ** 2)),
-                    "mae_original": float(np.mean(np.abs(err_orig[j]))),
-                    **{k: float(v[j]) for k, v in inside.items()},
-                })
+                rows.append(
+                    {
+                        "origin": frame.index[s + L - 1],
+                        "first_forecast": frame.index[s + L],
+                        "mse": float(np.mean(err_scaled[j] ** 2)),
+                        "mae": float(np.mean(np.abs(err_scaled[j]))),
+                        "mse_original": float(np.mean(err_orig[j] ** 2)),
+                        "mae_original": float(np.mean(np.abs(err_orig[j]))),
+                        **{k: float(v[j]) for k, v in inside.items()},
+                    }
+                )
         per_window = pd.DataFrame(rows)
         metrics = ["mse", "mae"] + [c for c in per_window.columns if c.startswith("coverage_")]
         summary = pd.DataFrame(
@@ -344,10 +345,7 @@ class Forecaster:
     def save(self, directory: str | Path) -> Path:
         """A checkpoint directory (the format of ``sciformer fit``) that :meth:`load` restores exactly."""
         model = self._require_fitted()
-        config = {
-            **self._checkpoint_config,
-            "forecaster": {"freq": self.freq, "time_features": self.time_features, "layout": vars(self.layout)},
-        }
+        config = {**self._checkpoint_config, "forecaster": {"freq": self.freq, "time_features": self.time_features, "layout": vars(self.layout)}}
         extras = {} if self.scores is None else {"calibration_scores": self.scores}
         if self.history is not None:
             extras.update(history_tensors(self.history.to_numpy(dtype=np.float64), self.history.index))

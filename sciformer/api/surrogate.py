@@ -72,10 +72,11 @@ class Surrogate:
             elif key in accepted and key not in DATA_FILLED:
                 sections["model"][key] = value
             else:
-                raise ConfigError(f"Surrogate got an unknown argument '{key}': expected a '{model}' model argument, a train "
-                                  f"setting ({', '.join(sorted(_TRAIN_KEYS))}) or a data setting ({', '.join(sorted(_DATA_KEYS))})")
-        raw = {**sections, "tracking": tracking if isinstance(tracking, dict) else {"enabled": bool(tracking)},
-               "seed": seed, "name": f"surrogate-{model}"}
+                raise ConfigError(
+                    f"Surrogate got an unknown argument '{key}': expected a '{model}' model argument, a train "
+                    f"setting ({', '.join(sorted(_TRAIN_KEYS))}) or a data setting ({', '.join(sorted(_DATA_KEYS))})"
+                )
+        raw = {**sections, "tracking": tracking if isinstance(tracking, dict) else {"enabled": bool(tracking)}, "seed": seed, "name": f"surrogate-{model}"}
         raw["data"]["name"] = "in-memory.nc"  # replaced by fit's data
         self._init(recipe_from_dict(raw, check_data=False))
 
@@ -136,8 +137,7 @@ class Surrogate:
         self.coords = {k: np.asarray(v, dtype=np.float64) for k, v in coords.items()}
         n_out = self.config["model"]["data_sizes"]["out_channels"]
         self.channels = channels if channels and len(channels) == n_out else [f"u{c}" for c in range(n_out)]
-        self.config["surrogate"] = {"coords": {k: v.tolist() for k, v in self.coords.items()}, "channels": self.channels,
-                                    "steady": self.steady}
+        self.config["surrogate"] = {"coords": {k: v.tolist() for k, v in self.coords.items()}, "channels": self.channels, "steady": self.steady}
 
     def _callbacks(self) -> list:
         if not self.recipe.tracking.enabled:
@@ -147,21 +147,22 @@ class Surrogate:
         return [MLflowTracker(self.recipe.tracking, run_name=self.recipe.name)]
 
     # ------------------------------------------------------------------------------ predict, rollout
-    def _require_fitted(self) -> None:
+    def _require_fitted(self) -> torch.nn.Module:
+        """The fitted model; refuses an unfitted Surrogate in one line."""
         if self.model is None:
             raise DataError("this Surrogate is not fitted yet: call fit(data) or Surrogate.load(dir) first")
+        return self.model
 
     @torch.no_grad()
     def predict(self, u: Any) -> Any:
         """The next frame after the history ``u`` (time-dependent), or the solution for the input field (steady);
         returned as the input's kind (torch on its device, numpy, xarray ``DataArray``, CuPy)."""
-        self._require_fitted()
+        model = self._require_fitted()
         history, given = self._history(u)
         if self.steady:
-            pred = self.model(history.to(self.device)).float()
+            pred = model(history.to(self.device)).float()
         else:
-            pred = rollout(self.model, history.to(self.device), self.initial_step, 1, self._time_conditioned,
-                           n_frames=self._n_frames)[:, 0]
+            pred = rollout(model, history.to(self.device), self.initial_step, 1, self._time_conditioned, n_frames=self._n_frames)[:, 0]
         return given.like(pred, given.kind, self._dims(given.batched, time=False), self._field_coords(given, None))
 
     @torch.no_grad()
@@ -169,17 +170,18 @@ class Surrogate:
         """Roll ``steps`` frames out after the history ``u0`` (its last ``initial_step`` frames are read): an
         ``xarray.DataArray`` ``[sample, t, channel, *grid]`` (no ``sample`` for one unbatched history) whose ``t``
         continues the history's times (an ``xarray`` input's own, else the training data's spacing)."""
-        self._require_fitted()
+        model = self._require_fitted()
         if self.steady:
             raise DataError("this Surrogate maps a coefficient field to a steady solution: there is no time to roll out")
         check_steps(steps)
         history, given = self._history(u0)
         need, free = 4 * steps * history[:, 0].numel(), available_memory()  # the float32 result [B, steps, C, *grid]
         if free is not None and need > free:
-            raise DataError(f"a rollout of {steps} steps needs {need / 2**30:.3g} GiB for its result, more than the {free / 2**30:.3g} GiB "
-                            "of memory available; roll out fewer steps")
-        pred = rollout(self.model, history.to(self.device), self.initial_step, steps, self._time_conditioned,
-                       n_frames=self._n_frames)
+            raise DataError(
+                f"a rollout of {steps} steps needs {need / 2**30:.3g} GiB for its result, more than the {free / 2**30:.3g} GiB "
+                "of memory available; roll out fewer steps"
+            )
+        pred = rollout(model, history.to(self.device), self.initial_step, steps, self._time_conditioned, n_frames=self._n_frames)
         dims = self._dims(given.batched, time=True)
         return given.like(pred, "xarray", dims, self._field_coords(given, self._future_times(given, steps)))
 
@@ -238,21 +240,21 @@ class Surrogate:
     def evaluate(self, data: Any) -> dict[str, float]:
         """PDEBench metrics (``test_nrmse``, ``test_rel_l2``, ``test_rmse``, ...; rollout nRMSE at 10 and 50 steps
         where the trajectories are long enough) on the ``test`` split of ``data`` (a file path or a Dataset)."""
-        self._require_fitted()
+        model = self._require_fitted()
         with _as_path(data) as path:
             operator_data = _TASK.load_data(self._recipe_for(path), allow_generate=False)
             expected = self.config["model"]["data_sizes"]
             if operator_data.sizes() != expected:
                 raise DataError(f"'{path}' gives a model of sizes {operator_data.sizes()}; this Surrogate was trained on {expected}")
             operator_data.to(self.device)
-            return operator_test_metrics(self.model, operator_data, self.recipe.train.eval_rows)
+            return operator_test_metrics(model, operator_data, self.recipe.train.eval_rows)
 
     # ----------------------------------------------------------------------------------- save, load
     def save(self, path: str | Path) -> Path:
         """Write the checkpoint (``weights.safetensors`` + ``config.json``) into a new or empty folder, or over a
         checkpoint of sciformer's; returns the folder."""
-        self._require_fitted()
-        return save_checkpoint(user_path(path), self.model, self.config)
+        model = self._require_fitted()
+        return save_checkpoint(user_path(path), model, self.config)
 
     @classmethod
     def load(cls, path: str | Path, device: str | None = None) -> Surrogate:
@@ -290,7 +292,8 @@ class _as_path:
     """A data file path as given, or an ``xarray.Dataset`` written to a temporary NetCDF file for the one reader."""
 
     def __init__(self, data: Any) -> None:
-        self.data, self.tmp = data, None
+        self.data = data
+        self.tmp: tempfile.TemporaryDirectory[str] | None = None
 
     def __enter__(self) -> Path:
         if isinstance(self.data, (str, Path)):

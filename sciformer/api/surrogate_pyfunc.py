@@ -62,14 +62,14 @@ def log_surrogate(surrogate: Surrogate, name: str = "surrogate", **kwargs: Any):
     """Log a fitted surrogate to the active MLflow run (a new one named ``<model>-pyfunc`` if none is active);
     returns MLflow's ModelInfo."""
     shape = input_shape(surrogate)
-    signature = ModelSignature(inputs=Schema([TensorSpec(np.dtype(np.float32), shape)]),
-                               params=ParamSchema([ParamSpec("steps", "long", 1)]))
+    signature = ModelSignature(inputs=Schema([TensorSpec(np.dtype(np.float32), shape)]), params=ParamSchema([ParamSpec("steps", "long", 1)]))
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = surrogate.save(Path(tmp) / "surrogate")
         started = None if mlflow.active_run() else mlflow.start_run(run_name=f"{surrogate.recipe.model.name}-pyfunc")
         try:
-            return mlflow.pyfunc.log_model(name=name, python_model=str(MODEL_CODE), artifacts={ARTIFACT: str(checkpoint)},
-                                           signature=signature, pip_requirements=REQUIREMENTS, **kwargs)
+            return mlflow.pyfunc.log_model(
+                name=name, python_model=str(MODEL_CODE), artifacts={ARTIFACT: str(checkpoint)}, signature=signature, pip_requirements=REQUIREMENTS, **kwargs
+            )
         finally:
             if started is not None:
                 mlflow.end_run()

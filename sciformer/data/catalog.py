@@ -49,9 +49,7 @@ class Manifest:
 def manifests() -> dict[str, Manifest]:
     """Every manifest in ``datasets/``, by name."""
     if not MANIFEST_DIR.is_dir():
-        raise DataError(
-            f"the dataset manifests folder '{MANIFEST_DIR}' is missing; install sciformer from a source checkout (pip install -e .)"
-        )
+        raise DataError(f"the dataset manifests folder '{MANIFEST_DIR}' is missing; install sciformer from a source checkout (pip install -e .)")
     found = {}
     fields = set(Manifest.__dataclass_fields__)
     for path in sorted(MANIFEST_DIR.glob("*.yaml")):
@@ -174,10 +172,7 @@ def _download_file(name: str, relative: str, url: str | None, sha256: str | None
                 )
         os.replace(tmp, target)
     except (urllib.error.URLError, OSError, TimeoutError) as exc:
-        raise DataError(
-            f"dataset '{name}': file '{relative}' not found in {searched}, and downloading it from {url} failed "
-            f"({exc}); {how_to_fix}"
-        ) from None
+        raise DataError(f"dataset '{name}': file '{relative}' not found in {searched}, and downloading it from {url} failed ({exc}); {how_to_fix}") from None
     finally:
         tmp.unlink(missing_ok=True)
     return target

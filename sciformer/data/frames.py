@@ -40,13 +40,7 @@ class _Loaded:
     layout: Layout
 
 
-def read_frame(
-    source: Any,
-    time_col: str | None = None,
-    columns: list[str] | None = None,
-    target: str | None = None,
-    check_time: bool = True,
-) -> pd.DataFrame:
+def read_frame(source: Any, time_col: str | None = None, columns: list[str] | None = None, target: str | None = None, check_time: bool = True) -> pd.DataFrame:
     """A checked frame: a sorted, unique ``DatetimeIndex`` and finite float64 columns (target last).
 
     ``source`` is a CSV/NetCDF/Zarr path, a DataFrame with a time column (or a ``DatetimeIndex``), or an xarray
@@ -57,9 +51,7 @@ def read_frame(
     return _checked(_load(source, time_col), columns, target, check_time)
 
 
-def to_wide(
-    data: Any, time_col: str | None = None, target: str | None = None, columns: list[str] | None = None
-) -> tuple[pd.DataFrame, Layout]:
+def to_wide(data: Any, time_col: str | None = None, target: str | None = None, columns: list[str] | None = None) -> tuple[pd.DataFrame, Layout]:
     """A checked wide frame (as :func:`read_frame`) and the input's layout."""
     loaded = _load(data, time_col)
     return _checked(loaded, columns, target, True), loaded.layout
@@ -115,8 +107,7 @@ def _checked(loaded: _Loaded, columns: list[str] | None, target: str | None, che
         missing = [c for c in wanted if c not in frame.columns]
         if missing:
             raise DataError(
-                f"{label} has no {role} {quote_columns(missing)}{did_you_mean(missing[0], frame.columns)}; "
-                f"its columns are {quote_columns(list(frame.columns))}"
+                f"{label} has no {role} {quote_columns(missing)}{did_you_mean(missing[0], frame.columns)}; its columns are {quote_columns(list(frame.columns))}"
             )
     if columns is not None:
         frame = frame[list(columns)]

@@ -31,17 +31,7 @@ from sciformer.data.sources import SPACE_AXES, TrajectorySource, open_source
 from sciformer.data.sources.hdf5 import CFD_FIELDS, PDEBenchGroup, attributes, h5py, open_h5, open_pdebench_source
 from sciformer.errors import DataError
 
-__all__ = [
-    "CFD_FIELDS",
-    "SPACE_AXES",
-    "PDEDataset",
-    "PairDataset",
-    "describe",
-    "detect_layout",
-    "gather_windows",
-    "open_pdebench",
-    "windows_per_trajectory",
-]
+__all__ = ["CFD_FIELDS", "SPACE_AXES", "PDEDataset", "PairDataset", "describe", "detect_layout", "gather_windows", "open_pdebench", "windows_per_trajectory"]
 
 CHUNK_BYTES = 64 * 2**20  # default streaming block: ~64 MB of float32 per read
 LAYOUTS = {"pdebench-single": "single", "pdebench-group": "group"}

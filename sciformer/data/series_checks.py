@@ -48,8 +48,7 @@ def numeric_columns(frame: pd.DataFrame, label: str) -> pd.DataFrame:
         if text.any():
             row = int(np.flatnonzero(text)[0])
             raise DataError(
-                f"{label}: column {excerpt(name)} has a non-numeric value {excerpt(column.iloc[row])} at "
-                f"{_where(frame.index, row)}; expected numbers only"
+                f"{label}: column {excerpt(name)} has a non-numeric value {excerpt(column.iloc[row])} at {_where(frame.index, row)}; expected numbers only"
             )
         out[str(name)] = numeric.to_numpy(dtype=np.float64)
     result = pd.DataFrame(out, index=frame.index)
@@ -70,9 +69,7 @@ def check_finite(values: np.ndarray, columns: list, index: pd.Index | None, labe
     value = float(values[row, col])
     kind = "a missing value (NaN)" if np.isnan(value) else f"the value {value:g}"
     limit = "" if not np.isfinite(value) else f" (beyond ±{MAX_ABS:g}: its square overflows the statistics)"
-    raise DataError(
-        f"{label}: column {excerpt(columns[col])} has {kind}{limit} at {_where(index, row)}{what}; expected finite numbers"
-    )
+    raise DataError(f"{label}: column {excerpt(columns[col])} has {kind}{limit} at {_where(index, row)}{what}; expected finite numbers")
 
 
 def _where(index: pd.Index | None, row: int) -> str:

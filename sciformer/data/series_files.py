@@ -77,14 +77,9 @@ def sniff_csv(path: Path, label: str) -> None:
             raise DataError(f"{label} is {what}, not a CSV text file")
     nul = head.find(b"\0")
     if nul >= 0:
-        raise DataError(
-            f"{label} holds NUL bytes (the first at byte {nul}): a binary file or UTF-16/32 text, "
-            "not a UTF-8 CSV file"
-        )
+        raise DataError(f"{label} holds NUL bytes (the first at byte {nul}): a binary file or UTF-16/32 text, not a UTF-8 CSV file")
     if len(head) == SNIFF_BYTES and b"\n" not in head and b"\r" not in head:
-        raise DataError(
-            f"{label} has no line break in its first {SNIFF_BYTES // (1 << 20)} MiB: not a CSV file of one row per line"
-        )
+        raise DataError(f"{label} has no line break in its first {SNIFF_BYTES // (1 << 20)} MiB: not a CSV file of one row per line")
 
 
 def open_xarray(path: Path, label: str):

@@ -166,22 +166,32 @@ class TimeSeriesData:
                     "remove data.split (it applies to ratio-split datasets and CSV files)"
                 )
             path = catalog.resolve(cfg.name)
-            frame = read_frame(
-                path, cfg.time_col or manifest.time_col, cfg.columns, cfg.target or manifest.target, check_time=False
-            )
+            frame = read_frame(path, cfg.time_col or manifest.time_col, cfg.columns, cfg.target or manifest.target, check_time=False)
             check_manifest_shape(frame, manifest, path, columns_selected=cfg.columns is not None)
             return cls(
-                frame, cfg.lookback, cfg.horizon,
-                split_rule=manifest.split, split_fractions=cfg.split,
+                frame,
+                cfg.lookback,
+                cfg.horizon,
+                split_rule=manifest.split,
+                split_fractions=cfg.split,
                 time_features_freq=cfg.time_features or manifest.time_features,
-                freq=manifest.freq, name=f"dataset '{cfg.name}'", scaler=scaler,
+                freq=manifest.freq,
+                name=f"dataset '{cfg.name}'",
+                scaler=scaler,
             )
         frame = read_frame(cfg.name, cfg.time_col, cfg.columns, cfg.target)
         label = data_label(user_path(cfg.name))
         freq = regular_frequency(frame.index, None, label)  # a window must not span a gap
         return cls(
-            frame, cfg.lookback, cfg.horizon, split_rule="ratio", split_fractions=cfg.split,
-            time_features_freq=cfg.time_features or freq, freq=freq, name=label, scaler=scaler,
+            frame,
+            cfg.lookback,
+            cfg.horizon,
+            split_rule="ratio",
+            split_fractions=cfg.split,
+            time_features_freq=cfg.time_features or freq,
+            freq=freq,
+            name=label,
+            scaler=scaler,
         )
 
     @property
@@ -213,13 +223,7 @@ class TimeSeriesData:
         return ForecastBatch(self.values[x_rows], self.marks[x_rows], self.values[y_rows], self.marks[y_rows])
 
     def batches(
-        self,
-        split: str,
-        batch_size: int,
-        shuffle: bool = False,
-        generator: torch.Generator | None = None,
-        rank: int = 0,
-        world_size: int = 1,
+        self, split: str, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None, rank: int = 0, world_size: int = 1
     ) -> Iterator[ForecastBatch]:
         """Iterate over ``split`` in batches; with ``world_size > 1`` each rank takes a disjoint share.
 

@@ -222,9 +222,7 @@ def read_config(directory: str | Path) -> dict[str, Any]:
     if not isinstance(config.get("format", 0), int):
         raise CheckpointError(f"checkpoint file '{path}' is damaged: its format is {config['format']!r}, not a number")
     if config.get("format", 0) > FORMAT_VERSION:
-        raise CheckpointError(
-            f"checkpoint '{directory}' has format {config['format']}, newer than this sciformer ({__version__}) reads; upgrade sciformer"
-        )
+        raise CheckpointError(f"checkpoint '{directory}' has format {config['format']}, newer than this sciformer ({__version__}) reads; upgrade sciformer")
     problem = _config_problem(config)
     if problem:
         raise CheckpointError(f"checkpoint file '{path}' is damaged or was not written by sciformer: {problem}")

@@ -44,8 +44,7 @@ from collections.abc import Sequence
 
 import torch
 
-__all__ = ["FRMSE_BANDS", "PDEMetrics", "brmse", "crmse", "frmse", "frmse_spectrum", "max_error",
-           "nrmse", "pde_metrics", "relative_l2", "rmse"]
+__all__ = ["FRMSE_BANDS", "PDEMetrics", "brmse", "crmse", "frmse", "frmse_spectrum", "max_error", "nrmse", "pde_metrics", "relative_l2", "rmse"]
 
 FRMSE_BANDS = (4, 12)  # PDEBench's iLow, iHigh
 
@@ -74,13 +73,15 @@ def _boundary_sq(err: torch.Tensor, d: int) -> tuple[torch.Tensor, int]:
         return err[..., 0] ** 2 + err[..., -1] ** 2, 2
     if d == 2:
         nx, ny = err.shape[-2:]
-        s = (err[..., 0, :] ** 2).sum(-1) + (err[..., -1, :] ** 2).sum(-1) \
-            + (err[..., :, 0] ** 2).sum(-1) + (err[..., :, -1] ** 2).sum(-1)
+        s = (err[..., 0, :] ** 2).sum(-1) + (err[..., -1, :] ** 2).sum(-1) + (err[..., :, 0] ** 2).sum(-1) + (err[..., :, -1] ** 2).sum(-1)
         return s, 2 * nx + 2 * ny
     nx, ny, nz = err.shape[-3:]
-    s = sum((face ** 2).sum(dim=(-2, -1)) for face in (
-        err[..., 0, :, :], err[..., -1, :, :], err[..., :, 0, :], err[..., :, -1, :],
-        err[..., :, :, 0], err[..., :, :, -1]))
+    s = torch.stack(
+        [
+            (face**2).sum(dim=(-2, -1))
+            for face in (err[..., 0, :, :], err[..., -1, :, :], err[..., :, 0, :], err[..., :, -1, :], err[..., :, :, 0], err[..., :, :, -1])
+        ]
+    ).sum(0)
     return s, 2 * (nx * ny + ny * nz + nz * nx)
 
 
@@ -88,7 +89,7 @@ def _shells(shape: Sequence[int], device) -> tuple[torch.Tensor, torch.Tensor, i
     """For 2D/3D: (index into the flattened non-negative-quadrant modes, shell number, n_shells)."""
     halves = [n // 2 for n in shape]
     grids = torch.meshgrid(*[torch.arange(h, device=device) for h in halves], indexing="ij")
-    k = torch.floor(torch.sqrt(sum(g.double() ** 2 for g in grids))).long().reshape(-1)
+    k = torch.floor(torch.stack([g.double() ** 2 for g in grids]).sum(0).sqrt()).long().reshape(-1)
     n_shell = min(halves)
     keep = k < n_shell
     return torch.nonzero(keep).squeeze(1), k[keep], n_shell
@@ -129,8 +130,8 @@ class PDEMetrics:
         pred, target = pred.double(), target.double()
         err = pred - target
         size = math.prod(err.shape[-d:])
-        mse = (err ** 2).flatten(3).mean(-1)  # [B, T, C]
-        tgt = (target ** 2).flatten(3).mean(-1)
+        mse = (err**2).flatten(3).mean(-1)  # [B, T, C]
+        tgt = (target**2).flatten(3).mean(-1)
         scored = (tgt > 0) | (mse > 0)  # a zero field predicted as zero (a mixture's absent field) has no nRMSE
         bsq, nb = _boundary_sq(err, d)
         stats = {
@@ -139,7 +140,7 @@ class PDEMetrics:
             "csq": (err.flatten(3).sum(-1) / size) ** 2,
             "brmse": (bsq / nb).sqrt(),
             "fsq": _fourier_sq(err, d),
-            "rel_l2": ((err ** 2).flatten(1).sum(-1).sqrt() / (target ** 2).flatten(1).sum(-1).sqrt()),
+            "rel_l2": ((err**2).flatten(1).sum(-1).sqrt() / (target**2).flatten(1).sum(-1).sqrt()),
         }
         for k, v in stats.items():
             s = v.sum(0)
@@ -153,7 +154,7 @@ class PDEMetrics:
     def compute(self, reduce: str = "mean") -> dict[str, torch.Tensor]:
         """``reduce="mean"``: scalars (mean over channels and times). ``"none"``: ``[C, T]`` tables
         (``rel_l2`` stays a scalar; ``frmse`` is the spectrum ``[C, T, K]``)."""
-        if self.n == 0:
+        if self.n == 0 or self._max is None or self._scored is None:
             raise ValueError("PDEMetrics.compute() before any update()")
         n = self.n
         tab = {
@@ -166,8 +167,7 @@ class PDEMetrics:
         tab = {k: v.transpose(0, 1) for k, v in tab.items()}  # [T, C] -> [C, T]
         spec = ((self._sums["fsq"] / n).sqrt() * self._norm).permute(1, 0, 2)  # [C, T, K]
         lo, hi = FRMSE_BANDS
-        bands = {"frmse_low": spec[..., :lo].mean(-1), "frmse_mid": spec[..., lo:hi].mean(-1),
-                 "frmse_high": spec[..., hi:].mean(-1)}
+        bands = {"frmse_low": spec[..., :lo].mean(-1), "frmse_mid": spec[..., lo:hi].mean(-1), "frmse_high": spec[..., hi:].mean(-1)}
         tab.update(bands)
         rel = self._sums["rel_l2"] / n
         if reduce == "none":
@@ -179,8 +179,9 @@ class PDEMetrics:
         return out
 
 
-def pde_metrics(pred: torch.Tensor, target: torch.Tensor, *, initial_step: int = 0,
-                domain_length: float | Sequence[float] = 1.0, reduce: str = "mean") -> dict[str, torch.Tensor]:
+def pde_metrics(
+    pred: torch.Tensor, target: torch.Tensor, *, initial_step: int = 0, domain_length: float | Sequence[float] = 1.0, reduce: str = "mean"
+) -> dict[str, torch.Tensor]:
     """All PDEBench metrics of one set ``[B, T, C, *grid]`` (see the module docstring)."""
     m = PDEMetrics(initial_step, domain_length)
     m.update(pred, target)
@@ -217,14 +218,12 @@ def brmse(pred: torch.Tensor, target: torch.Tensor, initial_step: int = 0) -> to
     return _one("brmse", pred, target, initial_step)
 
 
-def frmse_spectrum(pred: torch.Tensor, target: torch.Tensor, initial_step: int = 0,
-                   domain_length: float | Sequence[float] = 1.0) -> torch.Tensor:
+def frmse_spectrum(pred: torch.Tensor, target: torch.Tensor, initial_step: int = 0, domain_length: float | Sequence[float] = 1.0) -> torch.Tensor:
     """Fourier-space error per shell ``E_k``: ``[C, T, K]``."""
     return _one("frmse", pred, target, initial_step, domain_length=domain_length)
 
 
-def frmse(pred: torch.Tensor, target: torch.Tensor, initial_step: int = 0,
-          domain_length: float | Sequence[float] = 1.0) -> dict[str, torch.Tensor]:
+def frmse(pred: torch.Tensor, target: torch.Tensor, initial_step: int = 0, domain_length: float | Sequence[float] = 1.0) -> dict[str, torch.Tensor]:
     """fRMSE bands ``{"low", "mid", "high"}``, each ``[C, T]`` (k in [0,4), [4,12), ≥ 12)."""
     r = pde_metrics(pred, target, initial_step=initial_step, domain_length=domain_length, reduce="none")
     return {"low": r["frmse_low"], "mid": r["frmse_mid"], "high": r["frmse_high"]}

@@ -18,6 +18,7 @@ def preload() -> threading.Thread:
     """Import matplotlib's figure and Agg modules (and load its font list) in a background thread, so that a run
     pays for them while it trains rather than after. Safe: matplotlib shares no modules with torch that are not
     imported already, and a later import of the same modules simply waits for this one."""
+
     def load() -> None:
         import matplotlib.backends.backend_agg
         import matplotlib.figure

@@ -37,8 +37,17 @@ class Progress:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
-_PROGRESS_TYPES = {"epoch": int, "step": int, "loss_sum": float, "best_loss": float, "best_epoch": int, "stale": int,
-                   "done": bool, "seconds": float, "history": list}
+_PROGRESS_TYPES = {
+    "epoch": int,
+    "step": int,
+    "loss_sum": float,
+    "best_loss": float,
+    "best_epoch": int,
+    "stale": int,
+    "done": bool,
+    "seconds": float,
+    "history": list,
+}
 
 
 def checked_progress(saved: Any) -> dict[str, Any]:

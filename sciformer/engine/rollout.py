@@ -28,8 +28,15 @@ _OUTPUTS = re.compile(r"(metrics\.csv|metrics\.json|error_vs_step\.png|step_\d+\
 
 
 @torch.no_grad()
-def rollout(model: nn.Module, trajectories: torch.Tensor, initial_step: int, steps: int, time_conditioned: bool = False, batch_size: int = 16,
-            n_frames: int | None = None) -> torch.Tensor:
+def rollout(
+    model: nn.Module,
+    trajectories: torch.Tensor,
+    initial_step: int,
+    steps: int,
+    time_conditioned: bool = False,
+    batch_size: int = 16,
+    n_frames: int | None = None,
+) -> torch.Tensor:
     """Predict ``steps`` frames after the first ``initial_step`` of each trajectory.
 
     ``trajectories [N, T, C, *grid]`` (``T`` may be just ``initial_step``: only the history is read) →
@@ -80,9 +87,17 @@ def check_steps(steps: Any, n_frames: int | None = None, initial_step: int = 1) 
 
 
 # ---------------------------------------------------------------------------------------------- the command
-def rollout_run(run_dir: str | os.PathLike, data: str | os.PathLike | None = None, split: str = "test", steps: int | None = None,
-                out: str | os.PathLike | None = None, frames: list[int] | None = None, device: str = "cpu", callbacks=(),
-                figures: bool = True) -> dict[str, Any]:
+def rollout_run(
+    run_dir: str | os.PathLike,
+    data: str | os.PathLike | None = None,
+    split: str = "test",
+    steps: int | None = None,
+    out: str | os.PathLike | None = None,
+    frames: list[int] | None = None,
+    device: str = "cpu",
+    callbacks=(),
+    figures: bool = True,
+) -> dict[str, Any]:
     """Roll a trained operator out on trajectories of a split and score every step (``sciformer rollout``).
 
     ``data=None``: the run's own data source and its ``split`` (``train``/``val``/``test`` exactly as ``fit`` split
@@ -129,8 +144,13 @@ def rollout_run(run_dir: str | os.PathLike, data: str | os.PathLike | None = Non
             import warnings
 
             warnings.warn(f"tracking the rollout failed ({exc}); the results are in {out_dir}", RuntimeWarning, stacklevel=2)
-    return {"out_dir": str(out_dir), "steps": steps, "samples": int(traj.shape[0]), "nrmse_last": per_step["nrmse"][-1],
-            "nrmse_mean": sum(per_step["nrmse"]) / steps}
+    return {
+        "out_dir": str(out_dir),
+        "steps": steps,
+        "samples": int(traj.shape[0]),
+        "nrmse_last": per_step["nrmse"][-1],
+        "nrmse_mean": sum(per_step["nrmse"]) / steps,
+    }
 
 
 def load_trajectories(recipe, split: str, sizes: dict[str, int], owner: str) -> tuple[torch.Tensor, dict[str, Any], int]:
@@ -146,13 +166,15 @@ def load_trajectories(recipe, split: str, sizes: dict[str, int], owner: str) -> 
     if data.steady:
         raise DataError(f"'{name}' holds a steady problem (coefficient → solution): there is no trajectory to roll out")
     if data.out_channels != sizes["out_channels"] or data.n_dims != sizes["n_dims"]:
-        raise DataError(f"'{name}' has {data.out_channels} channel(s) on a {data.n_dims}D grid; the checkpoint of {owner} "
-                        f"expects {sizes['out_channels']} channel(s) on a {sizes['n_dims']}D grid")
+        raise DataError(
+            f"'{name}' has {data.out_channels} channel(s) on a {data.n_dims}D grid; the checkpoint of {owner} "
+            f"expects {sizes['out_channels']} channel(s) on a {sizes['n_dims']}D grid"
+        )
     if split == "test":
         traj = data.test_trajectories()
     else:
         parts = ("train", "val", "test") if split == "all" else (split,)
-        traj = torch.cat([data.splits[part].trajectories for part in parts])
+        traj = torch.cat([t for part in parts if (t := data.splits[part].trajectories) is not None])
     return traj, data_coordinates(recipe.data, traj.shape[1], traj.shape[3:])[0], getattr(data, "masked_fields", 0)
 
 
@@ -169,8 +191,7 @@ def data_coordinates(cfg, n_frames: int, grid: tuple[int, ...]) -> tuple[dict[st
     from sciformer.data.pde import open_pdebench
 
     try:
-        with open_pdebench(path, "all", mode="trajectory", reduced_resolution=cfg.reduced_resolution,
-                           reduced_resolution_t=cfg.reduced_resolution_t) as ds:
+        with open_pdebench(path, "all", mode="trajectory", reduced_resolution=cfg.reduced_resolution, reduced_resolution_t=cfg.reduced_resolution_t) as ds:
             known, channels = {k: v.numpy() for k, v in ds.grid.items()}, list(ds.channels)
     except DataError:  # a layout the PDEBench reader does not describe: keep the indices
         return coords, None
@@ -186,12 +207,14 @@ def check_output_dir(out: Path) -> None:
         foreign = sorted(p.name for p in out.iterdir() if not _OUTPUTS.fullmatch(p.name))
         if foreign:
             shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
-            raise StorageError(f"cannot write the rollout into '{out}': the folder holds files a rollout did not write "
-                               f"({shown}); give a new or empty folder with --out")
+            raise StorageError(
+                f"cannot write the rollout into '{out}': the folder holds files a rollout did not write ({shown}); give a new or empty folder with --out"
+            )
 
 
-def write_rollout(out: Path, pred: torch.Tensor, truth: torch.Tensor, per_step: dict[str, list[float]], coords: dict[str, Any],
-                  initial_step: int, frames: list[int] | None) -> None:
+def write_rollout(
+    out: Path, pred: torch.Tensor, truth: torch.Tensor, per_step: dict[str, list[float]], coords: dict[str, Any], initial_step: int, frames: list[int] | None
+) -> None:
     """Metrics, figures and predictions of one rollout into ``out`` (see :func:`rollout_run`); ``frames=[]``: no
     figures."""
     import pandas as pd
@@ -218,4 +241,3 @@ def write_rollout(out: Path, pred: torch.Tensor, truth: torch.Tensor, per_step: 
         rollout_animation(truth[0], pred[0], out / "rollout.gif")
     except OSError as exc:
         raise storage_error(exc, out) from None
-

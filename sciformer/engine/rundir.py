@@ -90,8 +90,7 @@ class RunLock:
                 holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
                 os.close(fd)
                 raise RunLockedError(
-                    f"run directory '{self.directory}' is in use by another sciformer process (PID {holder}); "
-                    "wait for it to finish or give another folder"
+                    f"run directory '{self.directory}' is in use by another sciformer process (PID {holder}); wait for it to finish or give another folder"
                 ) from None
             if self._same_file(fd):
                 break
@@ -146,8 +145,17 @@ def claim_new_run_dir(path: Path, recipe: Recipe, outputs: tuple[str, ...] = ())
 
 
 # Recipe keys that change how a run executes, not what it computes: they may differ when it is resumed.
-RESUMABLE_CHANGES = ("name", "tracking.", "train.progress", "train.device", "train.checkpoint_every", "train.fused_optimizer",
-                     "train.cuda_graphs", "train.compile", "train.eval_batch_size")
+RESUMABLE_CHANGES = (
+    "name",
+    "tracking.",
+    "train.progress",
+    "train.device",
+    "train.checkpoint_every",
+    "train.fused_optimizer",
+    "train.cuda_graphs",
+    "train.compile",
+    "train.eval_batch_size",
+)
 
 
 def claim_resumable_run_dir(path: Path | None, recipe: Recipe) -> RunLock:

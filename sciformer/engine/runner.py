@@ -107,12 +107,7 @@ class Phases:
             self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - started
 
 
-def fit_recipe(
-    recipe: Recipe,
-    run_dir: str | Path | None = None,
-    callbacks: list[Callback] | tuple[Callback, ...] = (),
-    resume: bool = False,
-) -> RunResult:
+def fit_recipe(recipe: Recipe, run_dir: str | Path | None = None, callbacks: list[Callback] | tuple[Callback, ...] = (), resume: bool = False) -> RunResult:
     """Train, validate and test ``recipe``; write checkpoint, metrics and plot into ``run_dir``.
 
     While training, ``run_dir/resume/`` holds the latest resumable state (every epoch, and every
@@ -153,8 +148,7 @@ def _on_main(dist: Distributed, action: Callable[[], T]) -> T:
     return outcome
 
 
-def _fit(recipe: Recipe, run_dir: Path, callbacks: list[Callback] | tuple[Callback, ...], resume: bool, dist: Distributed,
-         interrupts: Interrupts) -> RunResult:
+def _fit(recipe: Recipe, run_dir: Path, callbacks: list[Callback] | tuple[Callback, ...], resume: bool, dist: Distributed, interrupts: Interrupts) -> RunResult:
     phases = Phases()
     seed_everything(recipe.seed)
     device = dist.device
@@ -192,16 +186,18 @@ def _fit(recipe: Recipe, run_dir: Path, callbacks: list[Callback] | tuple[Callba
             test = trainer.evaluate(data, "test")
             val = trainer.evaluate(data, "val")
         metrics.update({f"test_{k}": v for k, v in test.items()} | {f"val_{k}": v for k, v in val.items()})
-        metrics.update({
-            "best_epoch": fit.best_epoch,
-            "epochs": fit.epochs,
-            "train_seconds": fit.train_seconds,
-            "seconds_per_epoch": fit.seconds_per_epoch,
-            "parameters": sum(p.numel() for p in model.parameters()),
-            "peak_memory_mb": peak_memory_mb(device),
-            "device": str(device),
-            "world_size": dist.world_size,
-        })
+        metrics.update(
+            {
+                "best_epoch": fit.best_epoch,
+                "epochs": fit.epochs,
+                "train_seconds": fit.train_seconds,
+                "seconds_per_epoch": fit.seconds_per_epoch,
+                "parameters": sum(p.numel() for p in model.parameters()),
+                "peak_memory_mb": peak_memory_mb(device),
+                "device": str(device),
+                "world_size": dist.world_size,
+            }
+        )
         if dist.is_main:
             _finish(recipe, task, model, data, run_dir, config, fit.history, metrics, phases)
         dist.barrier()
@@ -217,8 +213,17 @@ def _fit(recipe: Recipe, run_dir: Path, callbacks: list[Callback] | tuple[Callba
     return RunResult(run_dir, metrics, dist.rank)
 
 
-def _finish(recipe: Recipe, task: Task, model: torch.nn.Module, data: Any, run_dir: Path, config: dict[str, Any],
-            history: list[dict[str, float]], metrics: dict[str, Any], phases: Phases) -> None:
+def _finish(
+    recipe: Recipe,
+    task: Task,
+    model: torch.nn.Module,
+    data: Any,
+    run_dir: Path,
+    config: dict[str, Any],
+    history: list[dict[str, float]],
+    metrics: dict[str, Any],
+    phases: Phases,
+) -> None:
     """Rank 0's end of a run: test metrics of the task, final checkpoint, results, then the figure.
 
     The results are on disk before the figure is drawn, so a failing plot (a full disk) never costs them;

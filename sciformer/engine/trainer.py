@@ -59,8 +59,9 @@ __all__ = ["FitResult", "Trainer", "forecast_step", "lr_factor", "operator_step"
 
 
 class BatchSource(Protocol):
-    def batches(self, split: str, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None,
-                rank: int = 0, world_size: int = 1) -> Iterable[Any]: ...
+    def batches(
+        self, split: str, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None, rank: int = 0, world_size: int = 1
+    ) -> Iterable[Any]: ...
 
     def n_batches(self, split: str, batch_size: int) -> int: ...
 
@@ -139,8 +140,11 @@ class Trainer:
             return False  # torch.compile captures graphs of its own
         if self.dist.enabled:
             if wanted:
-                warnings.warn("train.cuda_graphs is ignored: DDP runs several processes (graphs are single-process here); "
-                              "training runs eagerly", RuntimeWarning, stacklevel=3)
+                warnings.warn(
+                    "train.cuda_graphs is ignored: DDP runs several processes (graphs are single-process here); training runs eagerly",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
             return False
         return True
 
@@ -256,8 +260,9 @@ class Trainer:
             self.model.load_state_dict(best_state)
         return FitResult(best_epoch=progress.best_epoch, epochs=len(progress.history), train_seconds=train_seconds, history=progress.history)
 
-    def _train_epoch(self, data: BatchSource, epoch: int, progress: Progress, best_state: dict[str, torch.Tensor] | None,
-                     generator: torch.Generator) -> tuple[float, float]:
+    def _train_epoch(
+        self, data: BatchSource, epoch: int, progress: Progress, best_state: dict[str, torch.Tensor] | None, generator: torch.Generator
+    ) -> tuple[float, float]:
         """The optimiser steps of ``epoch`` from ``progress.step`` on; returns the epoch's mean loss and the last rate.
 
         A SIGTERM/SIGINT that :attr:`interrupts` records here ends the epoch after the step in flight, with a

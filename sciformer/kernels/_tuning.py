@@ -25,9 +25,7 @@ _best: dict[Hashable, Any] = {}
 register_cache(_best.clear)
 
 
-def pick(
-    key: Hashable, candidates: Sequence[Any], launch: Callable[[Any], None], device: torch.device, trial: Callable[[Any], None] | None = None
-) -> Any:
+def pick(key: Hashable, candidates: Sequence[Any], launch: Callable[[Any], None], device: torch.device, trial: Callable[[Any], None] | None = None) -> Any:
     """Launch the best of ``candidates`` for ``key`` (timing them on first use) and return it.
 
     ``trial(config)`` is what gets timed, ``launch`` by default; a kernel that overwrites its own input cannot be

@@ -64,14 +64,10 @@ class Autoformer(nn.Module):
             return AttentionLayer(AutoCorrelation(factor), d_model, n_heads)
 
         self.encoder = Encoder(
-            [DecompEncoderLayer(correlation(), d_model, d_ff, moving_avg, dropout, activation) for _ in range(e_layers)],
-            norm=SeasonalLayerNorm(d_model),
+            [DecompEncoderLayer(correlation(), d_model, d_ff, moving_avg, dropout, activation) for _ in range(e_layers)], norm=SeasonalLayerNorm(d_model)
         )
         self.decoder = DecompDecoder(
-            [
-                DecompDecoderLayer(correlation(), correlation(), d_model, n_vars, d_ff, moving_avg, dropout, activation)
-                for _ in range(d_layers)
-            ],
+            [DecompDecoderLayer(correlation(), correlation(), d_model, n_vars, d_ff, moving_avg, dropout, activation) for _ in range(d_layers)],
             norm=SeasonalLayerNorm(d_model),
             projection=nn.Linear(d_model, n_vars),
         )

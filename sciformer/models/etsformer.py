@@ -65,22 +65,25 @@ class ETSformer(nn.Module):
         super().__init__()
         if e_layers != d_layers:
             raise ValueError(
-                f"ETSformer pairs every encoder stage with one decoder stage: expected e_layers == d_layers, "
-                f"got e_layers={e_layers}, d_layers={d_layers}"
+                f"ETSformer pairs every encoder stage with one decoder stage: expected e_layers == d_layers, got e_layers={e_layers}, d_layers={d_layers}"
             )
         if e_layers < 1:
             raise ValueError(f"expected e_layers >= 1, got {e_layers}")
         if top_k > FrequencyAttention.n_frequencies(lookback):
-            raise ValueError(
-                f"top_k = {top_k} exceeds the {FrequencyAttention.n_frequencies(lookback)} non-constant "
-                f"frequencies of a lookback of {lookback}"
-            )
+            raise ValueError(f"top_k = {top_k} exceeds the {FrequencyAttention.n_frequencies(lookback)} non-constant frequencies of a lookback of {lookback}")
         self.n_vars, self.lookback, self.horizon = n_vars, lookback, horizon
         self.augment_sigma = augment_sigma
         self.embedding = DataEmbedding(n_vars, n_marks, d_model, dropout)
         self.encoder = nn.ModuleList(
             ETSEncoderLayer(
-                d_model, n_heads, n_vars, horizon, top_k, d_ff, dropout, activation,
+                d_model,
+                n_heads,
+                n_vars,
+                horizon,
+                top_k,
+                d_ff,
+                dropout,
+                activation,
                 update_residual=i < e_layers - 1,  # the last stage's residual is never read
             )
             for i in range(e_layers)

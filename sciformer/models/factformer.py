@@ -50,31 +50,22 @@ class FactFormer(nn.Module):
     ) -> None:
         super().__init__()
         if n_dims not in (2, 3):
-            raise ValueError(
-                f"FactFormer supports grids with n_dims 2 or 3 (its kernel is factorised over at least two axes), got n_dims={n_dims}"
-            )
+            raise ValueError(f"FactFormer supports grids with n_dims 2 or 3 (its kernel is factorised over at least two axes), got n_dims={n_dims}")
         if dim % 2:
             raise ValueError(f"dim must be even (random Fourier features come in sin/cos pairs), got {dim}")
         self.in_channels, self.out_channels, self.n_dims = in_channels, out_channels, n_dims
         self.lift = nn.Linear(in_channels, dim)
-        self.positions = nn.ModuleList(
-            nn.Sequential(GaussianFourierFeatures(n_dims, dim // 2, fourier_scale), nn.Linear(dim, dim)) for _ in range(depth)
-        )
+        self.positions = nn.ModuleList(nn.Sequential(GaussianFourierFeatures(n_dims, dim // 2, fourier_scale), nn.Linear(dim, dim)) for _ in range(depth))
         self.layers = nn.ModuleList(
             FactorizedAttention(dim, n_dims, n_heads, dim_head, kernel_multiplier, latent_dim=dim, rope=rope, recompute=recompute_attention)
             for _ in range(depth)
         )
         self.head_norm = nn.GroupNorm(math.gcd(8, dim), dim)
-        self.head = nn.Sequential(
-            nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, dim // 2), nn.GELU(), nn.Linear(dim // 2, out_channels)
-        )
+        self.head = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, dim // 2), nn.GELU(), nn.Linear(dim // 2, out_channels))
 
     def _check(self, u: torch.Tensor) -> None:
         if u.ndim != self.n_dims + 2 or u.shape[1] != self.in_channels:
-            raise ValueError(
-                f"expected u of shape [B, C_in, *grid] with C_in={self.in_channels} and {self.n_dims} grid axes, "
-                f"got {tuple(u.shape)}"
-            )
+            raise ValueError(f"expected u of shape [B, C_in, *grid] with C_in={self.in_channels} and {self.n_dims} grid axes, got {tuple(u.shape)}")
 
     def forward(self, u: torch.Tensor, t: torch.Tensor | None = None, params: torch.Tensor | None = None) -> torch.Tensor:
         self._check(u)

@@ -46,10 +46,7 @@ class FNO(nn.Module):
 
     def forward(self, u: torch.Tensor, t: torch.Tensor | None = None, params: torch.Tensor | None = None) -> torch.Tensor:
         if u.ndim != self.n_dims + 2 or u.shape[1] != self.in_channels:
-            raise ValueError(
-                f"expected u of shape [B, C_in, *grid] with C_in={self.in_channels} and {self.n_dims} grid axes, "
-                f"got {tuple(u.shape)}"
-            )
+            raise ValueError(f"expected u of shape [B, C_in, *grid] with C_in={self.in_channels} and {self.n_dims} grid axes, got {tuple(u.shape)}")
         coords = grid_coordinates(u.shape[2:], u.device, u.dtype)  # [n_dims, *grid]
         x = torch.cat([u, coords.expand(u.shape[0], *coords.shape)], dim=1)  # [B, C_in + n_dims, *grid]
         return self.fno(x)  # [B, C_out, *grid]

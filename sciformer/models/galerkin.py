@@ -112,19 +112,13 @@ class GalerkinTransformer(nn.Module):
         super().__init__()
         if n_dims not in (1, 2):
             raise ValueError(
-                f"the Galerkin Transformer supports 1D and 2D grids (n_dims 1 or 2), got n_dims={n_dims}; "
-                "for 3D grids use a factorised-attention model"
+                f"the Galerkin Transformer supports 1D and 2D grids (n_dims 1 or 2), got n_dims={n_dims}; for 3D grids use a factorised-attention model"
             )
         self.in_channels, self.out_channels, self.n_dims = in_channels, out_channels, n_dims
         self.zero_boundary = zero_boundary
         self.lifting = nn.Linear(in_channels + n_dims, d_model)
         self.layers = nn.ModuleList(
-            GalerkinEncoderLayer(
-                SoftmaxFreeAttention(d_model, n_heads, n_dims, attention, norm_eps, xavier_init, diagonal_weight),
-                d_model,
-                d_ff,
-                dropout,
-            )
+            GalerkinEncoderLayer(SoftmaxFreeAttention(d_model, n_heads, n_dims, attention, norm_eps, xavier_init, diagonal_weight), d_model, d_ff, dropout)
             for _ in range(n_layers)
         )
         self.regressor: SpectralRegressor | PointwiseRegressor
@@ -135,10 +129,7 @@ class GalerkinTransformer(nn.Module):
 
     def forward(self, u: torch.Tensor, t: torch.Tensor | None = None, params: torch.Tensor | None = None) -> torch.Tensor:
         if u.ndim != self.n_dims + 2 or u.shape[1] != self.in_channels:
-            raise ValueError(
-                f"expected u of shape [B, C_in, *grid] with C_in={self.in_channels} and {self.n_dims} grid axes, "
-                f"got {tuple(u.shape)}"
-            )
+            raise ValueError(f"expected u of shape [B, C_in, *grid] with C_in={self.in_channels} and {self.n_dims} grid axes, got {tuple(u.shape)}")
         B, grid = u.shape[0], u.shape[2:]
         pos = grid_coordinates(grid, u.device, u.dtype).movedim(0, -1)  # [*grid, n_dims]
         x = torch.cat([u.movedim(1, -1), pos.expand(B, *grid, self.n_dims)], dim=-1)  # [B, *grid, C_in + n_dims]

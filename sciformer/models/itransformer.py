@@ -41,10 +41,7 @@ class ITransformer(nn.Module):
         self.norm = RevIN(n_vars) if use_norm else None
         self.embedding = InvertedEmbedding(lookback, d_model, dropout)
         self.encoder = Encoder(
-            [
-                EncoderLayer(AttentionLayer(FullAttention(dropout), d_model, n_heads), d_model, d_ff, dropout, activation)
-                for _ in range(e_layers)
-            ],
+            [EncoderLayer(AttentionLayer(FullAttention(dropout), d_model, n_heads), d_model, d_ff, dropout, activation) for _ in range(e_layers)],
             norm=nn.LayerNorm(d_model),
         )
         self.head = nn.Linear(d_model, horizon)

@@ -87,10 +87,7 @@ class PatchTST(nn.Module):
             )
         else:
             self.encoder = Encoder(
-                [
-                    EncoderLayer(AttentionLayer(FullAttention(dropout), d_model, n_heads), d_model, d_ff, dropout, activation)
-                    for _ in range(e_layers)
-                ],
+                [EncoderLayer(AttentionLayer(FullAttention(dropout), d_model, n_heads), d_model, d_ff, dropout, activation) for _ in range(e_layers)],
                 norm=token_norm(norm, d_model),
             )
         self.head = FlattenHead(d_model * self.n_patches, horizon, dropout if head_dropout is None else head_dropout)

@@ -104,9 +104,7 @@ class PDEStage(nn.Module):
     def __init__(self, dim: int, depth: int, n_heads: int, window_size: int, mlp_ratio: float, n_channels: int, periodic: bool) -> None:
         super().__init__()
         self.shift = window_size // 2
-        self.blocks = nn.ModuleList(
-            PDETransformerBlock(dim, n_heads, window_size, mlp_ratio, n_channels, periodic) for _ in range(depth)
-        )
+        self.blocks = nn.ModuleList(PDETransformerBlock(dim, n_heads, window_size, mlp_ratio, n_channels, periodic) for _ in range(depth))
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         for i, block in enumerate(self.blocks):
@@ -219,15 +217,11 @@ class PDETransformer(nn.Module):
     # -------------------------------------------------------------------------------------- inputs
     def _check(self, u: torch.Tensor, t: torch.Tensor | None, params: torch.Tensor | None) -> None:
         if u.ndim != 4 or u.shape[1] != self.in_channels:
-            raise ValueError(
-                f"expected u of shape [B, C_in, *grid] with C_in={self.in_channels} and 2 grid axes, got {tuple(u.shape)}"
-            )
+            raise ValueError(f"expected u of shape [B, C_in, *grid] with C_in={self.in_channels} and 2 grid axes, got {tuple(u.shape)}")
         B, _, H, W = u.shape
         step = self.patch_size * 2**self.n_levels
         if H % step or W % step:
-            raise ValueError(
-                f"expected a grid divisible by patch_size · 2^levels = {self.patch_size} · {2**self.n_levels} = {step}, got {H}×{W}"
-            )
+            raise ValueError(f"expected a grid divisible by patch_size · 2^levels = {self.patch_size} · {2**self.n_levels} = {step}, got {H}×{W}")
         h, w = H // self.patch_size, W // self.patch_size
         for level in range(self.n_levels + 1):
             window = min(self.window_size, h, w)
@@ -257,8 +251,7 @@ class PDETransformer(nn.Module):
         """Per level ``i``: ``[B, C_in, widths[i]]`` = time + PDE-type embedding (per sample) + channel embedding."""
         streams = torch.arange(self.in_channels, device=labels.device)  # one channel embedding per token stream
         return [
-            (time(t) + kind(labels))[:, None, :] + channel(streams)[None]
-            for time, kind, channel in zip(self.time_embed, self.type_embed, self.channel_embed)
+            (time(t) + kind(labels))[:, None, :] + channel(streams)[None] for time, kind, channel in zip(self.time_embed, self.type_embed, self.channel_embed)
         ]
 
     # -------------------------------------------------------------------------------------- forward

@@ -40,14 +40,7 @@ from functools import partial
 import torch
 from torch import nn
 
-from sciformer.nn.multiscale import (
-    ConvNeXtBlock,
-    PatchExpanding,
-    PatchMerging,
-    PatchRecovery,
-    SwinStage,
-    TimeConditionedLayerNorm,
-)
+from sciformer.nn.multiscale import ConvNeXtBlock, PatchExpanding, PatchMerging, PatchRecovery, SwinStage, TimeConditionedLayerNorm
 from sciformer.registry import NonNegativeInt, PositiveFloat, PositiveInt, register_model, register_preset
 
 
@@ -109,9 +102,7 @@ class Poseidon(nn.Module):
         stage = partial(SwinStage, window_size=window_size, mlp_ratio=mlp_ratio, periodic=periodic)
         self.encoders = nn.ModuleList(stage(widths[i], depths[i], n_heads[i]) for i in range(n))
         self.merges = nn.ModuleList(PatchMerging(widths[i]) for i in range(n - 1))  # level i → i + 1
-        self.skips = nn.ModuleList(
-            nn.ModuleList(ConvNeXtBlock(widths[i], periodic) for _ in range(skip_blocks[i])) for i in range(n)
-        )
+        self.skips = nn.ModuleList(nn.ModuleList(ConvNeXtBlock(widths[i], periodic) for _ in range(skip_blocks[i])) for i in range(n))
         self.decoders = nn.ModuleList(stage(widths[i], depths[i], n_heads[i], mirrored=True) for i in range(n))
         self.expands = nn.ModuleList(PatchExpanding(widths[i + 1]) for i in range(n - 1))  # level i + 1 → i
         self.recovery = PatchRecovery(embed_dim, out_channels, patch_size, periodic)
@@ -132,9 +123,7 @@ class Poseidon(nn.Module):
     # -------------------------------------------------------------------------------------- inputs
     def _check(self, u: torch.Tensor, t: torch.Tensor | None) -> None:
         if u.ndim != 4 or u.shape[1] != self.in_channels:
-            raise ValueError(
-                f"expected u of shape [B, C_in, *grid] with C_in={self.in_channels} and 2 grid axes, got {tuple(u.shape)}"
-            )
+            raise ValueError(f"expected u of shape [B, C_in, *grid] with C_in={self.in_channels} and 2 grid axes, got {tuple(u.shape)}")
         B, _, H, W = u.shape
         p, w, levels = self.patch_size, self.window_size, 2 ** (self.n_stages - 1)
         always = f"grids that are multiples of patch_size · window_size · 2^(n_stages − 1) = {p} · {w} · {levels} = {p * w * levels} always work"
@@ -148,8 +137,7 @@ class Poseidon(nn.Module):
             window = min(w, h, wd)
             if h % window or wd % window:
                 raise ValueError(
-                    f"grid {H}×{W}: the {h}×{wd} token grid of stage {stage} is not divisible by its attention window "
-                    f"{window} (window_size={w}); {always}"
+                    f"grid {H}×{W}: the {h}×{wd} token grid of stage {stage} is not divisible by its attention window {window} (window_size={w}); {always}"
                 )
             h, wd = h // 2, wd // 2
         if t is not None and tuple(t.shape) != (B,):

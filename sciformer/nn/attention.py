@@ -26,9 +26,7 @@ class FullAttention(nn.Module):
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         # [B, L, H, E] -> [B, H, L, E] for SDPA, and back
         out = F.scaled_dot_product_attention(
-            q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
-            dropout_p=self.dropout if self.training else 0.0,
-            is_causal=self.causal,
+            q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), dropout_p=self.dropout if self.training else 0.0, is_causal=self.causal
         )
         return out.transpose(1, 2)
 
@@ -44,15 +42,7 @@ class AttentionLayer(nn.Module):
     ``[B, L, d_model]`` queries and ``[B, S, d_model]`` keys/values → ``[B, L, d_model]``.
     """
 
-    def __init__(
-        self,
-        inner: nn.Module,
-        d_model: int,
-        n_heads: int,
-        d_keys: int | None = None,
-        d_values: int | None = None,
-        mix: bool = False,
-    ) -> None:
+    def __init__(self, inner: nn.Module, d_model: int, n_heads: int, d_keys: int | None = None, d_values: int | None = None, mix: bool = False) -> None:
         super().__init__()
         if d_model % n_heads and (d_keys is None or d_values is None):
             raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")

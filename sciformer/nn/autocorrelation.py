@@ -59,9 +59,7 @@ class AutoCorrelation(nn.Module):
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
-            raise ValueError(
-                f"expected q [B, L, H, E], k [B, S, H, E], v [B, S, H, D], got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}"
-            )
+            raise ValueError(f"expected q [B, L, H, E], k [B, S, H, E], v [B, S, H, D], got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
         B, L, H, E = q.shape
         S = k.shape[1]
         if S < L:  # pad keys/values with zeros at the end up to the query length

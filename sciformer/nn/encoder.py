@@ -75,7 +75,9 @@ class DecoderLayer(nn.Module):
     ``x [B, L, d_model]``, ``memory [B, S, d_model]`` → ``[B, L, d_model]``.
     """
 
-    def __init__(self, self_attention: nn.Module, cross_attention: nn.Module, d_model: int, d_ff: int | None = None, dropout: float = 0.1, act: str = "gelu") -> None:
+    def __init__(
+        self, self_attention: nn.Module, cross_attention: nn.Module, d_model: int, d_ff: int | None = None, dropout: float = 0.1, act: str = "gelu"
+    ) -> None:
         super().__init__()
         self.self_attention = self_attention
         self.cross_attention = cross_attention

@@ -24,14 +24,7 @@ from torch import nn
 
 from sciformer.kernels.factorized_attention import factorized_attention
 
-__all__ = [
-    "AxialProjection",
-    "FactorizedAttention",
-    "GaussianFourierFeatures",
-    "apply_rotary",
-    "factorized_attention",
-    "rotary_angles",
-]
+__all__ = ["AxialProjection", "FactorizedAttention", "GaussianFourierFeatures", "apply_rotary", "factorized_attention", "rotary_angles"]
 
 
 # ---------------------------------------------------------------------------------------- positions

@@ -25,15 +25,7 @@ from sciformer.nn.conditioning import modulate
 from sciformer.nn.encoder import FeedForward
 from sciformer.nn.windowed import WindowAttention
 
-__all__ = [
-    "ConvNeXtBlock",
-    "PatchExpanding",
-    "PatchMerging",
-    "PatchRecovery",
-    "SwinStage",
-    "SwinV2Block",
-    "TimeConditionedLayerNorm",
-]
+__all__ = ["ConvNeXtBlock", "PatchExpanding", "PatchMerging", "PatchRecovery", "SwinStage", "SwinV2Block", "TimeConditionedLayerNorm"]
 
 
 class TimeConditionedLayerNorm(nn.Module):
@@ -96,9 +88,7 @@ class SwinStage(nn.Module):
     def __init__(self, dim: int, depth: int, n_heads: int, window_size: int, mlp_ratio: float = 4.0, periodic: bool = False, mirrored: bool = False) -> None:
         super().__init__()
         shifted = [((depth - 1 - k) if mirrored else k) % 2 == 1 for k in range(depth)]
-        self.blocks = nn.ModuleList(
-            SwinV2Block(dim, n_heads, window_size, mlp_ratio, window_size // 2 if s else 0, periodic) for s in shifted
-        )
+        self.blocks = nn.ModuleList(SwinV2Block(dim, n_heads, window_size, mlp_ratio, window_size // 2 if s else 0, periodic) for s in shifted)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         for block in self.blocks:
@@ -184,4 +174,3 @@ class PatchRecovery(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.mixup(self.projection(x.permute(0, 3, 1, 2)))  # [B, D, h, w] → [B, C_out, h·p, w·p]
-

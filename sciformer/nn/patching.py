@@ -81,16 +81,7 @@ class PatchEmbedding(nn.Module):
     ``"sincos"`` is TSLib's fixed sinusoid. ``bias`` is on in the authors' projection, off in TSLib's.
     """
 
-    def __init__(
-        self,
-        lookback: int,
-        patch_len: int,
-        stride: int,
-        d_model: int,
-        dropout: float = 0.0,
-        positional: str = "learned",
-        bias: bool = True,
-    ) -> None:
+    def __init__(self, lookback: int, patch_len: int, stride: int, d_model: int, dropout: float = 0.0, positional: str = "learned", bias: bool = True) -> None:
         super().__init__()
         if positional not in POSITIONAL:
             raise ValueError(f"positional must be one of {POSITIONAL}, got {positional!r}")
@@ -98,6 +89,7 @@ class PatchEmbedding(nn.Module):
         self.patching = Patching(patch_len, stride)
         self.proj = nn.Linear(patch_len, d_model, bias=bias)
         self.learned_position = positional == "learned"
+        self.position: nn.Parameter | PositionalEmbedding
         if self.learned_position:
             self.position = nn.Parameter(torch.empty(self.n_patches, d_model).uniform_(-0.02, 0.02))
         else:
@@ -107,11 +99,9 @@ class PatchEmbedding(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         patches = self.patching(x)  # [B, N, P, patch_len]
         if patches.shape[2] != self.n_patches:
-            raise ValueError(
-                f"expected a lookback giving {self.n_patches} patches, got {patches.shape[2]} patches from input {tuple(x.shape)}"
-            )
+            raise ValueError(f"expected a lookback giving {self.n_patches} patches, got {patches.shape[2]} patches from input {tuple(x.shape)}")
         tokens = self.proj(patches.flatten(0, 1))  # [B·N, P, d_model]
-        position = self.position if self.learned_position else self.position(tokens)  # [P, d_model] or [1, P, d_model]
+        position = self.position if isinstance(self.position, nn.Parameter) else self.position(tokens)  # [P, d_model] or [1, P, d_model]
         return self.dropout(tokens + position)
 
 
@@ -229,7 +219,5 @@ class FlattenHead(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-2] * x.shape[-1] != self.proj.in_features:
-            raise ValueError(
-                f"expected [B, N, d_model, P] with d_model·P = {self.proj.in_features}, got {tuple(x.shape)}"
-            )
+            raise ValueError(f"expected [B, N, d_model, P] with d_model·P = {self.proj.in_features}, got {tuple(x.shape)}")
         return self.dropout(self.proj(x.flatten(-2)))  # [B, N, d_model·P] -> [B, N, horizon]

@@ -76,9 +76,7 @@ class ProbSparseAttention(nn.Module):
         B, L, H, E = q.shape
         S, D = k.shape[1], v.shape[-1]
         if k.shape[:3] != (B, S, H) or v.shape[:3] != (B, S, H) or k.shape[-1] != E:
-            raise ValueError(
-                f"expected q [B, L, H, E], k [B, S, H, E], v [B, S, H, D], got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}"
-            )
+            raise ValueError(f"expected q [B, L, H, E], k [B, S, H, E], v [B, S, H, D], got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
         if self.causal and L != S:
             raise ValueError(f"causal ProbSparse attention is self-attention: expected L == S, got L={L}, S={S}")
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # [B, H, L|S, E|D]

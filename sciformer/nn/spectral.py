@@ -43,7 +43,7 @@ class SpectralConv(nn.Module):
         self.weight = nn.Parameter(std * torch.randn(2 ** (n_dims - 1), in_channels, out_channels, *modes, 2))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        grid = x.shape[-self.n_dims:]
+        grid = x.shape[-self.n_dims :]
         dims = tuple(range(-self.n_dims, 0))
         work = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x  # FFTs want fp32 or fp64
         x_ft = torch.fft.rfftn(work, dim=dims, norm=self.norm)  # [B, C_in, n_1, ..., n_d // 2 + 1]

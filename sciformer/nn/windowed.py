@@ -71,14 +71,7 @@ class WindowAttention(nn.Module):
     """
 
     def __init__(
-        self,
-        dim: int,
-        n_heads: int,
-        window_size: int,
-        qkv_bias: bool = False,
-        cosine: bool = True,
-        position_bias: bool = True,
-        attn_dropout: float = 0.0,
+        self, dim: int, n_heads: int, window_size: int, qkv_bias: bool = False, cosine: bool = True, position_bias: bool = True, attn_dropout: float = 0.0
     ) -> None:
         super().__init__()
         if dim % n_heads:
@@ -90,9 +83,7 @@ class WindowAttention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         if cosine:
             self.logit_scale = nn.Parameter(torch.full((n_heads, 1, 1), math.log(10.0)))
-        self.cpb_mlp = (
-            nn.Sequential(nn.Linear(2, 512), nn.ReLU(), nn.Linear(512, n_heads, bias=False)) if position_bias else None
-        )
+        self.cpb_mlp = nn.Sequential(nn.Linear(2, 512), nn.ReLU(), nn.Linear(512, n_heads, bias=False)) if position_bias else None
 
     def relative_position_bias(self, window: int) -> torch.Tensor:
         """``[n_heads, w · w, w · w]``: bias between the local positions of a ``window × window`` window."""

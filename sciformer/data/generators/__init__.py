@@ -33,15 +33,24 @@ from sciformer.errors import ConfigError
 
 __all__ = ["GENERATORS", "generate"]
 
-GENERATORS: dict[str, PDEGenerator] = {
-    g.name: g for g in (Advection1D(), Burgers1D(), Darcy2D(), NavierStokes2D(), DiffusionReaction2D())
-}
+GENERATORS: dict[str, PDEGenerator] = {g.name: g for g in (Advection1D(), Burgers1D(), Darcy2D(), NavierStokes2D(), DiffusionReaction2D())}
 
 
-def generate(name: str, out: str | os.PathLike, n: int, res: int, seed: int = 0,
-             device: str | torch.device = "cpu", *, batch_size: int | None = None,
-             layout: str = "single", dtype: str | torch.dtype = "float32", progress: bool = True,
-             compression: str = "gzip", **params) -> Path:
+def generate(
+    name: str,
+    out: str | os.PathLike,
+    n: int,
+    res: int,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    *,
+    batch_size: int | None = None,
+    layout: str = "single",
+    dtype: str | torch.dtype = "float32",
+    progress: bool = True,
+    compression: str = "gzip",
+    **params,
+) -> Path:
     """Generate ``n`` samples of PDE ``name`` at resolution ``res`` (cells per axis) into ``out``.
 
     ``params`` override the generator's defaults (``GENERATORS[name].defaults``; e.g. ``beta=0.4``,
@@ -56,10 +65,21 @@ def generate(name: str, out: str | os.PathLike, n: int, res: int, seed: int = 0,
     if name not in GENERATORS:
         from sciformer.errors import did_you_mean
 
-        raise ConfigError(f"unknown generator {name!r}{did_you_mean(name, GENERATORS)}; "
-                          f"available: {', '.join(sorted(GENERATORS))}")
+        raise ConfigError(f"unknown generator {name!r}{did_you_mean(name, GENERATORS)}; available: {', '.join(sorted(GENERATORS))}")
     dtypes = {"float32": torch.float32, "float64": torch.float64}
     if dtype not in dtypes and dtype not in dtypes.values():
         raise ConfigError(f"generate: dtype must be 'float32' or 'float64', got {dtype!r}")
-    return run_generator(GENERATORS[name], out, n, res, seed, device, batch_size=batch_size, layout=layout,
-                         dtype=dtype if isinstance(dtype, torch.dtype) else dtypes[dtype], progress=progress, compression=compression, **params)
+    return run_generator(
+        GENERATORS[name],
+        out,
+        n,
+        res,
+        seed,
+        device,
+        batch_size=batch_size,
+        layout=layout,
+        dtype=dtype if isinstance(dtype, torch.dtype) else dtypes[dtype],
+        progress=progress,
+        compression=compression,
+        **params,
+    )

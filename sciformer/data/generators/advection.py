@@ -32,8 +32,7 @@ def _rhs(u: torch.Tensor, beta: float, dx: float) -> torch.Tensor:
     return -(flux - torch.roll(flux, 1, -1)) / dx
 
 
-def advection_fv(u0: torch.Tensor, beta: float, dx: float, t_save: np.ndarray,
-                 cfl: float = 0.4) -> Iterator[torch.Tensor]:
+def advection_fv(u0: torch.Tensor, beta: float, dx: float, t_save: np.ndarray, cfl: float = 0.4) -> Iterator[torch.Tensor]:
     """Yield the cell averages ``[B, X]`` at every time in ``t_save`` (``t_save[0]`` = 0 → ``u0``).
 
     ``u0 [B, X]`` periodic cell averages. Time steps are shortened uniformly so each save time is hit
@@ -56,8 +55,7 @@ def advection_exact(x: torch.Tensor, t: float, beta: float, length: float = 1.0)
     return torch.sin(2 * math.pi * (x - beta * t) / length)
 
 
-def advection_exact_cell_average(x: torch.Tensor, dx: float, t: float, beta: float,
-                                 length: float = 1.0) -> torch.Tensor:
+def advection_exact_cell_average(x: torch.Tensor, dx: float, t: float, beta: float, length: float = 1.0) -> torch.Tensor:
     """Cell averages of :func:`advection_exact` over ``[x − dx/2, x + dx/2]`` (cell centres ``x``)."""
     k = 2 * math.pi / length
     a, b = x - 0.5 * dx - beta * t, x + 0.5 * dx - beta * t
@@ -70,8 +68,9 @@ class Advection1D(PDEGenerator):
 
     name = "advection1d"
     defaults: ClassVar[dict[str, Any]] = dict(beta=1.0, t_end=2.0, dt_save=0.01, cfl=0.4, x_left=0.0, x_right=1.0, ic="random")
-    rules: ClassVar[dict[str, Rule]] = dict(beta=finite, t_end=positive, dt_save=positive, cfl=courant, x_left=finite, x_right=finite,
-                 ic=choice("random", "sine"))
+    rules: ClassVar[dict[str, Rule]] = dict(
+        beta=finite, t_end=positive, dt_save=positive, cfl=courant, x_left=finite, x_right=finite, ic=choice("random", "sine")
+    )
 
     def min_steps(self, res, p):
         dx = (p["x_right"] - p["x_left"]) / res
@@ -80,9 +79,14 @@ class Advection1D(PDEGenerator):
     def plan(self, res: int, **p) -> FilePlan:
         x, _ = cell_centers(res, p)
         t = save_times(p["t_end"], p["dt_save"])
-        attrs = {"beta": float(p["beta"]), "cfl": float(p["cfl"]), "dt_save": float(p["dt_save"]),
-                 "t_end": float(p["t_end"]), "ic": p["ic"],
-                 "scheme": "FV MUSCL-MC, upwind flux, 2-stage predictor-corrector (PDEBench)"}
+        attrs = {
+            "beta": float(p["beta"]),
+            "cfl": float(p["cfl"]),
+            "dt_save": float(p["dt_save"]),
+            "t_end": float(p["t_end"]),
+            "ic": p["ic"],
+            "scheme": "FV MUSCL-MC, upwind flux, 2-stage predictor-corrector (PDEBench)",
+        }
         return FilePlan(["tensor"], len(t), (res,), {"x": x, "t": t}, attrs)
 
     def simulate(self, b, res, gen, device, dtype, **p):

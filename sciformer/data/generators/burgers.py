@@ -43,8 +43,7 @@ def _rhs(u: torch.Tensor, visc: float, dx: float) -> torch.Tensor:
     return -(flux - torch.roll(flux, 1, -1)) / dx
 
 
-def burgers_fv(u0: torch.Tensor, nu: float, dx: float, t_save: np.ndarray,
-               cfl: float = 0.25) -> Iterator[torch.Tensor]:
+def burgers_fv(u0: torch.Tensor, nu: float, dx: float, t_save: np.ndarray, cfl: float = 0.25) -> Iterator[torch.Tensor]:
     """Yield ``[B, X]`` at every time of ``t_save`` (``t_save[0]`` = 0 → ``u0``); ``nu`` is PDEBench's
     ``Nu`` (effective viscosity ν/π).
 
@@ -87,10 +86,13 @@ class Burgers1D(PDEGenerator):
     def plan(self, res: int, **p) -> FilePlan:
         x, _ = cell_centers(res, p)
         t = save_times(p["t_end"], p["dt_save"])
-        attrs = {"Nu": float(p["nu"]), "cfl": float(p["cfl"]), "dt_save": float(p["dt_save"]),
-                 "t_end": float(p["t_end"]),
-                 "scheme": "FV MUSCL-MC, Rusanov-type flux + central viscous flux (nu/pi), "
-                           "2-stage predictor-corrector (PDEBench)"}
+        attrs = {
+            "Nu": float(p["nu"]),
+            "cfl": float(p["cfl"]),
+            "dt_save": float(p["dt_save"]),
+            "t_end": float(p["t_end"]),
+            "scheme": "FV MUSCL-MC, Rusanov-type flux + central viscous flux (nu/pi), 2-stage predictor-corrector (PDEBench)",
+        }
         return FilePlan(["tensor"], len(t), (res,), {"x": x, "t": t}, attrs)
 
     def simulate(self, b, res, gen, device, dtype, **p):

@@ -96,8 +96,7 @@ class PDEGenerator:
         """The defaults with ``overrides`` applied (``None`` = unset), every value checked against its rule."""
         unknown = {k for k, v in overrides.items() if v is not None} - set(self.defaults)
         if unknown:
-            raise ConfigError(f"generator '{self.name}' has no parameter(s) {sorted(unknown)}; "
-                              f"its parameters: {sorted(self.defaults)}")
+            raise ConfigError(f"generator '{self.name}' has no parameter(s) {sorted(unknown)}; its parameters: {sorted(self.defaults)}")
         p = {**self.defaults, **{k: v for k, v in overrides.items() if v is not None}}
         for key, rule in self.rules.items():
             check_value(f"{self.name}: {key}", p[key], rule)
@@ -110,8 +109,10 @@ class PDEGenerator:
     def check_work(self, res: int, p: dict[str, Any]) -> None:
         steps = self.min_steps(res, p)
         if steps > MAX_STEPS:
-            raise ConfigError(f"{self.name} at res={res} with {p} needs at least {steps:.3g} time steps per sample "
-                              f"(the limit is {MAX_STEPS:.0e}); use a coarser grid or a less stiff setting")
+            raise ConfigError(
+                f"{self.name} at res={res} with {p} needs at least {steps:.3g} time steps per sample "
+                f"(the limit is {MAX_STEPS:.0e}); use a coarser grid or a less stiff setting"
+            )
 
     def min_steps(self, res: int, p: dict[str, Any]) -> float:
         """A lower bound on the time steps one sample takes (0: unknown or none)."""
@@ -120,8 +121,7 @@ class PDEGenerator:
     def plan(self, res: int, **p) -> FilePlan:
         raise NotImplementedError
 
-    def simulate(self, b: int, res: int, gen: torch.Generator, device, dtype,
-                 **p) -> tuple[dict[str, torch.Tensor], Iterator[dict[str, torch.Tensor]]]:
+    def simulate(self, b: int, res: int, gen: torch.Generator, device, dtype, **p) -> tuple[dict[str, torch.Tensor], Iterator[dict[str, torch.Tensor]]]:
         """``(static {name: [b, *space]}, frames)`` where ``frames`` yields ``{name: [b, *space]}``
         once per saved time."""
         raise NotImplementedError
@@ -158,8 +158,7 @@ def mc_slope(u: torch.Tensor, dim: int = -1) -> torch.Tensor:
     return torch.sign(c) * (a * b > 0) * lim
 
 
-def init_multi(x: torch.Tensor, b: int, gen: torch.Generator, *, k_tot: int = 4, num_k: int = 2,
-               p_abs: float = 0.1, p_window: float = 0.1) -> torch.Tensor:
+def init_multi(x: torch.Tensor, b: int, gen: torch.Generator, *, k_tot: int = 4, num_k: int = 2, p_abs: float = 0.1, p_window: float = 0.1) -> torch.Tensor:
     """PDEBench's random initial condition (``data_gen_NLE/utils.py``, ``init_multi``; 1D Burgers and
     advection call it with ``k_tot=4``), vectorised: ``u0 [b, X]`` in ``x``'s dtype.
 

@@ -27,8 +27,9 @@ from sciformer.data.generators.common import FilePlan, PDEGenerator, Rule, finit
 __all__ = ["Darcy2D", "darcy_coefficient", "darcy_matrix", "darcy_operator", "darcy_solve"]
 
 
-def darcy_coefficient(b: int, res: int, gen: torch.Generator, device, dtype, *, n_gauss: int = 5,
-                      length: float = 1.0, a_high: float = 1.0, a_low: float = 0.1) -> torch.Tensor:
+def darcy_coefficient(
+    b: int, res: int, gen: torch.Generator, device, dtype, *, n_gauss: int = 5, length: float = 1.0, a_high: float = 1.0, a_low: float = 0.1
+) -> torch.Tensor:
     """PDEBench's binary coefficient fields ``[b, res, res]`` (values ``a_high`` / ``a_low``), drawn and
     thresholded in float64 whatever ``dtype`` (so float32 and float64 files hold the same fields)."""
     f64 = torch.float64
@@ -64,10 +65,8 @@ def darcy_matrix(a: np.ndarray, h: float):
     diag[:, -1, :] += a[:, -1, :]
     diag[:, :, 0] += a[:, :, 0]
     diag[:, :, -1] += a[:, :, -1]
-    rows = np.concatenate([idx.ravel(), idx[:, :-1].ravel(), idx[:, 1:].ravel(),
-                           idx[:, :, :-1].ravel(), idx[:, :, 1:].ravel()])
-    cols = np.concatenate([idx.ravel(), idx[:, 1:].ravel(), idx[:, :-1].ravel(),
-                           idx[:, :, 1:].ravel(), idx[:, :, :-1].ravel()])
+    rows = np.concatenate([idx.ravel(), idx[:, :-1].ravel(), idx[:, 1:].ravel(), idx[:, :, :-1].ravel(), idx[:, :, 1:].ravel()])
+    cols = np.concatenate([idx.ravel(), idx[:, 1:].ravel(), idx[:, :-1].ravel(), idx[:, :, 1:].ravel(), idx[:, :, :-1].ravel()])
     vals = np.concatenate([diag.ravel(), -ax.ravel(), -ax.ravel(), -ay.ravel(), -ay.ravel()]) / (h * h)
     return sp.csr_matrix((vals, (rows, cols)), shape=(b * n * m, b * n * m))
 
@@ -112,12 +111,15 @@ class Darcy2D(PDEGenerator):
     def plan(self, res: int, **p) -> FilePlan:
         h = p["length"] / res
         x = (np.arange(res) + 0.5) * h
-        attrs = {"beta": float(p["beta"]), "a_high": float(p["a_high"]), "a_low": float(p["a_low"]),
-                 "solver": "cell-centred FV, scipy.sparse direct solve of the steady problem"}
+        attrs = {
+            "beta": float(p["beta"]),
+            "a_high": float(p["a_high"]),
+            "a_low": float(p["a_low"]),
+            "solver": "cell-centred FV, scipy.sparse direct solve of the steady problem",
+        }
         return FilePlan(["tensor"], 1, (res, res), {"x": x, "y": x.copy()}, attrs, static=["nu"])
 
     def simulate(self, b, res, gen, device, dtype, **p):
-        a = darcy_coefficient(b, res, gen, device, torch.float64, n_gauss=p["n_gauss"], length=p["length"],
-                              a_high=p["a_high"], a_low=p["a_low"])
+        a = darcy_coefficient(b, res, gen, device, torch.float64, n_gauss=p["n_gauss"], length=p["length"], a_high=p["a_high"], a_low=p["a_low"])
         u = darcy_solve(a, p["beta"], p["length"] / res)
         return {"nu": a.to(dtype)}, iter([{"tensor": u.to(dtype)}])

@@ -43,8 +43,9 @@ def fhn_rhs(z: torch.Tensor, h: float, du: float, dv: float, k: float) -> torch.
     return torch.stack([du * lap[:, 0] + u - u**3 - k - v, dv * lap[:, 1] + u - v], dim=1)
 
 
-def fhn_solve(z0: torch.Tensor, t_save: np.ndarray, h: float, du: float, dv: float, k: float,
-              safety: float = 0.8, dt_max: float = 0.01) -> Iterator[torch.Tensor]:
+def fhn_solve(
+    z0: torch.Tensor, t_save: np.ndarray, h: float, du: float, dv: float, k: float, safety: float = 0.8, dt_max: float = 0.01
+) -> Iterator[torch.Tensor]:
     """Yield ``[B, 2, X, Y]`` at each time of ``t_save`` (``t_save[0]`` = 0 → ``z0``), RK4.
 
     Step per save interval: ``min(dt_max, safety × 2.78 / (8 D_max/h² + 3 max u² + 1))`` (RK4's real-axis
@@ -72,8 +73,9 @@ class DiffusionReaction2D(PDEGenerator):
 
     name = "diffreact2d"
     defaults: ClassVar[dict[str, Any]] = dict(du=1e-3, dv=5e-3, k=5e-3, t_end=5.0, dt_save=0.05, x_left=-1.0, x_right=1.0, dt_max=0.01)
-    rules: ClassVar[dict[str, Rule]] = dict(du=nonnegative, dv=nonnegative, k=finite, t_end=positive, dt_save=positive, x_left=finite,
-                 x_right=finite, dt_max=positive)
+    rules: ClassVar[dict[str, Rule]] = dict(
+        du=nonnegative, dv=nonnegative, k=finite, t_end=positive, dt_save=positive, x_left=finite, x_right=finite, dt_max=positive
+    )
 
     def min_steps(self, res, p):  # RK4's diffusive stability bound (see fhn_solve), and dt_max
         h = (p["x_right"] - p["x_left"]) / res
@@ -82,14 +84,18 @@ class DiffusionReaction2D(PDEGenerator):
     def plan(self, res: int, **p) -> FilePlan:
         x, _ = cell_centers(res, p)
         t = save_times(p["t_end"], p["dt_save"])
-        attrs = {"Du": float(p["du"]), "Dv": float(p["dv"]), "k": float(p["k"]),
-                 "dt_save": float(p["dt_save"]), "t_end": float(p["t_end"]),
-                 "scheme": "cell-centred FV Laplacian, no-flux walls, classical RK4 (PDEBench uses RK45)"}
+        attrs = {
+            "Du": float(p["du"]),
+            "Dv": float(p["dv"]),
+            "k": float(p["k"]),
+            "dt_save": float(p["dt_save"]),
+            "t_end": float(p["t_end"]),
+            "scheme": "cell-centred FV Laplacian, no-flux walls, classical RK4 (PDEBench uses RK45)",
+        }
         return FilePlan(["u", "v"], len(t), (res, res), {"x": x, "y": x.copy(), "t": t}, attrs)
 
     def simulate(self, b, res, gen, device, dtype, **p):
         _, h = cell_centers(res, p)
         z0 = randn64(gen, b, 2, res, res, device=device).to(dtype)
-        frames = fhn_solve(z0, save_times(p["t_end"], p["dt_save"]), h, p["du"], p["dv"], p["k"],
-                           dt_max=p["dt_max"])
+        frames = fhn_solve(z0, save_times(p["t_end"], p["dt_save"]), h, p["du"], p["dv"], p["k"], dt_max=p["dt_max"])
         return {}, ({"u": z[:, 0], "v": z[:, 1]} for z in frames)

@@ -30,8 +30,7 @@ import torch
 
 from sciformer.data.generators.common import FilePlan, PDEGenerator, Rule, choice, courant, nonnegative, optional, positive, randn64, save_times, whole
 
-__all__ = ["NavierStokes2D", "grf_vorticity", "ns_energy", "ns_enstrophy", "ns_vorticity_solve",
-           "spectral_grid", "velocity_from_vorticity"]
+__all__ = ["NavierStokes2D", "grf_vorticity", "ns_energy", "ns_enstrophy", "ns_vorticity_solve", "spectral_grid", "velocity_from_vorticity"]
 
 
 def spectral_grid(res: int, length: float, device, dtype):
@@ -72,8 +71,7 @@ def ns_enstrophy(w: torch.Tensor) -> torch.Tensor:
     return 0.5 * (w * w).mean(dim=(-2, -1))
 
 
-def grf_vorticity(b: int, res: int, gen: torch.Generator, device, dtype, alpha: float = 2.5,
-                  tau: float = 7.0) -> torch.Tensor:
+def grf_vorticity(b: int, res: int, gen: torch.Generator, device, dtype, alpha: float = 2.5, tau: float = 7.0) -> torch.Tensor:
     """FNO's periodic Gaussian random field ``[b, res, res]`` (zero mean), 2/3-dealiased; drawn and
     transformed in float64, returned in ``dtype``."""
     n = torch.fft.fftfreq(res, 1.0 / res, device=device, dtype=torch.float64)
@@ -86,9 +84,17 @@ def grf_vorticity(b: int, res: int, gen: torch.Generator, device, dtype, alpha: 
     return torch.fft.ifft2(sqrt_eig * noise).real.to(dtype)
 
 
-def ns_vorticity_solve(w0: torch.Tensor, t_save: np.ndarray, *, nu: float, length: float = 1.0,
-                       forcing: torch.Tensor | None = None, drag: float = 0.0, cfl: float = 0.5,
-                       dt_max: float | None = None) -> Iterator[torch.Tensor]:
+def ns_vorticity_solve(
+    w0: torch.Tensor,
+    t_save: np.ndarray,
+    *,
+    nu: float,
+    length: float = 1.0,
+    forcing: torch.Tensor | None = None,
+    drag: float = 0.0,
+    cfl: float = 0.5,
+    dt_max: float | None = None,
+) -> Iterator[torch.Tensor]:
     """Yield vorticity ``[B, X, Y]`` at each time of ``t_save`` (``t_save[0]`` = 0 → ``w0``).
 
     ``forcing [X, Y]`` (or None). The step is ``min(dt_max, cfl·dx/max|u|)``, set once per save
@@ -131,11 +137,22 @@ class NavierStokes2D(PDEGenerator):
     """``ns2d``: vorticity ``tensor [N, T, X, Y]``; attributes ``nu``, ``forcing``, ``drag``, ``length``."""
 
     name = "ns2d"
-    defaults: ClassVar[dict[str, Any]] = dict(nu=1e-3, forcing="fno", t_end=20.0, dt_save=1.0, drag=None, length=None, kf=4,
-                    cfl=0.5, dt_max=0.01, ic_alpha=2.5, ic_tau=7.0)
-    rules: ClassVar[dict[str, Rule]] = dict(nu=positive, forcing=choice("fno", "kolmogorov", "none"), t_end=positive, dt_save=positive,
-                 drag=optional(nonnegative), length=optional(positive), kf=whole(1), cfl=courant,
-                 dt_max=optional(positive), ic_alpha=positive, ic_tau=positive)
+    defaults: ClassVar[dict[str, Any]] = dict(
+        nu=1e-3, forcing="fno", t_end=20.0, dt_save=1.0, drag=None, length=None, kf=4, cfl=0.5, dt_max=0.01, ic_alpha=2.5, ic_tau=7.0
+    )
+    rules: ClassVar[dict[str, Rule]] = dict(
+        nu=positive,
+        forcing=choice("fno", "kolmogorov", "none"),
+        t_end=positive,
+        dt_save=positive,
+        drag=optional(nonnegative),
+        length=optional(positive),
+        kf=whole(1),
+        cfl=courant,
+        dt_max=optional(positive),
+        ic_alpha=positive,
+        ic_tau=positive,
+    )
     # dt_max: the CFL bound alone allows dt ≈ dt_save while the flow is still weak (|u| ~ 0.05 at
     # t = 0); 0.01 keeps Heun's time error small at every stage of the spin-up.
 
@@ -153,11 +170,19 @@ class NavierStokes2D(PDEGenerator):
         length, drag = self._resolve(p)
         x = np.arange(res) * (length / res)  # collocation points of the periodic grid
         t = save_times(p["t_end"], p["dt_save"])
-        attrs = {"nu": float(p["nu"]), "forcing": p["forcing"], "drag": float(drag),
-                 "length": float(length), "kf": int(p["kf"]), "dt_save": float(p["dt_save"]),
-                 "t_end": float(p["t_end"]), "dt_max": float(p["dt_max"] or p["dt_save"]),
-                 "cfl": float(p["cfl"]), "field": "vorticity",
-                 "scheme": "pseudo-spectral vorticity, 2/3 dealiasing, Crank-Nicolson + Heun (FNO)"}
+        attrs = {
+            "nu": float(p["nu"]),
+            "forcing": p["forcing"],
+            "drag": float(drag),
+            "length": float(length),
+            "kf": int(p["kf"]),
+            "dt_save": float(p["dt_save"]),
+            "t_end": float(p["t_end"]),
+            "dt_max": float(p["dt_max"] or p["dt_save"]),
+            "cfl": float(p["cfl"]),
+            "field": "vorticity",
+            "scheme": "pseudo-spectral vorticity, 2/3 dealiasing, Crank-Nicolson + Heun (FNO)",
+        }
         return FilePlan(["tensor"], len(t), (res, res), {"x": x, "y": x.copy(), "t": t}, attrs)
 
     def forcing_field(self, res: int, length: float, kind: str, kf: int, device, dtype):
@@ -173,6 +198,5 @@ class NavierStokes2D(PDEGenerator):
         length, drag = self._resolve(p)
         w0 = grf_vorticity(b, res, gen, device, dtype, p["ic_alpha"], p["ic_tau"])
         f = self.forcing_field(res, length, p["forcing"], p["kf"], device, dtype)
-        frames = ns_vorticity_solve(w0, save_times(p["t_end"], p["dt_save"]), nu=p["nu"], length=length,
-                                    forcing=f, drag=drag, cfl=p["cfl"], dt_max=p["dt_max"])
+        frames = ns_vorticity_solve(w0, save_times(p["t_end"], p["dt_save"]), nu=p["nu"], length=length, forcing=f, drag=drag, cfl=p["cfl"], dt_max=p["dt_max"])
         return {}, ({"tensor": w} for w in frames)

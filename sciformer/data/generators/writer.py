@@ -60,11 +60,11 @@ class _SingleWriter:
 
     def static(self, i0: int, arrays: dict[str, np.ndarray]) -> None:
         for name, a in arrays.items():
-            self.f[name][i0: i0 + a.shape[0]] = a
+            self.f[name][i0 : i0 + a.shape[0]] = a
 
     def frames(self, i0: int, t0: int, arrays: dict[str, np.ndarray]) -> None:
         for name, a in arrays.items():  # a: [b, k, *space]
-            self.f[name][i0: i0 + a.shape[0], t0: t0 + a.shape[1]] = a
+            self.f[name][i0 : i0 + a.shape[0], t0 : t0 + a.shape[1]] = a
 
 
 class _GroupWriter:
@@ -92,7 +92,7 @@ class _GroupWriter:
     def frames(self, i0: int, t0: int, arrays: dict[str, np.ndarray]) -> None:
         block = np.stack([arrays[k] for k in self.plan.fields], axis=-1)  # [b, k, *space, C]
         for j in range(block.shape[0]):  # one dataset per sample group: I/O, not compute
-            self.f[self.keys[i0 + j]]["data"][t0: t0 + block.shape[1]] = block[j]
+            self.f[self.keys[i0 + j]]["data"][t0 : t0 + block.shape[1]] = block[j]
 
 
 def _check_arguments(gen_obj: PDEGenerator, n, res, seed, batch_size, layout, compression) -> None:
@@ -120,15 +120,28 @@ def _open_partial(tmp: Path, spec: str):
     started = f.attrs.get("generate_spec", "")
     if started != spec or _DONE not in f.attrs:
         f.close()
-        raise DataError(f"'{tmp}' holds an unfinished generation with other settings ({started or 'unknown'}); "
-                        f"rerun with those settings to finish it, or remove it to start over")
+        raise DataError(
+            f"'{tmp}' holds an unfinished generation with other settings ({started or 'unknown'}); "
+            f"rerun with those settings to finish it, or remove it to start over"
+        )
     return f, int(f.attrs[_DONE])
 
 
-def run_generator(gen_obj: PDEGenerator, out: str | os.PathLike, n: int, res: int, seed: int = 0,
-                  device: str | torch.device = "cpu", *, batch_size: int | None = None,
-                  layout: str = "single", dtype: torch.dtype = torch.float32, progress: bool = True,
-                  compression: str = "gzip", **params) -> Path:
+def run_generator(
+    gen_obj: PDEGenerator,
+    out: str | os.PathLike,
+    n: int,
+    res: int,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    *,
+    batch_size: int | None = None,
+    layout: str = "single",
+    dtype: torch.dtype = torch.float32,
+    progress: bool = True,
+    compression: str = "gzip",
+    **params,
+) -> Path:
     """Simulate ``n`` samples in batches and write them to ``out`` in PDEBench layout; returns ``out``.
 
     Every argument is checked before any work. Memory: one batch of state plus one chunk of frames.
@@ -149,10 +162,8 @@ def run_generator(gen_obj: PDEGenerator, out: str | os.PathLike, n: int, res: in
     if out.exists():
         raise StorageError(f"'{out}' already exists; generate never overwrites a file: choose another output path or remove it")
     tmp = out.with_name(out.name + ".partial")
-    attrs = {**plan.attrs, "generator": gen_obj.name, "seed": int(seed), "batch_size": int(bs),
-             "sim_dtype": str(dtype).replace("torch.", "")}
-    spec = json.dumps({"n": int(n), "res": int(res), "layout": layout, "compression": compression, **attrs},
-                      sort_keys=True, default=str)
+    attrs = {**plan.attrs, "generator": gen_obj.name, "seed": int(seed), "batch_size": int(bs), "sim_dtype": str(dtype).replace("torch.", "")}
+    spec = json.dumps({"n": int(n), "res": int(res), "layout": layout, "compression": compression, **attrs}, sort_keys=True, default=str)
     device = torch.device(device)
     n_batches = -(-n // bs)
     try:
@@ -166,8 +177,9 @@ def run_generator(gen_obj: PDEGenerator, out: str | os.PathLike, n: int, res: in
                 for k, v in {**attrs, "generate_spec": spec, _DONE: 0}.items():
                     f.attrs[k] = v
             writer = (_SingleWriter if layout == "single" else _GroupWriter)(f, n, plan, COMPRESSIONS[compression], done == 0)
-            with tqdm(total=n * plan.n_t, initial=min(n, done * bs) * plan.n_t, unit="frame", desc=gen_obj.name,
-                      disable=not progress, dynamic_ncols=True) as bar:
+            with tqdm(
+                total=n * plan.n_t, initial=min(n, done * bs) * plan.n_t, unit="frame", desc=gen_obj.name, disable=not progress, dynamic_ncols=True
+            ) as bar:
                 for bi in range(done, n_batches):
                     _write_batch(gen_obj, writer, plan, bi, bs, n, res, seed, device, dtype, p, bar)
                     f.attrs[_DONE] = bi + 1
@@ -196,8 +208,7 @@ def _keep_or_drop(tmp: Path, n_batches: int, progress: bool) -> None:
     if done == 0:
         tmp.unlink()
     elif progress:
-        print(f"generation stopped after {done} of {n_batches} batches; '{tmp}' keeps them, and the same command "
-              "continues from there", file=sys.stderr)
+        print(f"generation stopped after {done} of {n_batches} batches; '{tmp}' keeps them, and the same command continues from there", file=sys.stderr)
 
 
 def _write_batch(gen_obj, writer, plan: FilePlan, bi: int, bs: int, n: int, res: int, seed: int, device, dtype, p, bar) -> None:

@@ -42,17 +42,7 @@ from sciformer.data.sources.xarray_files import SUFFIXES as XARRAY_SUFFIXES
 from sciformer.data.sources.xarray_files import XarraySource
 from sciformer.errors import DataError, describe_kind, user_path
 
-__all__ = [
-    "SPACE_AXES",
-    "SUFFIXES",
-    "ArraySource",
-    "PDEBenchGroup",
-    "PDEBenchSingle",
-    "TheWellSource",
-    "TrajectorySource",
-    "XarraySource",
-    "open_source",
-]
+__all__ = ["SPACE_AXES", "SUFFIXES", "ArraySource", "PDEBenchGroup", "PDEBenchSingle", "TheWellSource", "TrajectorySource", "XarraySource", "open_source"]
 
 HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf")
 ARRAY_SUFFIXES = (".npz", ".pt")

@@ -74,6 +74,17 @@ def train(
         frozen = frozen_parameters(model, report) if recipe.train.freeze_epochs else []
     if dist.rank > 0:
         torch.manual_seed(recipe.seed + dist.rank)  # ranks draw different dropout masks; rank 0 keeps the 1-process stream
-    trainer = Trainer(model, recipe.train, device, seed=recipe.seed, callbacks=hooks, dist=dist, state_dir=state_dir, on_best=on_best,
-                      interrupts=interrupts, step=task.training_step(data), frozen=frozen)
+    trainer = Trainer(
+        model,
+        recipe.train,
+        device,
+        seed=recipe.seed,
+        callbacks=hooks,
+        dist=dist,
+        state_dir=state_dir,
+        on_best=on_best,
+        interrupts=interrupts,
+        step=task.training_step(data),
+        frozen=frozen,
+    )
     return model, trainer, trainer.fit(data, resume=resume)

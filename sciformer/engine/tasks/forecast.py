@@ -98,18 +98,12 @@ def checkpoint_config(recipe: Recipe, data: TimeSeriesData) -> dict[str, Any]:
 def checkpoint_extras(model: torch.nn.Module, data: TimeSeriesData, batch_size: int) -> dict[str, torch.Tensor]:
     """Conformal scores of the validation windows and the newest lookback rows (with their timestamps), so a
     checkpoint alone can forecast the real future with intervals."""
-    return {
-        "calibration_scores": calibration_scores(model, data.batches("val", batch_size)),
-        **history_tensors(data.tail, data.timestamps[-data.lookback :]),
-    }
+    return {"calibration_scores": calibration_scores(model, data.batches("val", batch_size)), **history_tensors(data.tail, data.timestamps[-data.lookback :])}
 
 
 def history_tensors(values: np.ndarray, index: pd.DatetimeIndex) -> dict[str, torch.Tensor]:
     """History rows (original units, float64) and their timestamps (int64 nanoseconds) for a checkpoint."""
-    return {
-        "history": torch.tensor(values, dtype=torch.float64),
-        "history_time_ns": torch.from_numpy(index.as_unit("ns").asi8.copy()),
-    }
+    return {"history": torch.tensor(values, dtype=torch.float64), "history_time_ns": torch.from_numpy(index.as_unit("ns").asi8.copy())}
 
 
 def history_frame(extras: dict[str, torch.Tensor], columns: list[str]) -> pd.DataFrame | None:

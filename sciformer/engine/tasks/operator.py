@@ -50,8 +50,7 @@ class OperatorTask(Task):
         """``model.residual`` adds the latest input frame to the prediction: steady data (coefficient → solution) has none."""
         if model_args.get(RESIDUAL) and data.steady:
             raise ConfigError(
-                f"model.residual adds the input frame to the prediction; data '{data_name}' is a steady problem "
-                "(coefficient → solution) with no frames"
+                f"model.residual adds the input frame to the prediction; data '{data_name}' is a steady problem (coefficient → solution) with no frames"
             )
 
     def data_sizes(self, data: OperatorData, recipe: Recipe) -> dict[str, Any]:

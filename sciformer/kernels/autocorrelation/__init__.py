@@ -20,8 +20,5 @@ def aggregate(v: torch.Tensor, delays: torch.Tensor, weights: torch.Tensor) -> t
     """``Σ_i weights[:, i] · roll(v, −delays[:, i])`` along time: ``v [B, L, H, D]``, ``delays [B, k]`` (int),
     ``weights [B, k]`` → ``[B, L, H, D]``."""
     if v.ndim != 4 or delays.ndim != 2 or delays.shape != weights.shape or delays.shape[0] != v.shape[0]:
-        raise ValueError(
-            f"expected v [B, L, H, D], delays [B, k] and weights [B, k], got {tuple(v.shape)}, {tuple(delays.shape)}, "
-            f"{tuple(weights.shape)}"
-        )
+        raise ValueError(f"expected v [B, L, H, D], delays [B, k] and weights [B, k], got {tuple(v.shape)}, {tuple(delays.shape)}, {tuple(weights.shape)}")
     return dispatch.call("autocorrelation", "aggregate", v, delays, weights)

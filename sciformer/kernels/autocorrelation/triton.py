@@ -23,11 +23,7 @@ __all__ = ["aggregate", "correlation", "unsupported"]
 
 
 @triton.jit
-def _cross_spectrum_kernel(
-    QF, KF, X, F, C, inv_c,
-    s_qb, s_qf, s_qc, s_kb, s_kf, s_kc,
-    BLOCK_F: tl.constexpr, BLOCK_C: tl.constexpr,
-):
+def _cross_spectrum_kernel(QF, KF, X, F, C, inv_c, s_qb, s_qf, s_qc, s_kb, s_kf, s_kc, BLOCK_F: tl.constexpr, BLOCK_C: tl.constexpr):
     # X[b, f] = (1 / C) Σ_c QF[b, f, c] · conj(KF[b, f, c]); complex numbers as (real, imaginary) float32 pairs
     pid = tl.program_id(0)
     b = tl.program_id(1).to(tl.int64)
@@ -54,13 +50,37 @@ def _cross_spectrum_kernel(
 
 @triton.jit
 def _roll_sum_kernel(
-    X, Y, DELAYS, W, V, DW,
-    L, C, D, K,
-    s_xb, s_xl, s_xh, s_xd,
-    s_yb, s_yl, s_yh, s_yd,
-    s_db, s_dk, s_wb, s_wk,
-    s_vb, s_vl, s_vh, s_vd,
-    SIGN: tl.constexpr, WITH_DW: tl.constexpr, FLAT: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr,
+    X,
+    Y,
+    DELAYS,
+    W,
+    V,
+    DW,
+    L,
+    C,
+    D,
+    K,
+    s_xb,
+    s_xl,
+    s_xh,
+    s_xd,
+    s_yb,
+    s_yl,
+    s_yh,
+    s_yd,
+    s_db,
+    s_dk,
+    s_wb,
+    s_wk,
+    s_vb,
+    s_vl,
+    s_vh,
+    s_vd,
+    SIGN: tl.constexpr,
+    WITH_DW: tl.constexpr,
+    FLAT: tl.constexpr,
+    BLOCK_T: tl.constexpr,
+    BLOCK_C: tl.constexpr,
 ):
     # Y[b, t, c] = Σ_i W[b, i] X[b, (t + SIGN·τ_i) mod L, c], channels c = (h, d).
     # WITH_DW: DW[b, i, tile] = Σ_{t, c in tile} X[b, (t + SIGN·τ_i) mod L, c] · V[b, t, c].
@@ -108,8 +128,21 @@ class _CrossSpectrumMean(torch.autograd.Function):
         block_f = 16
         with device_guard(q_f):
             _cross_spectrum_kernel[(cdiv(F, block_f), B)](
-                qr, kr, out, F, C, 1.0 / C, qr.stride(0), qr.stride(1), qr.stride(2), kr.stride(0), kr.stride(1), kr.stride(2),
-                BLOCK_F=block_f, BLOCK_C=min(128, pow2(C)), num_warps=4,
+                qr,
+                kr,
+                out,
+                F,
+                C,
+                1.0 / C,
+                qr.stride(0),
+                qr.stride(1),
+                qr.stride(2),
+                kr.stride(0),
+                kr.stride(1),
+                kr.stride(2),
+                BLOCK_F=block_f,
+                BLOCK_C=min(128, pow2(C)),
+                num_warps=4,
             )
         ctx.save_for_backward(q_f, k_f)
         return torch.view_as_complex(out)
@@ -150,9 +183,27 @@ def _roll_sum(x, delays, weights, sign: int, v=None):
     dw = empty(B, K, grid[0] * grid[1], like=x, dtype=torch.float32) if v is not None else y
     with device_guard(x):
         _roll_sum_kernel[grid](
-            x, y, delays, weights, v if v is not None else x, dw, L, C, D, K,
-            *x.stride(), *y.stride(), *delays.stride(), *weights.stride(), *(v if v is not None else x).stride(),
-            SIGN=sign, WITH_DW=v is not None, FLAT=flat, BLOCK_T=_BLOCK_T, BLOCK_C=block_c, num_warps=4,
+            x,
+            y,
+            delays,
+            weights,
+            v if v is not None else x,
+            dw,
+            L,
+            C,
+            D,
+            K,
+            *x.stride(),
+            *y.stride(),
+            *delays.stride(),
+            *weights.stride(),
+            *(v if v is not None else x).stride(),
+            SIGN=sign,
+            WITH_DW=v is not None,
+            FLAT=flat,
+            BLOCK_T=_BLOCK_T,
+            BLOCK_C=block_c,
+            num_warps=4,
         )
     return (y, dw.sum(-1)) if v is not None else y
 

@@ -12,11 +12,7 @@ from sciformer.kernels.factorized_attention.reference import check_inputs
 
 
 def factorized_attention(
-    q_axes: Sequence[torch.Tensor],
-    k_axes: Sequence[torch.Tensor],
-    v: torch.Tensor,
-    scale: float | Sequence[float] | None = None,
-    recompute: bool = False,
+    q_axes: Sequence[torch.Tensor], k_axes: Sequence[torch.Tensor], v: torch.Tensor, scale: float | Sequence[float] | None = None, recompute: bool = False
 ) -> torch.Tensor:
     """``z = K_1 ×_1 … K_d ×_d v`` with ``K_i = scale_i · q_i k_iᵀ``; ``q_axes[i], k_axes[i] [B, H, n_i, E]``,
     ``v [B, H, n_1, ..., n_d, D]`` → ``[B, H, n_1, ..., n_d, D]``. ``scale=None`` uses ``1 / n_i``; ``recompute``

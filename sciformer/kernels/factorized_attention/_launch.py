@@ -10,19 +10,7 @@ from __future__ import annotations
 import torch
 
 from sciformer.kernels import _tuning, register_cache
-from sciformer.kernels._triton import (
-    cdiv,
-    device_guard,
-    empty,
-    empty_like,
-    geometry,
-    launch,
-    pow2,
-    precision,
-    shared_memory,
-    sm_count,
-    upcast,
-)
+from sciformer.kernels._triton import cdiv, device_guard, empty, empty_like, geometry, launch, pow2, precision, shared_memory, sm_count, upcast
 from sciformer.kernels.factorized_attention._fits import (
     _APPLY_CONFIGS,
     _CONTRACT_CONFIGS,
@@ -36,13 +24,7 @@ from sciformer.kernels.factorized_attention._fits import (
     _fit_inplace,
     _fit_rows,
 )
-from sciformer.kernels.factorized_attention._kernels import (
-    _apply_kernel,
-    _apply_rows_kernel,
-    _contract_apply_kernel,
-    _contract_kernel,
-    _matmul_kernel,
-)
+from sciformer.kernels.factorized_attention._kernels import _apply_kernel, _apply_rows_kernel, _contract_apply_kernel, _contract_kernel, _matmul_kernel
 
 
 def _axis_view(x: torch.Tensor, axis: int) -> tuple[int, int, int, int, tuple[int, ...]]:
@@ -162,8 +144,7 @@ def _application(kernel: torch.Tensor, x: torch.Tensor, axis: int, overwrite: bo
             bn, cols, warps, stages = rest
             block_r = max(1, cols // block_d)
             grid = (cdiv(n, bm) * cdiv(r1 * r2, block_r), src.shape[0] * src.shape[1])
-            args = (k, src, dst, src.shape[1], n, r1, r2, D, float(scale), *k.stride(), *strides, *dst_strides,
-                    bm, bn, block_r, block_d, up, prec)
+            args = (k, src, dst, src.shape[1], n, r1, r2, D, float(scale), *k.stride(), *strides, *dst_strides, bm, bn, block_r, block_d, up, prec)
             return launch(_apply_kernel, grid, args, warps, stages)
         cols, warps, stages, per_sm = rest
         block_r = max(1, cols // block_d)
@@ -171,9 +152,36 @@ def _application(kernel: torch.Tensor, x: torch.Tensor, axis: int, overwrite: bo
         per_group = cdiv(strips, min(strips, max(1, per_sm * sm_count(src) // row_tiles)))
         groups = cdiv(strips, per_group)
         q, key_ = qk if qk is not None else (k, k)  # unread without FORM
-        args = (k, q, key_, src, dst, src.shape[1], n, E, r1, r2, D, float(scale), strips, per_group, groups,
-                *k.stride(), *q.stride(), *key_.stride(), *strides, *dst_strides,
-                bm, pow2(n), _block_e(E), block_r, block_d, qk is not None, up, prec)
+        args = (
+            k,
+            q,
+            key_,
+            src,
+            dst,
+            src.shape[1],
+            n,
+            E,
+            r1,
+            r2,
+            D,
+            float(scale),
+            strips,
+            per_group,
+            groups,
+            *k.stride(),
+            *q.stride(),
+            *key_.stride(),
+            *strides,
+            *dst_strides,
+            bm,
+            pow2(n),
+            _block_e(E),
+            block_r,
+            block_d,
+            qk is not None,
+            up,
+            prec,
+        )
         return launch(_apply_rows_kernel, (row_tiles * groups,), args, warps, stages)
 
     scratch: list[torch.Tensor] = []
@@ -185,7 +193,7 @@ def _application(kernel: torch.Tensor, x: torch.Tensor, axis: int, overwrite: bo
         if not scratch:
             scratch.append(_trial_field(x, axis))
         field = scratch[0]
-        run(config, kernel[:field.shape[0]], field, field)
+        run(config, kernel[: field.shape[0]], field, field)
 
     def real(config) -> None:
         replay = run(config, kernel, x, y)
@@ -277,9 +285,34 @@ def _contract_apply(g: torch.Tensor, t: torch.Tensor, kernel: torch.Tensor, axis
         in_step = parts > 1 and y_.data_ptr() == g_.data_ptr()
         partials = empty(splits, g_.shape[0], g_.shape[1], n, n, like=g_, dtype=torch.float32)
         counters = torch.zeros(n_groups, device=g_.device, dtype=torch.int32) if in_step else partials
-        args = (g_, t_, k, y_, partials, counters, g_.shape[1], n, r1, r2, D, bh * splits, splits, per_split, float(scale),
-                *strides, *_axis_view(t_, axis)[4], *_axis_view(y_, axis)[4], *k.stride(),
-                pow2(n), pow2(n) // parts, block_r, block_d, up, prec, in_step)
+        args = (
+            g_,
+            t_,
+            k,
+            y_,
+            partials,
+            counters,
+            g_.shape[1],
+            n,
+            r1,
+            r2,
+            D,
+            bh * splits,
+            splits,
+            per_split,
+            float(scale),
+            *strides,
+            *_axis_view(t_, axis)[4],
+            *_axis_view(y_, axis)[4],
+            *k.stride(),
+            pow2(n),
+            pow2(n) // parts,
+            block_r,
+            block_d,
+            up,
+            prec,
+            in_step,
+        )
         replay = launch(_contract_apply_kernel, (n_groups * parts,), args, warps, stages)
         return replay, partials, n_groups if in_step else 0
 
@@ -293,7 +326,7 @@ def _contract_apply(g: torch.Tensor, t: torch.Tensor, kernel: torch.Tensor, axis
             field = _trial_field(t, axis)
             scratch.extend((field, torch.zeros_like(field)))
         g_, t_ = scratch
-        run(config, g_, t_, g_ if into_g else t_, kernel[:g_.shape[0]])
+        run(config, g_, t_, g_ if into_g else t_, kernel[: g_.shape[0]])
 
     def real(config) -> None:
         replay, result["partials"], n_counters = run(config, g, t, y, kernel)

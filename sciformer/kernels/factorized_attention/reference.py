@@ -35,18 +35,11 @@ def check_inputs(q_axes: Sequence[torch.Tensor], k_axes: Sequence[torch.Tensor],
     for i, (q, k) in enumerate(zip(q_axes, k_axes)):
         n = v.shape[2 + i]
         if q.shape[:3] != (B, H, n) or k.shape[:3] != (B, H, n) or q.shape[-1] != k.shape[-1] or q.ndim != 4 or k.ndim != 4:
-            raise ValueError(
-                f"axis {i}: expected q and k of shape [B, H, n_i, E] = [{B}, {H}, {n}, E], "
-                f"got {tuple(q.shape)} and {tuple(k.shape)}"
-            )
+            raise ValueError(f"axis {i}: expected q and k of shape [B, H, n_i, E] = [{B}, {H}, {n}, E], got {tuple(q.shape)} and {tuple(k.shape)}")
 
 
 def factorized_attention(
-    q_axes: Sequence[torch.Tensor],
-    k_axes: Sequence[torch.Tensor],
-    v: torch.Tensor,
-    scale: float | Sequence[float] | None = None,
-    recompute: bool = False,
+    q_axes: Sequence[torch.Tensor], k_axes: Sequence[torch.Tensor], v: torch.Tensor, scale: float | Sequence[float] | None = None, recompute: bool = False
 ) -> torch.Tensor:
     """Apply the axial kernels ``K_i = scale_i · q_i k_iᵀ`` to ``v`` along its grid axes, one axis after another.
 

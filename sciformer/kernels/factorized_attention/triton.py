@@ -31,15 +31,7 @@ from collections.abc import Sequence
 import torch
 
 from sciformer.kernels._triton import FLOAT_DTYPES
-from sciformer.kernels.factorized_attention._launch import (
-    _apply,
-    _apply_product,
-    _contract,
-    _contract_apply,
-    _matmul,
-    _sum_partials,
-    fuses,
-)
+from sciformer.kernels.factorized_attention._launch import _apply, _apply_product, _contract, _contract_apply, _matmul, _sum_partials, fuses
 from sciformer.kernels.factorized_attention.reference import check_inputs, scales_for
 
 __all__ = ["factorized_attention", "unsupported"]
@@ -50,8 +42,7 @@ _V = 3  # v's position among the arguments of _FactorizedAttention.forward
 
 class _FactorizedAttention(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, scales: tuple[float, ...], recompute: bool, first: tuple[torch.Tensor, torch.Tensor], v: torch.Tensor,
-                *qk: torch.Tensor) -> torch.Tensor:
+    def forward(ctx, scales: tuple[float, ...], recompute: bool, first: tuple[torch.Tensor, torch.Tensor], v: torch.Tensor, *qk: torch.Tensor) -> torch.Tensor:
         d = len(scales)
         # Every product and field pass is a triton kernel, so autocast (which only changes PyTorch ops) has nothing
         # to act on here: the op runs in the inputs' common dtype either way.
@@ -73,7 +64,7 @@ class _FactorizedAttention(torch.autograd.Function):
         v, *rest = ctx.saved_tensors
         scales = ctx.scales
         d = len(scales)
-        qs, ks, products = rest[:d], rest[d:2 * d], rest[2 * d:]
+        qs, ks, products = rest[:d], rest[d : 2 * d], rest[2 * d :]
         inputs = [v]  # inputs[a]: the field axis a's kernel was applied to
         if ctx.intermediates is not None:
             inputs += ctx.intermediates
@@ -116,11 +107,7 @@ def unsupported(function: str, q_axes, k_axes, v, scale=None, recompute=False) -
 
 
 def factorized_attention(
-    q_axes: Sequence[torch.Tensor],
-    k_axes: Sequence[torch.Tensor],
-    v: torch.Tensor,
-    scale: float | Sequence[float] | None = None,
-    recompute: bool = False,
+    q_axes: Sequence[torch.Tensor], k_axes: Sequence[torch.Tensor], v: torch.Tensor, scale: float | Sequence[float] | None = None, recompute: bool = False
 ) -> torch.Tensor:
     """Triton version of :func:`sciformer.kernels.factorized_attention.reference.factorized_attention`."""
     check_inputs(q_axes, k_axes, v)

@@ -21,10 +21,7 @@ def check_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
     if q.ndim != 4 or k.ndim != 4 or v.ndim != 4:
         raise ValueError(f"expected q, k, v of shape [B, H, n, E], got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
     if q.shape[-1] != k.shape[-1] or k.shape[:-1] != v.shape[:-1] or q.shape[:2] != k.shape[:2]:
-        raise ValueError(
-            "expected q [B, H, n_q, E], k [B, H, n, E], v [B, H, n, D], "
-            f"got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}"
-        )
+        raise ValueError(f"expected q [B, H, n_q, E], k [B, H, n, E], v [B, H, n, D], got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
 
 
 def check_inputs(q, k, v, pos=None, k_norm=None, v_norm=None) -> None:
@@ -33,8 +30,7 @@ def check_inputs(q, k, v, pos=None, k_norm=None, v_norm=None) -> None:
     B, H, n = k.shape[:3]
     if pos is not None and (pos.ndim != 3 or pos.shape[0] not in (1, B) or pos.shape[1] != n or q.shape[2] != n):
         raise ValueError(
-            f"expected pos of shape [B or 1, n, pos_dim] with B={B}, n={n} (and as many queries as keys), "
-            f"got pos {tuple(pos.shape)} and q {tuple(q.shape)}"
+            f"expected pos of shape [B or 1, n, pos_dim] with B={B}, n={n} (and as many queries as keys), got pos {tuple(pos.shape)} and q {tuple(q.shape)}"
         )
     for name, norm, width in (("k_norm", k_norm, k.shape[-1]), ("v_norm", v_norm, v.shape[-1])):
         if norm is not None and (len(norm) != 2 or any(p.shape != (H, width) for p in norm)):

@@ -40,8 +40,7 @@ def check_inputs(x_ft: torch.Tensor, weights: torch.Tensor, modes: Sequence[int]
     n_blocks = 2 ** (d - 1)
     if weights.ndim != d + 3 or weights.shape[0] != n_blocks or weights.shape[1] != x_ft.shape[1]:
         raise ValueError(
-            f"expected weights of shape [{n_blocks}, C_in={x_ft.shape[1]}, C_out, M_1..M_{d}] for a {d}D x_ft "
-            f"{tuple(x_ft.shape)}, got {tuple(weights.shape)}"
+            f"expected weights of shape [{n_blocks}, C_in={x_ft.shape[1]}, C_out, M_1..M_{d}] for a {d}D x_ft {tuple(x_ft.shape)}, got {tuple(weights.shape)}"
         )
     if len(modes) != d or any(m < 1 or m > M for m, M in zip(modes, weights.shape[3:])):
         raise ValueError(f"expected {d} kept modes each in 1..{tuple(weights.shape[3:])}, got {modes}")
