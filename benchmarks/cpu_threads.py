@@ -27,6 +27,8 @@ SETTINGS = {  # name -> (environment, threads; None = torch's default)
     "1 thread": ({}, 1),
     "OMP_WAIT_POLICY=PASSIVE": ({"OMP_WAIT_POLICY": "PASSIVE"}, None),
     "OMP_WAIT_POLICY=PASSIVE, 1 thread": ({"OMP_WAIT_POLICY": "PASSIVE"}, 1),
+    "GOMP_SPINCOUNT=10000": ({"GOMP_SPINCOUNT": "10000"}, None),
+    "GOMP_SPINCOUNT=100000": ({"GOMP_SPINCOUNT": "100000"}, None),
 }
 
 
@@ -71,7 +73,7 @@ def main() -> None:
     threads_used: dict[str, int] = {}
     for _ in range(args.rounds):  # interleaved, so a busier minute of the machine hits every setting alike
         for name, (env, threads) in SETTINGS.items():
-            environment = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS")} | env
+            environment = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "GOMP_SPINCOUNT")} | env
             command = [sys.executable, __file__, "--worker", "default" if threads is None else str(threads), "--steps", str(args.steps)]
             out = json.loads(subprocess.run(command, env=environment, capture_output=True, text=True, check=True).stdout)
             results[name].append(out["median_s"])
