@@ -18,6 +18,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NoReturn
 
 from sciformer import __version__
 from sciformer.errors import CheckpointError, ConfigError, RunInterrupted, SciformerError, StorageError, describe_kind, storage_error, user_path
@@ -322,6 +323,15 @@ class Parser(argparse.ArgumentParser):
     (``fit R --out D train.epochs=1`` as well as ``fit R train.epochs=1 --out D``)."""
 
     _intermixing = False
+
+    def error(self, message: str) -> NoReturn:
+        """argparse's own errors (unknown option, bad choice, missing argument) as one line, like every user error;
+        the usage is one ``--help`` away. A huge value is not echoed whole."""
+        message = " ".join(message.split())
+        if len(message) > 200:
+            message = message[:197] + "..."
+        verb = self.prog.removeprefix("sciformer").strip()  # "fit", "datasets generate", or none
+        self.exit(2, f"sciformer: error: {verb + ': ' if verb else ''}{message}\n")
 
     def parse_known_args(self, args=None, namespace=None):
         if self._intermixing or self._subparsers is not None:  # intermixed parsing cannot take sub-verbs

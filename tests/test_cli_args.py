@@ -155,3 +155,16 @@ def test_a_missing_positional_names_only_what_is_required(capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["evaluate"])
     assert exit_.value.code == 2 and capsys.readouterr().err.strip().endswith("the following arguments are required: run_dir")
+
+
+HUGE = "9" * 5000
+
+
+@pytest.mark.parametrize("argv", [["fit", "r.yaml", "--nproc", "two"], ["evaluate", "run", "--nope"], ["ls", "things"], ["rollout", "run", "--steps", HUGE]])
+def test_argparse_errors_are_one_line(argv, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and len(err.strip().splitlines()) == 1 and err.startswith("sciformer: error: ")
+    assert len(err) < 300  # a huge value is not echoed whole
+
