@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import re
+import signal
 import sys
 import time
 import warnings
@@ -296,19 +297,20 @@ def cmd_datasets(args: argparse.Namespace) -> int:
         from sciformer.data.generators import generate
 
         params = {"nu": args.nu, "beta": args.beta}
-        path = generate(
-            args.generator,
-            args.out,
-            n=args.n,
-            res=args.res,
-            seed=args.seed,
-            device=args.device,
-            batch_size=args.batch_size,
-            layout=args.layout,
-            dtype=args.dtype,
-            compression=args.compression,
-            **params,
-        )
+        with terminate_as_interrupt():  # the partial file is closed and kept, so that the same command continues it
+            path = generate(
+                args.generator,
+                args.out,
+                n=args.n,
+                res=args.res,
+                seed=args.seed,
+                device=args.device,
+                batch_size=args.batch_size,
+                layout=args.layout,
+                dtype=args.dtype,
+                compression=args.compression,
+                **params,
+            )
         print(f"wrote {path}")
     elif args.action == "inspect":
         from sciformer.data.pde import describe
@@ -442,6 +444,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # -------------------------------------------------------------------------------------------------- main
+class Terminated(KeyboardInterrupt):
+    """SIGTERM during a command that cleans up after Ctrl-C: the same clean-up, then exit 143."""
+
+
+@contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """Within the block SIGTERM raises :class:`Terminated`, so that open files are closed as on Ctrl-C."""
+
+    def terminate(signum: int, frame: object) -> None:
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 @contextmanager
 def one_line_warnings() -> Iterator[None]:
     """Warnings as one line ``sciformer: warning: ...`` (not file:line plus the source line, and without the colour
@@ -467,9 +487,9 @@ def main(argv: list[str] | None = None) -> int:
     except RunInterrupted as exc:  # SIGTERM/SIGINT during fit: a resumable state is on disk
         print(f"sciformer: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         print("sciformer: interrupted", file=sys.stderr)
-        return 130
+        return 143 if isinstance(exc, Terminated) else 130
 
 
 if __name__ == "__main__":

@@ -168,3 +168,31 @@ def test_argparse_errors_are_one_line(argv, capsys):
     assert exit_.value.code == 2 and len(err.strip().splitlines()) == 1 and err.startswith("sciformer: error: ")
     assert len(err) < 300  # a huge value is not echoed whole
 
+
+
+def test_sigterm_during_generate_keeps_a_partial_file_the_same_command_continues(tmp_path, monkeypatch, capsys):
+    """SIGTERM closes the partial HDF5 file as Ctrl-C does (exit 143), so the same command finishes it."""
+    import os
+    import signal
+
+    import h5py
+
+    from sciformer.data.generators import writer
+
+    out = tmp_path / "burgers.h5"
+    argv = ["datasets", "generate", "burgers1d", "--n", "6", "--res", "16", "--nu", "0.05", "--batch-size", "2", "--out", str(out)]
+    write_batch, before = writer._write_batch, signal.getsignal(signal.SIGTERM)
+
+    def terminated_after_two(gen_obj, w, plan, bi, *args):
+        write_batch(gen_obj, w, plan, bi, *args)
+        if bi == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(writer, "_write_batch", terminated_after_two)
+    assert main(argv) == 143 and "interrupted" in capsys.readouterr().err
+    partial = tmp_path / "burgers.h5.partial"
+    with h5py.File(partial, "r") as f:  # readable: closed cleanly
+        assert int(f.attrs["batches_done"]) >= 1
+    monkeypatch.setattr(writer, "_write_batch", write_batch)
+    assert main(argv) == 0 and out.is_file() and not partial.exists()
+    assert signal.getsignal(signal.SIGTERM) == before  # the command's handler is gone again
