@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import write_csv
+from conftest import tiny_forecast_recipe as _raw
 
 from sciformer.cli import main
 from sciformer.config import recipe_from_dict
@@ -24,16 +24,6 @@ from sciformer.engine.runner import fit_recipe
 from sciformer.errors import RunInterrupted, StorageError, TrainingDivergedError
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _raw(tmp_path: Path, **train) -> dict:
-    path = write_csv(tmp_path / "s.csv", n_rows=160)
-    return {
-        "data": {"name": str(path), "lookback": 16, "horizon": 8},
-        "model": {"name": "itransformer", "d_model": 8, "d_ff": 8, "n_heads": 2, "e_layers": 1},
-        "train": {"epochs": 1, "batch_size": 32, "patience": 0, "progress": False, **train},
-        "tracking": {"enabled": False},
-    }
 
 
 def _recipe_file(tmp_path: Path, **train) -> Path:

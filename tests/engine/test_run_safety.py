@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import tiny_forecast_recipe as _raw
 from conftest import write_csv
 
 from sciformer.cli import main
@@ -38,16 +39,6 @@ def thesis(tmp_path) -> Path:
     folder.mkdir()
     (folder / "thesis.tex").write_bytes(THESIS)
     return folder
-
-
-def _raw(tmp_path: Path, **train) -> dict:
-    path = write_csv(tmp_path / "s.csv", n_rows=160)
-    return {
-        "data": {"name": str(path), "lookback": 16, "horizon": 8},
-        "model": {"name": "itransformer", "d_model": 8, "d_ff": 8, "n_heads": 2, "e_layers": 1},
-        "train": {"epochs": 1, "batch_size": 32, "patience": 0, "progress": False, **train},
-        "tracking": {"enabled": False},
-    }
 
 
 # ----------------------------------------------------------------------------------------- checkpoints

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from sciformer.data.sources.base import SPACE_AXES, TrajectorySource, time_coordinate
+from sciformer.data.sources.base import SPACE_AXES, TrajectorySource, check_real_values, time_coordinate
 from sciformer.errors import DataError
 
 
@@ -42,12 +42,7 @@ class ArraySource(TrajectorySource):
         self.path = Path(path)
         if not 4 <= fields.ndim <= 6:
             raise DataError(f"{path}: expected fields of shape [N, T, C, *grid] (1D-3D), got {fields.shape}")
-        if fields.dtype.kind == "c":
-            raise DataError(f"{path}: the fields are complex-valued ({fields.dtype}); store real and imaginary parts as two channels")
-        if fields.dtype.kind not in "fiub":
-            raise DataError(f"{path}: the fields have dtype {fields.dtype}; expected real numbers")
-        if 0 in fields.shape:
-            raise DataError(f"{path}: the fields have an empty axis (shape {fields.shape})")
+        check_real_values(f"{path}: the fields", fields.dtype, fields.shape)
         self.fields = fields
         self.n_samples, self.n_frames, n_c = fields.shape[:3]
         self.grid_shape = tuple(fields.shape[3:])

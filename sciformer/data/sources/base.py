@@ -16,6 +16,19 @@ SPACE_AXES = ("x", "y", "z")
 Samples = slice | Sequence[int] | np.ndarray
 
 
+def check_real_values(what: str, dtype: Any, shape: Any, *, numeric: bool = True) -> None:
+    """Refuse values that would read back wrong: complex (never cast to real silently), non-numeric, or with an empty
+    axis. ``what`` names them in the message, e.g. ``"file.h5: dataset 'tensor'"``."""
+    if dtype.kind == "c":
+        raise DataError(
+            f"{what} is complex-valued ({dtype}); sciformer does not cast it to real silently: store the real and imaginary parts as two real channels"
+        )
+    if numeric and dtype.kind not in "fiub":
+        raise DataError(f"{what} has dtype {dtype}; expected real numbers (float or integer)")
+    if shape is None or 0 in shape:
+        raise DataError(f"{what} has an empty axis (shape {shape}); expected data along every axis")
+
+
 def sample_ids(samples: Samples, n: int) -> np.ndarray:
     """Absolute sample positions of a selection (a slice or increasing integers)."""
     if isinstance(samples, slice):

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from sciformer.data.sources.base import SPACE_AXES, TrajectorySource, sample_ids, time_coordinate
+from sciformer.data.sources.base import SPACE_AXES, TrajectorySource, check_real_values, sample_ids, time_coordinate
 from sciformer.errors import DataError
 
 CFD_FIELDS = ("density", "pressure", "Vx", "Vy", "Vz")
@@ -65,16 +65,7 @@ def member(path: Path, group: Any, key: str) -> Any:
 
 def check_dataset(path: Path, ds: Any, key: str, *, numeric: bool = True) -> None:
     """Refuse a dataset that would read back wrong: complex, non-numeric, empty, external, virtual, unwritten."""
-    kind = ds.dtype.kind
-    if kind == "c":
-        raise DataError(
-            f"{path}: dataset '{key}' is complex-valued ({ds.dtype}); sciformer does not cast it to real "
-            "silently: store the real and imaginary parts as two real channels"
-        )
-    if numeric and kind not in "fiub":
-        raise DataError(f"{path}: dataset '{key}' has dtype {ds.dtype}; expected real numbers (float or integer)")
-    if ds.shape is None or 0 in ds.shape:
-        raise DataError(f"{path}: dataset '{key}' has an empty axis (shape {ds.shape}); expected data along every axis")
+    check_real_values(f"{path}: dataset '{key}'", ds.dtype, ds.shape, numeric=numeric)
     if ds.external:
         raise DataError(
             f"{path}: dataset '{key}' keeps its data in external files ({ds.external[0][0]!r} ...); sciformer reads only data stored in the file itself"

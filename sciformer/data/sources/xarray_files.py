@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from sciformer.data.sources.base import TrajectorySource, time_coordinate
+from sciformer.data.sources.base import TrajectorySource, check_real_values, time_coordinate
 from sciformer.errors import DataError
 
 SUFFIXES = (".nc", ".nc4", ".netcdf", ".cdf", ".zarr")
@@ -79,12 +79,7 @@ class XarraySource(TrajectorySource):
         var = xds[name]
         if set(var.dims) != set(dims):
             raise DataError(f"{self.path}: variable '{name}' has dims {var.dims}; expected {dims}")
-        if var.dtype.kind == "c":
-            raise DataError(f"{self.path}: variable '{name}' is complex-valued ({var.dtype}); store real and imaginary parts as two channels")
-        if var.dtype.kind not in "fiub":
-            raise DataError(f"{self.path}: variable '{name}' has dtype {var.dtype}; expected real numbers")
-        if 0 in var.shape:
-            raise DataError(f"{self.path}: variable '{name}' has an empty axis (shape {var.shape})")
+        check_real_values(f"{self.path}: variable '{name}'", var.dtype, var.shape)
 
     def _open(self) -> Any:
         return self._memory if self._memory is not None else open_xarray_file(self.path)
