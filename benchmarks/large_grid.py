@@ -1,7 +1,7 @@
 """The large-grid row of the operator table: step time, s/epoch and memory at 256², and the largest grid each model trains
 on, with sciformer's Triton kernels on and off.
 
-    python benchmarks/large_grid.py --out /tmp/large_grid                    # one GPU: every row in about 3 minutes
+    python benchmarks/large_grid.py --out /tmp/large_grid                    # one GPU: every row within 3.5 minutes
     python benchmarks/large_grid.py --out /tmp/large_grid --record           # also into benchmarks/results/operators.json
     python benchmarks/large_grid.py --tiny --out /tmp/large_grid_tiny        # the whole script on a CPU in seconds
 
@@ -95,7 +95,7 @@ def row_spec(row: Row) -> dict:
 
     recipe = load_recipe(REPO / "recipes" / f"{row.recipe}.yaml", list(row.overrides))
     trajectories, per_trajectory = train_windows(recipe.data)
-    return {"row": asdict(row), "batch_size": recipe.train.batch_size, "windows": trajectories * per_trajectory, "frames": recipe.data.initial_step}
+    return {"row": asdict(row), "batch_size": recipe.train.batch_size, "windows": trajectories * per_trajectory, "input_frames": recipe.data.initial_step}
 
 
 def seconds_per_epoch(ms_per_step: float, windows: int, batch_size: int) -> float:
@@ -229,7 +229,8 @@ def _attempt(trainer, work):
 
 # ------------------------------------------------------------------------------------------------- all rows (parent)
 def run_rows(specs: list[dict], args: argparse.Namespace, record) -> list[dict]:
-    """Each row in a child process under an equal share of the remaining budget; ``record(results so far)`` after each."""
+    """Each row in a child process under its share of the remaining budget (:func:`time_limit`); ``record(results so
+    far)`` after each."""
     deadline = time.monotonic() + args.budget
     weights = [weight(Row(**spec["row"])) for spec in specs]
     results: list[dict] = []
@@ -253,6 +254,8 @@ def run_rows(specs: list[dict], args: argparse.Namespace, record) -> list[dict]:
             str(args.warmup),
             "--steps",
             str(args.steps),
+            "--largest",
+            str(args.largest),
             *(["--tiny"] if args.tiny else []),
         ]
         started = time.monotonic()
@@ -262,7 +265,7 @@ def run_rows(specs: list[dict], args: argparse.Namespace, record) -> list[dict]:
             if failure:
                 out.with_suffix(".stderr.txt").write_text(proc.stderr)
         except subprocess.TimeoutExpired:
-            failure = f"stopped at its {timeout:.0f} s limit"
+            failure = f"stopped at its {timeout:.3g} s limit"
         measured = json.loads(out.read_text()) if out.is_file() else {}
         results.append(
             {
@@ -328,7 +331,7 @@ def render(results: list[dict], specs: list[dict], grids: tuple[int, ...], comma
     fields = {"g": grids[0], "b": first["batch_size"], "w": first["windows"]}
     machine = next((r["machine"] for r in results if "machine" in r), "–")
     notes = [
-        f"Random fields on the recipes' shapes ({first['frames']} input frames → 1); one training step as `sciformer fit` runs it (forward, "
+        f"Random fields on the recipes' shapes ({first['input_frames']} input frames → 1); one training step as `sciformer fit` runs it (forward, "
         f"relative-L2 loss, backward, Adam). ms/step: mean of the timed steps after warm-up; s/epoch = ms/step × "
         f"ceil({first['windows']:,} training windows / batch {first['batch_size']}); peak memory: torch.cuda.max_memory_allocated.",
         f"Largest grid: one step at batch 1 on {', '.join(f'{g}²' for g in grids)} in turn until one runs out of memory.",

@@ -35,7 +35,7 @@ def test_an_epoch_of_the_large_grid_set_is_its_203_training_trajectories_times_2
     row = bench.Row(bench.SET, "fno", "fno", bench.SETS[bench.SET].recipes["fno"], ("train.patience=0",), 0, True)
     spec = bench.row_spec(row)
     # 250 generated trajectories: 25 test, 22 validation, 203 train; 31 frames (t = 0..30), 10 input frames -> 21 windows
-    assert spec["windows"] == 203 * 21 and spec["batch_size"] == 4 and spec["frames"] == 10
+    assert spec["windows"] == 203 * 21 and spec["batch_size"] == 4 and spec["input_frames"] == 10
     assert bench.seconds_per_epoch(100.0, spec["windows"], spec["batch_size"]) == pytest.approx(0.1 * 1066)
 
 
