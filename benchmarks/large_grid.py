@@ -3,6 +3,7 @@ on, with sciformer's Triton kernels on and off.
 
     python benchmarks/large_grid.py --out /tmp/large_grid                    # one GPU: every row within 3.5 minutes
     python benchmarks/large_grid.py --out /tmp/large_grid --record           # also into benchmarks/results/operators.json
+    python benchmarks/large_grid.py --record-from /tmp/large_grid/large_grid.json   # record a run made on another machine
     python benchmarks/large_grid.py --tiny --out /tmp/large_grid_tiny        # the whole script on a CPU in seconds
 
 The rows are :func:`operator_table.rows_of` of the ``ns2d_256`` set: FNO and every transformer at FNO's parameter
@@ -275,6 +276,7 @@ def run_rows(specs: list[dict], args: argparse.Namespace, record) -> list[dict]:
                 "parameters": row.parameters,
                 "batch_size": spec["batch_size"],
                 "windows": spec["windows"],
+                "input_frames": spec["input_frames"],
                 "seconds": round(time.monotonic() - started, 1),
                 **measured,
                 **({"failed": failure} if failure else {}),
@@ -325,45 +327,45 @@ def table_rows(results: list[dict]) -> list[list]:
     return rows
 
 
-def render(results: list[dict], specs: list[dict], grids: tuple[int, ...], command: str, tiny: bool) -> dict:
-    """The results-page table (caption, command, machine, date, columns, rows, notes) of these rows."""
-    bench, first = SETS[SET], specs[0]
+def render(facts: dict) -> dict:
+    """The results-page table (caption, command, machine, date, columns, rows, notes) of a run's ``large_grid.json``."""
+    results, grids, first = facts["rows"], facts["grids"], facts["rows"][0]
     fields = {"g": grids[0], "b": first["batch_size"], "w": first["windows"]}
-    machine = next((r["machine"] for r in results if "machine" in r), "–")
     notes = [
-        f"Random fields on the recipes' shapes ({first['input_frames']} input frames → 1); one training step as `sciformer fit` runs it (forward, "
-        f"relative-L2 loss, backward, Adam). ms/step: mean of the timed steps after warm-up; s/epoch = ms/step × "
-        f"ceil({first['windows']:,} training windows / batch {first['batch_size']}); peak memory: torch.cuda.max_memory_allocated.",
+        f"Random fields on the recipes' shapes ({first['input_frames']} input frames → 1); one training step as `sciformer fit` runs it "
+        f"(forward, relative-L2 loss, backward, Adam). ms/step: mean of {facts['steps']} steps after {facts['warmup']} of warm-up; s/epoch = "
+        f"ms/step × ceil({first['windows']:,} training windows / batch {first['batch_size']}); peak memory: torch.cuda.max_memory_allocated.",
         f"Largest grid: one step at batch 1 on {', '.join(f'{g}²' for g in grids)} in turn until one runs out of memory.",
         "Widths matched to FNO's parameters as in the operator table; `(reference)` rows run with SCIFORMER_BACKEND=torch.",
     ]
-    notes += [n for n in bench.notes if "run twice" not in n]
-    prefix = "Tiny CPU check, not a result: " if tiny else ""
+    notes += [n for n in SETS[SET].notes if "run twice" not in n]
+    prefix = "Tiny CPU check, not a result: " if facts["tiny"] else ""
     return {
         "caption": f"{prefix}Large grid, speed and memory: Navier–Stokes 2D at {grids[0]}² and up, Triton kernels on and off",
-        "command": command,
-        "machine": machine,
-        "date": time.strftime("%Y-%m-%d"),
+        "command": facts["command"],
+        "machine": facts["machine"],
+        "date": facts["date"][:10],
         "columns": [c.format(**fields) for c in COLUMNS],
         "rows": table_rows(results),
         "notes": notes,
     }
 
 
-def write(results: list[dict], specs: list[dict], grids: tuple[int, ...], args: argparse.Namespace, command: str) -> dict:
-    """``large_grid.json`` (machine, date, command, rows) and ``large_grid.md`` in ``--out``; the table."""
+def write(results: list[dict], grids: tuple[int, ...], args: argparse.Namespace, command: str) -> dict:
+    """``large_grid.json`` (machine, date, command, settings, rows) and ``large_grid.md`` in ``--out``; their table."""
     from results_page import render_table
 
-    table = render(results, specs, grids, command, args.tiny)
     facts = {
-        "machine": table["machine"],
+        "machine": next((r["machine"] for r in results if "machine" in r), "–"),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "command": command,
+        "tiny": args.tiny,
         "grids": list(grids),
         "warmup": args.warmup,
         "steps": args.steps,
         "rows": results,
     }
+    table = render(facts)
     (args.out / "large_grid.json").write_text(json.dumps(facts, indent=1, ensure_ascii=False) + "\n")
     (args.out / "large_grid.md").write_text("\n".join(render_table(table)) + "\n")
     return table
@@ -382,16 +384,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--row-timeout", type=float, default=75.0, help="at most this many seconds per row")
     parser.add_argument("--record", action="store_true", help="put the table into the results JSON (a table of the same caption is replaced)")
     parser.add_argument("--results", type=Path, default=RESULTS, help="--record: the results JSON (default: %(default)s)")
+    parser.add_argument("--record-from", dest="table_of", type=Path, help="measure nothing: record this large_grid.json's table (see --results)")
     parser.add_argument("--child", help=argparse.SUPPRESS)  # a row's spec: this process measures that row alone
     parser.add_argument("--child-out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.child is None and args.out is None:
-        parser.error("--out is required")
+    if args.child is None and args.table_of is None and args.out is None:
+        parser.error("--out is required (or --record-from)")
     return args
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.table_of is not None:  # a measurement made elsewhere (the GPU machine): its table into the results
+        write_results([render(json.loads(args.table_of.read_text()))], args.results)
+        print(f"recorded {args.table_of} in {args.results}", file=sys.stderr)
+        return
     grids = TINY_GRIDS if args.tiny else grid_ladder(GRIDS[0], args.largest)
     if args.child is not None:
         measure(json.loads(args.child), grids, args.warmup, args.steps, args.child_out)
@@ -400,8 +407,8 @@ def main(argv: list[str] | None = None) -> None:
     rows = [r for r in rows_of(SET, args.out / "data" if args.tiny else None) if args.models is None or r.family in args.models]
     specs = [row_spec(r) for r in rows]
     command = "python benchmarks/large_grid.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    results = run_rows(specs, args, lambda done: write(done, specs, grids, args, command))
-    table = write(results, specs, grids, args, command)
+    results = run_rows(specs, args, lambda done: write(done, grids, args, command))
+    table = write(results, grids, args, command)
     if args.record:
         write_results([table], args.results)
         print(f"recorded in {args.results}", file=sys.stderr)

@@ -120,6 +120,45 @@ def test_table_cells_of_finished_out_of_memory_and_cut_short_rows():
     assert rows[4][1] == "–" and rows[4][-2:] == ["2048² (all tried)", "2.00"]  # scOT uses no sciformer kernel
 
 
+def test_record_from_a_json_made_elsewhere_replaces_the_table_of_its_caption(tmp_path):
+    bench = _script()
+    row = {
+        "label": "fno",
+        "family": "fno",
+        "backend_row": None,
+        "parameters": 2_411_329,
+        "batch_size": 4,
+        "windows": 4263,
+        "input_frames": 10,
+        "machine": "NVIDIA H100 80GB HBM3",
+        "ms_per_step": 12.0,
+        "seconds_per_epoch": 12.8,
+        "peak_gib": 2.0,
+        "ladder": [{"grid": 256, "peak_gib": 0.5}, {"grid": 512, "error": "out of memory"}],
+    }
+    facts = {
+        "machine": "NVIDIA H100 80GB HBM3",
+        "date": "2026-12-07 09:00 UTC",
+        "command": "python benchmarks/large_grid.py --out x",
+        "tiny": False,
+        "grids": [256, 512],
+        "warmup": 3,
+        "steps": 10,
+        "rows": [row],
+    }
+    (tmp_path / "large_grid.json").write_text(json.dumps(facts))
+    caption = "Large grid, speed and memory: Navier–Stokes 2D at 256² and up, Triton kernels on and off"
+    results = tmp_path / "operators.json"
+    results.write_text(json.dumps({"title": "Operator learning", "order": 3, "tables": [{"caption": caption, "rows": []}, {"caption": "Darcy"}]}))
+    bench.main(["--record-from", str(tmp_path / "large_grid.json"), "--results", str(results)])
+    table, other = json.loads(results.read_text())["tables"]
+    assert other == {"caption": "Darcy"} and table["caption"] == caption
+    assert (table["machine"], table["date"], table["command"]) == ("NVIDIA H100 80GB HBM3", "2026-12-07", facts["command"])
+    assert table["columns"][3:5] == ["ms/step at 256² (batch 4)", "s/epoch at 256² (4,263 windows)"]
+    assert table["rows"] == [["fno", "–", "2,411,329", "12.0", "12.8", "2.00", "256² (out of memory at 512²)", "0.50"]]
+    assert "ceil(4,263 training windows / batch 4)" in table["notes"][0] and "mean of 10 steps after 3 of warm-up" in table["notes"][0]
+
+
 @pytest.mark.integration
 def test_tiny_run_writes_json_markdown_and_replaces_its_table_in_the_results(tmp_path):
     bench = _script()
