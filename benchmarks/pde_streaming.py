@@ -135,10 +135,16 @@ def throughput(args: argparse.Namespace) -> None:
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     machine = torch.cuda.get_device_name() if device == "cuda" else "cpu"
+    if args.deterministic:  # GPU kernels without atomics: what is left of a difference is the data path's
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
     default_chunk = streaming.CHUNK_BYTES
+    modes = [("in_memory", True, default_chunk), ("streamed", False, default_chunk), ("streamed_one_chunk", False, 2**62)]
+    if args.repeat:  # the device's own run-to-run variation, the yardstick of "within float tolerance"
+        modes.insert(1, ("in_memory_again", True, default_chunk))
     for name in args.recipes:
         curves = {}
-        for label, in_memory, chunk in (("in_memory", True, default_chunk), ("streamed", False, default_chunk), ("streamed_one_chunk", False, 2**62)):
+        for label, in_memory, chunk in modes:
             streaming.CHUNK_BYTES = chunk
             recipe, data = _load(name, in_memory, [f"train.epochs={args.epochs}", "tracking.enabled=false", "train.progress=false", *args.override])
             fit = _fit(recipe, data, device)
@@ -148,7 +154,7 @@ def throughput(args: argparse.Namespace) -> None:
             print(json.dumps({"recipe": name, "mode": label, "streamed": data.streamed, "device": machine, "train_windows": windows,
                               "epoch_train_seconds": [round(h["epoch_train_seconds"], 2) for h in fit.history],
                               "samples_per_s_last_epoch": round(windows / last, 1), "history": curves[label]}), flush=True)
-        for label in ("streamed", "streamed_one_chunk"):
+        for label in [m[0] for m in modes[1:]]:
             diff = max(abs(a - b) / max(abs(a), 1e-12) for x, y in zip(curves["in_memory"], curves[label]) for a, b in zip(x, y))
             print(json.dumps({"recipe": name, "compare": f"in_memory vs {label}", "max_relative_difference_of_the_curves": diff}), flush=True)
     streaming.CHUNK_BYTES = default_chunk
@@ -174,6 +180,8 @@ def main() -> None:
     t.add_argument("recipes", nargs="+")
     t.add_argument("--epochs", type=int, default=2)
     t.add_argument("--override", action="append", default=[], help="recipe override KEY=VALUE (repeatable)")
+    t.add_argument("--repeat", action="store_true", help="also a second in-memory run: the device's run-to-run variation")
+    t.add_argument("--deterministic", action="store_true", help="torch.use_deterministic_algorithms (set CUBLAS_WORKSPACE_CONFIG=:4096:8)")
     args = ap.parse_args()
     {"generate": generate, "epoch": epoch, "throughput": throughput}[args.command](args)
 

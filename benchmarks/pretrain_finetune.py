@@ -287,12 +287,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--ns", type=int, nargs="+", help="training trajectories of the held-out task (default: 8 32 128 512; tiny: 2 4 8)")
     parser.add_argument("--epochs", type=int, help="epochs of every fine-tuning and scratch run")
+    parser.add_argument("--res", type=int, help="grid of every data set (default 64; tiny: 16)")
+    parser.add_argument("--t-end", type=float, help="simulated time units of the Navier-Stokes sets: one frame each (default 20)")
+    parser.add_argument("--pretrain-n", type=int, help="trajectories per pretraining member (default 1024)")
+    parser.add_argument("--pretrain-epochs", type=int, help="epochs of pretraining (default 40)")
     args = parser.parse_args(argv)
     s = TINY if args.tiny else FULL
     if args.ns:
         s = replace(s, ns=tuple(sorted(args.ns)))
-    if args.epochs:
-        s = replace(s, epochs=args.epochs)
+    given = {"epochs": args.epochs, "res": args.res, "t_end": args.t_end, "pretrain_n": args.pretrain_n, "pretrain_epochs": args.pretrain_epochs}
+    s = replace(s, **{k: v for k, v in given.items() if v is not None})
     results = run(s, args.out, args.device, args.seed)
     print(table(results))
     print(f"\n{results['device']}, {results['seconds']} s; results in {args.out}")
