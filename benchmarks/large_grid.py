@@ -384,7 +384,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--row-timeout", type=float, default=75.0, help="at most this many seconds per row")
     parser.add_argument("--record", action="store_true", help="put the table into the results JSON (a table of the same caption is replaced)")
     parser.add_argument("--results", type=Path, default=RESULTS, help="--record: the results JSON (default: %(default)s)")
-    parser.add_argument("--record-from", dest="table_of", type=Path, help="measure nothing: record this large_grid.json's table (see --results)")
+    parser.add_argument("--record-from", dest="table_of", type=Path, metavar="JSON", help="measure nothing: record this large_grid.json's table (see --results)")
     parser.add_argument("--child", help=argparse.SUPPRESS)  # a row's spec: this process measures that row alone
     parser.add_argument("--child-out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
