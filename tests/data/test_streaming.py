@@ -247,3 +247,20 @@ def test_workers_persist_across_passes_and_an_abandoned_pass_leaves_no_stale_chu
     assert torch.equal(first.u, whole[0].u) and rows(whole) == rows(epoch(load(tmp_path / "a.h5", True), split="test", batch_size=2))
     epoch(streamed, split="test", batch_size=2)
     assert streamed.splits["test"]._loader is loader  # the same worker processes served every pass
+
+
+def test_a_zarr_store_streams_the_batches_its_hdf5_twin_gives_in_memory(tmp_path):
+    pytest.importorskip("zarr")
+    from sciformer.data.sources import XarraySource, open_source
+    from sciformer.data.xarray_io import to_xarray
+
+    data = write_file(tmp_path / "a.h5", n=12, t=5, space=(8,))
+    to_xarray(data[:, :, None], coords={"t": np.arange(5.0)}).to_zarr(tmp_path / "a.zarr", zarr_format=2)  # format 3 warns of its metadata
+    source = open_source(tmp_path / "a.zarr")
+    assert isinstance(source, XarraySource) and (source.n_samples, source.n_frames, source.grid_shape) == (12, 5, (8,))
+    np.testing.assert_array_equal(source.read([3], slice(1, 4))[0, :, 0], data[3, 1:4])
+    in_memory, streamed = load(tmp_path / "a.h5", True), load(tmp_path / "a.zarr", False)
+    assert streamed.streamed and not in_memory.streamed
+    for split in ("train", "val", "test"):
+        a, b = epoch(in_memory, split=split), epoch(streamed, split=split)
+        assert len(a) == len(b) and all(torch.equal(x.u, y.u) and torch.equal(x.y, y.y) for x, y in zip(a, b))
