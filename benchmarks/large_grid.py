@@ -31,6 +31,7 @@ import os
 import subprocess
 import sys
 import time
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 
@@ -120,21 +121,14 @@ def measure(spec: dict, grids: tuple[int, ...], warmup: int, steps: int, out: Pa
     figure, so a row killed at its time limit keeps what it measured."""
     import torch
 
-    from sciformer.config import load_recipe
-    from sciformer.engine.trainer import Trainer
-    from sciformer.registry import build_model
-
-    row = Row(**spec["row"])
-    recipe = load_recipe(REPO / "recipes" / f"{row.recipe}.yaml", list(row.overrides))
-    bench = SETS[row.set]
+    row, bench = Row(**spec["row"]), SETS[spec["row"]["set"]]
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    in_channels = recipe.data.initial_step * bench.channels
-    model = build_model(recipe.model.name, recipe.model.args, in_channels=in_channels, out_channels=bench.channels, n_dims=bench.n_dims)
-    trainer = Trainer(model, recipe.train, device)
+    trainer, in_channels = _trainer(row, (), device)
     result = {
         "machine": torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU",
         "backend": _backend_used(device),
-        "parameters": sum(p.numel() for p in model.parameters()),
+        "parameters": sum(p.numel() for p in trainer.model.parameters()),
+        "cuda_graphs": trainer.use_graphs,
         "ladder": [],
     }
 
@@ -143,19 +137,43 @@ def measure(spec: dict, grids: tuple[int, ...], warmup: int, steps: int, out: Pa
 
     save()
     batch_size = spec["batch_size"]
-    timed, error = _attempt(trainer, lambda: _timed_steps(trainer, _batch(batch_size, in_channels, bench.channels, grids[0], device), warmup, steps))
+    with warnings.catch_warnings(record=True) as caught:  # a CUDA graph that could not be captured says so here
+        warnings.simplefilter("always")
+        timed, error = _attempt(trainer, lambda: _timed_steps(trainer, _batch(batch_size, in_channels, bench.channels, grids[0], device), warmup, steps))
+    result["warnings"] = sorted({str(w.message).splitlines()[0][:200] for w in caught})
+    result["cuda_graphs"] = trainer.use_graphs and not any("graph capture failed" in w for w in result["warnings"])
     if error is None:
         ms, peak = timed
         result |= {"ms_per_step": ms, "seconds_per_epoch": seconds_per_epoch(ms, spec["windows"], batch_size), "peak_gib": peak}
     else:
         result["timing_error"] = f"{error} at batch {batch_size}"
     save()
+    # the ladder: eager steps of a fresh trainer; the timed one's CUDA graph holds a memory pool of the timed batch
+    del trainer
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    trainer, _ = _trainer(row, ("train.cuda_graphs=false",), device)
     for grid in grids:
         peak, error = _attempt(trainer, lambda g=grid: _one_step(trainer, _batch(1, in_channels, bench.channels, g, device)))
         result["ladder"].append({"grid": grid, **({"peak_gib": peak} if error is None else {"error": error})})
         save()
         if error is not None:
             break
+
+
+def _trainer(row: Row, overrides: tuple[str, ...], device):
+    """The row's model on ``device`` in a :class:`Trainer` of its recipe's ``train`` section (and ``overrides``), and
+    the model's input channels."""
+    from sciformer.config import load_recipe
+    from sciformer.engine.trainer import Trainer
+    from sciformer.registry import build_model
+
+    recipe = load_recipe(REPO / "recipes" / f"{row.recipe}.yaml", [*row.overrides, *overrides])
+    bench = SETS[row.set]
+    in_channels = recipe.data.initial_step * bench.channels
+    model = build_model(recipe.model.name, recipe.model.args, in_channels=in_channels, out_channels=bench.channels, n_dims=bench.n_dims)
+    return Trainer(model, recipe.train, device), in_channels
 
 
 def _backend_used(device) -> str:
@@ -174,10 +192,15 @@ def _batch(b: int, in_channels: int, out_channels: int, grid: int, device):
 
 
 def _timed_steps(trainer, batch, warmup: int, steps: int) -> tuple[float, float | None]:
-    """ms per training step over ``steps`` steps after ``warmup``, and the peak memory of them all (GiB; None on a CPU)."""
+    """ms per training step over ``steps`` steps after ``warmup`` (at least until a CUDA graph is captured and replayed
+    once), and the peak memory of them all (GiB; None on a CPU)."""
     import torch
 
+    from sciformer.engine.cuda_graphs import CudaGraphStep
+
     cuda, lr = trainer.device.type == "cuda", trainer.cfg.lr
+    if trainer.use_graphs:  # eager side-stream steps, then the capture: the timed steps replay the graph
+        warmup = max(warmup, CudaGraphStep.WARMUP + 2)
     if cuda:
         torch.cuda.reset_peak_memory_stats(trainer.device)
     for _ in range(warmup):
@@ -335,7 +358,8 @@ def render(facts: dict) -> dict:
         f"Random fields on the recipes' shapes ({first['input_frames']} input frames → 1); one training step as `sciformer fit` runs it "
         f"(forward, relative-L2 loss, backward, Adam). ms/step: mean of {facts['steps']} steps after {facts['warmup']} of warm-up; s/epoch = "
         f"ms/step × ceil({first['windows']:,} training windows / batch {first['batch_size']}); peak memory: torch.cuda.max_memory_allocated.",
-        f"Largest grid: one step at batch 1 on {', '.join(f'{g}²' for g in grids)} in turn until one runs out of memory.",
+        _graphs_note(results),
+        f"Largest grid: one eager step at batch 1 on {', '.join(f'{g}²' for g in grids)} in turn until one runs out of memory.",
         "Widths matched to FNO's parameters as in the operator table; `(reference)` rows run with SCIFORMER_BACKEND=torch.",
     ]
     notes += [n for n in SETS[SET].notes if "run twice" not in n]
@@ -349,6 +373,15 @@ def render(facts: dict) -> dict:
         "rows": table_rows(results),
         "notes": notes,
     }
+
+
+def _graphs_note(results: list[dict]) -> str:
+    graphs = [r["label"] for r in results if r.get("cuda_graphs")]
+    eager = [r["label"] for r in results if r.get("cuda_graphs") is False]
+    if not graphs:
+        return "Timed steps run eagerly (no CUDA graph)."
+    note = "Timed steps replay one CUDA graph per step, as fit does by default on one GPU (train.cuda_graphs)"
+    return note + (f"; {', '.join(eager)} eagerly: the capture failed (warnings in large_grid.json)." if eager else ".")
 
 
 def write(results: list[dict], grids: tuple[int, ...], args: argparse.Namespace, command: str) -> dict:
@@ -378,13 +411,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--models", nargs="+", default=None, choices=sorted(SETS[SET].recipes), help="only these model families")
     parser.add_argument("--tiny", action="store_true", help=f"tiny models on {'² and '.join(map(str, TINY_GRIDS))}² on the CPU")
     parser.add_argument("--largest", type=int, default=GRIDS[-1], help="the largest grid the search tries (default: %(default)s)")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (the kernels tune themselves in the first)")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed steps first: kernel tuning, then (CUDA graphs) 3 eager steps and the capture")
     parser.add_argument("--steps", type=int, default=10, help="timed steps")
     parser.add_argument("--budget", type=float, default=200.0, help="seconds for all rows, shared out as they go (see time_limit)")
     parser.add_argument("--row-timeout", type=float, default=75.0, help="at most this many seconds per row")
     parser.add_argument("--record", action="store_true", help="put the table into the results JSON (a table of the same caption is replaced)")
     parser.add_argument("--results", type=Path, default=RESULTS, help="--record: the results JSON (default: %(default)s)")
-    parser.add_argument("--record-from", dest="table_of", type=Path, metavar="JSON", help="measure nothing: record this large_grid.json's table (see --results)")
+    parser.add_argument(
+        "--record-from", dest="table_of", type=Path, metavar="JSON", help="measure nothing: record this large_grid.json's table (see --results)"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)  # a row's spec: this process measures that row alone
     parser.add_argument("--child-out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

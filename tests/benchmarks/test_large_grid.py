@@ -159,6 +159,14 @@ def test_record_from_a_json_made_elsewhere_replaces_the_table_of_its_caption(tmp
     assert "ceil(4,263 training windows / batch 4)" in table["notes"][0] and "mean of 10 steps after 3 of warm-up" in table["notes"][0]
 
 
+def test_the_notes_say_which_rows_were_timed_from_a_cuda_graph():
+    bench = _script()
+    graphed, failed, cpu = {"label": "fno", "cuda_graphs": True}, {"label": "galerkin", "cuda_graphs": False}, {"label": "fno"}
+    assert bench._graphs_note([graphed]).startswith("Timed steps replay one CUDA graph per step")
+    assert bench._graphs_note([graphed, failed]).endswith("; galerkin eagerly: the capture failed (warnings in large_grid.json).")
+    assert bench._graphs_note([failed, cpu]) == "Timed steps run eagerly (no CUDA graph)."
+
+
 @pytest.mark.integration
 def test_tiny_run_writes_json_markdown_and_replaces_its_table_in_the_results(tmp_path):
     bench = _script()
