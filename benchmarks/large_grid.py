@@ -13,12 +13,13 @@ child process of its own (a clean memory count, its own backend; a crash or a ha
 of the ``--budget``, and writes what it has measured as it goes, so a row cut short keeps its first figures.
 
 A row builds the recipe's model (with the row's overrides) on the device and times what ``sciformer fit`` runs per
-batch, :meth:`Trainer.train_step` (forward, the recipe's loss, backward, Adam), on random fields: inputs
+batch, :meth:`Trainer.train_step` (forward, the recipe's loss, backward, Adam; on one GPU replayed from one CUDA graph,
+fit's default), on random fields: inputs
 ``[B, initial_step × channels, 256, 256]``, targets ``[B, channels, 256, 256]``, ``B = train.batch_size``. Time and
 memory do not depend on the values. ms/step: CUDA events over ``--steps`` steps after ``--warmup``; s/epoch = ms/step ×
 ceil(training windows / B), windows = training trajectories × windows per trajectory of the recipe's generated data
-(:func:`train_windows`). Peak memory: ``torch.cuda.max_memory_allocated`` (None on a CPU). Then one step at batch 1 on
-each grid of :data:`GRIDS` until one runs out of memory: the largest that trained and its peak memory.
+(:func:`train_windows`). Peak memory: ``torch.cuda.max_memory_allocated`` (None on a CPU). Then, in a fresh trainer, one
+eager step at batch 1 on each grid of :data:`GRIDS` until one runs out of memory: the largest that trained, its peak memory.
 """
 
 from __future__ import annotations
@@ -264,7 +265,7 @@ def run_rows(specs: list[dict], args: argparse.Namespace, record) -> list[dict]:
         out = args.out / "rows" / f"{row.key}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
         out.unlink(missing_ok=True)
-        env = dict(os.environ)
+        env = {k: v for k, v in os.environ.items() if k != "SCIFORMER_BACKEND"}  # a default-dispatch row is one
         if row.backend is not None:
             env["SCIFORMER_BACKEND"] = BACKEND_ENV.get(row.backend, row.backend)
         cmd = [
