@@ -29,6 +29,7 @@ import gc
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import time
@@ -262,7 +263,7 @@ def run_rows(specs: list[dict], args: argparse.Namespace, record) -> list[dict]:
     for i, spec in enumerate(specs):
         row = Row(**spec["row"])
         timeout = time_limit(deadline - time.monotonic(), weights[i:], args.row_timeout)
-        out = args.out / "rows" / f"{row.key}.json"
+        out = args.out / "rows" / (re.sub(r"[^\w.-]", "", row.key) + ".json")  # plain file names: galerkin_reference.json
         out.parent.mkdir(parents=True, exist_ok=True)
         out.unlink(missing_ok=True)
         env = {k: v for k, v in os.environ.items() if k != "SCIFORMER_BACKEND"}  # a default-dispatch row is one
