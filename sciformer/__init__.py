@@ -6,17 +6,59 @@ triton and cupy only where they are used.
 
 import os
 import sys
+import time
 
 __version__ = "0.1.0"
 
 __all__ = ["Forecaster", "Surrogate", "__version__"]
 
-# CPU threads: OpenMP's workers spin while they wait for work, which on a busy machine (more runnable threads
-# than cores) makes every small op wait for a descheduled spinner; with passive waiting torch's threads are never
-# slower than one thread (benchmarks/cpu_threads.py). Set before torch is imported, and only as a default: the
-# user's environment wins.
+
+def cpu_thread_defaults(environ: dict[str, str], cores: int, busy: float) -> dict[str, str]:
+    """OpenMP settings for torch on a CPU that are never slower than one thread, given the usable ``cores`` and how
+    many of them other work keeps ``busy``; the user's own variables win (nothing of theirs is overridden).
+
+    On a quiet machine torch's threads help, but on a busy one (more runnable threads than cores) OpenMP's workers
+    wait for a thread the scheduler has put aside, spinning: a small step ran 14 times slower than with one thread
+    (benchmarks/cpu_threads.py). So: one thread per idle core (at least one), and a short spin before a waiting
+    worker sleeps, for load that comes after the start."""
+    defaults = {}
+    if "OMP_NUM_THREADS" not in environ:
+        idle = round(cores - busy)
+        if idle < cores:
+            defaults["OMP_NUM_THREADS"] = str(max(1, idle))
+    if "OMP_WAIT_POLICY" not in environ and "GOMP_SPINCOUNT" not in environ:
+        defaults["GOMP_SPINCOUNT"] = "10000"
+    return defaults
+
+
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _busy_cores() -> float:
+    """Threads of other processes running or ready to run now: the median of five looks at Linux's
+    /proc/loadavg (this process not counted); elsewhere the 1-minute load average; 0 where neither exists."""
+    try:
+        looks = []
+        for _ in range(5):
+            with open("/proc/loadavg") as f:
+                looks.append(int(f.read().split()[3].split("/")[0]) - 1)
+            time.sleep(0.002)
+        return sorted(looks)[2]
+    except (OSError, ValueError, IndexError):
+        try:
+            return os.getloadavg()[0]
+        except (AttributeError, OSError):
+            return 0.0
+
+
+# Set before torch is imported (OpenMP reads its environment once, when torch loads); a torch already loaded keeps
+# its settings.
 if "torch" not in sys.modules:
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    os.environ.update(cpu_thread_defaults(dict(os.environ), _usable_cores(), _busy_cores()))
 
 
 def __getattr__(name: str):

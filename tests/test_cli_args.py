@@ -136,19 +136,31 @@ def test_warnings_are_one_line_while_a_command_runs():
     assert "x.py:3" in warnings.formatwarning("later", RuntimeWarning, "x.py", 3)  # given back afterwards
 
 
-def test_import_chooses_passive_openmp_waiting_unless_the_user_did(tmp_path):
-    # spinning OpenMP workers made a tiny CPU step 20x slower on a busy 2-core machine (benchmarks/cpu_threads.py)
+def test_cpu_threads_default_to_the_idle_cores_and_a_short_spin_unless_the_user_chose():
+    # spinning OpenMP workers made a tiny CPU step 14x slower than one thread on a busy 2-core machine (benchmarks/cpu_threads.py)
+    from sciformer import cpu_thread_defaults
+
+    assert cpu_thread_defaults({}, 2, 0) == {"GOMP_SPINCOUNT": "10000"}  # quiet: torch's own thread count
+    assert cpu_thread_defaults({}, 2, 1) == {"OMP_NUM_THREADS": "1", "GOMP_SPINCOUNT": "10000"}
+    assert cpu_thread_defaults({}, 16, 5)["OMP_NUM_THREADS"] == "11"
+    assert cpu_thread_defaults({}, 2, 9.0)["OMP_NUM_THREADS"] == "1"  # never fewer than one
+    assert cpu_thread_defaults({"OMP_NUM_THREADS": "4", "OMP_WAIT_POLICY": "ACTIVE"}, 2, 9.0) == {}
+    assert cpu_thread_defaults({"GOMP_SPINCOUNT": "0"}, 2, 0.0) == {}
+
+
+def test_import_sets_the_thread_defaults_before_torch_loads_and_keeps_the_users(tmp_path):
     import os
     import subprocess
     import sys
 
-    def policy(**env: str) -> str:
-        environment = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"} | env | {"PYTHONPATH": str(REPO)}
-        code = "import os, sciformer; print(os.environ.get('OMP_WAIT_POLICY'))"
-        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=environment, check=True).stdout.strip()
+    def settings(**env: str) -> list[str]:
+        keep = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+        code = "import os, sciformer; print(os.environ.get('GOMP_SPINCOUNT'), os.environ.get('OMP_NUM_THREADS', '-'))"
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=keep | env | {"PYTHONPATH": str(REPO)}, check=True)
+        return out.stdout.split()
 
-    assert policy() == "PASSIVE"
-    assert policy(OMP_WAIT_POLICY="ACTIVE") == "ACTIVE"
+    assert settings()[0] == "10000" and settings(OMP_NUM_THREADS="3") == ["10000", "3"]
+    assert settings(OMP_WAIT_POLICY="ACTIVE")[0] == "None"
 
 
 def test_a_missing_positional_names_only_what_is_required(capsys):
