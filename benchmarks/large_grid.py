@@ -38,7 +38,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from operator_table import KERNEL_FAMILIES, SETS, Row, rows_of, write_results
+from operator_table import BACKEND_ENV, KERNEL_FAMILIES, SETS, Row, rows_of, write_results
 from runs import REPO
 
 sys.path.insert(0, str(REPO))
@@ -48,8 +48,6 @@ GRIDS = (256, 512, 1024, 2048)  # the timed grid first, then the ladder (batch 1
 TINY_GRIDS = (16, 32)
 RESULTS = REPO / "benchmarks" / "results" / "operators.json"
 GIB = 2**30
-# operator_table names the reference backend "reference"; the dispatcher's name for it is "torch"
-BACKEND_ENV = {"reference": "torch"}
 COLUMNS = [
     "model",
     "backend",

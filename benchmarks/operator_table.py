@@ -55,6 +55,7 @@ WIDTHS: dict[str, tuple[str, int, tuple[tuple[str, int], ...]]] = {
 }
 FAMILIES = ("fno", "galerkin", "factformer", "pde_transformer", "poseidon")
 KERNEL_FAMILIES = ("galerkin", "factformer")  # the models that run on sciformer's Triton kernels
+BACKEND_ENV = {"reference": "torch"}  # a row's backend -> SCIFORMER_BACKEND (the dispatcher's name of the PyTorch reference)
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,7 @@ SETS: dict[str, BenchSet] = {
     "ns2d_256": BenchSet(
         "Large grid: Navier–Stokes 2D at 256² (ν = 1e-3, 10 input frames, rollout to T = 30, 203 training trajectories)",
         _recipes("ns2d_256"), 1, 2, 1200, backends=(None, "reference"), tiny=TINY_NS,
-        notes=("Galerkin and FactFormer run twice: on the Triton kernels (CUDA default) and with SCIFORMER_BACKEND=reference.",
+        notes=("Galerkin and FactFormer run twice: on the Triton kernels (CUDA default) and on the PyTorch reference (SCIFORMER_BACKEND=torch).",
                "Global softmax attention over 65,536 points needs a 16 GiB fp32 score matrix per head and sample; PDE-Transformer "
                "and scOT attend within windows.")),
 }
@@ -232,7 +233,7 @@ class Run:
 
     @property
     def env(self) -> dict[str, str] | None:
-        return None if self.row.backend is None else {"SCIFORMER_BACKEND": self.row.backend}
+        return None if self.row.backend is None else {"SCIFORMER_BACKEND": BACKEND_ENV.get(self.row.backend, self.row.backend)}
 
 
 def calibration(row: Row, runs: Path) -> Run:
@@ -444,8 +445,9 @@ def plan(rows: list[Row], runs: Path, tiny: bool) -> list[str]:
     lines, hours = [], 0.0
     for row in rows:
         cal = calibration(row, runs)
+        backend = f" SCIFORMER_BACKEND={BACKEND_ENV.get(row.backend, row.backend)}" if row.backend else ""
         lines.append(f"{row.set} / {row.label}: {row.parameters:,} parameters{'' if row.matched else ' (outside ±25 %)'}; "
-                     f"{row.recipe}.yaml {' '.join(row.overrides)}" + (f" SCIFORMER_BACKEND={row.backend}" if row.backend else ""))
+                     f"{row.recipe}.yaml {' '.join(row.overrides)}{backend}")
         lines.append(f"    calibrate [{state(cal)}] train.epochs=1")
         done = json.loads((cal.out / "metrics.json").read_text()) if state(cal) == "done" else None
         epochs = budget_epochs(done["seconds_per_epoch"], _cap(row, tiny)) if done else None

@@ -80,7 +80,7 @@ def test_finished_runs_are_skipped_and_interrupted_ones_resume(tmp_path):
     longer = bench.trial(row, tmp_path, epochs=6, lr=1e-3, decay=0.0, seed=0)  # same folder, other overrides
     assert longer.out == run.out and bench.state(longer) == "stale"
     kernels_off = bench.Row("ns2d_256", "galerkin", "galerkin (reference)", "ns2d_256_galerkin", (), 1, True, "reference")
-    assert bench.trial(kernels_off, tmp_path, 5, 1e-3, 0.0, 0).env == {"SCIFORMER_BACKEND": "reference"}
+    assert bench.trial(kernels_off, tmp_path, 5, 1e-3, 0.0, 0).env == {"SCIFORMER_BACKEND": "torch"}  # the dispatcher's name
 
 
 def _seed_run(rel_l2: float, seed: int) -> dict:
