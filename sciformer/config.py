@@ -108,7 +108,7 @@ class TrainConfig:
     progress: bool = True
     checkpoint_every: NonNegativeInt = 0  # also save the resumable training state every K optimiser steps (0: at epoch ends only)
     fused_optimizer: bool | None = None  # fused Adam; default: on CUDA
-    cuda_graphs: bool | None = None  # replay each fixed-shape train/eval step from one CUDA graph; default: on one CUDA GPU
+    cuda_graphs: bool | None = None  # replay each fixed-shape train/eval step from one CUDA graph; default: forecasters on one GPU
     compile: bool = False  # torch.compile the model
     compile_mode: CompileMode = "default"
 

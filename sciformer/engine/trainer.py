@@ -136,6 +136,8 @@ class Trainer:
         wanted = self.cfg.cuda_graphs
         if wanted is False or self.device.type != "cuda" or self.cfg.freeze_epochs:
             return False  # (a captured step would keep the frozen set it was captured with)
+        if wanted is None and getattr(self.model, "task", "forecast") != "forecast":
+            return False  # operators: no faster per epoch on an H100 (their steps are GPU-bound), and the capture costs seconds
         if self.cfg.compile and self.cfg.compile_mode == "reduce-overhead":
             return False  # torch.compile captures graphs of its own
         if self.dist.enabled:

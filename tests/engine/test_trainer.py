@@ -23,13 +23,15 @@ def test_cuda_graphs_setting_is_silently_eager_on_cpu(recwarn):
     assert not trainer.use_graphs and not [w for w in recwarn if "cuda_graphs" in str(w.message)]
 
 
-def test_cuda_graphs_are_the_default_on_one_gpu_and_off_when_asked_or_distributed():
+def test_cuda_graphs_are_the_forecasters_default_on_one_gpu_and_off_when_asked_or_distributed():
     from types import SimpleNamespace
 
-    def possible(cfg: TrainConfig, device: str = "cuda", distributed: bool = False) -> bool:
-        return Trainer._graphs_possible(SimpleNamespace(cfg=cfg, device=torch.device(device), dist=SimpleNamespace(enabled=distributed)))
+    def possible(cfg: TrainConfig, device: str = "cuda", distributed: bool = False, task: str = "forecast") -> bool:
+        trainer = SimpleNamespace(cfg=cfg, device=torch.device(device), dist=SimpleNamespace(enabled=distributed), model=SimpleNamespace(task=task))
+        return Trainer._graphs_possible(trainer)
 
     assert TrainConfig().cuda_graphs is None and possible(TrainConfig())
+    assert not possible(TrainConfig(), task="operator") and possible(TrainConfig(cuda_graphs=True), task="operator")
     assert not possible(TrainConfig(cuda_graphs=False)) and not possible(TrainConfig(), "cpu") and not possible(TrainConfig(), distributed=True)
     assert not possible(TrainConfig(freeze_epochs=1))
 
