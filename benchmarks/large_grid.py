@@ -14,7 +14,7 @@ of the ``--budget``, and writes what it has measured as it goes, so a row cut sh
 
 A row builds the recipe's model (with the row's overrides) on the device and times what ``sciformer fit`` runs per
 batch, :meth:`Trainer.train_step` (forward, the recipe's loss, backward, Adam; on one GPU replayed from one CUDA graph,
-fit's default), on random fields: inputs
+``train.cuda_graphs=true``), on random fields: inputs
 ``[B, initial_step × channels, 256, 256]``, targets ``[B, channels, 256, 256]``, ``B = train.batch_size``. Time and
 memory do not depend on the values. ms/step: CUDA events over ``--steps`` steps after ``--warmup``; s/epoch = ms/step ×
 ceil(training windows / B), windows = training trajectories × windows per trajectory of the recipe's generated data
@@ -123,7 +123,7 @@ def measure(spec: dict, grids: tuple[int, ...], warmup: int, steps: int, out: Pa
 
     row, bench = Row(**spec["row"]), SETS[spec["row"]["set"]]
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    trainer, in_channels = _trainer(row, (), device)
+    trainer, in_channels = _trainer(row, ("train.cuda_graphs=true",), device)
     result = {
         "machine": torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU",
         "backend": _backend_used(device),
@@ -380,7 +380,7 @@ def _graphs_note(results: list[dict]) -> str:
     eager = [r["label"] for r in results if r.get("cuda_graphs") is False]
     if not graphs:
         return "Timed steps run eagerly (no CUDA graph)."
-    note = "Timed steps replay one CUDA graph per step, as fit does by default on one GPU (train.cuda_graphs)"
+    note = "Timed steps replay one CUDA graph per step (train.cuda_graphs=true)"
     return note + (f"; {', '.join(eager)} eagerly: the capture failed (warnings in large_grid.json)." if eager else ".")
 
 
