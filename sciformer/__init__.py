@@ -15,20 +15,16 @@ __all__ = ["Forecaster", "Surrogate", "__version__"]
 
 def cpu_thread_defaults(environ: dict[str, str], cores: int, busy: float) -> dict[str, str]:
     """OpenMP settings for torch on a CPU that are never slower than one thread, given the usable ``cores`` and how
-    many of them other work keeps ``busy``; the user's own variables win (nothing of theirs is overridden).
+    many threads of other processes are running or ready to run (``busy``); the user's own variables win.
 
-    On a quiet machine torch's threads help, but on a busy one (more runnable threads than cores) OpenMP's workers
-    wait for a thread the scheduler has put aside, spinning: a small step ran 14 times slower than with one thread
-    (benchmarks/cpu_threads.py). So: one thread per idle core (at least one), and a short spin before a waiting
-    worker sleeps, for load that comes after the start."""
-    defaults = {}
-    if "OMP_NUM_THREADS" not in environ:
-        idle = round(cores - busy)
-        if idle < cores:
-            defaults["OMP_NUM_THREADS"] = str(max(1, idle))
-    if "OMP_WAIT_POLICY" not in environ and "GOMP_SPINCOUNT" not in environ:
-        defaults["GOMP_SPINCOUNT"] = "10000"
-    return defaults
+    OpenMP's workers spin while they wait for work. On a quiet machine that is the fastest choice, but beside
+    other work (more runnable threads than cores) every small operation waits for a worker the scheduler has put
+    aside: a small step ran 1.5-14 times slower than one thread. Passive waiting (workers sleep) was then faster
+    than one thread at every load measured, but 5-9 % slower than it on a quiet machine (benchmarks/cpu_threads.py).
+    So: passive waiting when other work is running at the start, torch's own settings otherwise."""
+    if "OMP_WAIT_POLICY" in environ or "GOMP_SPINCOUNT" in environ or busy < 1 or cores < 2:
+        return {}  # the user's choice, a quiet machine, or one core (one thread: no worker waits)
+    return {"OMP_WAIT_POLICY": "PASSIVE"}
 
 
 def _usable_cores() -> int:
