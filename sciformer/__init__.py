@@ -18,13 +18,17 @@ def cpu_thread_defaults(environ: dict[str, str], cores: int, busy: float) -> dic
     many threads of other processes are running or ready to run (``busy``); the user's own variables win.
 
     OpenMP's workers spin while they wait for work. On a quiet machine that is the fastest choice, but beside
-    other work (more runnable threads than cores) every small operation waits for a worker the scheduler has put
-    aside: a small step ran 1.5-14 times slower than one thread. Passive waiting (workers sleep) was then faster
-    than one thread at every load measured, but 5-9 % slower than it on a quiet machine (benchmarks/cpu_threads.py).
-    So: passive waiting when other work is running at the start, torch's own settings otherwise."""
-    if "OMP_WAIT_POLICY" in environ or "GOMP_SPINCOUNT" in environ or busy < 1 or cores < 2:
-        return {}  # the user's choice, a quiet machine, or one core (one thread: no worker waits)
-    return {"OMP_WAIT_POLICY": "PASSIVE"}
+    other work every small operation waits for a worker the scheduler has put aside: a small step ran 1.3-14 times
+    slower than one thread (benchmarks/cpu_threads.py). So, when other work is running at the start: one thread
+    per idle core (at least one) and workers that sleep while they wait; on a quiet machine, torch's own settings."""
+    if busy < 1 or cores < 2:
+        return {}  # a quiet machine, or one core (one thread: no worker ever waits)
+    defaults = {}
+    if "OMP_WAIT_POLICY" not in environ and "GOMP_SPINCOUNT" not in environ:
+        defaults["OMP_WAIT_POLICY"] = "PASSIVE"
+    if "OMP_NUM_THREADS" not in environ:
+        defaults["OMP_NUM_THREADS"] = str(max(1, cores - round(busy)))
+    return defaults
 
 
 def _usable_cores() -> int:
