@@ -18,8 +18,7 @@ Two measurements per recipe and setting, one after the other on the same machine
 Settings (``--settings``; each is a list of recipe overrides): ``eager`` (no graphs, fused Adam: the eager loop),
 ``unfused`` (no graphs, foreach Adam), ``graphs`` (``train.cuda_graphs=true``: each fixed-shape training and
 evaluation step replayed from one CUDA graph), ``compile`` (``torch.compile``, eager loop), ``graphs_compile``
-(both), ``graphs_bf16`` (bf16 autocast), ``graphs_tf32`` (float32 matrix products on TF32 tensor cores, through
-``TORCH_ALLOW_TF32_CUBLAS_OVERRIDE=1``: no recipe key sets it). ``--before-src DIR`` adds a ``before`` fit of the recipe's own settings with
+(both), ``graphs_bf16`` (bf16 autocast), ``graphs_tf32`` (``train.precision=tf32``: float32 matrix products on TF32 tensor cores). ``--before-src DIR`` adds a ``before`` fit of the recipe's own settings with
 ``PYTHONPATH=DIR``.
 
 Results: ``OUT/train_speed.json`` and ``OUT/train_speed.md`` (the table, then every profile); run folders and logs
@@ -49,15 +48,13 @@ SETTINGS: dict[str, list[str]] = {
     "compile": ["train.cuda_graphs=false", "train.compile=true"],
     "graphs_compile": ["train.cuda_graphs=true", "train.compile=true"],
     "graphs_bf16": ["train.cuda_graphs=true", "train.precision=bf16"],
-    "graphs_tf32": ["train.cuda_graphs=true"],
+    "graphs_tf32": ["train.cuda_graphs=true", "train.precision=tf32"],
 }
-# float32 matrix products on TF32 tensor cores: PyTorch's own switch for a whole process (no recipe key sets it)
-ENVIRONMENTS: dict[str, dict[str, str]] = {"graphs_tf32": {"TORCH_ALLOW_TF32_CUBLAS_OVERRIDE": "1"}}
 
 
-def run_fit(recipe: Path, overrides: list[str], out: Path, python_path: str | None = None, extra_env: dict[str, str] | None = None) -> dict:
+def run_fit(recipe: Path, overrides: list[str], out: Path, python_path: str | None = None) -> dict:
     """One ``sciformer fit`` in a fresh process; wall time and the run's metrics."""
-    env = {**os.environ, **(extra_env or {}), "PYTHONPATH": python_path or str(REPO)}
+    env = {**os.environ, "PYTHONPATH": python_path or str(REPO)}
     if env.get("SCIFORMER_DATA_DIR"):  # the fit runs in the run's parent folder
         env["SCIFORMER_DATA_DIR"] = str(Path(env["SCIFORMER_DATA_DIR"]).resolve())
     command = [sys.executable, "-m", "sciformer", "fit", str(recipe), "tracking.enabled=false", "train.progress=false", *overrides, "--out", str(out)]
@@ -84,11 +81,10 @@ def run_fit(recipe: Path, overrides: list[str], out: Path, python_path: str | No
     }
 
 
-def profile(recipe_path: Path, overrides: list[str], steps: int, warmup: int, rows: int, tf32: bool = False) -> dict:
+def profile(recipe_path: Path, overrides: list[str], steps: int, warmup: int, rows: int) -> dict:
     """ms per training step (CUDA events), one validation pass, and the profiler's top operators."""
     import torch
 
-    torch.backends.cuda.matmul.allow_tf32 = tf32
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
 
@@ -221,12 +217,11 @@ def main() -> None:
             entry: dict = {"overrides": [*args.overrides, *overrides]}
             if not args.no_fit:
                 print(f"[{recipe.stem} {name}] sciformer fit ...", file=sys.stderr, flush=True)
-                entry["fit"] = run_fit(recipe, entry["overrides"], work / f"{recipe.stem}-{name}", src, ENVIRONMENTS.get(name))
+                entry["fit"] = run_fit(recipe, entry["overrides"], work / f"{recipe.stem}-{name}", src)
                 print(f"[{recipe.stem} {name}] {json.dumps(entry['fit'])}", file=sys.stderr, flush=True)
             if args.profile and src is None and (args.profile_settings is None or name in args.profile_settings):
                 print(f"[{recipe.stem} {name}] profiling {args.steps} steps ...", file=sys.stderr, flush=True)
-                tf32 = ENVIRONMENTS.get(name, {}).get("TORCH_ALLOW_TF32_CUBLAS_OVERRIDE") == "1"
-                entry["profile"] = profile(recipe, entry["overrides"], args.steps, args.warmup, args.rows, tf32)
+                entry["profile"] = profile(recipe, entry["overrides"], args.steps, args.warmup, args.rows)
                 summary = {k: v for k, v in entry["profile"].items() if k != "top_ops"}
                 print(f"[{recipe.stem} {name}] {json.dumps(summary)}", file=sys.stderr, flush=True)
             entries[name] = entry

@@ -33,7 +33,7 @@ from sciformer.registry import RESIDUAL, Bounds, ModelClass, NonNegativeFloat, N
 DATA_FILLED = ("n_vars", "n_marks", "lookback", "horizon", "label_len", "in_channels", "out_channels", "n_dims")
 
 LrSchedule = Literal["halve", "cosine", "constant", "type3", "onecycle"]
-Precision = Literal["fp32", "bf16"]
+Precision = Literal["fp32", "tf32", "bf16"]
 LossName = Literal["mse", "mae", "rel_l2", "rel_l2_h1"]
 TrainMode = Literal["one_step", "unroll", "all_to_all"]
 Augment = Literal["none", "dihedral", "transpose"]
@@ -98,7 +98,7 @@ class TrainConfig:
     patience: NonNegativeInt = 3  # early stopping on validation loss; 0 disables
     freeze_epochs: NonNegativeInt = 0  # with model.init: train only the re-initialised layers for this many epochs
     grad_clip: PositiveFloat | None = None  # max global grad norm
-    precision: Precision = "fp32"  # bf16: autocast
+    precision: Precision = "fp32"  # tf32: float32 matrix products on TF32 tensor cores (CUDA); bf16: autocast
     loss: LossName = "mse"  # rel_l2_h1: operators only
     h1_weight: NonNegativeFloat = 0.1  # rel_l2_h1: weight of the relative H1 seminorm (Galerkin Transformer, arXiv 2105.14995)
     mode: TrainMode = field(default="one_step", metadata=OPERATOR_ONLY)  # unroll (pushforward) | all_to_all (lead-time pairs)

@@ -118,6 +118,8 @@ class Trainer:
         self.state_dir = Path(state_dir) if state_dir is not None else None
         self.on_best = on_best
         self.interrupts = interrupts
+        if cfg.precision == "tf32" and device.type == "cuda":  # torch's switches are process-wide; set before any capture
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
         self.use_graphs = self._graphs_possible()
         fused = fused_adam_possible(model, device) if cfg.fused_optimizer is None else cfg.fused_optimizer
         lr: float | torch.Tensor = cfg.lr

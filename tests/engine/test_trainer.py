@@ -36,6 +36,12 @@ def test_cuda_graphs_are_the_forecasters_default_on_one_gpu_and_off_when_asked_o
     assert not possible(TrainConfig(freeze_epochs=1))
 
 
+def test_tf32_precision_trains_in_float32_on_a_cpu_and_leaves_torchs_switches_alone():
+    before = torch.backends.cuda.matmul.allow_tf32
+    trainer = Trainer(torch.nn.Linear(3, 3), TrainConfig(precision="tf32"), torch.device("cpu"))
+    assert torch.backends.cuda.matmul.allow_tf32 == before and not trainer.use_graphs
+
+
 def test_onecycle_schedule_follows_pytorchs_onecyclelr():
     # the Galerkin Transformer's OneCycleLR(max_lr=lr, div_factor=1e4, final_div_factor=1e4), pct_start 0.3
     epochs, steps = 10, 100
