@@ -20,6 +20,10 @@ the model needs to reach FNO's error at S (S = the largest N; s from a power law
 same pair is also given against scOT from scratch. A zero-shot row scores the pretrained model on
 the held-out test set with no fine-tuning. Outputs: ``results.json``, ``error_vs_n.png`` and ``table.md`` in
 ``--out``.
+
+Over several short jobs: a rerun with the same ``--out`` reuses the simulated data, the pretrained run (``pretrain/``
+with its ``metrics.json`` and ``checkpoint/``) and every finished (model, N) in ``finished.json``;
+``--pretrain-only`` stops after pretraining.
 """
 
 from __future__ import annotations
@@ -237,28 +241,42 @@ def plot(results: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-def run(s: Setting, out: Path, device: str, seed: int) -> dict[str, Any]:
+MODELS = ("scOT pretrained + fine-tuned", "scOT from scratch", "FNO from scratch")
+
+
+def run(s: Setting, out: Path, device: str, seed: int, pretrain_only: bool = False) -> dict[str, Any] | None:
     out.mkdir(parents=True, exist_ok=True)
     torch_device = pick_device(device)
     started = time.perf_counter()
     paths = simulate(s, out / "data", "cuda" if torch_device.type == "cuda" else "cpu")
     pretrained = pretrain(s, paths, out, device, seed)
+    if pretrain_only:
+        return None
     init = resolve_init(str(pretrained), "poseidon")
     heldout = paths["heldout_kolmogorov"]
-    zero_shot_model, _ = load_model(pretrained / "checkpoint", torch_device)
-    zero_shot = vorticity_error(zero_shot_model, heldout_splits(heldout, s, min(s.ns), layout=True).to(torch_device), s.batch_size)
-    errors: dict[str, list[float]] = {"scOT pretrained + fine-tuned": [], "scOT from scratch": [], "FNO from scratch": []}
+    # every finished (model, N) is kept, so that the benchmark can be built over several short jobs
+    done_path = out / "finished.json"
+    done: dict[str, dict[str, float]] = json.loads(done_path.read_text()) if done_path.is_file() else {}
+    if "zero_shot" not in done:
+        zero_shot_model, _ = load_model(pretrained / "checkpoint", torch_device)
+        split = heldout_splits(heldout, s, min(s.ns), layout=True).to(torch_device)
+        done["zero_shot"] = {"all": vorticity_error(zero_shot_model, split, s.batch_size)}
+        done_path.write_text(json.dumps(done, indent=1))
     for n in s.ns:
         layered, plain = heldout_splits(heldout, s, n, layout=True), heldout_splits(heldout, s, n, layout=False)
-        seed_everything(seed)
-        model = scot(s, layered)
-        apply_init(model, init)
-        errors["scOT pretrained + fine-tuned"].append(train(model, layered, s, torch_device, seed))
-        seed_everything(seed)
-        errors["scOT from scratch"].append(train(scot(s, plain), plain, s, torch_device, seed))
-        seed_everything(seed)
-        errors["FNO from scratch"].append(train(fno(s, plain), plain, s, torch_device, seed))
-        print(f"N={n}: " + ", ".join(f"{k} {v[-1]:.4f}" for k, v in errors.items()), file=sys.stderr)
+        for name in MODELS:
+            if str(n) in done.get(name, {}):
+                continue
+            seed_everything(seed)
+            data = layered if name == MODELS[0] else plain
+            model = fno(s, data) if name == MODELS[2] else scot(s, data)
+            if name == MODELS[0]:
+                apply_init(model, init)
+            done.setdefault(name, {})[str(n)] = train(model, data, s, torch_device, seed)
+            done_path.write_text(json.dumps(done, indent=1))
+        print(f"N={n}: " + ", ".join(f"{k} {done[k][str(n)]:.4f}" for k in MODELS), file=sys.stderr)
+    errors = {name: [done[name][str(n)] for n in s.ns] for name in MODELS}
+    zero_shot = done["zero_shot"]["all"]
     ns = list(s.ns)
     results = {
         "ns": ns,
@@ -291,13 +309,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--t-end", type=float, help="simulated time units of the Navier-Stokes sets: one frame each (default 20)")
     parser.add_argument("--pretrain-n", type=int, help="trajectories per pretraining member (default 1024)")
     parser.add_argument("--pretrain-epochs", type=int, help="epochs of pretraining (default 40)")
+    parser.add_argument("--pretrain-only", action="store_true", help="stop once OUT/pretrain holds the pretrained run")
     args = parser.parse_args(argv)
     s = TINY if args.tiny else FULL
     if args.ns:
         s = replace(s, ns=tuple(sorted(args.ns)))
     given = {"epochs": args.epochs, "res": args.res, "t_end": args.t_end, "pretrain_n": args.pretrain_n, "pretrain_epochs": args.pretrain_epochs}
     s = replace(s, **{k: v for k, v in given.items() if v is not None})
-    results = run(s, args.out, args.device, args.seed)
+    results = run(s, args.out, args.device, args.seed, args.pretrain_only)
+    if results is None:
+        print(f"pretrained: {args.out / 'pretrain'}")
+        return 0
     print(table(results))
     print(f"\n{results['device']}, {results['seconds']} s; results in {args.out}")
     return 0
