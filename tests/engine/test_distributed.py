@@ -132,6 +132,27 @@ def ddp_runs(tmp_path_factory):
     return root, output
 
 
+@pytest.mark.integration  # torchrun
+def test_sigterm_to_the_launcher_stops_torchrun_and_its_workers_with_a_resumable_state(data_dir, tmp_path):
+    launcher = subprocess.Popen(_ddp_fit("--out", str(tmp_path / "run")), env=_env(), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    latest, deadline = tmp_path / "run" / RESUME_DIR / LATEST, time.monotonic() + 180
+    try:
+        while not (latest.is_file() and latest.read_text().startswith("epoch0000-step")):
+            assert launcher.poll() is None and time.monotonic() < deadline, "the DDP run ended before the signal"
+            time.sleep(0.01)
+        workers = _descendants(launcher.pid)
+        launcher.send_signal(signal.SIGTERM)  # as `kill` or a scheduler sends it: to the launcher alone
+        output = launcher.communicate(timeout=120)[0]
+    finally:
+        if launcher.poll() is None:
+            for pid in _descendants(launcher.pid):
+                os.kill(pid, signal.SIGKILL)
+            launcher.kill()
+    assert launcher.returncode == 143, output[-3000:]
+    assert not [pid for pid in workers if Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split(")")[1][:3]]
+    assert latest.is_file() and not (tmp_path / "run" / "metrics.json").exists()
+
+
 def _metrics(run_dir: Path) -> dict:
     return json.loads((run_dir / "metrics.json").read_text())
 
