@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from sciformer import __version__
-from sciformer.errors import CheckpointError, ConfigError, RunInterrupted, SciformerError, StorageError, describe_kind, storage_error, user_path
+from sciformer.errors import CheckpointError, ConfigError, DataError, RunInterrupted, SciformerError, StorageError, describe_kind, storage_error, user_path
 
 STARTED = time.perf_counter()  # wall time of a command is reported from here (the interpreter's own start is ~50 ms before)
 RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"
@@ -328,9 +328,12 @@ def cmd_datasets(args: argparse.Namespace) -> int:
             )
         print(f"wrote {path}")
     elif args.action == "inspect":
-        from sciformer.data.pde import describe
+        from sciformer.data.pde import inspect_file
 
-        print(describe(args.file))
+        text, problem = inspect_file(args.file)
+        print(text)
+        if problem:  # what could be read is shown; the run fails as fit would, in one line
+            raise DataError(problem)
     return 0
 
 

@@ -153,6 +153,11 @@ def test_datasets_generate_and_inspect(tmp_path, capsys):
     assert main(["datasets", "inspect", str(out)]) == 0
     described = capsys.readouterr().out
     assert "layout: single" in described and "Nu=0.001" in described and "tensor: (2, 201, 32)" in described
+    (tmp_path / "notes.csv").write_text("a,b\n1,2\n")  # not PDE data: what could be read, then exit 2 with one line
+    assert main(["datasets", "inspect", str(tmp_path / "notes.csv")]) == 2
+    shown = capsys.readouterr()
+    assert "layout: unrecognised" in shown.out and "problem" not in shown.out
+    assert shown.err.startswith("sciformer: error: ") and "notes.csv" in shown.err and shown.err.count("\n") == 1
     assert "has no parameter(s) ['beta']" in _error(capsys, ["datasets", "generate", "burgers1d", "--n", "1", "--res", "16", "--beta", "2", "--out", str(out)])
     assert "unknown generator 'burger1d'" in _error(capsys, ["datasets", "generate", "burger1d", "--n", "1", "--res", "16", "--out", str(out)])
 

@@ -200,13 +200,13 @@ def test_a_hostile_command_line_exits_2_with_one_line(world, tmp_path, capsys, c
 
 
 @pytest.mark.parametrize("case", ["a-folder", "dev-zero", "a-csv", "link-cycle", "string-dtype", "never-written-chunks"])
-def test_inspect_names_the_problem_of_a_file_it_cannot_read_as_pde_data(world, tmp_path, capsys, case):
-    """``datasets inspect`` is the diagnosis: it describes what it can and ends with one ``problem:`` line."""
+def test_inspect_describes_what_it_can_then_names_the_problem_in_one_line_and_exits_2(world, tmp_path, capsys, case):
+    """``datasets inspect`` is the diagnosis: it describes what it can, then fails as ``fit`` would, in one line."""
     path = {"a-folder": tmp_path, "dev-zero": Path("/dev/zero"), "a-csv": world / "s.csv"}.get(case) or H5_CASES[case](tmp_path)
     before = watched(world, tmp_path, None)
-    assert main(["datasets", "inspect", str(path)]) == 0
+    assert main(["datasets", "inspect", str(path)]) == 2
     out, err = capsys.readouterr()
-    assert [line for line in out.splitlines() if line.startswith("problem: ")] and not err
+    assert out.startswith("file: ") and err.startswith("sciformer: error: ") and err.count("\n") == 1 and "Traceback" not in err
     assert watched(world, tmp_path, None) == before
 
 

@@ -416,7 +416,15 @@ def _summary(src: TrajectorySource) -> list[str]:
 
 
 def describe(path: str | os.PathLike) -> str:
-    """Human-readable summary of a PDE data file: format, keys, shapes, dtypes, attributes, splits."""
+    """Human-readable summary of a PDE data file: format, keys, shapes, dtypes, attributes, splits (and the problem
+    that keeps sciformer from reading it, if any)."""
+    text, problem = inspect_file(path)
+    return text + (f"\nproblem: {problem}" if problem else "")
+
+
+def inspect_file(path: str | os.PathLike) -> tuple[str, str | None]:
+    """:func:`describe`'s summary, and apart from it the problem that keeps sciformer from reading the file (None
+    when it reads)."""
     path = Path(path)
     lines = [f"file: {path} ({path.stat().st_size / 2**20:.1f} MiB)" if path.is_file() else f"file: {path}"]
     try:
@@ -433,6 +441,4 @@ def describe(path: str | os.PathLike) -> str:
     if src is not None:
         lines += _summary(src)
         src.close()
-    if err:
-        lines.append(f"problem: {err}")
-    return "\n".join(lines)
+    return "\n".join(lines), err
