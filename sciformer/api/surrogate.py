@@ -38,7 +38,7 @@ from sciformer.engine.rollout import check_steps, data_coordinates, rollout
 from sciformer.engine.tasks import train
 from sciformer.engine.tasks.operator import OperatorTask, operator_test_metrics
 from sciformer.engine.trainer import pick_device, seed_everything
-from sciformer.errors import ConfigError, DataError, user_path
+from sciformer.errors import CheckpointError, ConfigError, DataError, user_path
 from sciformer.registry import get_model
 
 _TRAIN_KEYS = set(TrainConfig.__dataclass_fields__)
@@ -262,7 +262,7 @@ class Surrogate:
         ckpt = find_checkpoint(user_path(path))
         config = read_config(ckpt)
         if (config.get("data") or {}).get("kind") != "operator":
-            raise DataError(f"'{path}' does not hold an operator model's checkpoint (use Forecaster.load for forecasters)")
+            raise CheckpointError(f"'{path}' holds a forecaster's checkpoint, not an operator model's; load it with Forecaster.load")
         recipe = stored_recipe(config["recipe"])
         if device is not None:
             recipe = dataclasses.replace(recipe, train=dataclasses.replace(recipe.train, device=device))

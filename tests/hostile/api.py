@@ -115,7 +115,7 @@ API_CASES: dict[str, tuple[type[SciformerError], Call]] = {
     "load-the-users-folder": (CheckpointError, lambda ws, w, fc, sg, u: type(fc).load(users_folder(ws))),
     "load-dev-null": (CheckpointError, lambda ws, w, fc, sg, u: type(fc).load("/dev/null")),
     "load-an-operator-run": (CheckpointError, lambda ws, w, fc, sg, u: type(fc).load(w / "pde")),
-    "surrogate-load-a-forecasting-run": (DataError, lambda ws, w, fc, sg, u: type(sg).load(w / "series")),
+    "surrogate-load-a-forecasting-run": (CheckpointError, lambda ws, w, fc, sg, u: type(sg).load(w / "series")),
     "surrogate-load-missing": (CheckpointError, lambda ws, w, fc, sg, u: type(sg).load(ws / "nope")),
     # Surrogate inputs
     "surrogate-predict-wrong-rank": (DataError, lambda ws, w, fc, sg, u: sg.predict(np.zeros(3))),
