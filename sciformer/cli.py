@@ -159,26 +159,11 @@ def torchrun_command(args: argparse.Namespace) -> list[str]:
 
 
 def _launch_torchrun(args: argparse.Namespace) -> int:
-    import subprocess
+    from sciformer.engine.launch import supervise
 
     command = torchrun_command(args)
     print("launching: " + " ".join(command[2:]), file=sys.stderr)
-    torchrun = subprocess.Popen(command)
-    stopped = []
-
-    def forward(signum: int, frame: object) -> None:  # `kill` reaches this process alone; Ctrl-C reaches torchrun too
-        stopped.append(signum)
-        torchrun.send_signal(signum)  # torchrun stops its workers, which save a resumable state
-
-    previous = signal.signal(signal.SIGTERM, forward)
-    try:
-        code = torchrun.wait()
-    except BaseException:
-        torchrun.kill()
-        raise
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    return 128 + signal.SIGTERM if stopped else code
+    return supervise(command)
 
 
 # ----------------------------------------------------------------------------------- evaluate, predict
