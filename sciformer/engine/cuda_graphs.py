@@ -16,6 +16,17 @@ def _signature(batch: Any) -> tuple:
     return tuple((tuple(v.shape), v.dtype) if isinstance(v, torch.Tensor) else v for v in batch)
 
 
+def steps_to_device(optimizer: torch.optim.Optimizer) -> None:
+    """Move Adam's step counts onto their parameters' devices: the foreach Adam (complex parameters, which the fused
+    one does not take) keeps them on the host after eager steps, and a captured step must find them on the GPU."""
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            state = optimizer.state.get(p, {})
+            step = state.get("step")
+            if isinstance(step, torch.Tensor) and step.device != p.device:
+                state["step"] = step.to(device=p.device, dtype=torch.float32)
+
+
 class CudaGraphStep:
     """``fn(batch)`` replayed from one CUDA graph for every full batch (``rows`` rows, shaped like the first).
 
@@ -78,6 +89,8 @@ class CudaGraphStep:
         groups = self.optimizer.param_groups if self.optimizer is not None else []
         for group in groups:
             group["capturable"] = True  # lets Adam.step be recorded (fused Adam keeps its step count on the device)
+        if self.optimizer is not None:
+            steps_to_device(self.optimizer)
         try:
             self.static_batch = type(batch)(*[v.clone() if isinstance(v, torch.Tensor) else v for v in batch])
             graph = torch.cuda.CUDAGraph()

@@ -29,19 +29,17 @@ def test_gains_follow_poseidons_definitions():
     assert flat["EG"] is None and bench._gain(flat["EG"]) == "–"
 
 
-@pytest.mark.integration  # pretrain, zero-shot, 3 models x 2 N on a CPU: about a minute
+@pytest.mark.integration  # pretrain, zero-shot, 3 models x 2 N (in child processes) on a CPU: about a minute
 def test_tiny_run_writes_results_table_and_plot_and_a_rerun_keeps_what_is_finished(tmp_path, capsys):
     bench = _script()
-    assert bench.main(["--tiny", "--ns", "2", "4", "--out", str(tmp_path / "out")]) == 0
+    assert bench.main(["--tiny", "--ns", "2", "4", "--out", str(tmp_path / "out"), "--jobs", "2"]) == 0  # 6 runs, 2 processes at a time
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     assert results["ns"] == [2, 4] and set(results["errors"]) == {"scOT pretrained + fine-tuned", "scOT from scratch", "FNO from scratch"}
     assert all(len(e) == 2 for e in results["errors"].values()) and results["zero_shot"] > 0
     assert results["pretrained"]["weights_sha256"] and (tmp_path / "out" / "error_vs_n.png").stat().st_size > 5_000
     assert "| zero-shot (pretrained, no fine-tuning) |" in capsys.readouterr().out
     # a rerun with the same --out (the next short GPU job) trains nothing it has: a finished entry is kept as it is
-    finished = tmp_path / "out" / "finished.json"
-    done = json.loads(finished.read_text())
-    done["FNO from scratch"]["4"] = 123.0
-    finished.write_text(json.dumps(done))
+    finished = tmp_path / "out" / "finished" / "fno_from_scratch_n4.json"
+    finished.write_text(json.dumps({**json.loads(finished.read_text()), "error": 123.0}))
     assert bench.main(["--tiny", "--ns", "2", "4", "--out", str(tmp_path / "out")]) == 0
     assert json.loads((tmp_path / "out" / "results.json").read_text())["errors"]["FNO from scratch"][1] == 123.0

@@ -43,6 +43,20 @@ def test_moving_average_keeps_the_length_for_even_kernels():
     torch.testing.assert_close(trend[0, 2:-1, 0], x[0, 2:-1, 0] - 0.5)
 
 
+@pytest.mark.parametrize("kernel_size", [1, 4, 25])
+def test_moving_average_equals_a_pooling_of_the_padded_series_values_and_gradients(kernel_size):
+    x = torch.randn(3, 96, 5, dtype=torch.float64, requires_grad=True)
+    front, end = kernel_size - 1 - (kernel_size - 1) // 2, (kernel_size - 1) // 2
+    padded = torch.cat([x[:, :1].expand(-1, front, -1), x, x[:, -1:].expand(-1, end, -1)], dim=1)
+    expected = torch.nn.functional.avg_pool1d(padded.transpose(1, 2), kernel_size, stride=1).transpose(1, 2)
+    trend = MovingAverage(kernel_size)(x)
+    torch.testing.assert_close(trend, expected)
+    weights = torch.randn_like(trend)
+    (grad,) = torch.autograd.grad((trend * weights).sum(), x)
+    (expected_grad,) = torch.autograd.grad((expected * weights).sum(), x)
+    torch.testing.assert_close(grad, expected_grad)
+
+
 def test_moving_average_rejects_a_non_series_input():
     with pytest.raises(ValueError, match=r"\[B, L, N\]"):
         MovingAverage(3)(torch.zeros(4, 5))
