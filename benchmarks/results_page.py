@@ -73,6 +73,8 @@ def render_table(table: dict, heading: str = "###") -> list[str]:
     lines += [_row(table["columns"]), _row(["---"] * len(table["columns"]))]
     lines += [_row(row) for row in table["rows"]]
     lines.append("")
+    if table.get("image"):  # a figure beside the table, relative to docs/
+        lines += [f"![{table['caption']}]({table['image']})", ""]
     for note in table.get("notes", []):
         lines.append(f"- {note}")
     if table.get("notes"):

@@ -43,3 +43,10 @@ def test_tiny_run_writes_results_table_and_plot_and_a_rerun_keeps_what_is_finish
     finished.write_text(json.dumps({**json.loads(finished.read_text()), "error": 123.0}))
     assert bench.main(["--tiny", "--ns", "2", "4", "--out", str(tmp_path / "out")]) == 0
     assert json.loads((tmp_path / "out" / "results.json").read_text())["errors"]["FNO from scratch"][1] == 123.0
+    # --record: the table goes to the results page's operators topic, the plot beside the docs
+    bench.RESULTS, bench.FIGURE = tmp_path / "operators.json", tmp_path / "img" / "pretrain_finetune.png"
+    bench.record(results, tmp_path / "out", "python benchmarks/pretrain_finetune.py --tiny")
+    recorded = json.loads(bench.RESULTS.read_text())["tables"][0]
+    assert recorded["image"] == "img/pretrain_finetune.png" and bench.FIGURE.is_file()
+    assert [row[0] for row in recorded["rows"]][-1].startswith("zero-shot") and len(recorded["rows"][0]) == len(recorded["columns"])
+
