@@ -35,6 +35,17 @@ def _log_budget(factor: int, length: int) -> int:
     return max(1, min(length, factor * math.ceil(math.log(length))))
 
 
+def sampled_scores(q: torch.Tensor, k: torch.Tensor, sample: torch.Tensor, gather_keys: bool) -> torch.Tensor:
+    """``q·k_j`` of every query with its sampled keys: ``q [B, H, L, E]``, ``k [B, H, S, E]``, ``sample [L, U]`` →
+    ``[B, H, L, U]``. ``gather_keys``: gather the ``L·U·E`` sampled keys and take one dot product each (O(L ln S)
+    memory, for very long keys); else every score ``q kᵀ`` and then the sampled ones, fewer numbers whenever
+    ``S ≤ U·E`` and one matrix product instead of a gather and a batched matrix-vector product (faster on a GPU)."""
+    if gather_keys:
+        return torch.einsum("bhle,bhlue->bhlu", q, k[:, :, sample])
+    B, H, L, _ = q.shape
+    return (q @ k.transpose(-2, -1)).gather(-1, sample.expand(B, H, L, sample.shape[-1]))
+
+
 class ProbSparseAttention(nn.Module):
     """ProbSparse attention: only the "active" queries attend; the lazy ones output a cheap default.
 
@@ -83,12 +94,11 @@ class ProbSparseAttention(nn.Module):
         n_sample = _log_budget(self.factor, S)  # U_part
         n_top = _log_budget(self.factor, L)  # u
 
-        # 1-2. sparsity measure from a sample of keys: [B, H, L, U_part, E] holds O(L ln S) keys, not L·S. Only the
-        # choice of queries comes out of it, which carries no gradient: nothing here is kept for the backward pass
+        # 1-2. sparsity measure from a sample of keys. Only the choice of queries comes out of it, which carries no
+        # gradient: nothing here is kept for the backward pass
         sample = self._sample_keys(L, S, n_sample, q.device)  # [L, U_part]
         with torch.no_grad():
-            k_sample = k[:, :, sample]  # [B, H, L, U_part, E]
-            qk_sample = torch.einsum("bhle,bhlue->bhlu", q, k_sample)  # [B, H, L, U_part]
+            qk_sample = sampled_scores(q, k, sample, gather_keys=S > n_sample * E)  # [B, H, L, U_part]
             sparsity = qk_sample.amax(dim=-1) - qk_sample.sum(dim=-1) / S  # [B, H, L]
             top = sparsity.topk(n_top, dim=-1, sorted=False).indices  # [B, H, u]
 

@@ -7,7 +7,7 @@ import torch
 
 from sciformer.errors import ConfigError
 from sciformer.nn.attention import AttentionLayer, FullAttention
-from sciformer.nn.probsparse import EVAL_SAMPLING_SEED, DistillingLayer, ProbSparseAttention
+from sciformer.nn.probsparse import EVAL_SAMPLING_SEED, DistillingLayer, ProbSparseAttention, sampled_scores
 from sciformer.registry import build_model
 
 ATOL = 1e-5
@@ -51,6 +51,14 @@ def test_only_top_u_queries_attend_and_lazy_ones_get_mean_or_cumsum_of_values(ca
     u = factor * math.ceil(math.log(L))  # 3 · ceil(ln 96) = 15 active queries per sample and head
     assert u == 15
     assert (is_full & ~is_lazy).sum(dim=1).eq(u).all(), f"expected exactly {u} active queries per sample and head"
+
+
+def test_sampled_scores_are_the_same_from_all_scores_as_from_gathered_keys():
+    q, k = torch.randn(2, 3, 40, 8, dtype=torch.float64), torch.randn(2, 3, 50, 8, dtype=torch.float64)
+    sample = torch.randint(50, (40, 7))
+    from_all = sampled_scores(q, k, sample, gather_keys=False)
+    torch.testing.assert_close(from_all, sampled_scores(q, k, sample, gather_keys=True))
+    torch.testing.assert_close(from_all[1, 2, 5, 3], q[1, 2, 5] @ k[1, 2, sample[5, 3]])
 
 
 def test_probsparse_is_reproducible_in_eval_and_resampled_in_training():
