@@ -153,7 +153,10 @@ def vorticity_error(model: torch.nn.Module, data: OperatorData, batch_size: int)
 
 
 def train(model: torch.nn.Module, data: OperatorData, s: Setting, device: torch.device, seed: int) -> float:
-    cfg = TrainConfig(epochs=s.epochs, batch_size=s.batch_size, lr=s.lr, lr_schedule="cosine", loss=LOSS, patience=0, progress=False, device=str(device))
+    # on a GPU every step replays from a CUDA graph (pretraining too): these small models are launch-bound, and eager
+    # steps leave the GPU mostly idle; a CPU ignores the setting
+    cfg = TrainConfig(epochs=s.epochs, batch_size=s.batch_size, lr=s.lr, lr_schedule="cosine", loss=LOSS, patience=0, progress=False, device=str(device),
+                      cuda_graphs=True)  # fmt: skip
     Trainer(model, cfg, device, seed=seed, step=step_of(data)).fit(data.to(device))
     return vorticity_error(model, data, s.batch_size)
 
@@ -167,7 +170,7 @@ def pretrain(s: Setting, paths: dict[str, Path], out: Path, device: str, seed: i
     recipe = recipe_from_dict({
         "data": {"name": "mixture", "mixture": members, "mixture_channels": FIELDS},
         "model": {"name": "poseidon", **s.scot, "residual": True},
-        "train": {"epochs": s.pretrain_epochs, "batch_size": s.pretrain_batch_size or s.batch_size, "lr": s.lr, "lr_schedule": "cosine", "loss": LOSS, "patience": 0,
+        "train": {"epochs": s.pretrain_epochs, "batch_size": s.pretrain_batch_size or s.batch_size, "lr": s.lr, "lr_schedule": "cosine", "loss": LOSS, "patience": 0, "cuda_graphs": True,
                   "progress": False, "device": device},
         "tracking": {"enabled": False},
         "seed": seed,
