@@ -350,6 +350,7 @@ def run(s: Setting, out: Path, device: str, seed: int, pretrain_only: bool = Fal
         "jobs": jobs,
         "seconds": round(time.perf_counter() - started, 1),
         "pretrained": {"run": str(pretrained), **init.lineage},
+        "command": " ".join(["python benchmarks/pretrain_finetune.py", *(a for a in child_args or [] if a != "--record")]),
     }
     (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
     (out / "table.md").write_text(table(results) + "\n")
@@ -373,10 +374,10 @@ def record(results: dict[str, Any], out: Path, command: str) -> None:
     for name, errors in results["errors"].items():
         g_fno, g_scot = results["gains"][name]["fno_scratch"], results["gains"][name]["scot_scratch"]
         rows.append([name, *(f"{e:.4f}" for e in errors), _gain(g_fno["EG"]), _gain(g_fno["AG"]), _gain(g_scot["EG"]), _gain(g_scot["AG"])])
-    rows.append(["zero-shot (pretrained, no fine-tuning)", *([f"{results['zero_shot']:.4f}"] * len(ns)), "", "", "", ""])
     verdict = table(results).splitlines()[-1]
     pretrain_seconds = json.loads((out / "pretrain" / "metrics.json").read_text())["train_seconds"]
     runs = [t for times in results["train_seconds"].values() for t in times]
+    zero_shot = f"{results['zero_shot']:.4f}"
     gain_at = next(iter(results["gains"].values()))["fno_scratch"]
     t = {
         "caption": f"Pretrain → fine-tune (scOT): held-out Kolmogorov flow at {s['res']}², error against training trajectories N",
@@ -384,14 +385,15 @@ def record(results: dict[str, Any], out: Path, command: str) -> None:
         "machine": results["device"],
         "date": time.strftime("%Y-%m-%d"),
         "columns": ["model", *(f"N = {n}" for n in ns), "EG vs FNO", "AG vs FNO", "EG vs scOT", "AG vs scOT"],
-        "rows": rows,
+        "rows": [*rows, ["zero-shot (pretrained, no fine-tuning)", *([zero_shot] * len(ns)), "", "", "", ""]],
         "image": "img/" + FIGURE.name,
         "notes": [
             f"One-step relative L2 of the vorticity on {s['n_test']} held-out test trajectories (EG at N = {gain_at['EG_at']}, "
             f"AG at N = {gain_at['AG_at']}, Poseidon's eq. 11). Pretraining: {s['pretrain_n']} trajectories each of NS ν = 1e-3 "
             f"and 1e-4 (FNO forcing) and diffusion–reaction, {s['pretrain_epochs']} epochs; every fine-tuning and scratch run "
             f"{s['epochs']} epochs, batch {s['batch_size']}, Adam {s['lr']:g} with a cosine schedule, relative-L2 loss; one seed. "
-            f"Time: pretraining {pretrain_seconds:.0f} s, the {len(runs)} runs {sum(runs):.0f} s summed ({results['jobs']} at a time).",
+            f"Training time: pretraining {pretrain_seconds:.0f} s, the {len(runs)} fine-tuning and scratch runs {sum(runs):.0f} s "
+            "summed (several at a time on the one device).",
             verdict,
         ],
         "by_model": False,
@@ -416,9 +418,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pretrain-batch-size", type=int, help="batch size of pretraining (default: the fine-tuning batch size)")
     parser.add_argument("--pretrain-only", action="store_true", help="stop once OUT/pretrain holds the pretrained run")
     parser.add_argument("--jobs", type=int, default=1, help="fine-tuning and scratch runs at once, each a process (they share the device)")
+    parser.add_argument("--record-from", type=Path, metavar="RESULTS_JSON",
+                        help="record a finished run's results.json (beside it: pretrain/metrics.json, error_vs_n.png) and exit")
     parser.add_argument("--record", action="store_true", help=f"put the table into {RESULTS.relative_to(REPO)} and the plot into docs/img")
     parser.add_argument("--only", nargs=2, metavar=("MODEL", "N"), help=argparse.SUPPRESS)  # one run: what --jobs starts
     args = parser.parse_args(argv)
+    if args.record_from:  # the results of a run made elsewhere (a GPU machine), with the command that made them
+        results = json.loads(args.record_from.read_text())
+        record(results, args.record_from.parent, results["command"])
+        return 0
     s = TINY if args.tiny else FULL
     if args.ns:
         s = replace(s, ns=tuple(sorted(args.ns)))
@@ -437,7 +445,7 @@ def main(argv: list[str] | None = None) -> int:
     print(table(results))
     print(f"\n{results['device']}, {results['seconds']} s; results in {args.out}")
     if args.record:
-        record(results, args.out, "python benchmarks/pretrain_finetune.py " + " ".join(a for a in child_args if a != "--record"))
+        record(results, args.out, results["command"])
     return 0
 
 
