@@ -25,6 +25,7 @@ def test_variants_are_valid_overrides_of_their_recipes():
         r = load_recipe(bench.REPO / "recipes" / f"{recipe}.yaml", list(overrides))
         modes.add((r.model.name, r.train.mode, r.model.args.get("residual", False)))
     assert {("poseidon", "all_to_all", False), ("poseidon", "one_step", True), ("fno", "one_step", False)} <= modes
+    assert set(bench.EPOCH_FACTORS) <= set(bench.VARIANTS)  # a longer run names a variant
 
 
 def test_table_gives_each_variant_its_ratio_to_fno_and_names_a_failed_run():
