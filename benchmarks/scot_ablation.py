@@ -41,6 +41,10 @@ VARIANTS: dict[str, tuple[str, tuple[str, ...]]] = {  # label -> (recipe, overri
     # the operator table's size: parameters within ±25 % of FNO's
     "scOT, one step + residual, FNO's size (embed_dim 48)": ("ns2d_poseidon", ("train.mode=one_step", "model.residual=true", "model.embed_dim=48")),
     "scOT, one step + residual, 3× the epochs (FNO's time)": ("ns2d_poseidon", ("train.mode=one_step", "model.residual=true")),
+    # FNO sees the grid coordinates; scOT's only cue to where it is (the forcing depends on x + y) is its padding
+    "scOT, one step + residual, grid coordinates": ("ns2d_poseidon", ("train.mode=one_step", "model.residual=true", "model.coords=true")),
+    "scOT, one step + residual, grid coordinates, periodic windows": (
+        "ns2d_poseidon", ("train.mode=one_step", "model.residual=true", "model.coords=true", "model.periodic=true")),
 }
 # the operator table's cap is time, not epochs: at 32² on a CPU FNO's epoch costs about three of scOT's
 EPOCH_FACTORS = {"scOT, one step + residual, 3× the epochs (FNO's time)": 3}
@@ -75,7 +79,7 @@ def table(results: dict[str, dict | None], args: argparse.Namespace, command: st
         ratio = f"{m['test_rel_l2'] / bar:.2f}" if bar else "–"
         rows.append([label, f"{m['test_rel_l2']:.4f}", ratio, f"{m['test_nrmse']:.4f}", f"{m['parameters']:,}", f"{m['seconds_per_epoch']:.1f}"])
     return {
-        "caption": f"scOT on Navier–Stokes 2D: training mode, learned residual, periodic windows, patch size, beside FNO ({args.res}², {args.n} trajectories, {args.epochs} epochs)",
+        "caption": f"scOT on Navier–Stokes 2D: training mode, residual, periodic windows, patch size, size, time, coordinates, beside FNO ({args.res}², {args.n} trajectories, {args.epochs} epochs)",
         "command": command,
         "machine": machine,
         "date": time.strftime("%Y-%m-%d"),

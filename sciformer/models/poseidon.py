@@ -16,6 +16,9 @@ one model maps ``u(t_i)`` to ``u(t_i + t)`` for any lead time (trained on all (t
 * **Time conditioning.** Every LayerNorm (embedding, blocks, merging, expansion, ConvNeXt) is
   ``LN(x) · (1 + a(t)) + b(t)`` with ``a, b`` affine in the scalar lead time (``Linear(1 → D)``); ``t=None`` means
   lead time 0. PDE parameters (``params``) are not used, as in scOT.
+* **Grid coordinates** (``coords``, off as in scOT): the unit-box coordinates join the input channels, as FNO,
+  Galerkin and FactFormer take them. Without them the model's only cue to where a patch lies is the boundary
+  (padding, and the window masks unless ``periodic``): a position-dependent forcing cannot be learnt on a periodic grid.
 
 Sizes (``scOT/train.py``'s ``MODEL_MAP``), registered as models: ``poseidon_t`` = width 48, depths [4, 4, 4, 4]
 (20.78M parameters here with 4 → 4 channels; the Poseidon-T card says 20.8M); ``poseidon_b`` = width 96, depths
@@ -40,6 +43,7 @@ from functools import partial
 import torch
 from torch import nn
 
+from sciformer.nn.embedding import grid_coordinates
 from sciformer.nn.multiscale import ConvNeXtBlock, PatchExpanding, PatchMerging, PatchRecovery, SwinStage, TimeConditionedLayerNorm
 from sciformer.registry import NonNegativeInt, PositiveFloat, PositiveInt, register_model, register_preset
 
@@ -71,6 +75,7 @@ class Poseidon(nn.Module):
         patch_size: PositiveInt = 4,
         window_size: PositiveInt = 4,
         periodic: bool = False,
+        coords: bool = False,
     ) -> None:
         super().__init__()
         if n_dims != 2:
@@ -97,7 +102,8 @@ class Poseidon(nn.Module):
         self.in_channels, self.out_channels, self.n_dims = in_channels, out_channels, n_dims
         self.patch_size, self.window_size, self.n_stages = patch_size, window_size, n
 
-        self.patch_embed = nn.Conv2d(in_channels, embed_dim, kernel_size=patch_size, stride=patch_size)
+        self.coords = coords
+        self.patch_embed = nn.Conv2d(in_channels + (n_dims if coords else 0), embed_dim, kernel_size=patch_size, stride=patch_size)
         self.embed_norm = TimeConditionedLayerNorm(embed_dim)
         stage = partial(SwinStage, window_size=window_size, mlp_ratio=mlp_ratio, periodic=periodic)
         self.encoders = nn.ModuleList(stage(widths[i], depths[i], n_heads[i]) for i in range(n))
@@ -147,6 +153,8 @@ class Poseidon(nn.Module):
     def forward(self, u: torch.Tensor, t: torch.Tensor | None = None, params: torch.Tensor | None = None) -> torch.Tensor:
         self._check(u, t)
         t = torch.zeros(u.shape[0], device=u.device, dtype=u.dtype) if t is None else t.to(u.dtype)
+        if self.coords:  # the unit-box coordinates as two more input channels, as FNO and FactFormer take them
+            u = torch.cat([u, grid_coordinates(u.shape[2:], u.device, u.dtype).expand(u.shape[0], -1, -1, -1)], dim=1)
         x = self.embed_norm(self.patch_embed(u).permute(0, 2, 3, 1), t)  # [B, H/p, W/p, D]
 
         skips = []

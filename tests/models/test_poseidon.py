@@ -235,3 +235,17 @@ def test_learns_a_lead_time_dependent_shift():
     with torch.no_grad():
         error = sum((model(u, leads[i].expand(n)) - targets[i]).square().mean().item() for i in range(3)) / 3
     assert error < 0.4 * blind_floor, f"error {error:.3g} against the t-blind floor {blind_floor:.3g}"
+
+
+def test_grid_coordinates_let_the_model_tell_positions_apart():
+    torch.manual_seed(0)
+    kwargs = dict(in_channels=1, out_channels=1, n_dims=2, embed_dim=16, depths=(1, 1), n_heads=(2, 4), skip_blocks=(1, 0), periodic=True)
+    plain, located = Poseidon(**kwargs).eval(), Poseidon(**kwargs, coords=True).eval()
+    assert located.patch_embed.in_channels == 3  # the field and x, y
+    u = torch.randn(2, 1, 64, 64)
+    # a shift of whole windows at every stage (8 tokens of 4² patches, then 4 merged ones): the periodic model commutes
+    shifted = torch.roll(u, shifts=(32, 32), dims=(2, 3))
+    with torch.no_grad():
+        torch.testing.assert_close(plain(shifted), torch.roll(plain(u), shifts=(32, 32), dims=(2, 3)), atol=1e-5, rtol=1e-4)
+        moved = located(shifted) - torch.roll(located(u), shifts=(32, 32), dims=(2, 3))
+    assert moved.abs().max() > 1e-3  # with coordinates the same field elsewhere gives another answer
