@@ -266,9 +266,10 @@ def _result_file(out: Path, model: str, n: int | None = None) -> Path:
     return out / "finished" / (f"{slug}_n{n}.json" if n is not None else f"{slug}.json")
 
 
-def _finished(out: Path, model: str, n: int | None = None) -> float | None:
+def _finished(out: Path, model: str, n: int | None = None) -> dict[str, Any] | None:
+    """The recorded result of (model, N) (``error``, ``seconds``), or None while it is not finished."""
     path = _result_file(out, model, n)
-    return json.loads(path.read_text())["error"] if path.is_file() else None
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def _record(out: Path, model: str, n: int | None, error: float, seconds: float) -> None:
@@ -332,9 +333,10 @@ def run(s: Setting, out: Path, device: str, seed: int, pretrain_only: bool = Fal
     else:
         for name, n in pending:
             train_one(s, out, device, seed, name, n)
-    errors = {name: [_finished(out, name, n) for n in s.ns] for name in MODELS}
-    seconds = {name: [json.loads(_result_file(out, name, n).read_text())["seconds"] for n in s.ns] for name in MODELS}
-    zero_shot = _finished(out, ZERO_SHOT)
+    finished = {name: [_finished(out, name, n) for n in s.ns] for name in MODELS}  # every run is finished here
+    errors = {name: [r["error"] for r in runs] for name, runs in finished.items()}
+    seconds = {name: [r["seconds"] for r in runs] for name, runs in finished.items()}
+    zero_shot = _finished(out, ZERO_SHOT)["error"]
     ns = list(s.ns)
     results = {
         "ns": ns,
@@ -347,7 +349,6 @@ def run(s: Setting, out: Path, device: str, seed: int, pretrain_only: bool = Fal
         },
         "setting": dict(s.__dict__),
         "device": torch.cuda.get_device_name(torch_device) if torch_device.type == "cuda" else "cpu",
-        "jobs": jobs,
         "seconds": round(time.perf_counter() - started, 1),
         "pretrained": {"run": str(pretrained), **init.lineage},
         "command": " ".join(["python benchmarks/pretrain_finetune.py", *(a for a in child_args or [] if a != "--record")]),

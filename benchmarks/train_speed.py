@@ -85,6 +85,17 @@ def profile(recipe_path: Path, overrides: list[str], steps: int, warmup: int, ro
     """ms per training step (CUDA events), one validation pass, and the profiler's top operators."""
     import torch
 
+    # train.precision=tf32 turns torch's process-wide TF32 switches on: the next setting profiled here must not inherit them
+    switches = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    try:
+        return _profile(recipe_path, overrides, steps, warmup, rows)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = switches
+
+
+def _profile(recipe_path: Path, overrides: list[str], steps: int, warmup: int, rows: int) -> dict:
+    import torch
+
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
 

@@ -1,20 +1,13 @@
 """benchmarks/kernels.py: the compiled references it compares against belong to the case they are timed in."""
 
 import importlib.util
-import sys
-from pathlib import Path
 
 import torch
-
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "kernels.py"
+from benchmark_script import load_benchmark
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("kernels_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses resolve their annotations through the module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("kernels")
 
 
 def test_compiled_references_are_not_shared_between_cases_that_close_over_different_shapes():

@@ -2,23 +2,15 @@
 out-of-memory steps recorded rather than fatal, table cells of finished, failed and cut-short rows, and (integration)
 the whole script on tiny models with --record into a copy of a results file."""
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "large_grid.py"
+from benchmark_script import load_benchmark
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("large_grid_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("large_grid")
 
 
 def test_the_ladder_doubles_from_the_timed_grid_up_to_the_largest():

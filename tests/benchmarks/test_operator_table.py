@@ -1,23 +1,19 @@
 """benchmarks/operator_table.py: widths matched to FNO's parameters, the sweep chosen on validation only, finished
 runs skipped and interrupted ones resumed, and (integration) the whole protocol on tiny data."""
 
-import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from benchmark_script import load_benchmark
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("operator_table_benchmark", BENCH / "operator_table.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("operator_table")
 
 
 def test_width_search_lands_nearest_the_target_in_ratio():

@@ -1,21 +1,13 @@
 """benchmarks/pretrain_finetune.py: Poseidon's EG and AG from power-law fits, and the whole pipeline at --tiny."""
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "pretrain_finetune.py"
+from benchmark_script import load_benchmark
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("pretrain_finetune_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("pretrain_finetune")
 
 
 def test_gains_follow_poseidons_definitions():

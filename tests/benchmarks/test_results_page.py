@@ -1,18 +1,10 @@
 """benchmarks/results_page.py: a pivoted table on the page, every recorded row and column on the model cards."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "results_page.py"
+from benchmark_script import load_benchmark
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("results_page_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("results_page")
 
 
 TABLE = {

@@ -1,19 +1,12 @@
 """benchmarks/scot_ablation.py: the variants are valid recipe overrides, and the table scores each against FNO."""
 
 import argparse
-import importlib.util
-import sys
-from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "scot_ablation.py"
+from benchmark_script import load_benchmark
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("scot_ablation_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("scot_ablation")
 
 
 def test_variants_are_valid_overrides_of_their_recipes():

@@ -1,19 +1,11 @@
 """benchmarks/train_speed.py: the five forecasters by default, settings that exist, and a table that shows a failed
 fit as failed rather than as numbers."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "train_speed.py"
+from benchmark_script import load_benchmark
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("train_speed_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("train_speed")
 
 
 def test_every_forecaster_recipe_exists_and_every_setting_is_valid_recipe_overrides():
