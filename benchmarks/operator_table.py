@@ -8,9 +8,10 @@ Per data set (:data:`SETS`) and model:
 1. **Size.** Parameters are counted by building each model on the set's data sizes (meta device, no memory); the
    width argument of every transformer (:data:`WIDTHS`) is chosen so that its count lands within ±25 % of the
    set's FNO. ``--recipe-sizes`` adds a row at the recipe's own size where that lies outside the band.
-2. **Time.** The trainer has no time budget, so the cap is an epoch count: one calibration epoch measures s/epoch,
-   and every run of that row trains ``floor(cap / s_per_epoch)`` epochs (at least one; the calibration epoch's
-   start-up cost makes this conservative). ``train.patience=0``: every run uses its whole budget.
+2. **Time.** The trainer has no time budget, so the cap is an epoch count: a calibration run of two epochs, alone on
+   the device, measures s/epoch (its second epoch: no start-up), and every run of that row trains
+   ``floor(cap / s_per_epoch)`` epochs (at least one). ``train.patience=0``: every run uses its whole budget. The cap
+   is thus lone GPU time even where ``--jobs`` runs several trials at once to build the table sooner.
 3. **Sweep.** ``train.lr`` × ``train.weight_decay`` (:data:`LRS` × :data:`DECAYS`) at seed 0, the same for every
    model including FNO; the pair with the lowest *validation* relative L2 wins (test metrics are not read).
 4. **Seeds.** The chosen pair with seeds 0, 1, 2 (seed 0 is the sweep's run): test mean ± std.
@@ -43,6 +44,7 @@ DECAYS = (0.0, 1e-4)
 SEEDS = (0, 1, 2)
 BAND = 0.25  # parameters within ±25 % of FNO's
 SELECT_ON = "val_rel_l2"
+CALIBRATION_EPOCHS = 2  # the second is timed
 EXTRA = "benchmark_extra.json"  # a run's figures besides fit's own
 ANCHOR = {"paper": "FNO-2D, Li et al. 2021 (arXiv 2010.08895), Table 1", "rel_l2": 0.0128, "epochs": 500}
 # width argument of each transformer, its step (head counts divide it) and the arguments scaled in proportion to it
@@ -84,7 +86,7 @@ SETS: dict[str, BenchSet] = {
     "darcy16": BenchSet(
         "Darcy (neuraloperator's small set: 900 training pairs at 16², tested at 16² and at the unseen 32²)",
         {"fno": "darcy2d_fno", "galerkin": "darcy_galerkin", "factformer": "darcy_factformer", "poseidon": "darcy_poseidon"},
-        1, 2, 120, steady=True, extra_tests=(("test_rel_l2_res32", "data.test_resolution=32"),), tiny=("data.num_samples=24",),
+        1, 2, 60, steady=True, extra_tests=(("test_rel_l2_res32", "data.test_resolution=32"),), tiny=("data.num_samples=24",),
         notes=("PDE-Transformer is left out at 16²: its two patch merges leave fewer tokens than one attention window.",)),
     "darcy64": BenchSet("Darcy (generated, β = 1, 64², 891 training pairs)", _recipes("darcy64"), 1, 2, 300, steady=True,
                         tiny=("data.generate={generator: darcy2d, n: 12, res: 16}",)),
@@ -237,7 +239,15 @@ class Run:
 
 
 def calibration(row: Row, runs: Path) -> Run:
-    return Run(row, (*row.overrides, "train.epochs=1", "seed=0"), runs / row.set / row.key / "calibrate")
+    return Run(row, (*row.overrides, f"train.epochs={CALIBRATION_EPOCHS}", "seed=0"), runs / row.set / row.key / "calibrate")
+
+
+def lone_seconds_per_epoch(run: Run) -> float:
+    """A finished calibration's last epoch (no start-up, the device to itself): the row's s/epoch."""
+    history = run.out / "history.json"
+    if history.is_file():
+        return float(json.loads(history.read_text())[-1]["epoch_seconds"])
+    return float(json.loads((run.out / "metrics.json").read_text())["seconds_per_epoch"])
 
 
 def trial(row: Row, runs: Path, epochs: int, lr: float, decay: float, seed: int) -> Run:
@@ -282,9 +292,11 @@ def generate_data(rows: list[Row]) -> None:
 
 
 def protocol(rows: list[Row], runs: Path, jobs: int, tiny: bool) -> dict[Row, dict]:
-    """Calibrate, sweep, select on validation, seeds: every row's runs (finished ones skipped)."""
-    calibrated = dict(zip(rows, run_pool([calibration(r, runs) for r in rows], execute, lambda _: None, jobs)))
-    epochs = {r: budget_epochs(m["seconds_per_epoch"], _cap(r, tiny)) for r, m in calibrated.items() if m is not None}
+    """Calibrate (one run at a time), sweep, select on validation, seeds (``jobs`` at a time): every row's runs
+    (finished ones skipped)."""
+    calibrated = dict(zip(rows, run_pool([calibration(r, runs) for r in rows], execute, lambda _: None, 1)))
+    lone = {r: lone_seconds_per_epoch(calibration(r, runs)) for r, m in calibrated.items() if m is not None}
+    epochs = {r: budget_epochs(s, _cap(r, tiny)) for r, s in lone.items()}
     pairs = [(lr, wd) for lr in LRS for wd in DECAYS]
     sweep_runs = [(r, pair, trial(r, runs, epochs[r], *pair, SEEDS[0])) for r in epochs for pair in pairs]
     swept = run_pool([run for _, _, run in sweep_runs], execute, lambda _: None, jobs)
@@ -297,7 +309,8 @@ def protocol(rows: list[Row], runs: Path, jobs: int, tiny: bool) -> dict[Row, di
     results = {}
     for r in rows:
         own = [(run, m) for run, m in zip(seed_runs, seeded) if run.row == r]
-        results[r] = {"calibration": calibrated[r], "epochs": epochs.get(r), "chosen": chosen.get(r), "sweep": by_row.get(r, {}),
+        results[r] = {"calibration": calibrated[r], "seconds_per_epoch": lone.get(r), "epochs": epochs.get(r), "chosen": chosen.get(r),
+                      "sweep": by_row.get(r, {}),
                       "seeds": [dict(m, **extra_tests(run, m)) for run, m in own if m is not None],
                       "failed": sum(m is None for m in [calibrated[r], *by_row.get(r, {}).values()] + [m for _, m in own])}
     return results
@@ -333,19 +346,20 @@ COLUMNS = ["model", "parameters", "epochs (cap)", "lr / wd (on val)", "seeds", "
 
 
 def summary(row: Row, result: dict) -> dict:
-    """One row's figures: mean ± std over its seeds of the test metrics; s/epoch, memory and the GPU-hours of all its
-    runs (calibration, sweep and seeds)."""
+    """One row's figures: mean ± std over its seeds of the test metrics; the lone s/epoch, memory, and the GPU-hours
+    of all its runs (calibration, sweep and seeds: their epochs at the lone s/epoch)."""
     seeds = result["seeds"]
-    runs = [m for m in [result["calibration"], *result["sweep"].values(), *seeds[1:]] if m is not None]
+    trials = [m for m in [*result["sweep"].values(), *seeds[1:]] if m is not None]
+    lone = result["seconds_per_epoch"]
     values = {key: [s[key] for s in seeds if s.get(key) is not None] for key in
               ("test_rel_l2", "test_nrmse", "rollout_nrmse_step10", "rollout_nrmse_last", "rollout_nrmse_mean",
                *(key for key, _ in SETS[row.set].extra_tests))}
     return {
         "label": row.label, "parameters": row.parameters, "matched": row.matched, "epochs": result["epochs"], "chosen": result["chosen"],
         "seeds": len(seeds), "values": values, "failed": result["failed"],
-        "seconds_per_epoch": statistics.mean(s["seconds_per_epoch"] for s in seeds) if seeds else None,
+        "seconds_per_epoch": lone,
         "peak_memory_mb": max((s["peak_memory_mb"] for s in seeds), default=None),
-        "gpu_hours": sum(sum(m.get("phase_seconds", {"train": m["train_seconds"]}).values()) for m in runs) / 3600,
+        "gpu_hours": 0.0 if lone is None else lone * (CALIBRATION_EPOCHS + len(trials) * (result["epochs"] or 0)) / 3600,
     }
 
 
@@ -409,7 +423,7 @@ def render(results: dict[Row, dict], command: str, machine: str, tiny: bool = Fa
             continue
         columns, rows = table_rows(summaries, bench)
         cap = _cap(next(r for r in results if r.set == name), tiny)
-        notes = [f"Cap {cap:.0f} s of GPU time per run (epochs = cap / measured s/epoch); sweep lr {LRS} × weight decay "
+        notes = [f"Cap {cap:.0f} s of GPU time per run (epochs = cap / s/epoch of a lone calibration run); sweep lr {LRS} × weight decay "
                  f"{DECAYS} at seed 0, chosen on validation rel. L2; seeds {SEEDS}. Widths matched to FNO's parameters within ±25 %."]
         notes += list(bench.notes) + verdicts(summaries) + [n for n in [anchor_note(summaries)] if n]
         failed = sum(s["failed"] for s in summaries)
@@ -449,8 +463,7 @@ def plan(rows: list[Row], runs: Path, tiny: bool) -> list[str]:
         lines.append(f"{row.set} / {row.label}: {row.parameters:,} parameters{'' if row.matched else ' (outside ±25 %)'}; "
                      f"{row.recipe}.yaml {' '.join(row.overrides)}{backend}")
         lines.append(f"    calibrate [{state(cal)}] train.epochs=1")
-        done = json.loads((cal.out / "metrics.json").read_text()) if state(cal) == "done" else None
-        epochs = budget_epochs(done["seconds_per_epoch"], _cap(row, tiny)) if done else None
+        epochs = budget_epochs(lone_seconds_per_epoch(cal), _cap(row, tiny)) if state(cal) == "done" else None
         hours += _cap(row, tiny) * (len(LRS) * len(DECAYS) + len(SEEDS) - 1) / 3600
         states = [state(trial(row, runs, epochs, lr, wd, SEEDS[0])) for lr in LRS for wd in DECAYS] if epochs else ["after calibration"]
         lines.append(f"    sweep train.lr in {LRS} x train.weight_decay in {DECAYS}, seed {SEEDS[0]}, train.epochs={epochs or 'cap / s_per_epoch'}: "
@@ -463,7 +476,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sets", nargs="+", default=list(SETS), choices=list(SETS))
     parser.add_argument("--models", nargs="+", default=None, choices=FAMILIES, help="only these model families (FNO always runs)")
-    parser.add_argument("--jobs", type=int, default=1, help="runs at once (they share the device: s/epoch is then not a lone run's)")
+    parser.add_argument("--jobs", type=int, default=1, help="trials at once (calibrations run alone, so the cap stays lone GPU time)")
     parser.add_argument("--runs", type=Path, default=REPO / "runs" / "operator_protocol", help="run directories (finished runs are skipped)")
     parser.add_argument("--recipe-sizes", action="store_true", help="also a row per transformer at its recipe's own size")
     parser.add_argument("--dry-run", action="store_true", help="list every run with its overrides and parameter count; run nothing")
@@ -495,7 +508,7 @@ def _machine(jobs: int) -> str:
     import torch
 
     name = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
-    return name if jobs == 1 else f"{name} shared by {jobs} runs"
+    return name if jobs == 1 else f"{name}, {jobs} trials at a time (s/epoch and cap from lone calibration runs)"
 
 
 if __name__ == "__main__":

@@ -61,6 +61,17 @@ def test_the_time_cap_is_an_epoch_count_from_the_measured_seconds_per_epoch():
     assert bench.budget_epochs(seconds_per_epoch=2000.0, cap=900) == 1  # never zero
 
 
+def test_the_cap_counts_a_lone_calibration_epoch_without_its_start_up(tmp_path):
+    bench = _script()
+    row = bench.Row("burgers", "fno", "fno", "burgers_fno", (), 1000, True)
+    run = bench.calibration(row, tmp_path)
+    assert f"train.epochs={bench.CALIBRATION_EPOCHS}" in run.overrides and bench.CALIBRATION_EPOCHS >= 2
+    run.out.mkdir(parents=True)
+    (run.out / "metrics.json").write_text(json.dumps({"seconds_per_epoch": 5.0}))  # start-up included
+    (run.out / "history.json").write_text(json.dumps([{"epoch_seconds": 8.0}, {"epoch_seconds": 2.0}]))
+    assert bench.lone_seconds_per_epoch(run) == 2.0
+
+
 def test_finished_runs_are_skipped_and_interrupted_ones_resume(tmp_path):
     bench = _script()
     row = bench.Row("burgers", "fno", "fno", "burgers_fno", ("train.patience=0",), 198_209, True)
@@ -89,16 +100,16 @@ def test_rows_show_mean_std_over_seeds_and_verdicts_need_one_std():
     fno = bench.Row("burgers", "fno", "fno", "burgers_fno", (), 1000, True)
     galerkin = bench.Row("burgers", "galerkin", "galerkin", "burgers_galerkin", (), 1100, True)
     results = {
-        fno: {"calibration": _seed_run(0.1, 0), "epochs": 30, "chosen": (1e-3, 0.0), "failed": 0,
+        fno: {"calibration": _seed_run(0.1, 0), "seconds_per_epoch": 2.0, "epochs": 30, "chosen": (1e-3, 0.0), "failed": 0,
               "sweep": {(1e-3, 0.0): _seed_run(0.0045, 0)}, "seeds": [_seed_run(0.0045, 0), _seed_run(0.0047, 1), _seed_run(0.0043, 2)]},
-        galerkin: {"calibration": _seed_run(0.1, 0), "epochs": 20, "chosen": (3e-4, 1e-4), "failed": 1,
+        galerkin: {"calibration": _seed_run(0.1, 0), "seconds_per_epoch": 2.5, "epochs": 20, "chosen": (3e-4, 1e-4), "failed": 1,
                    "sweep": {(3e-4, 1e-4): _seed_run(0.0030, 0), (1e-3, 0.0): None},
                    "seeds": [_seed_run(0.0030, 0), _seed_run(0.0032, 1), _seed_run(0.0034, 2)]},
     }
     (table,) = bench.render(results, "cmd", "H100")
     row = next(r for r in table["rows"] if r[0] == "galerkin")
     assert row[1:6] == ["1,100", 20, "0.0003 / 0.0001", 3, "0.0032 ± 0.0002"]
-    assert row[-3:] == ["3.00", 102, "0.08"]  # mean s/epoch, the largest peak memory, 4 runs × 72 s
+    assert row[-3:] == ["2.50", 102, "0.04"]  # lone s/epoch, the largest peak memory, (2 + 3 runs × 20) epochs × 2.5 s
     assert "galerkin: below FNO (0.0032 vs 0.0045, -29 %)." in table["notes"]
     assert any("1 run(s) failed" in note for note in table["notes"])
 
