@@ -462,7 +462,7 @@ def plan(rows: list[Row], runs: Path, tiny: bool) -> list[str]:
         backend = f" SCIFORMER_BACKEND={BACKEND_ENV.get(row.backend, row.backend)}" if row.backend else ""
         lines.append(f"{row.set} / {row.label}: {row.parameters:,} parameters{'' if row.matched else ' (outside ±25 %)'}; "
                      f"{row.recipe}.yaml {' '.join(row.overrides)}{backend}")
-        lines.append(f"    calibrate [{state(cal)}] train.epochs=1")
+        lines.append(f"    calibrate [{state(cal)}] train.epochs={CALIBRATION_EPOCHS}")
         epochs = budget_epochs(lone_seconds_per_epoch(cal), _cap(row, tiny)) if state(cal) == "done" else None
         hours += _cap(row, tiny) * (len(LRS) * len(DECAYS) + len(SEEDS) - 1) / 3600
         states = [state(trial(row, runs, epochs, lr, wd, SEEDS[0])) for lr in LRS for wd in DECAYS] if epochs else ["after calibration"]
