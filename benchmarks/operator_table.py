@@ -86,7 +86,7 @@ SETS: dict[str, BenchSet] = {
     "darcy16": BenchSet(
         "Darcy (neuraloperator's small set: 900 training pairs at 16², tested at 16² and at the unseen 32²)",
         {"fno": "darcy2d_fno", "galerkin": "darcy_galerkin", "factformer": "darcy_factformer", "poseidon": "darcy_poseidon"},
-        1, 2, 60, steady=True, extra_tests=(("test_rel_l2_res32", "data.test_resolution=32"),), tiny=("data.num_samples=24",),
+        1, 2, 30, steady=True, extra_tests=(("test_rel_l2_res32", "data.test_resolution=32"),), tiny=("data.num_samples=24",),
         notes=("PDE-Transformer is left out at 16²: its two patch merges leave fewer tokens than one attention window.",)),
     "darcy64": BenchSet("Darcy (generated, β = 1, 64², 891 training pairs)", _recipes("darcy64"), 1, 2, 300, steady=True,
                         tiny=("data.generate={generator: darcy2d, n: 12, res: 16}",)),
