@@ -78,6 +78,7 @@ def run_fit(recipe: Path, overrides: list[str], out: Path, python_path: str | No
         "test_mae": metrics["test_mae"],
         "device": metrics.get("device"),
         "graph_warnings": proc.stderr.count("CUDA graph capture failed"),
+        "phase_seconds": metrics.get("phase_seconds", {}),  # data, train, test, save, plot; the rest of wall_s is start-up
     }
 
 
