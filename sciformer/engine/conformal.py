@@ -27,8 +27,8 @@ def lookback_sigma(x: torch.Tensor) -> torch.Tensor:
 def calibration_scores(model: nn.Module, batches) -> torch.Tensor:
     """Scores ``[n_windows, H, N]`` of a trained forecaster over calibration windows (scaled units)."""
     model.eval()
-    scores = [((b.y - model(b.x, b.x_mark, b.y_mark).float()).abs() / lookback_sigma(b.x)).cpu() for b in batches]
-    return torch.cat(scores)
+    scores = [(b.y - model(b.x, b.x_mark, b.y_mark).float()).abs() / lookback_sigma(b.x) for b in batches]
+    return torch.cat(scores).cpu()  # one copy: a copy per batch would wait for the device every batch
 
 
 def score_quantile(scores: torch.Tensor, level: float) -> torch.Tensor:
