@@ -196,6 +196,7 @@ def _fit(recipe: Recipe, run_dir: Path, callbacks: list[Callback] | tuple[Callba
                 "peak_memory_mb": peak_memory_mb(device),
                 "device": str(device),
                 "world_size": dist.world_size,
+                "cuda_graphs": trainer.cuda_graphs,
             }
         )
         if dist.is_main:

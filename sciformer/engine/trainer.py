@@ -167,6 +167,15 @@ class Trainer:
             train_model = compiled
         return train_model, eval_model
 
+    @property
+    def cuda_graphs(self) -> str:
+        """How the training steps ran: ``captured`` (replayed from a CUDA graph), ``failed`` (the capture failed and
+        training ran eagerly) or ``off`` (eager by choice, on a CPU, or no full batch reached the capture)."""
+        graph = self._train_graph
+        if graph is None:
+            return "off"
+        return "failed" if graph.failed else "captured" if graph.graph is not None else "off"
+
     def _autocast(self):
         # autocast's weight cache must be off while a CUDA graph is captured
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16", cache_enabled=not self.use_graphs)

@@ -40,6 +40,7 @@ def test_burgers_galerkin_is_built_within_the_band_of_fno():
     assert own.parameters == 373_921 and not own.matched  # the recipe's own size, as a second row
     assert [r.label for r in bench.rows_of("burgers")] == ["fno", "galerkin"]  # only on request
     assert all("train.patience=0" in r.overrides for r in rows.values())  # every run spends its whole budget
+    assert all("train.cuda_graphs=true" in r.overrides for r in rows.values())  # on a GPU the cap times the model, not launches
 
 
 def test_the_sweep_is_chosen_on_validation_alone():
@@ -112,6 +113,10 @@ def test_rows_show_mean_std_over_seeds_and_verdicts_need_one_std():
     assert row[-3:] == ["2.50", 102, "0.04"]  # lone s/epoch, the largest peak memory, (2 + 3 runs × 20) epochs × 2.5 s
     assert "galerkin: below FNO (0.0032 vs 0.0045, -29 %)." in table["notes"]
     assert any("1 run(s) failed" in note for note in table["notes"])
+    assert not any("capture failed" in note for note in table["notes"])
+    results[galerkin]["seeds"][1]["cuda_graphs"] = "failed"
+    (table,) = bench.render(results, "cmd", "H100")
+    assert "CUDA graph capture failed, so these trained eagerly within the same cap: galerkin." in table["notes"]
 
 
 @pytest.mark.integration

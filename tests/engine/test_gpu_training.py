@@ -36,9 +36,10 @@ def _fit(*extra: str, smoke: Path = SMOKE, args: list[str] = ARGS):
 @pytest.mark.filterwarnings("error:CUDA graph capture failed")
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_cuda_graphs_train_and_evaluate_like_the_eager_loop(data_dir, tmp_path, precision):
-    _, eager = _fit(f"train.precision={precision}")
+    eager_trainer, eager = _fit(f"train.precision={precision}")
     trainer, graphs = _fit(f"train.precision={precision}", "train.cuda_graphs=true")
     assert trainer._train_graph.graph is not None and trainer._eval_graph.graph is not None  # captured, not fallen back
+    assert trainer.cuda_graphs == "captured" and eager_trainer.cuda_graphs == "off"
     tolerance = 1e-4 if precision == "fp32" else 2e-2
     assert {k: graphs[k] for k in METRICS} == pytest.approx({k: eager[k] for k in METRICS}, rel=tolerance)
 

@@ -21,6 +21,19 @@ def test_cuda_graphs_setting_is_silently_eager_on_cpu(recwarn):
     model = torch.nn.Linear(3, 3)
     trainer = Trainer(model, TrainConfig(cuda_graphs=True), torch.device("cpu"))
     assert not trainer.use_graphs and not [w for w in recwarn if "cuda_graphs" in str(w.message)]
+    assert trainer.cuda_graphs == "off"  # what metrics.json records
+
+
+def test_a_run_records_whether_its_steps_were_captured_or_fell_back():
+    from types import SimpleNamespace
+
+    trainer = Trainer(torch.nn.Linear(3, 3), TrainConfig(), torch.device("cpu"))
+    trainer._train_graph = SimpleNamespace(failed=False, graph=object())
+    assert trainer.cuda_graphs == "captured"
+    trainer._train_graph = SimpleNamespace(failed=True, graph=None)
+    assert trainer.cuda_graphs == "failed"
+    trainer._train_graph = SimpleNamespace(failed=False, graph=None)  # no full batch reached the capture
+    assert trainer.cuda_graphs == "off"
 
 
 def test_cuda_graphs_are_the_forecasters_default_on_one_gpu_and_off_when_asked_or_distributed():
