@@ -21,8 +21,9 @@ same pair is also given against scOT from scratch. A zero-shot row scores the pr
 the held-out test set with no fine-tuning. Outputs: ``results.json``, ``error_vs_n.png`` and ``table.md`` in
 ``--out``.
 
-Over several short jobs: a rerun with the same ``--out`` reuses the simulated data, the pretrained run (``pretrain/``
-with its ``metrics.json`` and ``checkpoint/``) and every finished (model, N) (a file each in ``finished/``);
+Over several short jobs: a rerun with the same ``--out`` and settings (``settings.json``; other settings are refused)
+reuses the simulated data, the pretrained run (``pretrain/`` with its ``metrics.json`` and ``checkpoint/``) and every
+finished (model, N) (a file each in ``finished/``);
 ``--pretrain-only`` stops after pretraining. ``--jobs K`` trains K of the (model, N) runs at once, each a process.
 """
 
@@ -96,9 +97,8 @@ TINY = Setting(
 
 
 # ------------------------------------------------------------------------------------------------ data
-def simulate(s: Setting, folder: Path, device: str) -> dict[str, Path]:
-    """The pretraining members and the held-out pool (simulated once; a rerun reuses the files)."""
-    folder.mkdir(parents=True, exist_ok=True)
+def data_specs(s: Setting) -> dict[str, tuple[str, int, dict[str, Any]]]:
+    """Each data set of the benchmark: name -> (generator, trajectories, parameters)."""
     pool = max(s.ns) + s.n_val + s.n_test
     ns_steps = {"t_end": s.t_end}  # a frame per time unit
     # Kolmogorov flow on [0, 2π]² decorrelates within a time unit (one-step persistence error > 1 from t = 3 at 32²):
@@ -107,15 +107,20 @@ def simulate(s: Setting, folder: Path, device: str) -> dict[str, Path]:
     # decaying turbulence on the held-out flow's domain and time spacing: pretraining covers the time scale the held-out
     # task is asked at (Poseidon's lead time does the same), while its forcing and drag stay unseen
     decaying = {"nu": 1e-3, "forcing": "none", "length": 2 * math.pi, "t_end": s.t_end * s.heldout_dt, "dt_save": s.heldout_dt}
-    specs = {
+    return {
         "ns_nu1e-3": ("ns2d", s.pretrain_n, {"nu": 1e-3, "forcing": "fno", **ns_steps}),
         "ns_nu1e-4": ("ns2d", s.pretrain_n, {"nu": 1e-4, "forcing": "fno", **ns_steps}),
         "ns_decaying": ("ns2d", s.pretrain_n, decaying),
         "diffreact": ("diffreact2d", s.pretrain_n, {"t_end": 0.5, "dt_save": 0.5 / s.t_end}),  # as many frames as NS
         "heldout_kolmogorov": ("ns2d", pool, kolmogorov),
     }
+
+
+def simulate(s: Setting, folder: Path, device: str) -> dict[str, Path]:
+    """The pretraining members and the held-out pool (simulated once; a rerun reuses the files)."""
+    folder.mkdir(parents=True, exist_ok=True)
     paths = {}
-    for name, (generator, n, params) in specs.items():
+    for name, (generator, n, params) in data_specs(s).items():
         spacing = f"_dt{s.heldout_dt:g}" if name == "ns_decaying" else ""
         path = heldout_path(s, folder) if name == "heldout_kolmogorov" else folder / f"{name}{spacing}_{s.res}.h5"
         if not path.exists():
@@ -319,9 +324,30 @@ def run_parallel(pending: list[tuple[str, int]], child_args: list[str], jobs: in
         raise RuntimeError(f"these runs failed: {', '.join(failed)} (their errors are above)")
 
 
+SETTINGS = "settings.json"  # in --out: the settings its data and runs were made with
+
+
+def check_settings(s: Setting, out: Path, seed: int) -> None:
+    """Reuse what ``out`` holds only if it was made with these settings (data, pretraining, budget, seed): a rerun
+    with other settings would otherwise mix old runs into the new table. Records them on first use."""
+    facts = json.loads(json.dumps({"setting": s.__dict__, "seed": seed, "data": data_specs(s)}))  # tuples as JSON holds them
+    path = out / SETTINGS
+    if not path.is_file():
+        path.write_text(json.dumps(facts, indent=1))
+        return
+    held = json.loads(path.read_text())
+    if held != facts:
+        keys = {**held["setting"], **facts["setting"]}
+        changed = [k for k in keys if held["setting"].get(k) != facts["setting"].get(k)] + (["seed"] if held.get("seed") != seed else [])
+        changed = changed or ["the simulated data's parameters"]
+        verb = "differs" if len(changed) == 1 else "differ"
+        raise SystemExit(f"{out} holds runs made with other settings ({', '.join(changed)} {verb}): give another --out")
+
+
 def run(s: Setting, out: Path, device: str, seed: int, pretrain_only: bool = False, jobs: int = 1, child_args: list[str] | None = None,
         command: str = "python benchmarks/pretrain_finetune.py") -> dict[str, Any] | None:
     out.mkdir(parents=True, exist_ok=True)
+    check_settings(s, out, seed)
     torch_device = pick_device(device)
     started = time.perf_counter()
     paths = simulate(s, out / "data", "cuda" if torch_device.type == "cuda" else "cpu")

@@ -21,6 +21,18 @@ def test_gains_follow_poseidons_definitions():
     assert flat["EG"] is None and bench._gain(flat["EG"]) == "–"
 
 
+def test_a_rerun_with_other_settings_is_refused_before_it_mixes_old_runs_into_the_table(tmp_path):
+    from dataclasses import replace
+
+    bench = _script()
+    bench.check_settings(bench.TINY, tmp_path, seed=0)
+    bench.check_settings(bench.TINY, tmp_path, seed=0)  # the same settings: what is there is reused
+    with pytest.raises(SystemExit, match=r"other settings \(pretrain_epochs, epochs differ\): give another --out"):
+        bench.check_settings(replace(bench.TINY, pretrain_epochs=3, epochs=5), tmp_path, seed=0)
+    with pytest.raises(SystemExit, match=r"\(seed differs\)"):
+        bench.check_settings(bench.TINY, tmp_path, seed=1)
+
+
 @pytest.mark.integration  # pretrain, zero-shot, 3 models x 2 N (in child processes) on a CPU: about a minute
 def test_tiny_run_writes_results_table_and_plot_and_a_rerun_keeps_what_is_finished(tmp_path, capsys):
     bench = _script()
