@@ -27,7 +27,7 @@ from typing import Annotated, Any, Literal
 from sciformer.errors import ConfigError, check_input_file, did_you_mean
 from sciformer.recipe_types import coerce, show
 from sciformer.recipe_yaml import MAX_DEPTH, read_recipe_file, read_yaml
-from sciformer.registry import RESIDUAL, Bounds, ModelClass, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, get_model
+from sciformer.registry import NORMALIZE, RESIDUAL, Bounds, ModelClass, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, get_model
 
 # Constructor arguments that the data module fills in; never typed in YAML.
 DATA_FILLED = ("n_vars", "n_marks", "lookback", "horizon", "label_len", "in_channels", "out_channels", "n_dims")
@@ -201,15 +201,15 @@ def _build_model(values: Any) -> ModelConfig:
 
 
 def model_arguments(cls: ModelClass) -> tuple[list[str], dict[str, Any]]:
-    """The recipe keys of a model class (constructor arguments minus data sizes, plus ``residual`` for operators)
-    and their annotations."""
+    """The recipe keys of a model class (constructor arguments minus data sizes, plus ``residual`` and ``normalize``
+    for operators) and their annotations."""
     signature = inspect.signature(cls.__init__)
     kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
     allowed = [p for p, v in signature.parameters.items() if p != "self" and v.kind in kinds and p not in DATA_FILLED]
     hints = typing.get_type_hints(cls.__init__, include_extras=True)
     if cls.task == "operator":
-        allowed.append(RESIDUAL)
-        hints[RESIDUAL] = bool
+        allowed += [RESIDUAL, NORMALIZE]
+        hints[RESIDUAL] = hints[NORMALIZE] = bool
     return allowed, hints
 
 

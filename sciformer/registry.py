@@ -29,6 +29,7 @@ _MODELS: dict[str, ModelClass] = {}
 # (``u_next = u_last + net(u)``, scOT's ``learn_residual``): a recipe key of every operator model, applied here
 # as a forward hook so the weights, their names and the model's attributes stay those of the model itself.
 RESIDUAL = "residual"
+NORMALIZE = "normalize"  # operator models: fields scaled by the training split's per-channel statistics
 
 Task = Literal["forecast", "operator"]
 
@@ -168,23 +169,32 @@ def build_model(name: str, args: dict[str, Any] | None = None, **data_sizes: Any
     """
     cls = get_model(name)
     args = dict(args or {})
-    residual = args.pop(RESIDUAL, False)
+    residual, normalize = args.pop(RESIDUAL, False), args.pop(NORMALIZE, False)
     accepted = inspect.signature(cls.__init__).parameters
     if unknown := sorted(set(args) - set(accepted)):
         raise ConfigError(f"model '{name}' has no argument(s) {', '.join(unknown)}; its arguments: {', '.join(p for p in accepted if p != 'self')}")
     sizes = {k: v for k, v in data_sizes.items() if k in accepted}
-    if not residual:
+    if not residual and not normalize:
         return _construct(cls, name, sizes, args)
     c_in, c_out = data_sizes.get("in_channels"), data_sizes.get("out_channels")
-    if cls.task != "operator" or not c_in or not c_out or c_in % c_out:
+    if cls.task != "operator" or not c_in or not c_out:
+        key = RESIDUAL if residual else NORMALIZE
+        raise ConfigError(f"model.{key} is a key of operator models (fields in, fields out); got model '{name}' ({cls.task})")
+    if residual and c_in % c_out:
         raise ConfigError(
             f"model.residual adds the latest input frame to the output of an operator model whose input is "
-            f"whole frames (in_channels a multiple of out_channels); got model '{name}' ({cls.task}) with "
-            f"in_channels={c_in}, out_channels={c_out}"
+            f"whole frames (in_channels a multiple of out_channels); got model '{name}' with in_channels={c_in}, out_channels={c_out}"
         )
     model = _construct(cls, name, sizes, args)
     field = next(p for p in inspect.signature(cls.forward).parameters if p != "self")  # u, by contract
-    model.register_forward_hook(functools.partial(_add_latest_frame, field=field), with_kwargs=True)
+    if normalize:  # the residual's frame is added in normalised units, before the output is mapped back
+        from sciformer.nn.normalization import attach_field_denormalization, attach_field_normalization
+
+        attach_field_normalization(model, c_in, c_out, field)
+    if residual:
+        model.register_forward_hook(functools.partial(_add_latest_frame, field=field), with_kwargs=True)
+    if normalize:
+        attach_field_denormalization(model)
     return model
 
 

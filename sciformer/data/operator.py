@@ -146,6 +146,32 @@ class OperatorData:
         if augment != "none" and (self.n_dims != 2 or self.grid_shape[0] != self.grid_shape[1]):
             raise DataError(f"{name}: train.augment={augment} needs a square 2D grid, got grid {self.grid_shape}")
 
+    @torch.no_grad()
+    def field_statistics(self, max_samples: int = 4096, batch_size: int = 64) -> tuple[torch.Tensor, ...]:
+        """Per-channel mean and standard deviation of the training split, ``(in_mean, in_std, out_mean, out_std)``,
+        over its first ``max_samples`` windows (float64 sums; a constant channel gets std 1). For trajectories the
+        input channels are frames of the target fields, so both take the fields' statistics: a residual's latest
+        frame then stays an identity in normalised units."""
+        totals: list[torch.Tensor] = []  # per part (input, target; target alone for trajectories): Σx, Σx², count
+        seen = 0
+        lead_pairs = torch.Generator().manual_seed(0)  # all_to_all draws pairs: not from the global stream
+        for batch in self.batches("train", batch_size, generator=lead_pairs):
+            moments = [_channel_moments(t) for t in ((batch.u, batch.y) if self.steady else (batch.y,))]
+            totals = moments if not totals else [a + b for a, b in zip(totals, moments)]
+            seen += batch.y.shape[0]
+            if seen >= max_samples:
+                break
+        stats = []
+        for s1, s2, n in totals:
+            mean = s1 / n
+            std = (s2 / n - mean.square()).clamp_min(0).sqrt()
+            stats.append((mean.float().cpu(), torch.where(std > 1e-12, std, torch.ones_like(std)).float().cpu()))
+        if self.steady:
+            (in_mean, in_std), (out_mean, out_std) = stats
+            return in_mean, in_std, out_mean, out_std
+        (out_mean, out_std), frames = stats[0], self.in_channels // self.out_channels
+        return out_mean.repeat(frames), out_std.repeat(frames), out_mean, out_std
+
     def to(self, device) -> OperatorData:
         self._device = torch.device(device)
         self.splits = {k: v.to(device) if isinstance(v, SplitTensors) else v for k, v in self.splits.items()}
@@ -289,6 +315,12 @@ class OperatorData:
             raise DataError(f"{self.name} is a steady problem: it has no trajectories to roll out")
         part = self.splits["test"]
         return (part.trajectories if isinstance(part, StreamSplit) else part.field()).to(self.device)
+
+
+def _channel_moments(t: torch.Tensor) -> torch.Tensor:
+    """``[3, C]``: per channel of ``t [B, C, *grid]`` the sum, the sum of squares and the count (float64)."""
+    c = t.double().transpose(0, 1).flatten(1)
+    return torch.stack([c.sum(1), c.square().sum(1), torch.full_like(c[:, 0], c.shape[1])])
 
 
 def _shape(part: SplitTensors | StreamSplit) -> tuple[int, ...]:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import h5py
 import pytest
+import torch
 
 from sciformer.cli import main
 from sciformer.config import load_recipe, recipe_from_dict
@@ -98,6 +99,40 @@ def test_residual_model_trains_rolls_out_and_reloads(tmp_path, burgers_run, caps
     out = capsys.readouterr().out
     reloaded = json.loads(out[: out.rindex("}") + 1])  # the checkpoint rebuilds the hook: the same figures
     assert reloaded["test_rel_l2"] == pytest.approx(result.metrics["test_rel_l2"], rel=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["one_step", "all_to_all"])
+def test_normalized_model_keeps_the_training_statistics_rolls_out_and_reloads(tmp_path, burgers_run, capsys, mode):
+    from safetensors.torch import load_file
+
+    from sciformer.engine.runner import load_data
+
+    root, _ = burgers_run
+    raw = _burgers_recipe(root / "burgers.h5", mode)
+    raw["data"]["initial_step"] = 1 if mode == "all_to_all" else 2
+    raw["model"] = {**TINY_GALERKIN, "residual": True, "normalize": True}
+    recipe = recipe_from_dict(raw)
+    result = fit_recipe(recipe, tmp_path / "run")
+    assert result.metrics["rollout_steps"] > 0 and 0 < result.metrics["test_rel_l2"] < 10
+    weights = load_file(find_checkpoint(tmp_path / "run", "checkpoint") / "weights.safetensors")
+    in_mean, in_std, out_mean, out_std = load_data(recipe, allow_generate=False).field_statistics()
+    assert torch.equal(weights["field_out_shift"], out_mean) and torch.equal(weights["field_in_scale"], in_std)
+    assert abs(float(out_mean)) > 1e-3 and float(out_std) != 1.0  # real statistics, not the identity
+    capsys.readouterr()
+    assert main(["evaluate", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out
+    assert json.loads(out[: out.rindex("}") + 1])["test_rel_l2"] == pytest.approx(result.metrics["test_rel_l2"], rel=1e-5)
+
+
+def test_normalize_on_mixture_data_is_rejected(tmp_path, burgers_run):
+    from sciformer.errors import ConfigError
+
+    root, _ = burgers_run
+    raw = _burgers_recipe(root / "burgers.h5")
+    raw["data"] = {"name": "mixture", "mixture": [{"path": str(root / "burgers.h5")}]}
+    raw["model"] = {**TINY_GALERKIN, "normalize": True}
+    with pytest.raises(ConfigError, match=r"model.normalize .* is a mixture with presence channels"):
+        fit_recipe(recipe_from_dict(raw), tmp_path / "run")
 
 
 def test_residual_on_steady_data_is_rejected(data_dir, tmp_path):

@@ -107,6 +107,36 @@ def test_residual_adds_the_latest_input_frame(model_name, tmp_path):
         torch.testing.assert_close(loaded(u, t), expected)
 
 
+def test_normalize_scales_the_fields_in_and_out_and_keeps_a_residual_an_identity(model_name, tmp_path):
+    """``model.normalize``: the model sees ``(u − μ_in) / σ_in`` and its output is mapped back by ``σ_out, μ_out``;
+    with a residual the latest frame is added in normalised units, so the map stays ``u_last + σ_out · net``. The
+    statistics are buffers: checkpoints keep them."""
+    from sciformer.nn.normalization import set_field_statistics
+
+    torch.manual_seed(0)
+    plain = perturb(build(model_name, channels=(4, 2))).eval()
+    smoke = load_recipe(REPO / "recipes" / "smoke" / f"{model_name}.yaml").model.args
+    sizes = {"in_channels": 4, "out_channels": 2, "n_dims": 2}
+    stats = (torch.tensor([0.5, -1.0, 0.5, -1.0]), torch.tensor([2.0, 0.5, 2.0, 0.5]), torch.tensor([0.5, -1.0]), torch.tensor([2.0, 0.5]))
+    u, t = torch.randn(2, 4, 32, 32), torch.tensor([0.1, 0.5])
+    mu_in, sd_in, mu_out, sd_out = (s.view(1, -1, 1, 1) for s in stats)
+    for residual in (False, True):
+        args = {**smoke, "normalize": True, "residual": residual}
+        model = build_model(model_name, args, **sizes).eval()
+        model.load_state_dict(plain.state_dict(), strict=False)  # the same weights; the statistics still identity
+        set_field_statistics(model, *stats)
+        with torch.no_grad():
+            net = plain((u - mu_in) / sd_in, t)
+            expected = (net * sd_out + mu_out) if not residual else u[:, 2:] + net * sd_out
+            torch.testing.assert_close(model(u, t), expected)
+            torch.testing.assert_close(model(u=u, t=t), expected)
+        save_checkpoint(tmp_path / f"ckpt{residual}", model, {"model": {"name": model_name, "args": args, "data_sizes": sizes}})
+        loaded, _ = load_model(tmp_path / f"ckpt{residual}")
+        assert torch.equal(loaded.field_out_scale, stats[3])
+        with torch.no_grad():
+            torch.testing.assert_close(loaded(u, t), expected)
+
+
 def test_residual_needs_whole_input_frames():
     from sciformer.errors import ConfigError
 
@@ -114,3 +144,5 @@ def test_residual_needs_whole_input_frames():
         build_model("galerkin", {"residual": True}, in_channels=3, out_channels=2, n_dims=2)
     with pytest.raises(ConfigError, match=r"model 'itransformer' \(forecast\)"):
         build_model("itransformer", {"residual": True}, n_vars=3, lookback=8, horizon=4)
+    with pytest.raises(ConfigError, match=r"model.normalize is a key of operator models.*'itransformer' \(forecast\)"):
+        build_model("itransformer", {"normalize": True}, n_vars=3, lookback=8, horizon=4)

@@ -66,6 +66,7 @@ def train(
     task = task_of(recipe.model.name)
     task.check_model(recipe.model.args, data, recipe.data.name)
     model = build_model(recipe.model.name, recipe.model.args, **task.data_sizes(data, recipe))  # identical on every rank
+    task.prepare_model(model, data)
     frozen: list[str] = []
     if init is not None:
         report = apply_init(model, init)

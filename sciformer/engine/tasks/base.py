@@ -41,6 +41,11 @@ class Task(ABC):
         every setting works unless the task says otherwise."""
         return None
 
+    def prepare_model(self, model: torch.nn.Module, data: Any) -> None:
+        """Set what a freshly built model takes from the training data (statistics it keeps as buffers) before it
+        trains; nothing unless the task says otherwise."""
+        return None
+
     @abstractmethod
     def data_sizes(self, data: Any, recipe: Recipe) -> dict[str, Any]:
         """Model constructor sizes that come from the data, never from YAML."""

@@ -24,7 +24,8 @@ from sciformer.engine.rollout import rollout, rollout_metrics
 from sciformer.engine.tasks.base import Task
 from sciformer.engine.trainer import operator_step
 from sciformer.errors import ConfigError, DataError, user_path
-from sciformer.registry import RESIDUAL
+from sciformer.nn.normalization import has_field_normalization, set_field_statistics
+from sciformer.registry import NORMALIZE, RESIDUAL
 
 ROLLOUT_STEPS = (10, 50)
 SPLITS = ("train", "val", "test")
@@ -47,11 +48,20 @@ class OperatorTask(Task):
         return step_of(data)
 
     def check_model(self, model_args: dict[str, Any], data: OperatorData, data_name: str) -> None:
-        """``model.residual`` adds the latest input frame to the prediction: steady data (coefficient → solution) has none."""
+        """``model.residual`` adds the latest input frame to the prediction: steady data (coefficient → solution) has
+        none. ``model.normalize`` scales channels by their statistics: a mixture's presence channels and absent
+        fields (zeros) are not fields to scale."""
         if model_args.get(RESIDUAL) and data.steady:
             raise ConfigError(
                 f"model.residual adds the input frame to the prediction; data '{data_name}' is a steady problem (coefficient → solution) with no frames"
             )
+        if model_args.get(NORMALIZE) and getattr(data, "masked_fields", None):
+            raise ConfigError(f"model.normalize scales each channel by its training statistics; data '{data_name}' is a mixture with presence channels")
+
+    def prepare_model(self, model: torch.nn.Module, data: OperatorData) -> None:
+        """``model.normalize``: the training split's per-channel statistics into the model's buffers."""
+        if has_field_normalization(model):
+            set_field_statistics(model, *data.field_statistics())
 
     def data_sizes(self, data: OperatorData, recipe: Recipe) -> dict[str, Any]:
         return data.sizes()
