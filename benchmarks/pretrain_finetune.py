@@ -121,16 +121,16 @@ def simulate(s: Setting, folder: Path, device: str) -> dict[str, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     paths = {}
     for name, (generator, n, params) in data_specs(s).items():
-        spacing = f"_dt{s.heldout_dt:g}" if name == "ns_decaying" else ""
-        path = heldout_path(s, folder) if name == "heldout_kolmogorov" else folder / f"{name}{spacing}_{s.res}.h5"
+        path = data_path(s, folder, name)
         if not path.exists():
             generate(generator, path, n=n, res=s.res, device=device, progress=False, **params)
         paths[name] = path
     return paths
 
 
-def heldout_path(s: Setting, folder: Path) -> Path:
-    return folder / f"heldout_kolmogorov_dt{s.heldout_dt:g}_{s.res}.h5"
+def data_path(s: Setting, folder: Path, name: str) -> Path:
+    """The file of data set ``name``; ``settings.json`` (:func:`check_settings`) ties a folder to one setting."""
+    return folder / f"{name}_{s.res}.h5"
 
 
 def heldout_splits(path: Path, s: Setting, n: int, layout: bool) -> OperatorData:
@@ -296,7 +296,7 @@ def train_one(s: Setting, out: Path, device: str, seed: int, model_name: str, n:
     """Train and score one (model, N) of the table, recording it."""
     torch_device = pick_device(device)
     started = time.perf_counter()
-    heldout = heldout_path(s, out / "data")
+    heldout = data_path(s, out / "data", "heldout_kolmogorov")
     seed_everything(seed)
     data = heldout_splits(heldout, s, n, layout=model_name == MODELS[0])
     model = fno(s, data) if model_name == MODELS[2] else scot(s, data)

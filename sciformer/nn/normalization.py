@@ -84,11 +84,12 @@ def _per_channel(statistic: Any, like: torch.Tensor) -> torch.Tensor:  # a buffe
 
 
 def _normalize_input(model: nn.Module, args: tuple, kwargs: dict, *, field: str):
+    def scaled(u: torch.Tensor) -> torch.Tensor:
+        return (u - _per_channel(model.field_in_shift, u)) / _per_channel(model.field_in_scale, u)
+
     if args:
-        u = args[0]
-        return ((u - _per_channel(model.field_in_shift, u)) / _per_channel(model.field_in_scale, u), *args[1:]), kwargs
-    u = kwargs[field]
-    return args, {**kwargs, field: (u - _per_channel(model.field_in_shift, u)) / _per_channel(model.field_in_scale, u)}
+        return (scaled(args[0]), *args[1:]), kwargs
+    return args, {**kwargs, field: scaled(kwargs[field])}
 
 
 def _denormalize_output(model: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
